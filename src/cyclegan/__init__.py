@@ -1,0 +1,2 @@
+"""CycleGAN in PyTorch."""
+__version__ = "0.1.0"

@@ -1,0 +1,36 @@
+"""The `cyclegan` command. Each subcommand lives in its own module with a `register` function."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cyclegan.errors import CycleGANError
+
+# Each module adds its subcommand(s) to the parser and sets `func` on them.
+COMMAND_MODULES = ["train", "translate", "demo", "data"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="cyclegan",
+        description="Unpaired image-to-image translation with CycleGAN (Zhu et al., ICCV 2017).",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(f"cyclegan.cli.{module_name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CycleGANError as error:
+        print(f"cyclegan {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cyclegan {args.command}: interrupted", file=sys.stderr)
+        return 130

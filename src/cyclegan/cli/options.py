@@ -1,0 +1,67 @@
+"""Command-line flags generated from the config dataclasses, so the two can never disagree."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from pathlib import Path
+
+from cyclegan.config import SECTIONS, TrainConfig
+
+
+def _flag(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _value_type(field: dataclasses.Field, owner: type):
+    hint = typing.get_type_hints(owner)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, sections=tuple(SECTIONS)) -> None:
+    """Add one flag per config field. Defaults are left out of the namespace (SUPPRESS), so that
+    only the flags a user actually typed override a config file or a resumed run's config."""
+    for section_name in sections:
+        section_cls = SECTIONS[section_name]
+        group = parser.add_argument_group(f"{section_name} options", section_cls.__doc__.splitlines()[0])
+        for field in dataclasses.fields(section_cls):
+            dest = f"{section_name}.{field.name}"
+            help_text = field.metadata["help"] + f" (default: {field.default})"
+            value_type = _value_type(field, section_cls)
+            if value_type is bool:
+                group.add_argument(_flag(field), dest=dest, action="store_true", default=argparse.SUPPRESS,
+                                   help=help_text)
+                negative = field.metadata.get("negative_flag") or "--no-" + field.name.replace("_", "-")
+                group.add_argument(negative, dest=dest, action="store_false", default=argparse.SUPPRESS,
+                                   help=f"Opposite of {_flag(field)}.")
+            else:
+                group.add_argument(_flag(field), dest=dest, type=value_type, default=argparse.SUPPRESS,
+                                   choices=field.metadata.get("choices"), help=help_text,
+                                   metavar=None if field.metadata.get("choices") else field.name.upper())
+
+
+def given_options(args: argparse.Namespace) -> dict[str, dict]:
+    """The config values typed on the command line, as {section: {field: value}}."""
+    given: dict[str, dict] = {}
+    for dest, value in vars(args).items():
+        if "." in dest:
+            section, name = dest.split(".", 1)
+            given.setdefault(section, {})[name] = value
+    return given
+
+
+def merge(base: TrainConfig, overrides: dict[str, dict]) -> TrainConfig:
+    values = base.to_dict()
+    for section, fields in overrides.items():
+        values[section].update(fields)
+    return TrainConfig.from_dict(values)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then --config FILE, then the flags typed on the command line."""
+    config = TrainConfig()
+    config_file = getattr(args, "config", None)
+    if config_file:
+        config = TrainConfig.load(Path(config_file))
+    return merge(config, given_options(args))

@@ -1,0 +1,70 @@
+"""`cyclegan train`: train a CycleGAN on two folders of images."""
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+
+from cyclegan.cli.options import add_config_arguments, config_from_args, given_options, merge
+from cyclegan.config import TrainConfig, config_differences
+from cyclegan.errors import ConfigError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="Train a CycleGAN on two folders of images.",
+        description="Train a CycleGAN. Defaults follow the paper (ResNet-9, 70x70 PatchGAN, LSGAN, lambda 10, "
+                    "identity 0.5, pool 50, Adam 2e-4, 100 + 100 epochs). Everything is written to runs/<name>/.")
+    parser.add_argument("--config", metavar="FILE", help="JSON config file (as written to runs/<name>/config.json); "
+                                                         "flags given on the command line override it.")
+    parser.add_argument("--resume", metavar="RUN", help="Continue the run in this folder (runs/<name>) from its latest "
+                                                        "checkpoint; its saved config is used, so no flag needs repeating.")
+    add_config_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, "object | None"]:
+    """The config to train with, and the checkpoint to resume from (or None)."""
+    if not args.resume:
+        return config_from_args(args), None
+    from cyclegan.training.checkpoint import find_checkpoint
+
+    run_dir = Path(args.resume)
+    saved_path = run_dir / "config.json"
+    if not saved_path.exists():
+        raise ConfigError(f"cannot resume: {saved_path} not found (is {run_dir} a run folder written by cyclegan train?)")
+    saved = TrainConfig.load(saved_path)
+    requested = merge(saved, given_options(args))
+    differences = config_differences(saved, requested)
+    if differences:
+        raise ConfigError("cannot resume with a different configuration; these options differ from the "
+                          "saved run: " + "; ".join(differences) + ". Start a new run (--name) to change them")
+    # The run keeps its folder even when resumed from elsewhere: name and runs-dir come from the path.
+    requested.run.name, requested.run.runs_dir = run_dir.name, str(run_dir.parent)
+    return requested, find_checkpoint(run_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cyclegan.training.trainer import Trainer
+
+    config, resume = resolve_config(args)
+    trainer = Trainer(config, resume=resume)
+    if resume is not None:
+        print(f"resuming {trainer.run_dir} at iteration {trainer.iteration} (epoch {trainer.epoch + 1})")
+    result = trainer.train()
+    print(f"run folder:  {result.run_dir}")
+    print(f"checkpoint:  {result.checkpoint}")
+    print(f"gallery:     {result.run_dir / 'gallery' / 'index.html'}")
+    print(f"plots:       {result.run_dir / 'losses.png'}, {result.run_dir / 'accuracy.png'}")
+    print(f"iterations:  {result.iteration} in {result.seconds:.1f} s; epochs completed: {result.epoch}")
+    if result.skipped_files:
+        print(f"skipped {len(result.skipped_files)} unreadable file(s):")
+        for path in result.skipped_files:
+            print(f"  {path}")
+    if result.nonfinite_skipped:
+        print(f"skipped {result.nonfinite_skipped} update(s) with non-finite losses")
+    if result.stopped_by_signal is not None:
+        print(f"stopped by {signal.Signals(result.stopped_by_signal).name}; continue with: "
+              f"cyclegan train --resume {result.run_dir}")
+        return 128 + result.stopped_by_signal
+    return 0

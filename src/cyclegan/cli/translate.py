@@ -1,0 +1,43 @@
+"""`cyclegan translate`: apply a trained generator to images and folders."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "translate", help="Translate images with a trained model.",
+        description="Translate image files and folders with a run folder, a checkpoint file or an official "
+                    "reference-code generator (*.pth). The architecture is read from the file. Images keep "
+                    "their size and file name; unreadable files are reported and the rest still translated.")
+    parser.add_argument("checkpoint", help="Run folder (runs/<name>), checkpoint .safetensors, or official *_net_G*.pth.")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="Image files and/or folders of images.")
+    parser.add_argument("--out", required=True, help="Output folder (created if needed).")
+    parser.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
+                        help="Which generator to apply (ignored for single-generator .pth files).")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="Arithmetic precision.")
+    parser.add_argument("--no-progress", action="store_true", help="Do not show a progress bar.")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cyclegan.inference import Translator, describe
+
+    translator = Translator.from_checkpoint(args.checkpoint, args.direction, args.device, args.precision)
+    print(f"model: {describe(translator.info)}")
+
+    def progress(paths):
+        return tqdm(paths, unit="img", disable=args.no_progress, dynamic_ncols=True)
+
+    report = translator.translate_files(args.inputs, args.out, progress=progress)
+    print(f"translated {len(report.written)} image(s) into {args.out}")
+    if report.failed:
+        print(f"could not translate {len(report.failed)} file(s):", file=sys.stderr)
+        for _path, reason in report.failed:
+            print(f"  {reason}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,210 @@
+"""Every option of the project, in one place.
+
+The dataclasses below are the single source of truth: the command-line flags, JSON config files
+and the config saved in every checkpoint are all derived from them. Defaults reproduce the paper
+(Zhu et al. 2017, section 4 and appendix 7) without any flag.
+
+A field's metadata carries its help text and, where the reference implementation has a flag of
+its own, that flag's spelling (``--netG``, ``--lambda-A``) so its users feel at home.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cyclegan.errors import ConfigError
+
+
+def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
+           negative_flag: str | None = None) -> Any:
+    """A dataclass field that knows how it appears on the command line."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "negative_flag": negative_flag}
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture: everything needed to rebuild the networks from saved weights."""
+
+    model: str = option("cyclegan", "Which model to train.", choices=("cyclegan",))
+    net_g: str = option("resnet_9blocks", "Generator architecture (ResNet-9 at 256 px, ResNet-6 at 128 px in the paper).",
+                        flag="--netG", choices=("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128"))
+    net_d: str = option("basic", "Discriminator: basic = 70x70 PatchGAN, n_layers = PatchGAN with --n-layers-D, pixel = 1x1.",
+                        flag="--netD", choices=("basic", "n_layers", "pixel"))
+    n_layers_d: int = option(3, "Number of strided layers of the PatchGAN when --netD n_layers.", flag="--n-layers-D")
+    ngf: int = option(64, "Filters in the generator's first and last convolution.")
+    ndf: int = option(64, "Filters in the discriminator's first convolution.")
+    norm: str = option("instance", "Normalisation layer.", choices=("instance", "batch", "none"))
+    init_type: str = option("normal", "Weight initialisation.", choices=("normal", "xavier", "kaiming", "orthogonal"))
+    init_gain: float = option(0.02, "Scale (std or gain) of the weight initialisation.")
+    use_dropout: bool = option(False, "Dropout (0.5) in the generator; the paper's CycleGAN uses none.",
+                               flag="--dropout", negative_flag="--no-dropout")
+    padding_type: str = option("reflect", "Padding in the ResNet generator.", choices=("reflect", "replicate", "zero"))
+    input_nc: int = option(3, "Channels of domain A images (1 = grayscale, 3 = RGB).")
+    output_nc: int = option(3, "Channels of domain B images (1 = grayscale, 3 = RGB).")
+
+
+@dataclass
+class LossConfig:
+    """The objective (paper section 3): adversarial + cycle + identity terms."""
+
+    gan_mode: str = option("lsgan", "Adversarial loss: lsgan (least squares, the paper's), vanilla (log-likelihood), "
+                           "wgangp (Wasserstein with gradient penalty) or hinge.",
+                           choices=("lsgan", "vanilla", "wgangp", "hinge"))
+    lambda_a: float = option(10.0, "Weight of the A -> B -> A cycle loss.", flag="--lambda-A")
+    lambda_b: float = option(10.0, "Weight of the B -> A -> B cycle loss.", flag="--lambda-B")
+    lambda_identity: float = option(0.5, "Identity loss weight, as a fraction of the cycle weight (0 disables).")
+    gp_weight: float = option(10.0, "Gradient-penalty weight for --gan-mode wgangp.")
+    d_ratio: float = option(2.0, "The discriminator loss is divided by this to slow D down (2 = the reference's 0.5 factor).")
+    d_steps: int = option(1, "Discriminator updates per generator update (the generator steps every d_steps iterations).")
+    pool_size: int = option(50, "Size of the history of generated images shown to the discriminators (0 disables).")
+
+
+@dataclass
+class OptimConfig:
+    """Adam and the learning-rate schedule (paper: 2e-4, beta1 0.5, 100 + 100 epochs)."""
+
+    lr: float = option(2e-4, "Initial learning rate of the generators (and of D unless --lr-D is given).")
+    lr_d: float | None = option(None, "Initial learning rate of the discriminators (default: --lr).", flag="--lr-D")
+    beta1: float = option(0.5, "Adam beta1.")
+    beta2: float = option(0.999, "Adam beta2.")
+    epochs: int = option(100, "Epochs at the initial learning rate.")
+    epochs_decay: int = option(100, "Epochs over which the learning rate then decays (linear policy: to zero).")
+    lr_policy: str = option("linear", "Learning-rate schedule.", choices=("linear", "step", "cosine", "plateau"))
+    lr_decay_epochs: int = option(50, "For --lr-policy step: multiply the lr by --lr-gamma every this many epochs.")
+    lr_gamma: float = option(0.1, "Factor of the step and plateau policies.")
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are prepared (paper: 286 -> random crop 256, flip)."""
+
+    data: str | None = option(None, "Dataset folder with trainA/ and trainB/ (and optionally testA/ testB/).")
+    domain_a: str | None = option(None, "Folder of domain A training images (instead of --data).")
+    domain_b: str | None = option(None, "Folder of domain B training images (instead of --data).")
+    batch_size: int = option(1, "Images per domain per iteration (the paper uses 1).")
+    load_size: int = option(286, "Images are scaled to this size before cropping.")
+    crop_size: int = option(256, "Then randomly cropped to this size.")
+    preprocess: str = option("resize_and_crop", "Preprocessing of training images.",
+                             choices=("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"))
+    flip: bool = option(True, "Random horizontal flips.", flag="--flip", negative_flag="--no-flip")
+    serial_batches: bool = option(False, "Pair A and B images by index instead of drawing B at random.")
+    num_workers: int = option(2, "Data-loading worker processes (0 loads in the training process).")
+
+
+@dataclass
+class RunConfig:
+    """Bookkeeping of one training run: where it writes, how often, on what device."""
+
+    name: str = option("experiment", "Run name: everything is written to <runs-dir>/<name>/.")
+    runs_dir: str = option("runs", "Folder holding all runs.")
+    seed: int = option(0, "Random seed; on CPU the same seed repeats a run exactly.")
+    device: str = option("auto", "Device: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.")
+    precision: str = option("fp32", "Arithmetic: fp32, bf16 (autocast) or fp16 (autocast with loss scaling, CUDA).",
+                            choices=("fp32", "bf16", "fp16"))
+    max_iters: int | None = option(None, "Stop after this many iterations in total (checkpoint saved as at an epoch end).")
+    save_every: int = option(0, "Also write a checkpoint every N iterations (0: only at epoch ends and at the end).")
+    keep_last: int = option(3, "Keep only the newest K checkpoints (0 keeps all).")
+    log_every: int = option(10, "Write averaged losses to log.jsonl every N iterations.")
+    gallery_every: int = option(1, "Write the HTML gallery of translations every N epochs.")
+    gallery_size: int = option(4, "Images per direction in the gallery.")
+    tensorboard: bool = option(True, "Also log to TensorBoard when the tensorboard package is installed.",
+                               flag="--tensorboard", negative_flag="--no-tensorboard")
+    progress: bool = option(True, "Show a progress bar.", flag="--progress", negative_flag="--no-progress")
+    skip_nonfinite: bool = option(False, "On a NaN/inf loss skip that update and count it, instead of stopping the run.")
+
+
+SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "data": DataConfig, "run": RunConfig}
+
+# Fields that may change when a run is resumed; any other difference would make the resumed run a
+# different experiment than the one whose state it inherits.
+RESUMABLE_FIELDS = {
+    ("run", "max_iters"), ("run", "save_every"), ("run", "keep_last"), ("run", "log_every"),
+    ("run", "gallery_every"), ("run", "gallery_size"), ("run", "tensorboard"), ("run", "progress"),
+    ("run", "skip_nonfinite"),
+    ("run", "device"), ("run", "runs_dir"), ("data", "num_workers"), ("data", "data"),
+    ("data", "domain_a"), ("data", "domain_b"),
+}
+
+
+@dataclass
+class TrainConfig:
+    """The full configuration of a training run, saved as config.json in the run folder."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        sections = {}
+        for section_name, section_cls in SECTIONS.items():
+            given = dict(values.get(section_name, {}))
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            unknown = sorted(set(given) - known)
+            if unknown:
+                raise ConfigError(f"unknown option(s) in section '{section_name}': {', '.join(unknown)}")
+            sections[section_name] = section_cls(**given)
+        unknown_sections = sorted(set(values) - set(SECTIONS))
+        if unknown_sections:
+            raise ConfigError(f"unknown config section(s): {', '.join(unknown_sections)}; "
+                              f"valid sections are {', '.join(SECTIONS)}")
+        return cls(**sections)
+
+    def save(self, path: Path) -> None:
+        from cyclegan.fileio import write_text_atomic
+
+        write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        try:
+            values = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(f"cannot read config {path}: {error}") from error
+        return cls.from_dict(values)
+
+    def validate(self) -> None:
+        """Reject combinations that cannot work, before any model is built."""
+        if self.data.crop_size > self.data.load_size and self.data.preprocess in ("resize_and_crop", "scale_width_and_crop"):
+            raise ConfigError(f"--crop-size {self.data.crop_size} is larger than --load-size {self.data.load_size}; "
+                              "the crop must fit inside the resized image")
+        for name, value in (("--batch-size", self.data.batch_size), ("--d-steps", self.loss.d_steps),
+                            ("--ngf", self.model.ngf), ("--ndf", self.model.ndf)):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        if self.loss.d_ratio <= 0:
+            raise ConfigError(f"--d-ratio must be positive, got {self.loss.d_ratio}")
+        if self.model.input_nc not in (1, 3) or self.model.output_nc not in (1, 3):
+            raise ConfigError("--input-nc and --output-nc must be 1 (grayscale) or 3 (RGB)")
+        if self.loss.lambda_identity > 0 and self.model.input_nc != self.model.output_nc:
+            raise ConfigError(f"the identity loss feeds B images to the A -> B generator, which needs "
+                              f"--input-nc == --output-nc (got {self.model.input_nc} and {self.model.output_nc}); "
+                              "pass --lambda-identity 0")
+        if self.data.data is None and (self.data.domain_a is None or self.data.domain_b is None):
+            raise ConfigError("no training data: give --data DIR (with trainA/ and trainB/) "
+                              "or both --domain-a DIR and --domain-b DIR")
+
+    @property
+    def total_epochs(self) -> int:
+        return self.optim.epochs + self.optim.epochs_decay
+
+
+def config_differences(saved: TrainConfig, requested: TrainConfig, ignore=RESUMABLE_FIELDS) -> list[str]:
+    """Human-readable list of fields that differ between two configs, skipping the ignorable ones."""
+    differences = []
+    saved_dict, requested_dict = saved.to_dict(), requested.to_dict()
+    for section, fields in saved_dict.items():
+        for name, old in fields.items():
+            new = requested_dict[section][name]
+            if old != new and (section, name) not in ignore:
+                differences.append(f"{section}.{name}: checkpoint has {old!r}, requested {new!r}")
+    return differences

@@ -1,0 +1,246 @@
+"""Datasets: two unpaired image folders for training, one folder for translation/evaluation.
+
+Reproducibility: every random choice of `UnalignedDataset` (which B image goes with an A
+image, crops, flips) is drawn from `numpy.random.default_rng([seed, epoch, index])`, so a
+sample depends only on those three numbers. Training can resume in the middle of an epoch,
+and any number of DataLoader workers yields the same batches. No global RNG is touched.
+
+Problem files are never fatal while at least one image of a domain is usable:
+- files that are not images at all (wrong header, zero bytes, too many pixels) are dropped
+  when the dataset is built, listed in `dataset.skipped` as (path, reason);
+- files that fail later, while decoding pixels (e.g. truncated), are replaced by the next
+  file of the same domain; the sample's "skipped" list names them.
+Both cases also emit a `SkippedImageWarning` through the `warnings` module (filter it with
+`warnings.simplefilter("ignore", SkippedImageWarning)`). Warnings raised inside DataLoader
+worker processes are printed by those processes and cannot be caught in the main one, so
+code that must act on skipped files should read the "skipped" entries of the batches.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cyclegan.data.images import IMAGE_EXTENSIONS, image_to_tensor, list_images, load_image, open_image_header
+from cyclegan.data.transforms import check_preprocess_options, preprocess
+from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
+
+
+class SkippedImageWarning(UserWarning):
+    """A file was left out of a dataset; the message names it and says why."""
+
+
+def _check_channels(name: str, value: int) -> None:
+    if value not in (1, 3):
+        raise ConfigError(f"{name} must be 1 (grayscale) or 3 (RGB), got {value}")
+
+
+def _usable_images(
+    paths: Sequence[Path], describe: str
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Split `paths` into those whose header opens and (path, reason) for the others."""
+    usable: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            open_image_header(path).close()
+        except UnreadableImageError as exc:
+            skipped.append((str(path), str(exc)))
+            warnings.warn(f"skipping {path} in {describe}: {exc}", SkippedImageWarning, stacklevel=3)
+        else:
+            usable.append(path)
+    return usable, skipped
+
+
+def _scan_folder(folder: str | os.PathLike, role: str) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Usable images of `folder`; DatasetError explaining why if there are none."""
+    folder = Path(folder)
+    candidates = list_images(folder)
+    usable, skipped = _usable_images(candidates, f"{role} folder {folder}")
+    if usable:
+        return usable, skipped
+    entries = sorted(os.listdir(folder))
+    if not entries:
+        why = "the folder is empty"
+    elif not candidates:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        why = (
+            f"it holds {len(entries)} entries ({shown}) but none has an image extension "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); images in sub-folders are not searched"
+        )
+    else:
+        reasons = "; ".join(reason for _, reason in skipped[:3])
+        why = (
+            f"it holds {len(entries)} entries, {len(candidates)} with an image extension, "
+            f"and none of those could be opened: {reasons}"
+        )
+    raise DatasetError(
+        f"{folder}: no usable images for {role}: {why}. Point {role} at a folder of image files."
+    )
+
+
+class UnalignedDataset(Dataset):
+    """Unpaired images from two folders: each sample is one A image and one B image.
+
+    The A image of sample `index` is A[index % len(A)]. The B image is B[index % len(B)]
+    when `serial_batches`, otherwise a random one. The length is max(len(A), len(B)), as in
+    the reference code. Tensors are (input_nc, H, W) for A and (output_nc, H, W) for B, in
+    [-1, 1]. Call `set_epoch` at the start of every epoch to get new random choices; with
+    `persistent_workers=True` DataLoader workers keep their own copy of the dataset, so
+    create a new iterator after `set_epoch` without that option.
+    """
+
+    def __init__(
+        self,
+        dir_a: str | os.PathLike,
+        dir_b: str | os.PathLike,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        preprocess: str = "resize_and_crop",
+        load_size: int = 286,
+        crop_size: int = 256,
+        flip: bool = True,
+        serial_batches: bool = False,
+        seed: int = 0,
+        size_multiple: int = 4,
+    ) -> None:
+        self.paths_a, skipped_a = _scan_folder(dir_a, "domain A")
+        self.paths_b, skipped_b = _scan_folder(dir_b, "domain B")
+        _check_channels("input_nc", input_nc)
+        _check_channels("output_nc", output_nc)
+        check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
+        self.skipped: list[tuple[str, str]] = skipped_a + skipped_b
+        self.input_nc, self.output_nc = input_nc, output_nc
+        self.preprocess_options = dict(
+            mode=preprocess, load_size=load_size, crop_size=crop_size, flip=flip,
+            size_multiple=size_multiple,
+        )
+        self.serial_batches = serial_batches
+        self.seed = int(seed)
+        self.epoch = 0
+        # Files found undecodable in this process, with the reason, so they are decoded and
+        # reported by a warning only once; samples still list them every time.
+        self._undecodable: dict[str, str] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random choices of `epoch` for all following samples."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return max(len(self.paths_a), len(self.paths_b))
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} samples")
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        if self.serial_batches:
+            index_b = index % len(self.paths_b)
+        else:
+            index_b = int(rng.integers(len(self.paths_b)))
+        skipped: list[str] = []
+        path_a, img_a = self._load(self.paths_a, index % len(self.paths_a), self.input_nc, skipped)
+        path_b, img_b = self._load(self.paths_b, index_b, self.output_nc, skipped)
+        img_a = preprocess(img_a, rng=rng, **self.preprocess_options)
+        img_b = preprocess(img_b, rng=rng, **self.preprocess_options)
+        return {
+            "A": image_to_tensor(img_a),
+            "B": image_to_tensor(img_b),
+            "A_path": str(path_a),
+            "B_path": str(path_b),
+            "skipped": skipped,
+        }
+
+    def _load(self, paths: list[Path], start: int, channels: int, skipped: list[str]):
+        """Decode paths[start], or the first decodable file after it (wrapping around)."""
+        for offset in range(len(paths)):
+            path = paths[(start + offset) % len(paths)]
+            if str(path) in self._undecodable:
+                skipped.append(str(path))
+                continue
+            try:
+                return path, load_image(path, channels)
+            except UnreadableImageError as exc:
+                self._undecodable[str(path)] = str(exc)
+                skipped.append(str(path))
+                warnings.warn(
+                    f"skipping {path}, using the next image of its folder instead: {exc}",
+                    SkippedImageWarning,
+                    stacklevel=3,
+                )
+        reasons = "; ".join(self._undecodable[str(p)] for p in paths[:3])
+        raise DatasetError(
+            f"{paths[0].parent}: none of its {len(paths)} images can be decoded ({reasons}). "
+            "Replace the damaged files."
+        )
+
+
+def collate_samples(samples: list[dict]) -> dict:
+    """Batch samples for a DataLoader (`collate_fn=collate_samples`).
+
+    Tensors are stacked, "skipped" lists concatenated, every other value collected in a list.
+    """
+    if not samples:
+        raise ValueError("cannot collate an empty list of samples")
+    batch: dict = {}
+    for key, first in samples[0].items():
+        values = [sample[key] for sample in samples]
+        if isinstance(first, torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif key == "skipped":
+            batch[key] = [path for value in values for path in value]
+        else:
+            batch[key] = values
+    return batch
+
+
+class SingleFolderDataset(Dataset):
+    """Images of one folder (or an explicit list of files) for translation and evaluation.
+
+    Preprocessing is deterministic (centre crop, no flip); the default mode "none" keeps each
+    image's size up to rounding to `size_multiple`, so batch images of equal size only (or
+    use batch size 1). Files that are not images are dropped when the dataset is built
+    (`skipped`, with a SkippedImageWarning); a file that fails to decode later raises
+    UnreadableImageError, as a translation cannot silently leave out an input.
+    Samples are {"image": tensor (channels, H, W) in [-1, 1], "path": str}.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike | Sequence[str | os.PathLike],
+        channels: int = 3,
+        preprocess: str = "none",
+        load_size: int = 256,
+        crop_size: int = 256,
+        size_multiple: int = 4,
+    ) -> None:
+        if isinstance(source, (str, os.PathLike)):
+            self.paths, self.skipped = _scan_folder(source, "the input")
+        else:
+            self.paths, self.skipped = _usable_images([Path(p) for p in source], "the input list")
+            if not self.paths:
+                raise DatasetError(
+                    f"none of the {len(source)} listed files is a usable image"
+                    + (f" ({self.skipped[0][1]})" if self.skipped else "")
+                    + ". Pass image files (PNG, JPEG, ...)."
+                )
+        _check_channels("channels", channels)
+        check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
+        self.channels = channels
+        self.preprocess_options = dict(
+            mode=preprocess, load_size=load_size, crop_size=crop_size, flip=False,
+            size_multiple=size_multiple,
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.paths[index]
+        img = preprocess(load_image(path, self.channels), rng=None, **self.preprocess_options)
+        return {"image": image_to_tensor(img), "path": str(path)}

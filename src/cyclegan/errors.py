@@ -1,0 +1,28 @@
+"""Exceptions with messages meant for users: what went wrong, where, and what to do.
+
+Library code raises these; only the CLI turns them into exit codes and one-line errors.
+"""
+
+
+class CycleGANError(Exception):
+    """Base class for every error the `cyclegan` command reports without a traceback."""
+
+
+class DatasetError(CycleGANError):
+    """A dataset folder cannot be used (missing, empty, no usable images, bad layout)."""
+
+
+class UnreadableImageError(CycleGANError):
+    """One image file cannot be decoded; the message names the file and the reason."""
+
+
+class CheckpointError(CycleGANError):
+    """A checkpoint is missing, damaged, or does not fit the requested model."""
+
+
+class ConfigError(CycleGANError):
+    """Options that contradict each other or cannot work together."""
+
+
+class DownloadError(CycleGANError):
+    """A download failed (network, size, checksum) or an archive was refused as unsafe."""

@@ -1,0 +1,562 @@
+"""Generators and discriminators of CycleGAN (Zhu et al., ICCV 2017).
+
+The layers, their order and therefore the state-dict keys are those of the reference
+implementation (junyanz/pytorch-CycleGAN-and-pix2pix, `models/networks.py`), so the
+official pretrained generators load into these classes without renaming anything
+(see `generator_from_state_dict`).
+
+Defaults reproduce the paper: a ResNet generator with 9 residual blocks, a 70x70 PatchGAN
+discriminator, instance normalisation everywhere, weights drawn from N(0, 0.02).
+
+Bias convention (taken from the reference, and relied on by `infer_generator_architecture`):
+a convolution that is followed by a norm layer has a bias only with instance norm. Batch
+norm has its own learned shift, so a bias would be redundant; with norm "none" the reference
+also leaves the bias out. The first and last convolutions that have no norm after them always
+have a bias. Because of this rule the three norms give three distinguishable key sets.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from cyclegan.errors import CheckpointError, ConfigError
+
+NORMS = ("instance", "batch", "none")
+GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128")
+DISCRIMINATORS = ("basic", "n_layers", "pixel")
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+PADDING_TYPES = ("reflect", "replicate", "zero")
+
+_RESNET_BLOCKS = {"resnet_9blocks": 9, "resnet_6blocks": 6}
+_UNET_DOWNS = {"unet_256": 8, "unet_128": 7}
+# Buffers that an InstanceNorm2d with track_running_stats=True (old PyTorch, old checkpoints) has.
+_RUNNING_STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def _uses_bias(norm: str) -> bool:
+    """Whether a convolution followed by a `norm` layer has a bias (see the module docstring)."""
+    return norm == "instance"
+
+
+def get_norm_layer(norm: str) -> Callable[[int], nn.Module]:
+    """Return a factory `channels -> norm module` for one of NORMS.
+
+    "instance" (the CycleGAN default): InstanceNorm2d(affine=False, track_running_stats=False),
+    which has neither parameters nor buffers. "batch" (the pix2pix default):
+    BatchNorm2d(affine=True, track_running_stats=True). "none": nn.Identity, which keeps the
+    layer indices, and so the state-dict keys, the same as with a norm.
+    """
+    _check_choice("norm", norm, NORMS)
+    if norm == "instance":
+        return lambda channels: nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if norm == "batch":
+        return lambda channels: nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
+    return lambda channels: nn.Identity()
+
+
+def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:
+    """Initialise `net` in place as the reference does, and return it.
+
+    Weights of every convolution, transposed convolution and linear layer: "normal" N(0, gain)
+    (the paper's choice, gain 0.02), "xavier" xavier_normal(gain), "kaiming"
+    kaiming_normal(a=0, mode="fan_in") (gain is not used), "orthogonal" orthogonal(gain).
+    Their biases are set to 0. BatchNorm2d weights are drawn from N(1, gain), biases set to 0.
+    """
+    _check_choice("init type", init_type, INIT_TYPES)
+    weighted = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+                nn.ConvTranspose3d, nn.Linear)
+
+    def init_module(module: nn.Module) -> None:
+        if isinstance(module, weighted):
+            if init_type == "normal":
+                nn.init.normal_(module.weight, 0.0, init_gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(module.weight, gain=init_gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+            else:
+                nn.init.orthogonal_(module.weight, gain=init_gain)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d) and module.affine:
+            nn.init.normal_(module.weight, 1.0, init_gain)
+            nn.init.zeros_(module.bias)
+
+    with torch.no_grad():
+        net.apply(init_module)
+    return net
+
+
+def _check_input_size(x: torch.Tensor, multiple: int) -> None:
+    height, width = x.shape[-2:]
+    if height % multiple or width % multiple:
+        raise ValueError(
+            f"input size {height}x{width} is not a multiple of {multiple}; "
+            f"resize or pad the image so both sides are multiples of {multiple}"
+        )
+
+
+class ResnetBlock(nn.Module):
+    """Residual block: x + conv_block(x), with the same spatial size and `dim` channels.
+
+    `conv_block` is, as in the reference: pad(1), conv3x3, norm, ReLU, [Dropout(0.5)],
+    pad(1), conv3x3, norm. With padding_type "zero" the pad layers are left out and the
+    convolutions pad by 1 themselves. Paper defaults: reflect padding, instance norm, no dropout.
+    """
+
+    def __init__(self, dim: int, padding_type: str = "reflect", norm: str = "instance",
+                 use_dropout: bool = False) -> None:
+        super().__init__()
+        _check_choice("padding type", padding_type, PADDING_TYPES)
+        norm_layer = get_norm_layer(norm)
+        use_bias = _uses_bias(norm)
+        conv_padding = 1 if padding_type == "zero" else 0
+
+        def pad() -> list[nn.Module]:
+            if padding_type == "reflect":
+                return [nn.ReflectionPad2d(1)]
+            if padding_type == "replicate":
+                return [nn.ReplicationPad2d(1)]
+            return []
+
+        layers = pad() + [
+            nn.Conv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
+            norm_layer(dim),
+            nn.ReLU(True),
+        ]
+        if use_dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += pad() + [
+            nn.Conv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
+            norm_layer(dim),
+        ]
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """ResNet generator (Johnson et al. 2016), the CycleGAN paper's generator.
+
+    c7s1-ngf, d(2 ngf), d(4 ngf), n_blocks x R(4 ngf), u(2 ngf), u(ngf), c7s1-output_nc, tanh.
+    Downsampling is a stride-2 conv3x3, upsampling a stride-2 ConvTranspose2d. The paper uses
+    9 blocks for 256x256 images and 6 for 128x128; defaults: 3 -> 3 channels, ngf 64,
+    instance norm, no dropout, reflect padding. Input sides must be multiples of 4; the output
+    has the input's height and width and values in [-1, 1].
+
+    `model` has the reference's indices: with 9 blocks the convolutions are `model.1`,
+    `model.4`, `model.7`, blocks `model.10` to `model.18`, transposed convolutions `model.19`
+    and `model.22`, and the last convolution `model.26`.
+    """
+
+    size_multiple = 4
+
+    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64,
+                 norm: str = "instance", use_dropout: bool = False, n_blocks: int = 9,
+                 padding_type: str = "reflect") -> None:
+        super().__init__()
+        _check_choice("padding type", padding_type, PADDING_TYPES)
+        if n_blocks < 0:
+            raise ConfigError(f"n_blocks must be >= 0, got {n_blocks}")
+        norm_layer = get_norm_layer(norm)
+        use_bias = _uses_bias(norm)
+
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
+            norm_layer(ngf),
+            nn.ReLU(True),
+        ]
+        for mult in (1, 2):
+            layers += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1,
+                          bias=use_bias),
+                norm_layer(ngf * mult * 2),
+                nn.ReLU(True),
+            ]
+        layers += [ResnetBlock(ngf * 4, padding_type, norm, use_dropout) for _ in range(n_blocks)]
+        for mult in (4, 2):
+            layers += [
+                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, kernel_size=3, stride=2,
+                                   padding=1, output_padding=1, bias=use_bias),
+                norm_layer(ngf * mult // 2),
+                nn.ReLU(True),
+            ]
+        layers += [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0),
+            nn.Tanh(),
+        ]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input_size(x, self.size_multiple)
+        return self.model(x)
+
+
+class UnetSkipConnectionBlock(nn.Module):
+    """One level of the U-Net: down(x) -> submodule -> up, concatenated with x.
+
+    Layouts of `model`, as in the reference:
+      outermost: [conv4x4 s2, submodule, ReLU, ConvTranspose4x4 s2, Tanh] (no skip concat)
+      innermost: [LeakyReLU(0.2), conv, ReLU, ConvTranspose, norm]
+      otherwise: [LeakyReLU(0.2), conv, norm, submodule, ReLU, ConvTranspose, norm, [Dropout(0.5)]]
+    `outer_nc` channels go in and come out (before the concat); the block below sees
+    `inner_nc`. `input_nc` (default outer_nc) is the image channel count at the outermost level.
+    """
+
+    def __init__(self, outer_nc: int, inner_nc: int, input_nc: int | None = None,
+                 submodule: nn.Module | None = None, outermost: bool = False,
+                 innermost: bool = False, norm: str = "batch", use_dropout: bool = False) -> None:
+        super().__init__()
+        if not innermost and submodule is None:
+            raise ConfigError("a U-Net block that is not the innermost needs a submodule")
+        self.outermost = outermost
+        norm_layer = get_norm_layer(norm)
+        use_bias = _uses_bias(norm)
+        if input_nc is None:
+            input_nc = outer_nc
+        downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+
+        if outermost:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
+            layers = [downconv, submodule, nn.ReLU(True), upconv, nn.Tanh()]
+        elif innermost:
+            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1,
+                                        bias=use_bias)
+            layers = [nn.LeakyReLU(0.2, True), downconv, nn.ReLU(True), upconv,
+                      norm_layer(outer_nc)]
+        else:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2,
+                                        padding=1, bias=use_bias)
+            layers = [nn.LeakyReLU(0.2, True), downconv, norm_layer(inner_nc), submodule,
+                      nn.ReLU(True), upconv, norm_layer(outer_nc)]
+            if use_dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    """U-Net generator (Ronneberger et al. 2015), the pix2pix generator, also offered by CycleGAN.
+
+    `num_downs` stride-2 levels: an image of side 2**num_downs becomes 1x1 at the bottleneck,
+    so input sides must be multiples of 2**num_downs ("unet_256": 8, "unet_128": 7). Channels
+    ngf, 2 ngf, 4 ngf, then 8 ngf for the remaining levels; dropout (if on) in the 8 ngf levels
+    below the fourth. Defaults follow the reference class: ngf 64, batch norm, no dropout.
+    Keys nest as `model.model.0.weight` (outermost conv), `model.model.1.model.1.weight` ...
+    """
+
+    def __init__(self, input_nc: int, output_nc: int, num_downs: int, ngf: int = 64,
+                 norm: str = "batch", use_dropout: bool = False) -> None:
+        super().__init__()
+        if num_downs < 5:
+            raise ConfigError(f"a U-Net needs num_downs >= 5, got {num_downs}")
+        self.size_multiple = 2 ** num_downs
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm,
+                                            use_dropout=use_dropout)
+        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
+        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
+        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block,
+                                             outermost=True, norm=norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input_size(x, self.size_multiple)
+        return self.model(x)
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN discriminator; with n_layers=3 ("basic") it is the paper's 70x70 PatchGAN.
+
+    C64 (no norm) - C128 - C256 (stride 2) - C512 (stride 1) - conv to 1 channel, all 4x4
+    convolutions with LeakyReLU(0.2); channels double per layer up to 8 ndf. The output is a
+    map of raw scores (no sigmoid; the loss decides), e.g. 30x30 for a 256x256 input and 6x6
+    for 64x64. Defaults: 3 input channels, ndf 64, 3 layers, instance norm.
+    """
+
+    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3,
+                 norm: str = "instance") -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ConfigError(f"n_layers must be >= 1, got {n_layers}")
+        norm_layer = get_norm_layer(norm)
+        use_bias = _uses_bias(norm)
+        layers: list[nn.Module] = [
+            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, True),
+        ]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev_mult, mult = mult, min(2 ** n, 8)
+            stride = 2 if n < n_layers else 1
+            layers += [
+                nn.Conv2d(ndf * prev_mult, ndf * mult, kernel_size=4, stride=stride, padding=1,
+                          bias=use_bias),
+                norm_layer(ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
+        layers.append(nn.Conv2d(ndf * mult, 1, kernel_size=4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """1x1 PatchGAN ("pixel"): judges every pixel on its own; output N x 1 x H x W raw scores.
+
+    conv1x1(ndf) - LeakyReLU(0.2) - conv1x1(2 ndf) - norm - LeakyReLU(0.2) - conv1x1(1), as the
+    reference, where the last convolution follows the bias rule of the middle one. Defaults:
+    3 input channels, ndf 64, instance norm.
+    """
+
+    def __init__(self, input_nc: int = 3, ndf: int = 64, norm: str = "instance") -> None:
+        super().__init__()
+        norm_layer = get_norm_layer(norm)
+        use_bias = _uses_bias(norm)
+        self.net = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, kernel_size=1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, kernel_size=1, bias=use_bias),
+            norm_layer(ndf * 2),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, kernel_size=1, bias=use_bias),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value}")
+
+
+def build_generator(net_g: str = "resnet_9blocks", input_nc: int = 3, output_nc: int = 3,
+                    ngf: int = 64, norm: str = "instance", use_dropout: bool = False,
+                    padding_type: str = "reflect", init_type: str = "normal",
+                    init_gain: float = 0.02) -> nn.Module:
+    """Build and initialise one of GENERATORS. The defaults are the CycleGAN paper's:
+    ResNet with 9 blocks, 3 -> 3 channels, ngf 64, instance norm, no dropout, reflect padding,
+    weights N(0, 0.02). `padding_type` only applies to the ResNet generators.
+    """
+    _check_choice("generator", net_g, GENERATORS)
+    _check_choice("norm", norm, NORMS)
+    _check_choice("padding type", padding_type, PADDING_TYPES)
+    _check_choice("init type", init_type, INIT_TYPES)
+    _check_positive(input_nc=input_nc, output_nc=output_nc, ngf=ngf)
+    if net_g in _RESNET_BLOCKS:
+        net: nn.Module = ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout,
+                                         _RESNET_BLOCKS[net_g], padding_type)
+    else:
+        net = UnetGenerator(input_nc, output_nc, _UNET_DOWNS[net_g], ngf, norm, use_dropout)
+    return init_weights(net, init_type, init_gain)
+
+
+def build_discriminator(net_d: str = "basic", input_nc: int = 3, ndf: int = 64,
+                        n_layers_d: int = 3, norm: str = "instance", init_type: str = "normal",
+                        init_gain: float = 0.02) -> nn.Module:
+    """Build and initialise one of DISCRIMINATORS. The defaults are the CycleGAN paper's:
+    the 70x70 PatchGAN ("basic", which is "n_layers" with 3 layers; `n_layers_d` only applies
+    to "n_layers"), 3 input channels, ndf 64, instance norm, weights N(0, 0.02).
+    """
+    _check_choice("discriminator", net_d, DISCRIMINATORS)
+    _check_choice("norm", norm, NORMS)
+    _check_choice("init type", init_type, INIT_TYPES)
+    _check_positive(input_nc=input_nc, ndf=ndf, n_layers_d=n_layers_d)
+    if net_d == "pixel":
+        net: nn.Module = PixelDiscriminator(input_nc, ndf, norm)
+    else:
+        n_layers = 3 if net_d == "basic" else n_layers_d
+        net = NLayerDiscriminator(input_nc, ndf, n_layers, norm)
+    return init_weights(net, init_type, init_gain)
+
+
+def size_multiple(net_g: str) -> int:
+    """The input height and width must be multiples of this for generator `net_g`:
+    4 for the ResNets (two stride-2 levels), 2**num_downs for the U-Nets (256 and 128).
+    """
+    _check_choice("generator", net_g, GENERATORS)
+    if net_g in _RESNET_BLOCKS:
+        return ResnetGenerator.size_multiple
+    return 2 ** _UNET_DOWNS[net_g]
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of scalar parameters of `net` (buffers such as BatchNorm running stats excluded)."""
+    return sum(p.numel() for p in net.parameters())
+
+
+def clean_reference_state_dict(state_dict: dict) -> dict:
+    """Return a plain dict copy of a reference generator state dict that loads strictly here.
+
+    The official pretrained files (e.g. `horse2zebra.pth`, `latest_net_G_A.pth`) may have
+    - a `module.` prefix on every key (saved from nn.DataParallel): it is removed;
+    - `running_mean`/`running_var`/`num_batches_tracked` of InstanceNorm layers (PyTorch < 0.4
+      tracked them): they are dropped. A norm layer whose keys are only running stats, with
+      no `weight`, is an InstanceNorm (affine=False); BatchNorm layers, which always have a
+      weight here, keep theirs.
+    """
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(
+            f"expected a state dict (a mapping of names to tensors), got {type(state_dict).__name__}"
+        )
+    cleaned: dict = {}
+    for key, value in state_dict.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"state dict entry {key!r} is not a tensor ({type(value).__name__}); "
+                "is this a full checkpoint rather than a network's weights?"
+            )
+        name = key[len("module."):] if key.startswith("module.") else key
+        if name in cleaned:
+            raise CheckpointError(f"state dict has key {name!r} both with and without 'module.'")
+        cleaned[name] = value
+    for key in list(cleaned):
+        prefix, _, suffix = key.rpartition(".")
+        if suffix in _RUNNING_STAT_SUFFIXES and f"{prefix}.weight" not in cleaned:
+            del cleaned[key]
+    return cleaned
+
+
+def _norm_of(keys: set[str], conv: str, norm: str) -> str:
+    """Tell the norm from a conv followed by a norm layer (module-docstring bias rule)."""
+    if f"{norm}.running_mean" in keys or f"{norm}.weight" in keys:
+        return "batch"
+    return "instance" if f"{conv}.bias" in keys else "none"
+
+
+def _describe_keys(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} keys)" if len(keys) > limit else "")
+
+
+def _infer_resnet(state_dict: dict, keys: set[str]) -> dict:
+    block_indices = sorted({int(k.split(".")[1]) for k in keys if ".conv_block." in k})
+    first = block_indices[0] if block_indices else None
+    if first != 10 or block_indices != list(range(10, 10 + len(block_indices))):
+        raise CheckpointError(
+            f"ResNet generator blocks expected at model.10, model.11, ...; found {block_indices}"
+        )
+    n_blocks = len(block_indices)
+    net_g = f"resnet_{n_blocks}blocks"
+    if net_g not in GENERATORS:
+        raise CheckpointError(
+            f"the generator has {n_blocks} residual blocks; only 6 or 9 are supported "
+            f"({', '.join(GENERATORS)})"
+        )
+    block_convs = sorted({int(k.split(".")[3]) for k in keys
+                          if k.startswith("model.10.conv_block.") and k.endswith(".weight")
+                          and state_dict[k].dim() == 4})
+    # Without dropout the block's convs are at 1 and 5; Dropout(0.5) after the ReLU moves the
+    # second one to 6. Blocks without pad layers (padding_type "zero") start with a conv at 0.
+    if block_convs not in ([1, 5], [1, 6]):
+        raise CheckpointError(
+            f"residual block convolutions at conv_block.{block_convs}; expected [1, 5] "
+            "(reflect/replicate padding) or [1, 6] (with dropout); zero-padded blocks "
+            "cannot be inferred, build the generator explicitly"
+        )
+    first_conv = state_dict["model.1.weight"]
+    last_conv = state_dict[f"model.{17 + n_blocks}.weight"]
+    return {
+        "net_g": net_g,
+        "input_nc": int(first_conv.shape[1]),
+        "output_nc": int(last_conv.shape[0]),
+        "ngf": int(first_conv.shape[0]),
+        "norm": _norm_of(keys, "model.1", "model.2"),
+        "use_dropout": block_convs == [1, 6],
+    }
+
+
+def _infer_unet(state_dict: dict, keys: set[str]) -> dict:
+    # The outermost block holds its child at index 1, every other block at index 3.
+    prefix, num_downs = "model.model.1.model.", 1
+    while any(k.startswith(prefix) for k in keys):
+        prefix, num_downs = prefix + "3.model.", num_downs + 1
+    net_g = {downs: name for name, downs in _UNET_DOWNS.items()}.get(num_downs)
+    if net_g is None:
+        raise CheckpointError(
+            f"the U-Net has {num_downs} levels; only 7 (unet_128) or 8 (unet_256) are supported"
+        )
+    first_conv = state_dict["model.model.0.weight"]
+    last_upconv = state_dict["model.model.3.weight"]  # ConvTranspose2d: (in, out, kh, kw)
+    return {
+        "net_g": net_g,
+        "input_nc": int(first_conv.shape[1]),
+        "output_nc": int(last_upconv.shape[1]),
+        "ngf": int(first_conv.shape[0]),
+        "norm": _norm_of(keys, "model.model.1.model.1", "model.model.1.model.2"),
+        # Dropout sits last in its block, so it moves no key; it only acts in training anyway.
+        "use_dropout": False,
+    }
+
+
+def infer_generator_architecture(state_dict: dict) -> dict:
+    """Infer the `build_generator` arguments that fit a generator state dict.
+
+    Returns {"net_g", "input_nc", "output_nc", "ngf", "norm", "use_dropout"}. ResNets are
+    recognised by `model.N.conv_block.` keys (the block count gives net_g; only 6 and 9 are
+    supported), U-Nets by `model.model.` keys (their nesting depth gives net_g). The norm
+    follows from the keys: BatchNorm has weight/running stats, instance norm leaves only the
+    conv biases, "none" neither. Dropout is detected in ResNet blocks (it shifts the second
+    conv's index); in a U-Net it moves no key and is reported as False. The state dict is
+    cleaned first (`clean_reference_state_dict`). Raises CheckpointError when the keys are
+    neither layout, e.g. for a discriminator.
+    """
+    cleaned = clean_reference_state_dict(state_dict)
+    keys = set(cleaned)
+    try:
+        if any(".conv_block." in k for k in keys) and "model.1.weight" in keys:
+            return _infer_resnet(cleaned, keys)
+        if "model.model.0.weight" in keys and "model.model.3.weight" in keys:
+            return _infer_unet(cleaned, keys)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise CheckpointError(f"generator state dict is incomplete or malformed: {exc}") from exc
+    raise CheckpointError(
+        "not a ResNet or U-Net generator state dict (expected keys like "
+        "'model.10.conv_block.1.weight' or 'model.model.0.weight'); unexpected keys: "
+        + _describe_keys(sorted(keys))
+    )
+
+
+def generator_from_state_dict(state_dict: dict) -> tuple[nn.Module, dict]:
+    """Build the generator a state dict was saved from and load it strictly.
+
+    Accepts our own generator weights and the reference's pretrained files alike (cleaned
+    with `clean_reference_state_dict`). Returns (network in eval mode, architecture dict as
+    from `infer_generator_architecture`). Raises CheckpointError when the weights do not fit.
+    """
+    cleaned = clean_reference_state_dict(state_dict)
+    architecture = infer_generator_architecture(cleaned)
+    net = build_generator(**architecture)
+    expected = set(net.state_dict())
+    missing = sorted(expected - set(cleaned))
+    unexpected = sorted(set(cleaned) - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"state dict does not fit the inferred generator {architecture}: "
+            f"missing keys: {_describe_keys(missing) or 'none'}; "
+            f"unexpected keys: {_describe_keys(unexpected) or 'none'}"
+        )
+    try:
+        net.load_state_dict(cleaned, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"state dict does not fit the inferred generator: {exc}") from exc
+    return net.eval(), architecture

@@ -1,0 +1,167 @@
+"""What a run shows while it learns: the JSON-lines log, loss and accuracy plots, an HTML gallery."""
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from PIL import Image
+
+from cyclegan.fileio import write_atomic, write_text_atomic
+
+
+class MetricsLog:
+    """Averages per-iteration values and appends them to log.jsonl every `every` iterations.
+
+    Also mirrors them to TensorBoard when the package is installed and `tensorboard` is on.
+    """
+
+    def __init__(self, path: Path, every: int = 10, tensorboard_dir: Path | None = None):
+        self.path = Path(path)
+        self.every = max(1, every)
+        self._sums: dict[str, float] = defaultdict(float)
+        self._counts: dict[str, int] = defaultdict(int)
+        self.writer = None
+        if tensorboard_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # optional extra: `pip install cyclegan[tensorboard]`
+                pass
+            else:
+                self.writer = SummaryWriter(str(tensorboard_dir))
+
+    def add(self, values: dict[str, float]) -> None:
+        # Counted per key: with --d-steps > 1 the generator terms exist on some iterations only.
+        for key, value in values.items():
+            self._sums[key] += value
+            self._counts[key] += 1
+
+    def flush(self, iteration: int, epoch: int, extra: dict | None = None) -> dict | None:
+        """Write the averages since the last flush (if any) as one line and return them."""
+        if not self._counts:
+            return None
+        record = {"iteration": iteration, "epoch": epoch}
+        record.update({key: total / self._counts[key] for key, total in self._sums.items()})
+        record.update(extra or {})
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key not in ("iteration", "epoch") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, iteration)
+            self.writer.flush()
+        self._sums.clear()
+        self._counts.clear()
+        return record
+
+    def due(self, iteration: int) -> bool:
+        return iteration % self.every == 0
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_log(path: Path) -> list[dict]:
+    """The records of a log.jsonl; a torn last line (a crash mid-write) is ignored."""
+    records = []
+    if not Path(path).exists():
+        return records
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+LOSS_KEYS = ("loss_G_AB", "loss_G_BA", "loss_cycle_A", "loss_cycle_B", "loss_idt_A", "loss_idt_B",
+             "loss_D_A", "loss_D_B")
+ACCURACY_KEYS = ("acc_D_A", "acc_D_B")
+
+
+def plot_history(log_path: Path, out_dir: Path) -> list[Path]:
+    """Draw losses.png and accuracy.png from log.jsonl; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_log(log_path)
+    if not records:
+        return []
+    iterations = [record["iteration"] for record in records]
+    written = []
+    for filename, keys, title, ylabel in (
+        ("losses.png", LOSS_KEYS, "Losses", "loss (averaged over the log interval)"),
+        ("accuracy.png", ACCURACY_KEYS, "Discriminator accuracy (real and generated patches)", "accuracy"),
+    ):
+        figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
+        for key in keys:
+            values = [record.get(key, math.nan) for record in records]
+            if not all(math.isnan(v) for v in values):
+                axes.plot(iterations, values, label=key.removeprefix("loss_"), linewidth=1.2)
+        axes.set_xlabel("iteration")
+        axes.set_ylabel(ylabel)
+        axes.set_title(title)
+        if keys is ACCURACY_KEYS:
+            axes.set_ylim(-0.02, 1.02)
+            axes.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
+        axes.grid(alpha=0.3)
+        axes.legend(loc="best", fontsize=8)
+        figure.tight_layout()
+        path = Path(out_dir) / filename
+        write_atomic(path, lambda temporary: figure.savefig(temporary, format="png"))
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+GALLERY_COLUMNS = ("input", "translated", "reconstructed", "identity")
+
+
+def save_gallery(gallery_dir: Path, epoch: int, rows: dict[str, list[list[Image.Image]]]) -> Path:
+    """Save this epoch's strips and rebuild index.html (newest epoch first).
+
+    `rows` maps a direction ("A to B", "B to A") to a list of samples, each a list of images in
+    GALLERY_COLUMNS order; each sample becomes one horizontal strip PNG.
+    """
+    gallery_dir = Path(gallery_dir)
+    epoch_dir = gallery_dir / f"epoch_{epoch:04d}"
+    epoch_dir.mkdir(parents=True, exist_ok=True)
+    for direction, samples in rows.items():
+        tag = direction.replace(" ", "")
+        for index, images in enumerate(samples):
+            strip = _hstack([image.convert("RGB") for image in images])
+            write_atomic(epoch_dir / f"{tag}_{index}.png", lambda temporary: strip.save(temporary, format="PNG"))
+    write_text_atomic(gallery_dir / "index.html", _gallery_html(gallery_dir, list(rows)))
+    return gallery_dir / "index.html"
+
+
+def _hstack(images: list[Image.Image]) -> Image.Image:
+    height = max(image.height for image in images)
+    strip = Image.new("RGB", (sum(image.width for image in images) + 2 * (len(images) - 1), height), "white")
+    x = 0
+    for image in images:
+        strip.paste(image, (x, 0))
+        x += image.width + 2
+    return strip
+
+
+def _gallery_html(gallery_dir: Path, directions: list[str]) -> str:
+    parts = ["<!doctype html><meta charset='utf-8'><title>CycleGAN gallery</title>",
+             "<style>body{font-family:sans-serif} img{image-rendering:pixelated;height:128px;margin:2px}"
+             " h2{margin-top:1.5em}</style>",
+             f"<h1>Translations per epoch</h1><p>Each strip: {' | '.join(GALLERY_COLUMNS)}.</p>"]
+    for epoch_dir in sorted(gallery_dir.glob("epoch_*"), reverse=True):
+        parts.append(f"<h2>{html.escape(epoch_dir.name.replace('_', ' '))}</h2>")
+        for direction in directions:
+            tag = direction.replace(" ", "")
+            strips = sorted(epoch_dir.glob(f"{tag}_*.png"))
+            if strips:
+                parts.append(f"<h3>{html.escape(direction)}</h3>")
+                parts.extend(f"<img src='{epoch_dir.name}/{strip.name}' alt='{html.escape(strip.stem)}'>"
+                             for strip in strips)
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny real image folders and tiny model configs (ngf 8, 32x32)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cyclegan.config import TrainConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_dataset(name: str) -> Path:
+    """A folder of ../shared/data, or skip the test saying what is missing."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"needs the shared test data at {path} (see ../shared/data/README.md)")
+    return path
+
+
+def write_images(folder: Path, count: int, size=(40, 36), seed: int = 0, prefix: str = "img") -> list[Path]:
+    """Real PNG files with smooth random content (so translations have structure to learn)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        base = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+        image = Image.fromarray(base).resize(size, Image.BILINEAR)
+        path = folder / f"{prefix}_{index:03d}.png"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> Path:
+    """trainA/trainB/testA/testB with a handful of 40x36 images each."""
+    root = tmp_path / "data"
+    write_images(root / "trainA", 6, seed=1, prefix="a")
+    write_images(root / "trainB", 5, seed=2, prefix="b")
+    write_images(root / "testA", 2, seed=3, prefix="ta")
+    write_images(root / "testB", 2, seed=4, prefix="tb")
+    return root
+
+
+def tiny_config(data: Path, runs_dir: Path, **run) -> TrainConfig:
+    """A model small enough for tests: ResNet-6, ngf/ndf 8, 32x32 crops, no workers."""
+    config = TrainConfig()
+    config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 8, 8
+    config.data.data, config.data.load_size, config.data.crop_size = str(data), 36, 32
+    config.data.num_workers = 0
+    config.optim.epochs, config.optim.epochs_decay = 2, 2
+    config.run.runs_dir, config.run.name = str(runs_dir), "tiny"
+    config.run.progress, config.run.tensorboard, config.run.log_every = False, False, 1
+    config.run.gallery_size = 2
+    for key, value in run.items():
+        setattr(config.run, key, value)
+    return config

@@ -1,0 +1,194 @@
+"""The training loop: outputs of a run, exact resume, update rules, failure handling."""
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cyclegan.cli import main
+from cyclegan.errors import ConfigError, DatasetError
+from cyclegan.training import checkpoint as ckpt
+from cyclegan.training.trainer import NonFiniteLossError, Trainer, epoch_order
+
+from conftest import tiny_config, write_images
+
+
+def tiny_cli(data, runs, name, *extra):
+    return ["train", "--data", str(data), "--runs-dir", str(runs), "--name", name, "--netG", "resnet_6blocks",
+            "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32", "--num-workers", "0",
+            "--epochs", "2", "--epochs-decay", "2", "--no-progress", "--no-tensorboard", "--log-every", "1",
+            "--gallery-size", "2", *extra]
+
+
+def final_weights(run_dir):
+    return load_file(str(ckpt.find_checkpoint(run_dir).weights))
+
+
+@pytest.mark.parametrize("split", [4, 6])  # mid-epoch, and exactly at an epoch end (epochs are 6 iterations)
+def test_n_iterations_then_resume_then_m_more_equals_n_plus_m_in_one_go(tiny_dataset, tmp_path, split):
+    runs = tmp_path / "runs"
+    assert main(tiny_cli(tiny_dataset, runs, "straight", "--max-iters", "9")) == 0
+    assert main(tiny_cli(tiny_dataset, runs, "split", "--max-iters", str(split))) == 0
+    assert main(["train", "--resume", str(runs / "split"), "--max-iters", "9", "--no-progress"]) == 0
+
+    straight, resumed = final_weights(runs / "straight"), final_weights(runs / "split")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    state_straight = ckpt.load_training_state(ckpt.find_checkpoint(runs / "straight").state)
+    state_resumed = ckpt.load_training_state(ckpt.find_checkpoint(runs / "split").state)
+    assert (state_resumed["epoch"], state_resumed["iteration"], state_resumed["position"]) == (1, 9, 3)
+    for a, b in zip(state_straight["pool_a"]["images"], state_resumed["pool_a"]["images"]):
+        assert torch.equal(a, b)
+
+
+def test_a_run_writes_config_log_plots_gallery_and_checkpoint(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset, tmp_path / "runs", max_iters=8)
+    result = Trainer(config).train()
+    run = tmp_path / "runs" / "tiny"
+    assert result.iteration == 8 and result.epoch == 1
+    assert json.loads((run / "config.json").read_text())["model"]["ngf"] == 8
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4, 5, 6, 6, 7, 8, 8][: len(records)] or records
+    expected_keys = {"loss_G_AB", "loss_G_BA", "loss_cycle_A", "loss_cycle_B", "loss_idt_A", "loss_idt_B",
+                     "loss_D_A", "loss_D_B", "acc_D_A", "acc_D_B", "lr_G", "lr_D"}
+    assert expected_keys <= set(records[0])
+    assert all(0.0 <= r["acc_D_A"] <= 1.0 for r in records)
+    for name in ("losses.png", "accuracy.png", "gallery/index.html"):
+        assert (run / name).stat().st_size > 0
+    assert sorted(p.name for p in (run / "gallery" / "epoch_0001").iterdir()) == [
+        "AtoB_0.png", "AtoB_1.png", "BtoA_0.png", "BtoA_1.png"]
+    html = (run / "gallery" / "index.html").read_text()
+    assert "epoch_0002/AtoB_0.png" in html and "epoch_0001/BtoA_1.png" in html
+    assert ckpt.find_checkpoint(run).weights.name == "iter_00000008.safetensors"
+
+
+def test_checkpoint_holds_model_config_and_all_four_networks(tiny_dataset, tmp_path):
+    Trainer(tiny_config(tiny_dataset, tmp_path / "runs", max_iters=2)).train()
+    weights = ckpt.find_checkpoint(tmp_path / "runs" / "tiny").weights
+    config = ckpt.load_model_config(weights)
+    assert (config.net_g, config.ngf, config.ndf) == ("resnet_6blocks", 8, 8)
+    prefixes = {key.split(".")[0] for key in load_file(str(weights))}
+    assert prefixes == {"G_AB", "G_BA", "D_A", "D_B"}
+
+
+def test_keep_last_keeps_only_the_newest_checkpoints(tiny_dataset, tmp_path):
+    Trainer(tiny_config(tiny_dataset, tmp_path / "runs", max_iters=5, save_every=1, keep_last=2)).train()
+    folder = tmp_path / "runs" / "tiny" / "checkpoints"
+    assert sorted(p.name for p in folder.glob("iter_*")) == [
+        "iter_00000004.safetensors", "iter_00000004.state.pt", "iter_00000005.safetensors", "iter_00000005.state.pt"]
+
+
+def test_learning_rate_follows_the_linear_schedule_across_epochs(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset, tmp_path / "runs")  # 2 + 2 epochs of 6 iterations
+    Trainer(config).train()
+    records = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "log.jsonl").read_text().splitlines()
+               if "lr_G" in line]
+    by_epoch = {r["epoch"]: r["lr_G"] for r in records}
+    assert by_epoch == {e: pytest.approx(2e-4 * (1 - max(0, e - 2) / 3)) for e in (1, 2, 3, 4)}
+
+
+def test_generator_updates_only_every_d_steps_iterations(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset, tmp_path / "runs")
+    config.loss.d_steps = 3
+    trainer = Trainer(config)
+    batch = next(iter(trainer._loader()))
+    generator_before = [p.clone() for p in trainer.model.G_AB.parameters()]
+    discriminator_before = [p.clone() for p in trainer.model.D_A.parameters()]
+    values = trainer.train_step(batch["A"], batch["B"])
+    trainer.iteration += 1
+    assert "loss_G_AB" not in values and "loss_D_A" in values
+    assert all(torch.equal(a, b) for a, b in zip(generator_before, trainer.model.G_AB.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(discriminator_before, trainer.model.D_A.parameters()))
+    trainer.train_step(batch["A"], batch["B"])
+    trainer.iteration += 1
+    values = trainer.train_step(batch["A"], batch["B"])  # the third iteration updates G
+    assert "loss_G_AB" in values
+    assert not all(torch.equal(a, b) for a, b in zip(generator_before, trainer.model.G_AB.parameters()))
+
+
+def test_d_ratio_divides_the_discriminator_loss(tiny_dataset, tmp_path):
+    results = {}
+    for ratio in (1.0, 4.0):
+        config = tiny_config(tiny_dataset, tmp_path / f"runs{ratio}")
+        config.loss.d_ratio, config.loss.pool_size = ratio, 0
+        trainer = Trainer(config)
+        batch = next(iter(trainer._loader()))
+        with torch.random.fork_rng():
+            results[ratio] = trainer.train_step(batch["A"], batch["B"])
+    assert results[4.0]["loss_D_A"] == pytest.approx(results[1.0]["loss_D_A"] / 4, rel=1e-5)
+
+
+def test_zero_identity_weight_drops_the_identity_terms(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset, tmp_path / "runs")
+    config.loss.lambda_identity = 0
+    trainer = Trainer(config)
+    batch = next(iter(trainer._loader()))
+    assert "loss_idt_A" not in trainer.train_step(batch["A"], batch["B"])
+
+
+@pytest.mark.parametrize("gan_mode", ["vanilla", "wgangp", "hinge"])
+def test_every_gan_mode_trains_with_finite_losses(tiny_dataset, tmp_path, gan_mode):
+    config = tiny_config(tiny_dataset, tmp_path / "runs", max_iters=2)
+    config.loss.gan_mode = gan_mode
+    trainer = Trainer(config)
+    batch = next(iter(trainer._loader()))
+    values = trainer.train_step(batch["A"], batch["B"])
+    assert all(math.isfinite(v) for v in values.values())
+
+
+def test_a_non_finite_loss_stops_the_run_before_the_update_and_names_the_term(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset, tmp_path / "runs")
+    trainer = Trainer(config)
+    batch = next(iter(trainer._loader()))
+    before = [p.clone() for p in trainer.model.G_AB.parameters()]
+    real_a = batch["A"].clone()
+    real_a[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"iteration 1 .*loss_G_AB = nan"):
+        trainer.train_step(real_a, batch["B"])
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.G_AB.parameters()))
+
+    config.run.skip_nonfinite = True
+    config.run.name = "skipping"
+    trainer = Trainer(config)
+    assert trainer.train_step(real_a, batch["B"]) == {"skipped": 1.0}
+    assert trainer.nonfinite_skipped == 1
+
+
+def test_an_unreadable_image_is_skipped_and_counted(tiny_dataset, tmp_path):
+    (tiny_dataset / "trainA" / "a_001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # broken PNG
+    config = tiny_config(tiny_dataset, tmp_path / "runs", max_iters=6)
+    with pytest.warns(UserWarning, match="a_001.png"):
+        result = Trainer(config).train()
+    assert result.skipped_files == [str(tiny_dataset / "trainA" / "a_001.png")]
+
+
+def test_a_folder_without_images_is_an_error_before_any_model_is_built(tmp_path):
+    (tmp_path / "data" / "trainA").mkdir(parents=True)
+    (tmp_path / "data" / "trainA" / "notes.txt").write_text("not an image")
+    write_images(tmp_path / "data" / "trainB", 2)
+    with pytest.raises(DatasetError, match="trainA"):
+        Trainer(tiny_config(tmp_path / "data", tmp_path / "runs"))
+
+
+def test_starting_over_an_existing_run_is_refused(tiny_dataset, tmp_path):
+    Trainer(tiny_config(tiny_dataset, tmp_path / "runs", max_iters=1)).train()
+    with pytest.raises(ConfigError, match="--resume"):
+        Trainer(tiny_config(tiny_dataset, tmp_path / "runs", max_iters=1))
+
+
+def test_resume_refuses_a_different_architecture_and_names_the_field(tiny_dataset, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(tiny_cli(tiny_dataset, runs, "r", "--max-iters", "1")) == 0
+    assert main(["train", "--resume", str(runs / "r"), "--ngf", "16", "--lambda-A", "5"]) == 2
+    error = capsys.readouterr().err
+    assert "model.ngf: checkpoint has 8, requested 16" in error
+    assert "loss.lambda_a: checkpoint has 10.0, requested 5.0" in error
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    assert epoch_order(10, 0, 3, shuffle=True).tolist() == epoch_order(10, 0, 3, shuffle=True).tolist()
+    assert epoch_order(10, 0, 3, shuffle=True).tolist() != epoch_order(10, 0, 4, shuffle=True).tolist()
+    assert sorted(epoch_order(10, 0, 3, shuffle=True).tolist()) == list(range(10))
+    assert epoch_order(5, 0, 3, shuffle=False).tolist() == [0, 1, 2, 3, 4]
