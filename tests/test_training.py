@@ -192,3 +192,21 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert epoch_order(10, 0, 3, shuffle=True).tolist() != epoch_order(10, 0, 4, shuffle=True).tolist()
     assert sorted(epoch_order(10, 0, 3, shuffle=True).tolist()) == list(range(10))
     assert epoch_order(5, 0, 3, shuffle=False).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_batched_generator_calls_give_the_same_losses_and_updates_as_separate_calls(tiny_dataset, tmp_path):
+    results = {}
+    for batched in (True, False):
+        config = tiny_config(tiny_dataset, tmp_path / f"runs{batched}")
+        config.run.batch_generator_calls = batched
+        trainer = Trainer(config)
+        batch = next(iter(trainer._loader()))
+        with torch.random.fork_rng():
+            values = trainer.train_step(batch["A"], batch["B"])
+        results[batched] = (values, [p.detach().clone() for p in trainer.model.parameters()])
+    (batched_values, batched_weights), (separate_values, separate_weights) = results[True], results[False]
+    assert batched_values.keys() == separate_values.keys()
+    for key in batched_values:
+        assert batched_values[key] == pytest.approx(separate_values[key], rel=1e-4, abs=1e-6), key
+    for a, b in zip(batched_weights, separate_weights):
+        assert torch.allclose(a, b, atol=1e-5)

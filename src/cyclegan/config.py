@@ -105,6 +105,13 @@ class RunConfig:
     device: str = option("auto", "Device: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.")
     precision: str = option("fp32", "Arithmetic: fp32, bf16 (autocast) or fp16 (autocast with loss scaling, CUDA).",
                             choices=("fp32", "bf16", "fp16"))
+    channels_last: bool = option(False, "Keep activations in channels-last memory layout (often faster with bf16).",
+                                 flag="--channels-last", negative_flag="--no-channels-last")
+    compile: bool = option(False, "Compile the networks with torch.compile (slow first iterations, faster after).",
+                           flag="--compile", negative_flag="--no-compile")
+    batch_generator_calls: bool = option(True, "Run the generator calls that are independent per image as one batch "
+                                         "(same result with instance norm; never done with batch norm).",
+                                         flag="--batch-generator-calls", negative_flag="--no-batch-generator-calls")
     max_iters: int | None = option(None, "Stop after this many iterations in total (checkpoint saved as at an epoch end).")
     save_every: int = option(0, "Also write a checkpoint every N iterations (0: only at epoch ends and at the end).")
     keep_last: int = option(3, "Keep only the newest K checkpoints (0 keeps all).")
@@ -124,7 +131,7 @@ SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "dat
 RESUMABLE_FIELDS = {
     ("run", "max_iters"), ("run", "save_every"), ("run", "keep_last"), ("run", "log_every"),
     ("run", "gallery_every"), ("run", "gallery_size"), ("run", "tensorboard"), ("run", "progress"),
-    ("run", "skip_nonfinite"),
+    ("run", "skip_nonfinite"), ("run", "compile"),
     ("run", "device"), ("run", "runs_dir"), ("data", "num_workers"), ("data", "data"),
     ("data", "domain_a"), ("data", "domain_b"),
 }

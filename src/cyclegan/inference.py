@@ -1,11 +1,15 @@
 """Applying a trained generator to images of any size.
 
-`Translator.from_checkpoint(path)` takes a run folder, one of our checkpoints or an official
-reference-code generator (`*_net_G*.pth`); the architecture comes from the file, so no training
-flag is ever repeated. Calling it on a PIL image returns a PIL image of the same size.
+`Translator.from_checkpoint(path)` takes a run folder, one of our checkpoints, a converted
+pretrained generator (`cyclegan models`), an official reference-code generator (`*_net_G*.pth`)
+or an ONNX export (run with onnxruntime); the architecture comes from the file, so no training
+flag is ever repeated. Calling it on a PIL image returns a PIL image of the same size; with
+`tile` set, large images go through the network in overlapping tiles (`cyclegan.tiling`).
 """
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,27 +23,35 @@ from cyclegan.data.images import image_to_tensor, list_images, load_image, save_
 from cyclegan.device import autocast, select_device
 from cyclegan.errors import CheckpointError, ConfigError, UnreadableImageError
 from cyclegan.networks import build_generator, generator_from_state_dict, size_multiple
+from cyclegan.tiling import check_tiling, translate_tiled
 from cyclegan.training import checkpoint as ckpt
 
 DIRECTIONS = ("AtoB", "BtoA")
+BACKENDS = ("auto", "torch", "onnxruntime")
+# Images decoded ahead of the network, and encodings still being written, in translate_files:
+# enough to keep the model busy, few enough that huge images do not pile up in memory.
+_PREFETCH = 2
 
 
 def load_generator(path: str | Path, direction: str = "AtoB") -> tuple[torch.nn.Module, dict]:
     """The generator for `direction` and a description of it ({net_g, input_nc, output_nc, ...}).
 
-    Our checkpoints hold both directions; an official reference `.pth` holds one generator,
-    which is taken as the requested direction.
+    Our checkpoints hold both directions. An official reference `.pth`, and a pretrained model
+    converted from one (a safetensors file holding only G_AB), hold one generator, which is
+    used whatever the requested direction.
     """
     if direction not in DIRECTIONS:
         raise ConfigError(f"unknown direction '{direction}'; choose AtoB or BtoA")
     path = Path(path)
     if path.suffix in (".pth", ".pt") and path.is_file():
-        return _load_reference_generator(path)
+        return load_reference_generator(path)
     files = ckpt.find_checkpoint(path)
     config = ckpt.load_model_config(files.weights)
-    name = "G_AB" if direction == "AtoB" else "G_BA"
-    input_nc, output_nc = ((config.input_nc, config.output_nc) if direction == "AtoB"
-                           else (config.output_nc, config.input_nc))
+    if ckpt.read_metadata(files.weights).get("networks") == "G_AB":
+        direction = "as trained"  # a single generator, e.g. a converted official model
+    name = "G_BA" if direction == "BtoA" else "G_AB"
+    input_nc, output_nc = ((config.output_nc, config.input_nc) if direction == "BtoA"
+                           else (config.input_nc, config.output_nc))
     generator = build_generator(config.net_g, input_nc, output_nc, config.ngf, config.norm, config.use_dropout,
                                 config.padding_type, init_type="normal", init_gain=0.02)
     ckpt.load_weights(files.weights, {name: generator})
@@ -48,7 +60,10 @@ def load_generator(path: str | Path, direction: str = "AtoB") -> tuple[torch.nn.
     return generator.eval(), info
 
 
-def _load_reference_generator(path: Path) -> tuple[torch.nn.Module, dict]:
+def load_reference_generator(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """An official reference-code generator file (`*_net_G*.pth`, the zoo's `horse2zebra.pth`),
+    read as plain tensors (never unpickled code), with its architecture inferred from the keys."""
+    path = Path(path)
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # damaged file, or a pickle that is more than tensors
@@ -77,21 +92,53 @@ class TranslationReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
-class Translator:
-    """A generator ready to translate images: any size and aspect ratio, never squashed."""
+def resolve_backend(path: str | Path, backend: str = "auto") -> str:
+    """"torch" or "onnxruntime" for `path`: "auto" picks onnxruntime for `.onnx` files."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
+    is_onnx = Path(path).suffix.lower() == ".onnx"
+    if backend == "auto":
+        return "onnxruntime" if is_onnx else "torch"
+    if backend == "torch" and is_onnx:
+        raise ConfigError(f"{path} is an ONNX model, which runs with --backend onnxruntime (or auto)")
+    if backend == "onnxruntime" and not is_onnx:
+        raise ConfigError(f"--backend onnxruntime needs an .onnx file, got {path}; export one with "
+                          f"`cyclegan export {path} --onnx model.onnx`")
+    return backend
 
-    def __init__(self, generator: torch.nn.Module, info: dict, device: str = "auto", precision: str = "fp32"):
+
+class Translator:
+    """A generator ready to translate images: any size and aspect ratio, never squashed.
+
+    With `tile`, images larger than `tile` px on a side are translated in overlapping tiles
+    (`overlap` px, blended) so memory stays bounded by the tile size.
+    """
+
+    def __init__(self, generator: torch.nn.Module, info: dict, device: str = "auto", precision: str = "fp32",
+                 tile: int | None = None, overlap: int = 32):
         self.device = select_device(device)
         self.generator = generator.to(self.device).eval()
         self.info = info
         self.precision = precision
         self.multiple = size_multiple(info["net_g"])
+        if tile is not None:
+            check_tiling(tile, overlap, self.multiple)
+        self.tile, self.overlap = tile, overlap
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, direction: str = "AtoB", device: str = "auto",
-                        precision: str = "fp32") -> "Translator":
+                        precision: str = "fp32", backend: str = "auto", tile: int | None = None,
+                        overlap: int = 32) -> "Translator":
+        if resolve_backend(path, backend) == "onnxruntime":
+            from cyclegan.export import load_onnx_generator
+
+            if precision != "fp32":
+                raise ConfigError("--precision applies to the torch backend; an ONNX model runs as exported (fp32)")
+            generator, info = load_onnx_generator(path, device)
+            # onnxruntime places the work itself; torch only hands it CPU tensors.
+            return cls(generator, info, "cpu", precision, tile, overlap)
         generator, info = load_generator(path, direction)
-        return cls(generator, info, device, precision)
+        return cls(generator, info, device, precision, tile, overlap)
 
     @property
     def input_channels(self) -> int:
@@ -110,6 +157,8 @@ class Translator:
         channels = self.input_channels
         if image.mode != ("L" if channels == 1 else "RGB"):
             image = image.convert("L" if channels == 1 else "RGB")
+        if self.tile is not None and max(image.size) > self.tile:
+            return translate_tiled(image, self.translate_tensor, self.tile, self.overlap)
         output = self.translate_tensor(image_to_tensor(image).unsqueeze(0))
         return tensor_to_image(output[0].cpu())
 
@@ -119,20 +168,32 @@ class Translator:
 
         Unreadable files are reported in the result and the rest are still translated. Two inputs
         with the same name (from different folders) get `_1`, `_2`... rather than overwriting.
+        Decoding the next images and encoding the finished ones run in worker threads while the
+        network computes (PIL and torch release the GIL for their heavy parts).
         """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         report = TranslationReport()
         paths = expand_inputs(inputs, report)
-        for path in (progress(paths) if progress else paths):
-            try:
-                image = load_image(path, self.input_channels)
-            except UnreadableImageError as error:
-                report.failed.append((path, str(error)))
-                continue
-            target = _unused_name(out_dir / path.name, report.written)
-            save_image_atomic(self(image), target)
-            report.written.append(target)
+        with ThreadPoolExecutor(max_workers=_PREFETCH, thread_name_prefix="translate-io") as pool:
+            loading: dict[int, Future] = {}
+            saving: deque[Future] = deque()
+            for index, path in enumerate(progress(paths) if progress else paths):
+                for ahead in range(index, min(index + _PREFETCH + 1, len(paths))):
+                    if ahead not in loading:
+                        loading[ahead] = pool.submit(load_image, paths[ahead], self.input_channels)
+                try:
+                    image = loading.pop(index).result()
+                except UnreadableImageError as error:
+                    report.failed.append((path, str(error)))
+                    continue
+                target = _unused_name(out_dir / path.name, report.written)
+                saving.append(pool.submit(save_image_atomic, self(image), target))
+                report.written.append(target)
+                while len(saving) > _PREFETCH:
+                    saving.popleft().result()  # re-raises a failed write (a full disk) here
+            for pending in saving:
+                pending.result()
         return report
 
 
@@ -159,8 +220,10 @@ def expand_inputs(inputs: Iterable[str | Path], report: TranslationReport) -> li
 
 
 def describe(info: dict) -> str:
+    backend = f" (onnxruntime, {', '.join(info['providers'])})" if info.get("backend") == "onnxruntime" else ""
     return (f"{info['net_g']} {info['input_nc']}->{info['output_nc']} channels, ngf {info['ngf']}, "
-            f"{info.get('norm', '?')} norm, from {info['checkpoint']}")
+            f"{info.get('norm', '?')} norm, from {info['checkpoint']}{backend}")
 
 
-__all__ = ["Translator", "load_generator", "pad_to_multiple", "TranslationReport", "DIRECTIONS", "ModelConfig"]
+__all__ = ["Translator", "load_generator", "load_reference_generator", "pad_to_multiple", "resolve_backend",
+           "TranslationReport", "DIRECTIONS", "BACKENDS", "ModelConfig"]

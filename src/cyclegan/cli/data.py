@@ -1,4 +1,4 @@
-"""`cyclegan data ...`: list, download and prepare datasets, or generate a synthetic one."""
+"""`cyclegan data ...`: list, download, prepare and check datasets, or generate a synthetic one."""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.set_defaults(func=run_download)
 
     _register_prepare(commands)
+    _register_check(commands)
 
     synth = commands.add_parser(
         "synth", help="generate a small synthetic unpaired dataset (no download needed)")
@@ -105,6 +106,27 @@ def _register_prepare(commands: argparse._SubParsersAction) -> None:
                             help="side of the resized square images (default: %(default)s)")
     cityscapes.add_argument("--force", action="store_true", help=force_help)
     cityscapes.set_defaults(func=run_prepare_cityscapes)
+
+
+def _register_check(commands: argparse._SubParsersAction) -> None:
+    from cyclegan.data.transforms import PREPROCESS_MODES
+
+    check = commands.add_parser(
+        "check", help="report what a dataset holds and what would hurt training",
+        description="Read and decode every file of trainA/ trainB/ testA/ testB/ (or of a folder of "
+                    "images) and report counts, sizes, colour modes, unreadable files, files that "
+                    "are not images, duplicates, train/test leaks and images too small for the "
+                    "crop. Exits 1 when training could not start, 0 otherwise (warnings included).")
+    check.add_argument("folder", type=Path, help="dataset folder, or any folder of images")
+    check.add_argument("--crop-size", type=int, default=256,
+                       help="crop size training will use (default: %(default)s)")
+    check.add_argument("--load-size", type=int, default=286,
+                       help="load size training will use (default: %(default)s)")
+    check.add_argument("--preprocess", choices=PREPROCESS_MODES, default="resize_and_crop",
+                       help="preprocess mode training will use (default: %(default)s)")
+    check.add_argument("--json", action="store_true",
+                       help="print the full report as JSON instead of text")
+    check.set_defaults(func=run_check)
 
 
 def _train_hint(folder: Path) -> str:
@@ -199,3 +221,14 @@ def run_synth(args: argparse.Namespace) -> int:
           + (": " + ", ".join(f"{key} {value}" for key, value in summary.items()) if summary else ""))
     print(_train_hint(args.out))
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    import json
+
+    from cyclegan.data.check import check_dataset
+
+    report = check_dataset(args.folder, crop_size=args.crop_size, load_size=args.load_size,
+                           preprocess=args.preprocess)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return 0 if report.ok else 1

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
 
 # A small model on 64 px synthetic scenes: big enough to learn visibly, small enough that the
@@ -30,6 +32,16 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _synthetic_set_matches(data_dir: Path, args: argparse.Namespace) -> bool:
+    """True when a previous demo left the very set this one would generate."""
+    try:
+        info = json.loads((data_dir / "classes.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (info.get("size"), info.get("seed"), info.get("n_train"), info.get("n_test")) == (
+        64, args.seed, args.train_size, args.test_size)
+
+
 def run(args: argparse.Namespace) -> int:
     from cyclegan.cli.options import merge
     from cyclegan.config import TrainConfig
@@ -39,8 +51,13 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     data_dir = out / "synthetic"
-    print(f"[1/3] generating the synthetic labels <-> scenes set in {data_dir}")
-    generate_synthetic_dataset(data_dir, size=64, n_train=args.train_size, n_test=args.test_size, seed=args.seed)
+    if _synthetic_set_matches(data_dir, args):
+        print(f"[1/3] reusing the synthetic labels <-> scenes set in {data_dir}")
+    else:
+        print(f"[1/3] generating the synthetic labels <-> scenes set in {data_dir}")
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        generate_synthetic_dataset(data_dir, size=64, n_train=args.train_size, n_test=args.test_size, seed=args.seed)
 
     run_name = "demo"
     overrides = {section: dict(values) for section, values in DEMO_SETTINGS.items()}
@@ -54,8 +71,6 @@ def run(args: argparse.Namespace) -> int:
     config = merge(TrainConfig(), overrides)
     run_dir = out / "runs" / run_name
     if run_dir.exists():
-        import shutil
-
         shutil.rmtree(run_dir)  # the demo always starts afresh
     print(f"[2/3] training {config.model.net_g} (ngf {config.model.ngf}) for {args.iterations} iterations "
           f"at {config.data.crop_size} px")

@@ -10,24 +10,38 @@ from tqdm import tqdm
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "translate", help="Translate images with a trained model.",
-        description="Translate image files and folders with a run folder, a checkpoint file or an official "
-                    "reference-code generator (*.pth). The architecture is read from the file. Images keep "
-                    "their size and file name; unreadable files are reported and the rest still translated.")
-    parser.add_argument("checkpoint", help="Run folder (runs/<name>), checkpoint .safetensors, or official *_net_G*.pth.")
+        description="Translate image files and folders with a run folder, a checkpoint file, an official "
+                    "reference-code generator (*.pth), a downloaded pretrained model (by name, see "
+                    "`cyclegan models`) or an ONNX export. The architecture is read from the file. Images "
+                    "keep their size and file name; unreadable files are reported and the rest still "
+                    "translated.")
+    parser.add_argument("checkpoint", help="Run folder (runs/<name>), checkpoint .safetensors, official *_net_G*.pth, "
+                                           "downloaded model name (horse2zebra) or exported .onnx.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="Image files and/or folders of images.")
     parser.add_argument("--out", required=True, help="Output folder (created if needed).")
     parser.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
-                        help="Which generator to apply (ignored for single-generator .pth files).")
+                        help="Which generator to apply (ignored for files holding one generator: .pth, "
+                             "downloaded models, .onnx).")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="Arithmetic precision.")
+    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
+                        help="Run the model with PyTorch or onnxruntime (auto: onnxruntime for .onnx files).")
+    parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                        help="Translate images larger than SIZE px in overlapping SIZE x SIZE tiles, so memory "
+                             "is bounded by the tile rather than the image (e.g. 512).")
+    parser.add_argument("--overlap", type=int, default=32, metavar="PX",
+                        help="Overlap of neighbouring tiles, blended smoothly (default: %(default)s).")
     parser.add_argument("--no-progress", action="store_true", help="Do not show a progress bar.")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cyclegan.inference import Translator, describe
+    from cyclegan.zoo import resolve_model_argument
 
-    translator = Translator.from_checkpoint(args.checkpoint, args.direction, args.device, args.precision)
+    checkpoint = resolve_model_argument(args.checkpoint)
+    translator = Translator.from_checkpoint(checkpoint, args.direction, args.device, args.precision,
+                                            backend=args.backend, tile=args.tile, overlap=args.overlap)
     print(f"model: {describe(translator.info)}")
 
     def progress(paths):

@@ -27,7 +27,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cyclegan.data.images import IMAGE_EXTENSIONS, image_to_tensor, list_images, load_image, open_image_header
+from cyclegan.data.images import (
+    IMAGE_EXTENSIONS,
+    image_to_tensor,
+    list_images,
+    load_image,
+    open_image_header,
+)
 from cyclegan.data.transforms import check_preprocess_options, preprocess
 from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
 
@@ -52,7 +58,9 @@ def _usable_images(
             open_image_header(path).close()
         except UnreadableImageError as exc:
             skipped.append((str(path), str(exc)))
-            warnings.warn(f"skipping {path} in {describe}: {exc}", SkippedImageWarning, stacklevel=3)
+            warnings.warn(
+                f"skipping {path} in {describe}: {exc}", SkippedImageWarning, stacklevel=3
+            )
         else:
             usable.append(path)
     return usable, skipped

@@ -97,10 +97,15 @@ def open_image_header(path: str | os.PathLike) -> Image.Image:
         ) from None
     except FileNotFoundError:
         raise UnreadableImageError(f"{path}: file not found. Check the path.") from None
-    except Exception as exc:
+    except (Image.UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise UnreadableImageError(
             f"{path}: not an image file Pillow can read ({_describe(exc)}). "
             "Remove it from the folder or re-save it as PNG or JPEG."
+        ) from None
+    except Exception as exc:
+        raise UnreadableImageError(
+            f"{path}: the file cannot be opened ({_describe(exc)}). Check that it is a readable "
+            "image file, or remove it from the folder."
         ) from None
     width, height = img.size
     if width * height > MAX_IMAGE_PIXELS:
@@ -144,7 +149,8 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> Image.Image:
         except Exception as exc:
             raise UnreadableImageError(
                 f"{path}: the image data cannot be decoded ({_describe(exc)}). The file is "
-                "probably truncated or damaged: re-download or re-export it, or remove it."
+                "truncated, damaged or in an unsupported colour mode: re-download it, re-save it "
+                "as an 8-bit PNG or JPEG, or remove it."
             ) from None
     return out
 

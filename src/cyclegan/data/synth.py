@@ -1,4 +1,4 @@
-"""A procedural street-scene dataset, labels <-> photo, with ground truth: our demo and first benchmark.
+"""A procedural street-scene dataset, labels <-> photo, with ground truth (demo and benchmark).
 
 Each scene is random geometry (horizon, sky, a road in perspective with sidewalks, buildings,
 trees, cars, people) drawn twice: as a colour label map in the official Cityscapes colours
@@ -114,7 +114,8 @@ class _Scene:
         self.road_bottom = (size * rng.uniform(-0.15, 0.2), size * rng.uniform(0.8, 1.15))
         self.sidewalk_bottom = size * rng.uniform(0.15, 0.28)
         ground = self.y >= self.horizon
-        self.labels = np.where(ground, np.uint8(VEGETATION), np.uint8(SKY)) * np.ones(shape, np.uint8)
+        self.labels = np.full(shape, SKY, dtype=np.uint8)
+        self.labels[ground[:, 0]] = VEGETATION  # grass beyond the sidewalks
         # Maps used only by the photo: which building, which part of a tree/car/person, and
         # the colour of car bodies and clothes.
         self.building_of = np.full(shape, -1, dtype=np.int16)
@@ -144,7 +145,8 @@ class _Scene:
         top = self.horizon * (1.0 - rng.uniform(0.2, 0.85, count))
         bottom = self.horizon + size * rng.uniform(0.0, 0.05, count)
         for i in range(count):
-            inside = ((self.x >= left[i]) & (self.x < left[i] + width[i])) & ((self.y >= top[i]) & (self.y < bottom[i]))
+            columns = (self.x >= left[i]) & (self.x < left[i] + width[i])
+            inside = columns & ((self.y >= top[i]) & (self.y < bottom[i]))
             self.labels[inside] = BUILDING
             self.building_of[inside] = i
         return {"left": left, "width": width, "top": top, "count": count}
@@ -158,12 +160,14 @@ class _Scene:
             on_left = rng.integers(2) == 0
             left, right = self.road_edges(base_depth)
             spread = self.sidewalk_bottom * base_depth + 0.01 * size
-            base_x = (left - spread if on_left else right + spread) + size * rng.uniform(-0.04, 0.04)
+            base_x = left - spread if on_left else right + spread
+            base_x += size * rng.uniform(-0.04, 0.04)
             base_y = self.horizon + base_depth * (size - self.horizon)
             radius = size * (0.35 + base_depth) * rng.uniform(0.11, 0.18)
             trunk_height = radius * rng.uniform(0.6, 1.0)
             centre_y = base_y - trunk_height - radius * 0.8
-            trunk = (np.abs(self.x - base_x) < max(0.6, radius * 0.12)) & ((self.y < base_y) & (self.y >= centre_y))
+            trunk_columns = np.abs(self.x - base_x) < max(0.6, radius * 0.12)
+            trunk = trunk_columns & ((self.y < base_y) & (self.y >= centre_y))
             distance = np.sqrt((self.x - base_x) ** 2 + ((self.y - centre_y) * 1.15) ** 2) / radius
             crown = distance < 0.85 + 0.35 * ragged
             self.labels[trunk | crown] = VEGETATION
@@ -186,13 +190,16 @@ class _Scene:
     def _draw_car(self, bottom: float, road_left: float, road_right: float) -> None:
         rng = self.rng
         width = max(4.0, (road_right - road_left) * rng.uniform(0.24, 0.34))
-        centre = rng.uniform(road_left + width / 2, max(road_left + width / 2, road_right - width / 2))
+        leftmost = road_left + width / 2
+        centre = rng.uniform(leftmost, max(leftmost, road_right - width / 2))
         wheel_radius = width * 0.12
         body_top, body_bottom = bottom - width * 0.42, bottom - wheel_radius * 0.8
         cabin_top = body_top - width * 0.22
-        body = (np.abs(self.x - centre) < width / 2) & ((self.y >= body_top) & (self.y < body_bottom))
+        body_rows = (self.y >= body_top) & (self.y < body_bottom)
+        body = (np.abs(self.x - centre) < width / 2) & body_rows
         cabin_half = width * (0.30 + 0.08 * (self.y - cabin_top) / (width * 0.22))  # sloped windows
-        cabin = (np.abs(self.x - centre) < cabin_half) & ((self.y >= cabin_top) & (self.y < body_top))
+        cabin_rows = (self.y >= cabin_top) & (self.y < body_top)
+        cabin = (np.abs(self.x - centre) < cabin_half) & cabin_rows
         wheel_y = (self.y - (bottom - wheel_radius)) ** 2
         wheels = (((self.x - (centre - 0.3 * width)) ** 2 + wheel_y) < wheel_radius**2) | (
             ((self.x - (centre + 0.3 * width)) ** 2 + wheel_y) < wheel_radius**2
@@ -203,7 +210,9 @@ class _Scene:
         self.part[wheels] = _CAR_WHEEL
         np.copyto(self.part_colour, _random_car_colour(rng)[:, None, None], where=body)
 
-    def _draw_person(self, bottom: float, road_left: float, road_right: float, sidewalk: float) -> None:
+    def _draw_person(
+        self, bottom: float, road_left: float, road_right: float, sidewalk: float
+    ) -> None:
         rng = self.rng
         on_left = rng.integers(2) == 0
         offset = sidewalk * rng.uniform(0.3, 0.7)
@@ -251,7 +260,8 @@ class _Scene:
         textures[VEGETATION] = greens[:, np.minimum(self.part, _CROWN)] * leafy
 
         # Road: grey asphalt with grain and patches, edge lines and a dashed centre line.
-        road = _planes(rng.uniform(0.22, 0.42) * _colour(1.0, 1.0, 1.03)) * (0.85 + 0.3 * blotches + 0.08 * grain)
+        asphalt = _planes(rng.uniform(0.22, 0.42) * _colour(1.0, 1.0, 1.03))
+        road = asphalt * (0.85 + 0.3 * blotches + 0.08 * grain)
         left, right = self.road_edges(self.depth)
         line_half = np.maximum(0.45, 0.012 * size * self.depth)
         centre_line = np.abs(x - (left + right) / 2) < line_half
@@ -264,7 +274,8 @@ class _Scene:
         # Sidewalk: light paving with joints receding in perspective.
         paving = _colour(0.62, 0.6, 0.56) * rng.uniform(0.85, 1.15)
         joints = _fraction(9.0 / (self.depth + 0.1)) < 0.18
-        textures[SIDEWALK] = _planes(paving) * (0.9 + 0.15 * blotches - 0.22 * joints + 0.05 * grain)
+        shading = 0.9 + 0.15 * blotches - 0.22 * joints + 0.05 * grain
+        textures[SIDEWALK] = _planes(paving) * shading
 
         textures[BUILDING] = self._building_texture(grain)
 
@@ -307,7 +318,8 @@ class _Scene:
         cell_u = _fraction(u * columns.astype(np.float32)[which])
         storey_of = storey.astype(np.float32)[which]
         cell_v = _fraction(v / storey_of)
-        window = (cell_u > 0.25) & (cell_u < 0.75) & (cell_v > 0.3) & (cell_v < 0.8) & (v > storey_of * 0.5)
+        window = (cell_u > 0.25) & (cell_u < 0.75) & (cell_v > 0.3) & (cell_v < 0.8)
+        window &= v > storey_of * 0.5  # no windows in the cornice
         mortar = brick[which] & (_fraction(self.y / max(2.0, size / 32)) < 0.5)
         wall = bases.astype(np.float32).T[:, which] * (1 - 0.18 * mortar + 0.06 * grain)
         glass = glass_tint.astype(np.float32).T[:, which] * (1 + 0.1 * grain)
@@ -317,7 +329,9 @@ class _Scene:
 _FACADE_COLOURS = np.array(
     [(0.55, 0.27, 0.2), (0.76, 0.68, 0.55), (0.5, 0.5, 0.52), (0.82, 0.8, 0.76), (0.62, 0.5, 0.38)]
 )
-_SKIN_TONES = np.array([(0.96, 0.8, 0.69), (0.87, 0.67, 0.5), (0.65, 0.45, 0.3), (0.42, 0.28, 0.18)])
+_SKIN_TONES = np.array(
+    [(0.96, 0.8, 0.69), (0.87, 0.67, 0.5), (0.65, 0.45, 0.3), (0.42, 0.28, 0.18)]
+)
 
 
 def _random_car_colour(rng: np.random.Generator) -> np.ndarray:
@@ -373,7 +387,11 @@ def _blur(photo: np.ndarray, amount: float) -> np.ndarray:
 
 
 def generate_synthetic_dataset(
-    out_dir: str | os.PathLike, size: int = 64, n_train: int = 1000, n_test: int = 200, seed: int = 0
+    out_dir: str | os.PathLike,
+    size: int = 64,
+    n_train: int = 1000,
+    n_test: int = 200,
+    seed: int = 0,
 ) -> dict:
     """Write the synthetic labels <-> photo dataset to `out_dir` (layout in the module doc).
 
@@ -394,7 +412,13 @@ def generate_synthetic_dataset(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    counts = {"trainA": n_train, "trainB": n_train, "testA": n_test, "testB": n_test, "label_ids/test": n_test}
+    counts = {
+        "trainA": n_train,
+        "trainB": n_train,
+        "testA": n_test,
+        "testB": n_test,
+        "label_ids/test": n_test,
+    }
     try:
         for folder in counts:
             (staging / folder).mkdir(parents=True)

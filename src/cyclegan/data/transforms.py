@@ -28,7 +28,9 @@ PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_c
 _RESAMPLE = Image.Resampling.BICUBIC
 
 
-def check_preprocess_options(mode: str, load_size: int, crop_size: int, size_multiple: int = 4) -> None:
+def check_preprocess_options(
+    mode: str, load_size: int, crop_size: int, size_multiple: int = 4
+) -> None:
     """Raise ConfigError if the options cannot work together; called before any image is read."""
     if mode not in PREPROCESS_MODES:
         raise ConfigError(
@@ -37,7 +39,9 @@ def check_preprocess_options(mode: str, load_size: int, crop_size: int, size_mul
     if size_multiple < 1:
         raise ConfigError(f"size_multiple must be at least 1, got {size_multiple}")
     if mode != "none" and (load_size < 1 or crop_size < 1):
-        raise ConfigError(f"load_size and crop_size must be positive, got {load_size} and {crop_size}")
+        raise ConfigError(
+            f"load_size and crop_size must be positive, got {load_size} and {crop_size}"
+        )
     if mode in ("resize_and_crop", "scale_width_and_crop") and crop_size > load_size:
         raise ConfigError(
             f"crop_size {crop_size} is larger than load_size {load_size} in mode {mode!r}; "

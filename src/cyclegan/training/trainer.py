@@ -104,6 +104,15 @@ class Trainer:
 
         torch.manual_seed(config.run.seed)
         self.model = CycleGAN(config.model).to(self.device)
+        self.memory_format = torch.channels_last if config.run.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        # Batch norm mixes the images of a batch, so only instance/no norm may be batched.
+        self.batch_generator_calls = config.run.batch_generator_calls and config.model.norm != "batch"
+        self.generators = {"AB": self.model.G_AB, "BA": self.model.G_BA}
+        self.discriminators = {"A": self.model.D_A, "B": self.model.D_B}
+        if config.run.compile:
+            self.generators = {key: torch.compile(net) for key, net in self.generators.items()}
+            self.discriminators = {key: torch.compile(net) for key, net in self.discriminators.items()}
         optim = config.optim
         self.optimizer_g = torch.optim.Adam(self.model.generator_parameters(), lr=optim.lr,
                                             betas=(optim.beta1, optim.beta2))
@@ -187,20 +196,17 @@ class Trainer:
         if update_generators:
             set_requires_grad([model.D_A, model.D_B], False)  # D is a fixed judge during the G update
             with precision:
-                fake_b = model.G_AB(real_a)
-                reconstructed_a = model.G_BA(fake_b)
-                fake_a = model.G_BA(real_b)
-                reconstructed_b = model.G_AB(fake_a)
+                images = self._generator_outputs(real_a, real_b, identity=loss_cfg.lambda_identity > 0)
                 terms = {
-                    "loss_G_AB": losses.generator_adversarial_loss(mode, model.D_B(fake_b)),
-                    "loss_G_BA": losses.generator_adversarial_loss(mode, model.D_A(fake_a)),
-                    "loss_cycle_A": losses.cycle_loss(reconstructed_a, real_a) * loss_cfg.lambda_a,
-                    "loss_cycle_B": losses.cycle_loss(reconstructed_b, real_b) * loss_cfg.lambda_b,
+                    "loss_G_AB": losses.generator_adversarial_loss(mode, self.discriminators["B"](images["fake_b"])),
+                    "loss_G_BA": losses.generator_adversarial_loss(mode, self.discriminators["A"](images["fake_a"])),
+                    "loss_cycle_A": losses.cycle_loss(images["reconstructed_a"], real_a) * loss_cfg.lambda_a,
+                    "loss_cycle_B": losses.cycle_loss(images["reconstructed_b"], real_b) * loss_cfg.lambda_b,
                 }
                 if loss_cfg.lambda_identity > 0:
-                    terms["loss_idt_A"] = (losses.identity_loss(model.G_BA(real_a), real_a)
+                    terms["loss_idt_A"] = (losses.identity_loss(images["identity_a"], real_a)
                                            * loss_cfg.lambda_a * loss_cfg.lambda_identity)
-                    terms["loss_idt_B"] = (losses.identity_loss(model.G_AB(real_b), real_b)
+                    terms["loss_idt_B"] = (losses.identity_loss(images["identity_b"], real_b)
                                            * loss_cfg.lambda_b * loss_cfg.lambda_identity)
                 loss_g = sum(terms.values())
             values.update(self._checked(terms))
@@ -211,12 +217,13 @@ class Trainer:
             self.scaler.scale(loss_g).backward()
             self.scaler.step(self.optimizer_g)
             set_requires_grad([model.D_A, model.D_B], True)
-            self.epoch_loss_sum += float(loss_g.detach())
+            self.epoch_loss_sum += values_sum(values)
             self.epoch_loss_count += 1
+            fake_a, fake_b = images["fake_a"], images["fake_b"]
         else:
             with torch.no_grad(), precision:
-                fake_b = model.G_AB(real_a)
-                fake_a = model.G_BA(real_b)
+                fake_b = self.generators["AB"](real_a)
+                fake_a = self.generators["BA"](real_b)
 
         # Discriminators see a history of generated images, not only this iteration's.
         history_b = self.pool_b.query(fake_b.detach())
@@ -224,9 +231,9 @@ class Trainer:
         with precision:
             terms = {}
             accuracies = {}
-            for name, discriminator, real, fake in (("A", model.D_A, real_a, history_a),
-                                                    ("B", model.D_B, real_b, history_b)):
-                pred_real, pred_fake = discriminator(real), discriminator(fake)
+            for name, real, fake in (("A", real_a, history_a), ("B", real_b, history_b)):
+                discriminator = self.discriminators[name]
+                pred_real, pred_fake = self._judge(discriminator, real, fake)
                 loss_d = losses.discriminator_adversarial_loss(mode, pred_real, pred_fake)
                 if mode == "wgangp":
                     loss_d = loss_d + loss_cfg.gp_weight * losses.gradient_penalty(discriminator, real, fake)
@@ -242,6 +249,39 @@ class Trainer:
             self.scaler.step(self.optimizer_d)
         self.scaler.update()
         return values
+
+    def _generator_outputs(self, real_a: torch.Tensor, real_b: torch.Tensor, identity: bool) -> dict[str, torch.Tensor]:
+        """G_AB(a), G_BA(G_AB(a)), G_BA(b), G_AB(G_BA(b)) and, with identity, G_BA(a) and G_AB(b).
+
+        Batched, the six generator calls become three: images that one generator processes
+        independently of each other are concatenated (instance norm works per image, so the
+        result is the same as separate calls).
+        """
+        g_ab, g_ba = self.generators["AB"], self.generators["BA"]
+        if not self.batch_generator_calls:
+            out = {"fake_b": g_ab(real_a), "fake_a": g_ba(real_b)}
+            out["reconstructed_a"], out["reconstructed_b"] = g_ba(out["fake_b"]), g_ab(out["fake_a"])
+            if identity:
+                out["identity_a"], out["identity_b"] = g_ba(real_a), g_ab(real_b)
+            return out
+        n = real_a.shape[0]
+        if identity:
+            fake_b, identity_b = g_ab(torch.cat([real_a, real_b])).split(n)
+            fake_a, reconstructed_a, identity_a = g_ba(torch.cat([real_b, fake_b, real_a])).split(n)
+        else:
+            fake_b = g_ab(real_a)
+            fake_a, reconstructed_a = g_ba(torch.cat([real_b, fake_b])).split(n)
+        out = {"fake_b": fake_b, "fake_a": fake_a, "reconstructed_a": reconstructed_a,
+               "reconstructed_b": g_ab(fake_a)}
+        if identity:
+            out["identity_a"], out["identity_b"] = identity_a, identity_b
+        return out
+
+    def _judge(self, discriminator, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D(real), D(fake) - in one batched call where that gives the same result."""
+        if not self.batch_generator_calls:
+            return discriminator(real), discriminator(fake)
+        return discriminator(torch.cat([real, fake])).split(real.shape[0])
 
     def _checked(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
         values = {name: float(value.detach()) for name, value in terms.items()}
@@ -295,8 +335,8 @@ class Trainer:
                 for batch in self._loader():
                     self.skipped_files.update(batch["skipped"])
                     step_started = time.perf_counter()
-                    real_a = batch["A"].to(self.device, non_blocking=True)
-                    real_b = batch["B"].to(self.device, non_blocking=True)
+                    real_a = batch["A"].to(self.device, non_blocking=True, memory_format=self.memory_format)
+                    real_b = batch["B"].to(self.device, non_blocking=True, memory_format=self.memory_format)
                     values = self.train_step(real_a, real_b)
                     self.iteration += 1
                     self.position += 1
@@ -410,9 +450,14 @@ class Trainer:
             signal.signal(signum, handler)
 
 
+def values_sum(values: dict[str, float]) -> float:
+    """The generator's total loss from its logged terms."""
+    return sum(value for key, value in values.items() if key.startswith("loss_") and not key.startswith("loss_D"))
+
+
 def _postfix(values: dict[str, float]) -> dict[str, str]:
     shown = {}
-    generator = sum(v for k, v in values.items() if k.startswith("loss_") and not k.startswith("loss_D"))
+    generator = values_sum(values)
     if any(k.startswith("loss_G") for k in values):
         shown["G"] = f"{generator:.3f}"
     if "loss_D_A" in values:

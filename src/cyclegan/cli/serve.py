@@ -1,0 +1,85 @@
+"""`cyclegan serve`: a web page and an HTTP API translating uploaded images with a trained model."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+from cyclegan.errors import CycleGANError
+
+# Module names of the `web` extra (python-multipart installs as `python_multipart`, older ones as `multipart`).
+WEB_MODULES = {"starlette": ("starlette",), "uvicorn": ("uvicorn",),
+               "python-multipart": ("python_multipart", "multipart")}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="Serve a trained model: a web page and an HTTP API.",
+        description="Serve a run folder, a checkpoint file or an official reference-code generator (*.pth) "
+                    "over HTTP: a page at / to upload an image and download its translation, and an API "
+                    "(POST /translate, GET /info, GET /health). Needs the web extra: pip install 'cyclegan[web]'.")
+    parser.add_argument("checkpoint",
+                        help="Run folder (runs/<name>), checkpoint .safetensors, or official *_net_G*.pth.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="Address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the "
+                             "server to the network).")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks a free one).")
+    parser.add_argument("--direction", choices=("AtoB", "BtoA"), action="append",
+                        help="Serve only this direction (repeatable; default: every direction the checkpoint holds).")
+    parser.add_argument("--max-upload-mb", type=float, default=20.0,
+                        help="Largest accepted upload in MiB (default: 20).")
+    parser.add_argument("--max-pixels", type=int, default=40_000_000,
+                        help="Largest accepted image in pixels, read from the header before decoding "
+                             "(default: 40000000).")
+    parser.add_argument("--workers", type=int, default=2, help="Translations running at the same time (default: 2).")
+    parser.add_argument("--queue", type=int, default=16,
+                        help="Requests allowed to wait for a worker; more are answered 503 (default: 16).")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="Seconds a request may take, waiting included, before it is answered 504 (default: 60).")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="Arithmetic precision.")
+    parser.set_defaults(func=run)
+
+
+def require_web_extra() -> None:
+    missing = [package for package, modules in WEB_MODULES.items()
+               if not any(importlib.util.find_spec(module) for module in modules)]
+    if missing:
+        raise CycleGANError(f"cyclegan serve needs {', '.join(missing)}: install the web extra with "
+                            "pip install 'cyclegan[web]' (or pip install -e '.[web]' in a checkout)")
+
+
+def run(args: argparse.Namespace) -> int:
+    require_web_extra()
+    from cyclegan.inference import describe
+    from cyclegan.serving.app import (
+        Limits,
+        bind_socket,
+        create_app,
+        is_loopback_host,
+        load_translators,
+        server_url,
+        uvicorn_server,
+    )
+
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
+                    workers=args.workers, queue=args.queue, timeout_s=args.timeout)
+    directions = list(dict.fromkeys(args.direction)) if args.direction else None
+    translators = load_translators(args.checkpoint, directions, args.device, args.precision)
+    app = create_app(translators, limits)
+    sock = bind_socket(args.host, args.port)
+    first = next(iter(translators.values()))
+    print(f"model: {describe(first.info)}")
+    print(f"directions: {', '.join(translators)} on {first.device}; {limits.workers} worker(s), queue {limits.queue}")
+    if not is_loopback_host(args.host):
+        print(f"warning: listening on {args.host}, reachable from other machines; the server has no "
+              "authentication. Use --host 127.0.0.1 unless that is what you want.", file=sys.stderr)
+    print(f"serving on {server_url(sock)}  (Ctrl+C stops)", flush=True)
+    try:
+        uvicorn_server(app, sock, limits, log_level="info").run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises the Ctrl+C it caught
+        pass
+    finally:
+        sock.close()
+    print("server stopped")
+    return 0

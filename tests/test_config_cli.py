@@ -1,0 +1,110 @@
+"""Options: one source of truth, reference-compatible flag names, help on every option."""
+import argparse
+import json
+
+import pytest
+
+from cyclegan.cli import build_parser, main
+from cyclegan.cli.options import add_config_arguments, config_from_args
+from cyclegan.config import TrainConfig
+from cyclegan.errors import ConfigError
+
+REFERENCE_FLAGS = ["--netG", "--netD", "--n-layers-D", "--ngf", "--ndf", "--norm", "--init-type", "--init-gain",
+                   "--no-dropout", "--gan-mode", "--lambda-A", "--lambda-B", "--lambda-identity", "--pool-size",
+                   "--lr", "--beta1", "--epochs", "--epochs-decay", "--lr-policy", "--batch-size", "--load-size",
+                   "--crop-size", "--preprocess", "--no-flip", "--input-nc", "--output-nc", "--serial-batches",
+                   "--num-workers", "--name", "--seed", "--d-ratio", "--d-steps", "--max-iters", "--save-every",
+                   "--keep-last", "--resume", "--data", "--domain-a", "--domain-b", "--lr-D", "--device"]
+
+
+def train_parser():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices["train"]
+
+
+def test_train_accepts_every_reference_flag_name():
+    flags = {flag for action in train_parser()._actions for flag in action.option_strings}
+    assert [flag for flag in REFERENCE_FLAGS if flag not in flags] == []
+
+
+def test_every_option_of_every_command_has_help_text():
+    parser = build_parser()
+    missing = []
+
+    def visit(p, path):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    visit(sub, f"{path} {name}")
+            elif action.help in (None, "") and action.dest != "help":
+                missing.append(f"{path}: {action.option_strings or action.dest}")
+
+    visit(parser, "cyclegan")
+    assert missing == []
+
+
+def test_defaults_reproduce_the_paper():
+    config = TrainConfig()
+    assert (config.model.net_g, config.model.net_d, config.model.norm, config.model.use_dropout) == (
+        "resnet_9blocks", "basic", "instance", False)
+    assert (config.loss.gan_mode, config.loss.lambda_a, config.loss.lambda_b, config.loss.lambda_identity) == (
+        "lsgan", 10.0, 10.0, 0.5)
+    assert (config.loss.pool_size, config.loss.d_ratio, config.loss.d_steps) == (50, 2.0, 1)
+    assert (config.optim.lr, config.optim.beta1, config.optim.beta2) == (2e-4, 0.5, 0.999)
+    assert (config.optim.epochs, config.optim.epochs_decay, config.optim.lr_policy) == (100, 100, "linear")
+    assert (config.data.batch_size, config.data.load_size, config.data.crop_size, config.data.flip) == (1, 286, 256, True)
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    add_config_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_flags_set_config_fields_and_negative_flags_turn_options_off():
+    config = parse(["--netG", "unet_256", "--lambda-A", "5", "--no-flip", "--no-dropout", "--lr-D", "1e-4"])
+    assert config.model.net_g == "unet_256"
+    assert config.loss.lambda_a == 5.0 and config.loss.lambda_b == 10.0
+    assert config.data.flip is False and config.model.use_dropout is False
+    assert config.optim.lr_d == 1e-4
+
+
+def test_command_line_flags_override_a_config_file(tmp_path):
+    path = tmp_path / "config.json"
+    values = TrainConfig().to_dict()
+    values["model"]["ngf"], values["loss"]["lambda_a"] = 32, 3.0
+    path.write_text(json.dumps(values))
+    config = parse(["--config", str(path), "--lambda-A", "7"])
+    assert config.model.ngf == 32 and config.loss.lambda_a == 7.0
+
+
+def test_config_file_with_an_unknown_option_is_rejected_by_name(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": {"ngff": 3}}))
+    with pytest.raises(ConfigError, match="ngff"):
+        parse(["--config", str(path)])
+
+
+def test_saved_config_round_trips(tmp_path):
+    config = parse(["--ngf", "16", "--gan-mode", "hinge", "--max-iters", "5"])
+    config.save(tmp_path / "c.json")
+    assert TrainConfig.load(tmp_path / "c.json") == config
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--crop-size", "300"], "larger than --load-size"),
+    (["--input-nc", "1"], "--lambda-identity 0"),
+    ([], "--data"),
+])
+def test_impossible_option_combinations_fail_before_training(argv, message):
+    config = parse(argv + (["--data", "x"] if argv else []))
+    with pytest.raises(ConfigError, match=message):
+        config.validate()
+
+
+def test_cli_reports_errors_in_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "missing"), "--runs-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("cyclegan train: error:") and "missing" in error and "\n" not in error
