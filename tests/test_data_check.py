@@ -260,3 +260,8 @@ def test_fatal_problems_reads_headers_only_and_stops_at_the_first_usable_image(d
 
     assert fatal_problems(dataset / "trainA", dataset / "trainB") == []
     assert opened == ["0_broken.png", "a_000.png", "b_000.png"]
+
+
+def test_fatal_problems_of_one_folder_of_pairs_checks_that_folder_only(dataset):
+    assert fatal_problems(dataset / "trainA", None) == []
+    assert fatal_problems(dataset / "nowhere", None)[0].startswith(f"domain A: {dataset / 'nowhere'}: folder not found")

@@ -26,13 +26,22 @@ from cyclegan.data.images import load_image
 from cyclegan.errors import DatasetError
 from cyclegan.training import checkpoint as ckpt
 from cyclegan.training import trainer as trainer_module
-from cyclegan.training.model import CycleGAN
+from cyclegan.training.model import build_model
 from cyclegan.training.trainer import Trainer
 
 from conftest import tiny_config
 from hostile import build_hostile_corpus
 
 LINKS = {"loop_a.png", "loop_b.png"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run several times faster on one thread than on two contended ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -46,9 +55,7 @@ def run_folder(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "untrained"
     config = ModelConfig(net_g="resnet_6blocks", ngf=8, ndf=8)
     torch.manual_seed(0)
-    model = CycleGAN(config)
-    networks = {"G_AB": model.G_AB, "G_BA": model.G_BA, "D_A": model.D_A, "D_B": model.D_B}
-    ckpt.save_checkpoint(run / "checkpoints", networks, config, None, epoch=0, iteration=0)
+    ckpt.save_checkpoint(run / "checkpoints", build_model(config).networks(), config, None, epoch=0, iteration=0)
     return run
 
 
@@ -127,7 +134,7 @@ def test_training_refuses_a_dataset_without_usable_images_naming_both_folders_be
         (tmp_path / "data" / name).mkdir(parents=True)
         (tmp_path / "data" / name / "notes.jpg").write_text("not an image")
         (tmp_path / "data" / name / "empty.png").write_bytes(b"")
-    monkeypatch.setattr(trainer_module, "CycleGAN", lambda *args: pytest.fail("a model was built"))
+    monkeypatch.setattr(trainer_module, "build_model", lambda *args: pytest.fail("a model was built"))
 
     with pytest.raises(DatasetError) as error:
         Trainer(tiny_config(tmp_path / "data", tmp_path / "runs"))

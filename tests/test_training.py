@@ -4,10 +4,11 @@ import math
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from cyclegan.cli import main
-from cyclegan.errors import ConfigError, DatasetError
+from cyclegan.errors import CheckpointError, ConfigError, DatasetError
 from cyclegan.training import checkpoint as ckpt
 from cyclegan.training.trainer import NonFiniteLossError, Trainer, epoch_order
 
@@ -39,7 +40,7 @@ def test_n_iterations_then_resume_then_m_more_equals_n_plus_m_in_one_go(tiny_dat
     state_straight = ckpt.load_training_state(ckpt.find_checkpoint(runs / "straight").state)
     state_resumed = ckpt.load_training_state(ckpt.find_checkpoint(runs / "split").state)
     assert (state_resumed["epoch"], state_resumed["iteration"], state_resumed["position"]) == (1, 9, 3)
-    for a, b in zip(state_straight["pool_a"]["images"], state_resumed["pool_a"]["images"]):
+    for a, b in zip(state_straight["ranks"][0]["pool_a"]["images"], state_resumed["ranks"][0]["pool_a"]["images"]):
         assert torch.equal(a, b)
 
 
@@ -211,3 +212,76 @@ def test_batched_generator_calls_give_the_same_losses_and_updates_as_separate_ca
         assert batched_values[key] == pytest.approx(separate_values[key], rel=1e-4, abs=1e-6), key
     for a, b in zip(batched_grads, separate_grads):  # equal up to float rounding, relative to each tensor
         assert (a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-5
+
+
+def test_no_gan_ablation_trains_with_the_cycle_loss_alone_and_leaves_d_untouched(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset, tmp_path / "runs")
+    config.loss.gan, config.loss.lambda_identity = False, 0.0
+    trainer = Trainer(config)
+    batch = next(iter(trainer._loader()))
+    discriminator_before = [p.clone() for p in trainer.model.D_A.parameters()]
+    values = trainer.train_step(batch["A"], batch["B"])
+    assert set(values) == {"loss_cycle_A", "loss_cycle_B"}
+    assert all(torch.equal(a, b) for a, b in zip(discriminator_before, trainer.model.D_A.parameters()))
+
+
+@pytest.mark.parametrize("cycle, expected", [("forward", {"loss_cycle_A"}), ("backward", {"loss_cycle_B"}),
+                                             ("none", set())])
+def test_cycle_option_keeps_only_the_chosen_cycle_terms(tiny_dataset, tmp_path, cycle, expected):
+    config = tiny_config(tiny_dataset, tmp_path / "runs")
+    config.loss.cycle, config.loss.lambda_identity = cycle, 0.0
+    trainer = Trainer(config)
+    batch = next(iter(trainer._loader()))
+    values = trainer.train_step(batch["A"], batch["B"])
+    assert {key for key in values if key.startswith("loss_cycle")} == expected
+    assert {"loss_G_AB", "loss_G_BA", "loss_D_A", "loss_D_B"} <= set(values)
+
+
+def test_pix2pix_trains_on_same_stem_pairs_and_translates(tmp_path):
+    from cyclegan.inference import Translator
+
+    root = tmp_path / "paired"
+    write_images(root / "trainA", 4, seed=1, prefix="p")
+    write_images(root / "trainB", 4, seed=2, prefix="p")  # same stems: p_000 ... p_003
+    assert main(["train", "--model", "pix2pix", "--data", str(root), "--runs-dir", str(tmp_path / "runs"),
+                 "--name", "p2p", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8", "--load-size", "36",
+                 "--crop-size", "32", "--num-workers", "0", "--max-iters", "3", "--no-progress",
+                 "--no-tensorboard", "--log-every", "1"]) == 0
+    run = tmp_path / "runs" / "p2p"
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["model"]["model"], saved["model"]["norm"], saved["loss"]["gan_mode"], saved["loss"]["pool_size"]) == (
+        "pix2pix", "batch", "vanilla", 0)  # the pix2pix paper's defaults where none was given
+    record = json.loads((run / "log.jsonl").read_text().splitlines()[0])
+    assert {"loss_G_GAN", "loss_G_L1", "loss_D", "acc_D"} <= set(record)
+    assert {key.split(".")[0] for key in final_weights(run)} == {"G_AB", "D"}
+    out = Translator.from_checkpoint(run, device="cpu")(Image.new("RGB", (40, 28)))
+    assert out.size == (40, 28)
+    with pytest.raises(CheckpointError, match="G_BA"):
+        Translator.from_checkpoint(run, direction="BtoA", device="cpu")
+
+
+def test_pix2pix_reads_official_side_by_side_pairs(tmp_path):
+    from cyclegan.data.datasets import AlignedDataset
+
+    left, right = Image.new("RGB", (20, 16), (255, 0, 0)), Image.new("RGB", (20, 16), (0, 0, 255))
+    (tmp_path / "train").mkdir()
+    combined = Image.new("RGB", (40, 16))
+    combined.paste(left, (0, 0))
+    combined.paste(right, (20, 0))
+    combined.save(tmp_path / "train" / "1.png")
+    sample = AlignedDataset(tmp_path / "train", None, preprocess="none", flip=False)[0]
+    assert sample["A"][0].mean().item() == pytest.approx(1.0) and sample["A"][2].mean().item() == pytest.approx(-1.0)
+    assert sample["B"][2].mean().item() == pytest.approx(1.0) and sample["B"][0].mean().item() == pytest.approx(-1.0)
+
+
+def test_aligned_pairs_get_the_same_random_crop_and_flip(tmp_path):
+    from cyclegan.data.datasets import AlignedDataset
+
+    write_images(tmp_path / "A", 3, size=(50, 40), seed=5, prefix="s")
+    write_images(tmp_path / "B", 3, size=(50, 40), seed=5, prefix="s")  # identical pixels
+    dataset = AlignedDataset(tmp_path / "A", tmp_path / "B", preprocess="crop", crop_size=24, seed=3)
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        for index in range(3):
+            sample = dataset[index]
+            assert torch.equal(sample["A"], sample["B"])

@@ -29,7 +29,10 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: tuple |
 class ModelConfig:
     """Architecture: everything needed to rebuild the networks from saved weights."""
 
-    model: str = option("cyclegan", "Which model to train.", choices=("cyclegan",))
+    model: str = option("cyclegan", "cyclegan (unpaired) or pix2pix (paired data: the upper bound in the paper's tables). "
+                        "pix2pix changes the defaults of --netG, --norm, --gan-mode, --pool-size and "
+                        "--lambda-identity to the pix2pix paper's unless they are given.",
+                        choices=("cyclegan", "pix2pix"))
     net_g: str = option("resnet_9blocks", "Generator architecture (ResNet-9 at 256 px, ResNet-6 at 128 px in the paper).",
                         flag="--netG", choices=("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128"))
     net_d: str = option("basic", "Discriminator: basic = 70x70 PatchGAN, n_layers = PatchGAN with --n-layers-D, pixel = 1x1.",
@@ -57,6 +60,11 @@ class LossConfig:
     lambda_a: float = option(10.0, "Weight of the A -> B -> A cycle loss.", flag="--lambda-A")
     lambda_b: float = option(10.0, "Weight of the B -> A -> B cycle loss.", flag="--lambda-B")
     lambda_identity: float = option(0.5, "Identity loss weight, as a fraction of the cycle weight (0 disables).")
+    cycle: str = option("both", "Which cycle losses to use (for ablations): both, forward (A -> B -> A only), "
+                        "backward (B -> A -> B only) or none.", choices=("both", "forward", "backward", "none"))
+    gan: bool = option(True, "Use the adversarial losses (--no-gan trains with the cycle loss alone, for ablations).",
+                       flag="--gan", negative_flag="--no-gan")
+    lambda_l1: float = option(100.0, "pix2pix only: weight of the L1 distance to the paired target.", flag="--lambda-L1")
     gp_weight: float = option(10.0, "Gradient-penalty weight for --gan-mode wgangp.")
     d_ratio: float = option(2.0, "The discriminator loss is divided by this to slow D down (2 = the reference's 0.5 factor).")
     d_steps: int = option(1, "Discriminator updates per generator update (the generator steps every d_steps iterations).")
@@ -123,6 +131,12 @@ class RunConfig:
     progress: bool = option(True, "Show a progress bar.", flag="--progress", negative_flag="--no-progress")
     skip_nonfinite: bool = option(False, "On a NaN/inf loss skip that update and count it, instead of stopping the run.")
 
+
+# pix2pix's own paper defaults, applied where the user did not choose (Isola et al. 2017).
+MODEL_DEFAULTS = {
+    "pix2pix": {"model": {"net_g": "unet_256", "norm": "batch"},
+                "loss": {"gan_mode": "vanilla", "pool_size": 0, "lambda_identity": 0.0}},
+}
 
 SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "data": DataConfig, "run": RunConfig}
 
@@ -196,6 +210,8 @@ class TrainConfig:
             raise ConfigError(f"the identity loss feeds B images to the A -> B generator, which needs "
                               f"--input-nc == --output-nc (got {self.model.input_nc} and {self.model.output_nc}); "
                               "pass --lambda-identity 0")
+        if self.model.model == "cyclegan" and not self.loss.gan and self.loss.cycle == "none":
+            raise ConfigError("--no-gan with --cycle none leaves no loss to train with")
         if self.data.data is None and (self.data.domain_a is None or self.data.domain_b is None):
             raise ConfigError("no training data: give --data DIR (with trainA/ and trainB/) "
                               "or both --domain-a DIR and --domain-b DIR")

@@ -6,7 +6,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from cyclegan.config import SECTIONS, TrainConfig
+from cyclegan.config import MODEL_DEFAULTS, SECTIONS, TrainConfig
 
 
 def _flag(field: dataclasses.Field) -> str:
@@ -64,4 +64,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config_file = getattr(args, "config", None)
     if config_file:
         config = TrainConfig.load(Path(config_file))
-    return merge(config, given_options(args))
+    given = given_options(args)
+    model = given.get("model", {}).get("model", config.model.model)
+    if not config_file and model in MODEL_DEFAULTS:
+        config = merge(config, MODEL_DEFAULTS[model])
+    return merge(config, given)

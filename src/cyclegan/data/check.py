@@ -143,14 +143,15 @@ def check_dataset(folder: str | os.PathLike, crop_size: int = 256, load_size: in
     return report
 
 
-def fatal_problems(dir_a: str | os.PathLike, dir_b: str | os.PathLike, preprocess: str = "resize_and_crop",
-                   crop_size: int = 256) -> list[str]:
-    """Why training on `dir_a` and `dir_b` cannot start; empty when it can.
+def fatal_problems(dir_a: str | os.PathLike, dir_b: str | os.PathLike | None,
+                   preprocess: str = "resize_and_crop") -> list[str]:
+    """Why training on `dir_a` and `dir_b` (None: one folder of A|B pairs) cannot start; empty when it can.
 
     Reads image headers only, and stops at the first usable image of each folder.
     """
     problems = []
-    for role, folder in (("domain A", Path(dir_a)), ("domain B", Path(dir_b))):
+    folders = [("domain A", dir_a)] + ([("domain B", dir_b)] if dir_b is not None else [])
+    for role, folder in ((role, Path(folder)) for role, folder in folders):
         try:
             candidates = list_images(folder)
         except DatasetError as error:

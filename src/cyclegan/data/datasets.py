@@ -252,3 +252,86 @@ class SingleFolderDataset(Dataset):
         path = self.paths[index]
         img = preprocess(load_image(path, self.channels), rng=None, **self.preprocess_options)
         return {"image": image_to_tensor(img), "path": str(path)}
+
+
+class AlignedDataset(Dataset):
+    """Paired images for pix2pix: each sample is an A image and *its* B image.
+
+    Pairs come either from two folders whose files share stems (`dir_a`, `dir_b`: e.g. the
+    trainA/trainB of a paired set) or from one folder of A|B side-by-side images (`dir_b`
+    None; A is the left half, as in the official pix2pix datasets). Both images of a pair
+    get the very same crop and flip: the random draws of `[seed, epoch, index]` are replayed
+    for each. Stems present in only one folder are left out with a warning naming them.
+    """
+
+    def __init__(self, dir_a, dir_b=None, input_nc: int = 3, output_nc: int = 3,
+                 preprocess: str = "resize_and_crop", load_size: int = 286, crop_size: int = 256,
+                 flip: bool = True, seed: int = 0, size_multiple: int = 4, random: bool = True) -> None:
+        _check_channels("input_nc", input_nc)
+        _check_channels("output_nc", output_nc)
+        check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
+        self.side_by_side = dir_b is None
+        paths_a, skipped = _scan_folder(dir_a, "domain A" if dir_b is not None else "paired A|B images")
+        if self.side_by_side:
+            self.pairs = [(path, None) for path in paths_a]
+        else:
+            paths_b, skipped_b = _scan_folder(dir_b, "domain B")
+            skipped += skipped_b
+            by_stem_b = {path.stem: path for path in paths_b}
+            self.pairs = [(path, by_stem_b[path.stem]) for path in paths_a if path.stem in by_stem_b]
+            unmatched = sorted({p.stem for p in paths_a} ^ set(by_stem_b))
+            if unmatched:
+                warnings.warn(f"{len(unmatched)} file(s) have no partner with the same name in the other folder "
+                              f"and are left out: {', '.join(unmatched[:5])}", SkippedImageWarning, stacklevel=2)
+            if not self.pairs:
+                raise DatasetError(f"{dir_a} and {dir_b} share no file names (stems), so they hold no pairs; "
+                                   "paired training needs the same name for an image and its counterpart")
+        self.skipped = skipped
+        self.input_nc, self.output_nc = input_nc, output_nc
+        self.preprocess_options = dict(mode=preprocess, load_size=load_size, crop_size=crop_size, flip=flip,
+                                       size_multiple=size_multiple)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.random = random  # False: centre crops, no flips (galleries, evaluation)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _images(self, index: int):
+        path_a, path_b = self.pairs[index]
+        if self.side_by_side:
+            combined = load_image(path_a, 3)
+            if combined.width % 2:
+                raise UnreadableImageError(f"{path_a}: width {combined.width} is odd, so it is not an A|B pair")
+            half = combined.width // 2
+            image_a = combined.crop((0, 0, half, combined.height))
+            image_b = combined.crop((half, 0, combined.width, combined.height))
+            convert = {1: "L", 3: "RGB"}
+            return path_a, path_a, image_a.convert(convert[self.input_nc]), image_b.convert(convert[self.output_nc])
+        return path_a, path_b, load_image(path_a, self.input_nc), load_image(path_b, self.output_nc)
+
+    def __getitem__(self, index: int) -> dict:
+        skipped: list[str] = []
+        for offset in range(len(self.pairs)):
+            candidate = (index + offset) % len(self.pairs)
+            try:
+                path_a, path_b, image_a, image_b = self._images(candidate)
+                break
+            except UnreadableImageError as exc:
+                skipped.append(str(self.pairs[candidate][0]))
+                warnings.warn(f"skipping the pair of {self.pairs[candidate][0]}: {exc}", SkippedImageWarning,
+                              stacklevel=2)
+        else:
+            raise DatasetError("none of the image pairs can be decoded; replace the damaged files")
+        draws = [self.seed, self.epoch, int(index)]
+
+        def rng():
+            return np.random.default_rng(draws) if self.random else None
+
+        image_a = preprocess(image_a, rng=rng(), **self.preprocess_options)
+        image_b = preprocess(image_b, rng=rng(), **self.preprocess_options)
+        return {"A": image_to_tensor(image_a), "B": image_to_tensor(image_b), "A_path": str(path_a),
+                "B_path": str(path_b), "skipped": skipped}

@@ -18,8 +18,9 @@ class MetricsLog:
     Also mirrors them to TensorBoard when the package is installed and `tensorboard` is on.
     """
 
-    def __init__(self, path: Path, every: int = 10, tensorboard_dir: Path | None = None):
+    def __init__(self, path: Path, every: int = 10, tensorboard_dir: Path | None = None, enabled: bool = True):
         self.path = Path(path)
+        self.enabled = enabled  # under torchrun only rank 0 writes
         self.every = max(1, every)
         self._sums: dict[str, float] = defaultdict(float)
         self._counts: dict[str, int] = defaultdict(int)
@@ -40,7 +41,9 @@ class MetricsLog:
 
     def flush(self, iteration: int, epoch: int, extra: dict | None = None) -> dict | None:
         """Write the averages since the last flush (if any) as one line and return them."""
-        if not self._counts:
+        if not self._counts or not self.enabled:
+            self._sums.clear()
+            self._counts.clear()
             return None
         record = {"iteration": iteration, "epoch": epoch}
         record.update({key: total / self._counts[key] for key, total in self._sums.items()})
@@ -78,8 +81,8 @@ def read_log(path: Path) -> list[dict]:
 
 
 LOSS_KEYS = ("loss_G_AB", "loss_G_BA", "loss_cycle_A", "loss_cycle_B", "loss_idt_A", "loss_idt_B",
-             "loss_D_A", "loss_D_B")
-ACCURACY_KEYS = ("acc_D_A", "acc_D_B")
+             "loss_D_A", "loss_D_B", "loss_G_GAN", "loss_G_L1", "loss_D")
+ACCURACY_KEYS = ("acc_D_A", "acc_D_B", "acc_D")
 
 
 def plot_history(log_path: Path, out_dir: Path) -> list[Path]:
@@ -122,11 +125,12 @@ def plot_history(log_path: Path, out_dir: Path) -> list[Path]:
 GALLERY_COLUMNS = ("input", "translated", "reconstructed", "identity")
 
 
-def save_gallery(gallery_dir: Path, epoch: int, rows: dict[str, list[list[Image.Image]]]) -> Path:
+def save_gallery(gallery_dir: Path, epoch: int, rows: dict[str, list[list[Image.Image]]],
+                 columns: tuple[str, ...] = GALLERY_COLUMNS) -> Path:
     """Save this epoch's strips and rebuild index.html (newest epoch first).
 
     `rows` maps a direction ("A to B", "B to A") to a list of samples, each a list of images in
-    GALLERY_COLUMNS order; each sample becomes one horizontal strip PNG.
+    `columns` order; each sample becomes one horizontal strip PNG.
     """
     gallery_dir = Path(gallery_dir)
     epoch_dir = gallery_dir / f"epoch_{epoch:04d}"
@@ -136,7 +140,7 @@ def save_gallery(gallery_dir: Path, epoch: int, rows: dict[str, list[list[Image.
         for index, images in enumerate(samples):
             strip = _hstack([image.convert("RGB") for image in images])
             write_atomic(epoch_dir / f"{tag}_{index}.png", lambda temporary: strip.save(temporary, format="PNG"))
-    write_text_atomic(gallery_dir / "index.html", _gallery_html(gallery_dir, list(rows)))
+    write_text_atomic(gallery_dir / "index.html", _gallery_html(gallery_dir, list(rows), columns))
     return gallery_dir / "index.html"
 
 
@@ -150,11 +154,11 @@ def _hstack(images: list[Image.Image]) -> Image.Image:
     return strip
 
 
-def _gallery_html(gallery_dir: Path, directions: list[str]) -> str:
+def _gallery_html(gallery_dir: Path, directions: list[str], columns: tuple[str, ...]) -> str:
     parts = ["<!doctype html><meta charset='utf-8'><title>CycleGAN gallery</title>",
              "<style>body{font-family:sans-serif} img{image-rendering:pixelated;height:128px;margin:2px}"
              " h2{margin-top:1.5em}</style>",
-             f"<h1>Translations per epoch</h1><p>Each strip: {' | '.join(GALLERY_COLUMNS)}.</p>"]
+             f"<h1>Translations per epoch</h1><p>Each strip: {' | '.join(columns)}.</p>"]
     for epoch_dir in sorted(gallery_dir.glob("epoch_*"), reverse=True):
         parts.append(f"<h2>{html.escape(epoch_dir.name.replace('_', ' '))}</h2>")
         for direction in directions:

@@ -7,6 +7,7 @@ iterations in one go (on the CPU, in fp32).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -21,16 +22,17 @@ from tqdm import tqdm
 
 from cyclegan import losses
 from cyclegan.config import TrainConfig
-from cyclegan.data.datasets import UnalignedDataset, collate_samples
+from cyclegan.data.datasets import AlignedDataset, UnalignedDataset, collate_samples
 from cyclegan.data.images import image_to_tensor, list_images, load_image, tensor_to_image
 from cyclegan.data.transforms import preprocess
 from cyclegan.device import autocast, select_device
 from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, DatasetError, UnreadableImageError
 from cyclegan.networks import size_multiple
 from cyclegan.training import checkpoint as ckpt
-from cyclegan.training.model import CycleGAN
+from cyclegan.training.distributed import Distributed
+from cyclegan.training.model import build_model
 from cyclegan.training.pool import ImagePool
-from cyclegan.training.report import MetricsLog, plot_history, save_gallery
+from cyclegan.training.report import GALLERY_COLUMNS, MetricsLog, plot_history, save_gallery
 from cyclegan.training.schedules import LearningRateSchedule
 
 
@@ -48,15 +50,23 @@ class TrainResult:
     nonfinite_skipped: int = 0
     stopped_by_signal: int | None = None
     seconds: float = 0.0
+    is_main_process: bool = True
 
 
-def training_folders(config: TrainConfig) -> tuple[Path, Path, Path | None, Path | None]:
-    """(trainA, trainB, testA or None, testB or None) from --data or --domain-a/--domain-b."""
+def training_folders(config: TrainConfig) -> tuple[Path, Path | None, Path | None, Path | None]:
+    """(trainA, trainB, testA or None, testB or None) from --data or --domain-a/--domain-b.
+
+    For pix2pix a dataset in the official format (train/ and val/ or test/ holding A|B
+    side-by-side images) gives (train, None, val, None).
+    """
     if config.data.domain_a and config.data.domain_b:
         return Path(config.data.domain_a), Path(config.data.domain_b), None, None
     root = Path(config.data.data)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
+    if config.model.model == "pix2pix" and not (root / "trainA").is_dir() and (root / "train").is_dir():
+        evaluation = next((root / name for name in ("val", "test") if (root / name).is_dir()), None)
+        return root / "train", None, evaluation, None
     missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
     if missing:
         raise DatasetError(f"{root} has no {' or '.join(missing)}/ folder; a dataset needs trainA/ and trainB/ "
@@ -73,19 +83,15 @@ def epoch_order(length: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(length)
 
 
-def set_requires_grad(modules, flag: bool) -> None:
-    for module in modules:
-        for parameter in module.parameters():
-            parameter.requires_grad_(flag)
-
-
 class Trainer:
     """Owns one run: its folder, model, optimisers, data and bookkeeping."""
 
     def __init__(self, config: TrainConfig, resume: ckpt.CheckpointFiles | None = None):
         config.validate()
         self.config = config
-        self.device = select_device(config.run.device)
+        device = select_device(config.run.device)
+        self.dist = Distributed.from_environment(device)
+        self.device = self.dist.device(device)
         self.run_dir = Path(config.run.runs_dir) / config.run.name
         self.checkpoint_dir = self.run_dir / "checkpoints"
         if resume is None and ckpt.read_latest(self.checkpoint_dir) is not None:
@@ -93,26 +99,24 @@ class Trainer:
                               f"`cyclegan train --resume {self.run_dir}` or choose another --name")
 
         # Data first: a dataset that cannot be used is reported before any model is built.
-        data = config.data
+        self.is_pix2pix = config.model.model == "pix2pix"
         train_a, train_b, test_a, test_b = training_folders(config)
-        self.dataset = UnalignedDataset(
-            train_a, train_b, input_nc=config.model.input_nc, output_nc=config.model.output_nc,
-            preprocess=data.preprocess, load_size=data.load_size, crop_size=data.crop_size, flip=data.flip,
-            serial_batches=data.serial_batches, seed=config.run.seed, size_multiple=size_multiple(config.model.net_g))
+        self.dataset = self._build_dataset(train_a, train_b)
         self.skipped_files: set[str] = {str(path) for path, _reason in self.dataset.skipped}
-        self.iterations_per_epoch = math.ceil(len(self.dataset) / data.batch_size)
+        shard_length = -(-len(self.dataset) // self.dist.world_size)
+        self.iterations_per_epoch = math.ceil(shard_length / config.data.batch_size)
 
         torch.manual_seed(config.run.seed)
-        self.model = CycleGAN(config.model).to(self.device)
+        self.model = build_model(config.model, config.run.batch_generator_calls).to(self.device)
         self.memory_format = torch.channels_last if config.run.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
-        # Batch norm mixes the images of a batch, so only instance/no norm may be batched.
-        self.batch_generator_calls = config.run.batch_generator_calls and config.model.norm != "batch"
-        self.generators = {"AB": self.model.G_AB, "BA": self.model.G_BA}
-        self.discriminators = {"A": self.model.D_A, "B": self.model.D_B}
+        # The modules whose forward does one update's work; under torchrun wrapped in DDP.
+        self.generators = self.dist.wrap(self.model.generators, self.device)
+        self.discriminators = self.dist.wrap(self.model.discriminators, self.device)
         if config.run.compile:
-            self.generators = {key: torch.compile(net) for key, net in self.generators.items()}
-            self.discriminators = {key: torch.compile(net) for key, net in self.discriminators.items()}
+            self.generators = torch.compile(self.generators)
+            self.discriminators = torch.compile(self.discriminators)
+
         optim = config.optim
         self.optimizer_g = torch.optim.Adam(self.model.generator_parameters(), lr=optim.lr,
                                             betas=(optim.beta1, optim.beta2))
@@ -137,45 +141,69 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
 
-        self.gallery_inputs = self._gallery_inputs(test_a or train_a, test_b or train_b)
+        # Test images when the dataset has them (both domains, or the A|B pairs), else training images.
+        has_test = test_a is not None and (test_b is not None or train_b is None)
+        self.gallery_inputs = self._gallery_inputs(*((test_a, test_b) if has_test else (train_a, train_b)))
+
+    def _build_dataset(self, train_a: Path, train_b: Path):
+        config = self.config
+        common = dict(input_nc=config.model.input_nc, output_nc=config.model.output_nc,
+                      preprocess=config.data.preprocess, load_size=config.data.load_size,
+                      crop_size=config.data.crop_size, flip=config.data.flip, seed=config.run.seed,
+                      size_multiple=size_multiple(config.model.net_g))
+        if self.is_pix2pix:
+            return AlignedDataset(train_a, train_b, **common)
+        return UnalignedDataset(train_a, train_b, serial_batches=config.data.serial_batches, **common)
 
     # ----------------------------------------------------------------------------- checkpoints
     def training_state(self) -> dict:
+        """Everything besides the weights that a resumed run needs. Pools and RNG states differ
+        per rank under torchrun, so they are gathered from every rank."""
+        per_rank = {
+            "pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
         return {
             "epoch": self.epoch, "iteration": self.iteration, "position": self.position,
             "epoch_loss_sum": self.epoch_loss_sum, "epoch_loss_count": self.epoch_loss_count,
             "nonfinite_skipped": self.nonfinite_skipped,
             "optimizer_g": self.optimizer_g.state_dict(), "optimizer_d": self.optimizer_d.state_dict(),
             "schedule_g": self.schedule_g.state_dict(), "schedule_d": self.schedule_d.state_dict(),
-            "pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict(),
             "grad_scaler": self.scaler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "ranks": self.dist.gather(per_rank),
         }
 
     def save(self) -> Path:
-        modules = {"G_AB": self.model.G_AB, "G_BA": self.model.G_BA, "D_A": self.model.D_A, "D_B": self.model.D_B}
-        files = ckpt.save_checkpoint(self.checkpoint_dir, modules, self.config.model, self.training_state(),
-                                     epoch=self.epoch, iteration=self.iteration, keep_last=self.config.run.keep_last)
-        return files.weights
+        """Write a checkpoint (rank 0 only; every rank must call this, it gathers their state)."""
+        state = self.training_state()
+        weights = self.checkpoint_dir / f"{ckpt.checkpoint_stem(self.iteration)}.safetensors"
+        if self.dist.is_main:
+            weights = ckpt.save_checkpoint(self.checkpoint_dir, self.model.networks(), self.config.model, state,
+                                           epoch=self.epoch, iteration=self.iteration,
+                                           keep_last=self.config.run.keep_last).weights
+        self.dist.barrier()
+        return weights
 
     def _restore(self, files: ckpt.CheckpointFiles) -> None:
         if files.state is None or not files.state.exists():
             raise CheckpointError(f"{files.weights} has no training state beside it (.state.pt); "
                                   "it can be used for translation but not to resume training")
-        ckpt.load_weights(files.weights, {"G_AB": self.model.G_AB, "G_BA": self.model.G_BA,
-                                          "D_A": self.model.D_A, "D_B": self.model.D_B}, self.device)
+        ckpt.load_weights(files.weights, self.model.networks(), self.device)
         state = ckpt.load_training_state(files.state)
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
         self.schedule_g.load_state_dict(state["schedule_g"])
         self.schedule_d.load_state_dict(state["schedule_d"])
-        self.pool_a.load_state_dict(state["pool_a"], self.device)
-        self.pool_b.load_state_dict(state["pool_b"], self.device)
         self.scaler.load_state_dict(state["grad_scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        if torch.cuda.is_available() and state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        ranks = state["ranks"]
+        # Same number of processes: each rank continues its own stream; otherwise rank 0's.
+        own = ranks[self.dist.rank] if len(ranks) == self.dist.world_size else ranks[0]
+        self.pool_a.load_state_dict(own["pool_a"], self.device)
+        self.pool_b.load_state_dict(own["pool_b"], self.device)
+        torch.set_rng_state(own["torch_rng"])
+        if torch.cuda.is_available() and own["cuda_rng"]:
+            torch.cuda.set_rng_state_all(own["cuda_rng"])
         self.epoch, self.iteration, self.position = state["epoch"], state["iteration"], state["position"]
         self.epoch_loss_sum, self.epoch_loss_count = state["epoch_loss_sum"], state["epoch_loss_count"]
         self.nonfinite_skipped = state["nonfinite_skipped"]
@@ -187,104 +215,115 @@ class Trainer:
         Returns the loss terms and discriminator accuracies as floats. Raises NonFiniteLossError
         before any weight changes if a loss is NaN/inf (unless --skip-nonfinite).
         """
-        model, loss_cfg = self.model, self.config.loss
+        if self.is_pix2pix:
+            return self._pix2pix_step(real_a, real_b)
+        return self._cyclegan_step(real_a, real_b)
+
+    def _cyclegan_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
+        loss_cfg = self.config.loss
         mode = loss_cfg.gan_mode
+        judges = self.model.discriminators.by_domain()
         values: dict[str, float] = {}
         update_generators = (self.iteration + 1) % loss_cfg.d_steps == 0
         precision = autocast(self.device, self.config.run.precision)
 
         if update_generators:
-            set_requires_grad([model.D_A, model.D_B], False)  # D is a fixed judge during the G update
-            with precision:
-                images = self._generator_outputs(real_a, real_b, identity=loss_cfg.lambda_identity > 0)
-                terms = {
-                    "loss_G_AB": losses.generator_adversarial_loss(mode, self.discriminators["B"](images["fake_b"])),
-                    "loss_G_BA": losses.generator_adversarial_loss(mode, self.discriminators["A"](images["fake_a"])),
-                    "loss_cycle_A": losses.cycle_loss(images["reconstructed_a"], real_a) * loss_cfg.lambda_a,
-                    "loss_cycle_B": losses.cycle_loss(images["reconstructed_b"], real_b) * loss_cfg.lambda_b,
-                }
+            with precision, frozen(judges.values()):  # D is a fixed judge during the G update
+                images = self.generators(real_a, real_b, identity=loss_cfg.lambda_identity > 0)
+                terms = {}
+                if loss_cfg.gan:
+                    terms["loss_G_AB"] = losses.generator_adversarial_loss(mode, judges["B"](images["fake_b"]))
+                    terms["loss_G_BA"] = losses.generator_adversarial_loss(mode, judges["A"](images["fake_a"]))
+                if loss_cfg.cycle in ("both", "forward"):
+                    terms["loss_cycle_A"] = losses.cycle_loss(images["reconstructed_a"], real_a) * loss_cfg.lambda_a
+                if loss_cfg.cycle in ("both", "backward"):
+                    terms["loss_cycle_B"] = losses.cycle_loss(images["reconstructed_b"], real_b) * loss_cfg.lambda_b
                 if loss_cfg.lambda_identity > 0:
                     terms["loss_idt_A"] = (losses.identity_loss(images["identity_a"], real_a)
                                            * loss_cfg.lambda_a * loss_cfg.lambda_identity)
                     terms["loss_idt_B"] = (losses.identity_loss(images["identity_b"], real_b)
                                            * loss_cfg.lambda_b * loss_cfg.lambda_identity)
                 loss_g = sum(terms.values())
-            values.update(self._checked(terms))
-            if values.get("skipped"):
-                set_requires_grad([model.D_A, model.D_B], True)
-                return values
-            self.optimizer_g.zero_grad(set_to_none=True)
-            self.scaler.scale(loss_g).backward()
-            self.scaler.step(self.optimizer_g)
-            set_requires_grad([model.D_A, model.D_B], True)
-            self.epoch_loss_sum += values_sum(values)
+            checked = self._checked(terms)
+            if checked.get("skipped"):
+                return checked
+            values.update(checked)
+            self._update(self.optimizer_g, loss_g)
+            self.epoch_loss_sum += generator_total(values)
             self.epoch_loss_count += 1
             fake_a, fake_b = images["fake_a"], images["fake_b"]
         else:
             with torch.no_grad(), precision:
-                fake_b = self.generators["AB"](real_a)
-                fake_a = self.generators["BA"](real_b)
+                fake_b = self.model.G_AB(real_a)
+                fake_a = self.model.G_BA(real_b)
 
+        if not loss_cfg.gan:  # the cycle-only ablation has no discriminator to train
+            self.scaler.update()
+            return values
         # Discriminators see a history of generated images, not only this iteration's.
         history_b = self.pool_b.query(fake_b.detach())
         history_a = self.pool_a.query(fake_a.detach())
         with precision:
-            terms = {}
-            accuracies = {}
-            for name, real, fake in (("A", real_a, history_a), ("B", real_b, history_b)):
-                discriminator = self.discriminators[name]
-                pred_real, pred_fake = self._judge(discriminator, real, fake)
+            predictions = self.discriminators(real_a, history_a, real_b, history_b)
+            terms, accuracies = {}, {}
+            for domain, real, fake in (("A", real_a, history_a), ("B", real_b, history_b)):
+                pred_real, pred_fake = predictions[domain]
                 loss_d = losses.discriminator_adversarial_loss(mode, pred_real, pred_fake)
                 if mode == "wgangp":
-                    loss_d = loss_d + loss_cfg.gp_weight * losses.gradient_penalty(discriminator, real, fake)
-                terms[f"loss_D_{name}"] = loss_d / loss_cfg.d_ratio
-                accuracies[f"acc_D_{name}"] = losses.discriminator_accuracy(mode, pred_real, pred_fake)
-            loss_d = terms["loss_D_A"] + terms["loss_D_B"]
+                    loss_d = loss_d + loss_cfg.gp_weight * losses.gradient_penalty(judges[domain], real, fake)
+                terms[f"loss_D_{domain}"] = loss_d / loss_cfg.d_ratio
+                accuracies[f"acc_D_{domain}"] = losses.discriminator_accuracy(mode, pred_real, pred_fake)
+            loss_d = sum(terms.values())
         checked = self._checked(terms)
+        if checked.get("skipped"):
+            return {**values, **checked}
         values.update(checked)
-        if not checked.get("skipped"):
-            values.update(accuracies)
-            self.optimizer_d.zero_grad(set_to_none=True)
-            self.scaler.scale(loss_d).backward()
-            self.scaler.step(self.optimizer_d)
+        values.update(self.dist.mean(accuracies))
+        self._update(self.optimizer_d, loss_d)
+        self.scaler.update()  # once per iteration, after every optimizer has stepped (fp16 only)
+        return values
+
+    def _pix2pix_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
+        """pix2pix (Isola et al. 2017, eq. 4): conditional GAN + lambda_L1 * ||G(a) - b||_1."""
+        loss_cfg = self.config.loss
+        mode = loss_cfg.gan_mode
+        judge = self.model.D
+        precision = autocast(self.device, self.config.run.precision)
+        with precision, frozen([judge]):
+            fake_b = self.generators(real_a)
+            terms = {"loss_G_GAN": losses.generator_adversarial_loss(mode, judge(torch.cat([real_a, fake_b], 1))),
+                     "loss_G_L1": torch.nn.functional.l1_loss(fake_b.float(), real_b.float()) * loss_cfg.lambda_l1}
+            loss_g = sum(terms.values())
+        values = self._checked(terms)
+        if values.get("skipped"):
+            return values
+        self._update(self.optimizer_g, loss_g)
+        self.epoch_loss_sum += generator_total(values)
+        self.epoch_loss_count += 1
+        with precision:
+            pred_real, pred_fake = self.discriminators(real_a, real_b, fake_b.detach())
+            loss_d = losses.discriminator_adversarial_loss(mode, pred_real, pred_fake)
+            if mode == "wgangp":
+                loss_d = loss_d + loss_cfg.gp_weight * losses.gradient_penalty(
+                    judge, torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b.detach()], 1))
+            loss_d = loss_d / loss_cfg.d_ratio
+        checked = self._checked({"loss_D": loss_d})
+        if checked.get("skipped"):
+            return {**values, **checked}
+        values.update(checked)
+        values.update(self.dist.mean({"acc_D": losses.discriminator_accuracy(mode, pred_real, pred_fake)}))
+        self._update(self.optimizer_d, loss_d)
         self.scaler.update()
         return values
 
-    def _generator_outputs(self, real_a: torch.Tensor, real_b: torch.Tensor, identity: bool) -> dict[str, torch.Tensor]:
-        """G_AB(a), G_BA(G_AB(a)), G_BA(b), G_AB(G_BA(b)) and, with identity, G_BA(a) and G_AB(b).
-
-        Batched, the six generator calls become three: images that one generator processes
-        independently of each other are concatenated (instance norm works per image, so the
-        result is the same as separate calls).
-        """
-        g_ab, g_ba = self.generators["AB"], self.generators["BA"]
-        if not self.batch_generator_calls:
-            out = {"fake_b": g_ab(real_a), "fake_a": g_ba(real_b)}
-            out["reconstructed_a"], out["reconstructed_b"] = g_ba(out["fake_b"]), g_ab(out["fake_a"])
-            if identity:
-                out["identity_a"], out["identity_b"] = g_ba(real_a), g_ab(real_b)
-            return out
-        n = real_a.shape[0]
-        if identity:
-            fake_b, identity_b = g_ab(torch.cat([real_a, real_b])).split(n)
-            fake_a, reconstructed_a, identity_a = g_ba(torch.cat([real_b, fake_b, real_a])).split(n)
-        else:
-            fake_b = g_ab(real_a)
-            fake_a, reconstructed_a = g_ba(torch.cat([real_b, fake_b])).split(n)
-        out = {"fake_b": fake_b, "fake_a": fake_a, "reconstructed_a": reconstructed_a,
-               "reconstructed_b": g_ab(fake_a)}
-        if identity:
-            out["identity_a"], out["identity_b"] = identity_a, identity_b
-        return out
-
-    def _judge(self, discriminator, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """D(real), D(fake) - in one batched call where that gives the same result."""
-        if not self.batch_generator_calls:
-            return discriminator(real), discriminator(fake)
-        return discriminator(torch.cat([real, fake])).split(real.shape[0])
+    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
 
     def _checked(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
-        values = {name: float(value.detach()) for name, value in terms.items()}
+        """The terms as floats, averaged over ranks; a NaN/inf stops (or skips) before any update."""
+        values = self.dist.mean({name: float(value.detach()) for name, value in terms.items()})
         bad = [name for name, value in values.items() if not math.isfinite(value)]
         if not bad:
             return values
@@ -305,8 +344,8 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         self.dataset.set_epoch(self.epoch)
-        order = epoch_order(len(self.dataset), self.config.run.seed, self.epoch,
-                            shuffle=not self.config.data.serial_batches)
+        shuffle = self.is_pix2pix or not self.config.data.serial_batches
+        order = self.dist.shard(epoch_order(len(self.dataset), self.config.run.seed, self.epoch, shuffle))
         indices = order[self.position * self.config.data.batch_size:].tolist()
         workers = self.config.data.num_workers
         return DataLoader(self.dataset, batch_size=self.config.data.batch_size, sampler=indices,
@@ -319,13 +358,15 @@ class Trainer:
 
     def train(self) -> TrainResult:
         started = time.perf_counter()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config.save(self.run_dir / "config.json")
-        tensorboard_dir = self.run_dir / "tensorboard" if self.config.run.tensorboard else None
-        log = MetricsLog(self.run_dir / "log.jsonl", self.config.run.log_every, tensorboard_dir)
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.config.save(self.run_dir / "config.json")
+        tensorboard_dir = self.run_dir / "tensorboard" if self.config.run.tensorboard and main else None
+        log = MetricsLog(self.run_dir / "log.jsonl", self.config.run.log_every, tensorboard_dir, enabled=main)
         planned = self.planned_iterations()
         progress = tqdm(total=planned, initial=min(self.iteration, planned), unit="it", dynamic_ncols=True,
-                        disable=not self.config.run.progress, desc=self.config.run.name)
+                        disable=not (self.config.run.progress and main), desc=self.config.run.name)
         previous_handlers = self._install_signal_handlers()
         last_checkpoint = None
         try:
@@ -346,7 +387,7 @@ class Trainer:
                         log.flush(self.iteration, self.epoch + 1, {"lr_G": self.schedule_g.lr, "lr_D": self.schedule_d.lr})
                     progress.update(1)
                     progress.set_postfix(_postfix(values), refresh=False)
-                    if self.stop_signal is not None or self.iteration >= planned:
+                    if self.dist.any(self.stop_signal is not None) or self.iteration >= planned:
                         log.flush(self.iteration, self.epoch + 1)
                         last_checkpoint = self._end_of_period(final=True)
                         return self._result(last_checkpoint, started)
@@ -369,36 +410,52 @@ class Trainer:
     def _end_of_period(self, final: bool) -> Path:
         """At an epoch end, and when stopping early: checkpoint, plots and (if due) the gallery."""
         checkpoint_path = self.save()
-        plot_history(self.run_dir / "log.jsonl", self.run_dir)
-        completed_epochs = self.epoch
-        if final or completed_epochs % max(1, self.config.run.gallery_every) == 0:
-            self.write_gallery(max(completed_epochs, 1) if self.position == 0 else completed_epochs + 1)
+        if self.dist.is_main:
+            plot_history(self.run_dir / "log.jsonl", self.run_dir)
+            completed_epochs = self.epoch
+            if final or completed_epochs % max(1, self.config.run.gallery_every) == 0:
+                self.write_gallery(max(completed_epochs, 1) if self.position == 0 else completed_epochs + 1)
         return checkpoint_path
 
     def _result(self, checkpoint_path: Path | None, started: float) -> TrainResult:
         return TrainResult(self.run_dir, self.iteration, self.epoch, checkpoint_path, sorted(self.skipped_files),
-                           self.nonfinite_skipped, self.stop_signal, time.perf_counter() - started)
+                           self.nonfinite_skipped, self.stop_signal, time.perf_counter() - started,
+                           self.dist.is_main)
 
     # ----------------------------------------------------------------------------- gallery
-    def _gallery_inputs(self, folder_a: Path, folder_b: Path) -> dict[str, torch.Tensor]:
-        """A fixed handful of images per domain, centre-cropped, shown at every epoch."""
-        data = self.config.data
-        multiple = size_multiple(self.config.model.net_g)
+    def _gallery_inputs(self, folder_a: Path, folder_b: Path) -> dict[str, torch.Tensor | None]:
+        """A fixed handful of images per domain, centre-cropped, shown at every epoch (for pix2pix
+        the B images are the paired targets of the A images)."""
+        data, model = self.config.data, self.config.model
+        multiple = size_multiple(model.net_g)
+        count = self.config.run.gallery_size
+        tensors: dict[str, list[torch.Tensor]] = {"A": [], "B": []}
+        if self.is_pix2pix:
+            try:
+                pairs = AlignedDataset(folder_a, folder_b, model.input_nc, model.output_nc, data.preprocess,
+                                       data.load_size, data.crop_size, flip=False, size_multiple=multiple,
+                                       random=False)
+            except DatasetError:
+                return {"A": None, "B": None}
+            for index in range(min(count, len(pairs))):
+                sample = pairs[index]
+                tensors["A"].append(sample["A"])
+                tensors["B"].append(sample["B"])
+        else:
+            for key, folder, channels in (("A", folder_a, model.input_nc), ("B", folder_b, model.output_nc)):
+                for path in list_images(folder):
+                    if len(tensors[key]) == count:
+                        break
+                    try:
+                        image = load_image(path, channels)
+                    except UnreadableImageError:
+                        continue
+                    image = preprocess(image, data.preprocess, data.load_size, data.crop_size, flip=False,
+                                       rng=None, size_multiple=multiple)
+                    tensors[key].append(image_to_tensor(image))
         inputs = {}
-        for key, folder, channels in (("A", folder_a, self.config.model.input_nc),
-                                      ("B", folder_b, self.config.model.output_nc)):
-            tensors = []
-            for path in list_images(folder):
-                if len(tensors) == self.config.run.gallery_size:
-                    break
-                try:
-                    image = load_image(path, channels)
-                except UnreadableImageError:
-                    continue
-                image = preprocess(image, data.preprocess, data.load_size, data.crop_size, flip=False, rng=None,
-                                   size_multiple=multiple)
-                tensors.append(image_to_tensor(image))
-            same_size = [t for t in tensors if t.shape == tensors[0].shape] if tensors else []
+        for key, items in tensors.items():
+            same_size = [t for t in items if t.shape == items[0].shape] if items else []
             inputs[key] = torch.stack(same_size).to(self.device) if same_size else None
         return inputs
 
@@ -411,19 +468,29 @@ class Trainer:
         with torch.random.fork_rng(devices=[]), autocast(self.device, self.config.run.precision):
             model.eval()
             try:
-                rows = {}
-                for direction, forward, backward, real in (
-                    ("A to B", model.G_AB, model.G_BA, self.gallery_inputs["A"]),
-                    ("B to A", model.G_BA, model.G_AB, self.gallery_inputs["B"]),
-                ):
-                    translated = forward(real)
-                    reconstructed = backward(translated)
-                    identity = backward(real) if real.shape[1] == translated.shape[1] else real
-                    rows[direction] = [[tensor_to_image(t[i].float()) for t in (real, translated, reconstructed, identity)]
-                                       for i in range(real.shape[0])]
+                if self.is_pix2pix:
+                    real_a, target = self.gallery_inputs["A"], self.gallery_inputs["B"]
+                    n = min(real_a.shape[0], target.shape[0])
+                    translated = model.G_AB(real_a[:n])
+                    rows = {"A to B": [[tensor_to_image(t[i].float()) for t in (real_a, translated, target)]
+                                       for i in range(n)]}
+                    columns = ("input", "translated", "ground truth")
+                else:
+                    rows = {}
+                    for direction, forward, backward, real in (
+                        ("A to B", model.G_AB, model.G_BA, self.gallery_inputs["A"]),
+                        ("B to A", model.G_BA, model.G_AB, self.gallery_inputs["B"]),
+                    ):
+                        translated = forward(real)
+                        reconstructed = backward(translated)
+                        identity = backward(real) if real.shape[1] == translated.shape[1] else real
+                        rows[direction] = [[tensor_to_image(t[i].float())
+                                            for t in (real, translated, reconstructed, identity)]
+                                           for i in range(real.shape[0])]
+                    columns = GALLERY_COLUMNS
             finally:
                 model.train()
-        return save_gallery(self.run_dir / "gallery", epoch, rows)
+        return save_gallery(self.run_dir / "gallery", epoch, rows, columns)
 
     # ----------------------------------------------------------------------------- signals
     def _install_signal_handlers(self) -> dict:
@@ -450,16 +517,29 @@ class Trainer:
             signal.signal(signum, handler)
 
 
-def values_sum(values: dict[str, float]) -> float:
+@contextlib.contextmanager
+def frozen(modules):
+    """Parameters of `modules` need no gradient inside the block (D while G is updated)."""
+    parameters = [p for module in modules for p in module.parameters()]
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in parameters:
+            parameter.requires_grad_(True)
+
+
+def generator_total(values: dict[str, float]) -> float:
     """The generator's total loss from its logged terms."""
     return sum(value for key, value in values.items() if key.startswith("loss_") and not key.startswith("loss_D"))
 
 
 def _postfix(values: dict[str, float]) -> dict[str, str]:
     shown = {}
-    generator = values_sum(values)
-    if any(k.startswith("loss_G") for k in values):
-        shown["G"] = f"{generator:.3f}"
-    if "loss_D_A" in values:
-        shown["D"] = f"{values['loss_D_A'] + values['loss_D_B']:.3f}"
+    if any(key.startswith("loss_G") or key.startswith("loss_cycle") for key in values):
+        shown["G"] = f"{generator_total(values):.3f}"
+    d_total = sum(value for key, value in values.items() if key.startswith("loss_D"))
+    if d_total:
+        shown["D"] = f"{d_total:.3f}"
     return shown

@@ -1,0 +1,98 @@
+"""Data-parallel training with torchrun: one process per GPU (or CPU, with gloo), many nodes.
+
+`torchrun --nproc_per_node N -m cyclegan train ...` sets RANK, WORLD_SIZE and LOCAL_RANK;
+`Distributed.from_environment()` reads them and joins the process group. Each rank trains on a
+disjoint shard of every epoch, DistributedDataParallel averages the gradients, and only rank 0
+writes logs, galleries and checkpoints.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls, device: torch.device) -> "Distributed":
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size <= 1:
+            return cls()
+        if not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend=backend)
+        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(),
+                   local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+    def device(self, device: torch.device) -> torch.device:
+        """Each rank of a node takes its own GPU."""
+        if self.enabled and device.type == "cuda":
+            torch.cuda.set_device(self.local_rank)
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def shard(self, order: np.ndarray) -> np.ndarray:
+        """This rank's part of an epoch: every world_size-th index, the order padded by wrapping
+        around so that all ranks take the same number of steps (or DDP would wait forever)."""
+        if not self.enabled:
+            return order
+        padded_length = -(-len(order) // self.world_size) * self.world_size
+        padded = np.concatenate([order, order[: padded_length - len(order)]])
+        return padded[self.rank::self.world_size]
+
+    def wrap(self, module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        if not self.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Average logged numbers over the ranks (every rank must call this)."""
+        if not self.enabled or not values:
+            return values
+        keys = sorted(values)
+        tensor = torch.tensor([values[key] for key in keys], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return {key: float(value) / self.world_size for key, value in zip(keys, tensor.tolist())}
+
+    def gather(self, obj):
+        """Every rank's `obj`, as a list indexed by rank (on every rank)."""
+        if not self.enabled:
+            return [obj]
+        gathered = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is True on any (used so that a signal stops all ranks together)."""
+        if not self.enabled:
+            return flag
+        tensor = torch.tensor([1 if flag else 0])
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor.item())
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,123 @@
+"""ONNX export with dynamic sizes, checked against PyTorch, and translation with onnxruntime."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cyclegan.cli import main
+from cyclegan.config import ModelConfig
+from cyclegan.errors import CheckpointError, ConfigError
+from cyclegan.export import TOLERANCE, export_onnx, load_onnx_generator
+from cyclegan.inference import Translator, load_generator
+from cyclegan.networks import build_generator
+from cyclegan.training.checkpoint import save_checkpoint
+
+onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra: pip install -e '.[onnx]'")
+ort = pytest.importorskip("onnxruntime", reason="ONNX inference needs the onnx extra: pip install -e '.[onnx]'")
+
+
+@pytest.fixture(scope="module")
+def run_checkpoint(tmp_path_factory):
+    """A checkpoint of a tiny ResNet-6 CycleGAN between RGB (A) and grayscale (B) images."""
+    folder = tmp_path_factory.mktemp("run") / "checkpoints"
+    config = ModelConfig(net_g="resnet_6blocks", ngf=8, ndf=8, input_nc=3, output_nc=1)
+    torch.manual_seed(0)
+    generators = {"G_AB": build_generator("resnet_6blocks", 3, 1, 8), "G_BA": build_generator("resnet_6blocks", 1, 3, 8)}
+    for generator in generators.values():  # away from the N(0, 0.02) init, so outputs are not all near 0
+        with torch.no_grad():
+            for parameter in generator.parameters():
+                parameter.mul_(10)
+    return save_checkpoint(folder, generators, config, None, epoch=1, iteration=1).weights
+
+
+@pytest.fixture(scope="module")
+def exported(run_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "g_ab.onnx"
+    return export_onnx(run_checkpoint, out, "AtoB")
+
+
+def test_export_checks_the_model_against_pytorch_at_an_untraced_size(exported):
+    assert exported.path.is_file()
+    assert exported.check_shape == (2, 3, 68, 72)  # traced at 1x3x64x64
+    assert exported.max_abs_diff < TOLERANCE and exported.ok
+
+
+def test_the_onnx_file_carries_what_translation_needs_in_its_metadata(exported):
+    props = {p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}
+    assert props["format"] == "cyclegan-onnx/1"
+    assert (props["net_g"], props["input_nc"], props["output_nc"], props["size_multiple"]) == \
+        ("resnet_6blocks", "3", "1", "4")
+    assert props["direction"] == "AtoB" and props["ngf"] == "8"
+    model = onnx.load(str(exported.path))
+    assert model.opset_import[0].version >= 17
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 36, 52), (3, 3, 64, 20), (2, 3, 8, 100)])
+def test_onnxruntime_matches_pytorch_on_non_square_sizes_and_any_batch(exported, run_checkpoint, shape):
+    generator, _ = load_generator(run_checkpoint, "AtoB")
+    session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    image = torch.rand(*shape) * 2 - 1
+    with torch.no_grad():
+        expected = generator(image).numpy()
+    actual = session.run(None, {"image": image.numpy()})[0]
+    assert actual.shape == (shape[0], 1, shape[2], shape[3])
+    assert np.abs(actual - expected).max() < 1e-4
+
+
+def test_the_other_direction_exports_its_own_generator(run_checkpoint, tmp_path, capsys):
+    out = tmp_path / "g_ba.onnx"
+    assert main(["export", str(run_checkpoint), "--onnx", str(out), "--direction", "BtoA"]) == 0
+    printed = capsys.readouterr().out
+    assert "max abs difference from PyTorch on a random 2x1x68x72 input" in printed
+    generator, info = load_onnx_generator(out, "cpu")
+    assert (info["input_nc"], info["output_nc"], info["exported_direction"]) == (1, 3, "BtoA")
+    assert generator(torch.zeros(1, 1, 12, 16)).shape == (1, 3, 12, 16)
+
+
+def test_translate_runs_an_onnx_file_with_onnxruntime_at_any_image_size(exported, run_checkpoint, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in (("wide.png", (37, 21)), ("tall.jpg", (18, 45))):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(inputs / name)
+    assert main(["translate", str(exported.path), str(inputs), "--out", str(tmp_path / "onnx"),
+                 "--backend", "onnxruntime", "--no-progress"]) == 0
+    assert "onnxruntime" in capsys.readouterr().out
+    assert main(["translate", str(run_checkpoint), str(inputs), "--out", str(tmp_path / "torch"),
+                 "--device", "cpu", "--no-progress"]) == 0
+    for name, size in (("wide.png", (37, 21)), ("tall.jpg", (18, 45))):
+        by_onnx = Image.open(tmp_path / "onnx" / name)
+        assert (by_onnx.size, by_onnx.mode) == (size, "L")
+        if name.endswith(".png"):  # lossless: compare with the PyTorch translation, in 8-bit levels
+            by_torch = np.asarray(Image.open(tmp_path / "torch" / name), dtype=int)
+            assert np.abs(np.asarray(by_onnx, dtype=int) - by_torch).max() <= 1
+
+
+def test_onnx_translation_can_be_tiled(exported, run_checkpoint):
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 70, 3), dtype=np.uint8))
+    by_onnx = Translator.from_checkpoint(exported.path, tile=32, overlap=8)(image)
+    by_torch = Translator.from_checkpoint(run_checkpoint, device="cpu", tile=32, overlap=8)(image)
+    assert by_onnx.size == (70, 40)
+    assert np.abs(np.asarray(by_onnx, dtype=int) - np.asarray(by_torch, dtype=int)).max() <= 1
+
+
+def test_backend_and_file_type_must_agree(exported, run_checkpoint):
+    with pytest.raises(ConfigError, match="runs with --backend onnxruntime"):
+        Translator.from_checkpoint(exported.path, backend="torch")
+    with pytest.raises(ConfigError, match="needs an .onnx file.*cyclegan export"):
+        Translator.from_checkpoint(run_checkpoint, backend="onnxruntime")
+    with pytest.raises(ConfigError, match="--precision"):
+        Translator.from_checkpoint(exported.path, precision="bf16")
+
+
+def test_an_onnx_file_without_our_metadata_is_refused(exported, tmp_path):
+    model = onnx.load(str(exported.path))
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / "foreign.onnx"))
+    with pytest.raises(CheckpointError, match="lacks cyclegan metadata"):
+        load_onnx_generator(tmp_path / "foreign.onnx", "cpu")
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="cannot be loaded by onnxruntime"):
+        load_onnx_generator(tmp_path / "broken.onnx", "cpu")
