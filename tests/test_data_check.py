@@ -13,7 +13,7 @@ from cyclegan.data.check import check_dataset, fatal_problems
 from cyclegan.errors import ConfigError
 
 from conftest import write_images
-from hostile import encoded, smooth_rgb
+from hostile import smooth_rgb
 
 SMALL = dict(crop_size=16, load_size=20)
 
@@ -265,3 +265,11 @@ def test_fatal_problems_reads_headers_only_and_stops_at_the_first_usable_image(d
 def test_fatal_problems_of_one_folder_of_pairs_checks_that_folder_only(dataset):
     assert fatal_problems(dataset / "trainA", None) == []
     assert fatal_problems(dataset / "nowhere", None)[0].startswith(f"domain A: {dataset / 'nowhere'}: folder not found")
+
+
+def test_a_train_folder_holding_only_sub_folders_says_training_does_not_search_them(dataset):
+    shutil.rmtree(dataset / "trainB")
+    write_images(dataset / "trainB" / "horses", 2)
+
+    assert check_dataset(dataset, **SMALL).fatal == [
+        "trainB/ has no usable image (0 file(s), 1 sub-folder(s), which training does not search)"]

@@ -49,9 +49,14 @@ def run(args: argparse.Namespace) -> int:
 
     config, resume = resolve_config(args)
     trainer = Trainer(config, resume=resume)
-    if resume is not None:
+    if resume is not None and trainer.dist.is_main:
         print(f"resuming {trainer.run_dir} at iteration {trainer.iteration} (epoch {trainer.epoch + 1})")
-    result = trainer.train()
+    try:
+        result = trainer.train()
+    finally:
+        trainer.dist.close()
+    if not result.is_main_process:  # under torchrun, rank 0 reports for all
+        return 128 + result.stopped_by_signal if result.stopped_by_signal is not None else 0
     print(f"run folder:  {result.run_dir}")
     print(f"checkpoint:  {result.checkpoint}")
     print(f"gallery:     {result.run_dir / 'gallery' / 'index.html'}")

@@ -50,6 +50,7 @@ class FolderReport:
     name: str
     images: int = 0  # files training will use
     files: int = 0  # every entry seen (images, other files, links)
+    subfolders: int = 0  # training does not search them
     sizes: Counter = field(default_factory=Counter)  # "WxH" (as decoded, EXIF applied) -> count
     modes: Counter = field(default_factory=Counter)  # Pillow mode as stored ("RGB", "P", "I;16") -> count
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # image content that fails to open/decode
@@ -61,7 +62,7 @@ class FolderReport:
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name, "images": self.images, "files": self.files,
+            "name": self.name, "images": self.images, "files": self.files, "subfolders": self.subfolders,
             "sizes": dict(self.sizes.most_common()), "modes": dict(self.modes.most_common()),
             **{key: [{"path": path, "reason": reason} for path, reason in getattr(self, key)]
                for key in ("unreadable", "not_images", "misnamed", "wrong_extension", "tiny")},
@@ -129,7 +130,11 @@ def check_dataset(folder: str | os.PathLike, crop_size: int = 256, load_size: in
     names = [name for name in DATASET_FOLDERS if (root / name).is_dir()]
     layout = "dataset" if names else "folders"
     if not names:
-        names = ["."] if _has_files(root) else sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+        with os.scandir(root) as scan:
+            entries = list(scan)
+        has_files = any(not _is_dir(entry) for entry in entries)
+        names = ["."] if has_files else sorted(entry.name for entry in entries
+                                               if _is_dir(entry) and not entry.name.startswith("."))
     report = DatasetReport(root, preprocess, load_size, crop_size, layout)
     digests: dict[str, list[str]] = {}
     for name in names:
@@ -193,20 +198,17 @@ def size_problem(size: tuple[int, int], preprocess: str) -> str | None:
     return None
 
 
-def _has_files(folder: Path) -> bool:
-    return any(not entry.is_dir() for entry in os.scandir(folder))
-
-
 def _check_folder(root: Path, name: str, preprocess: str, crop_size: int) -> tuple[FolderReport, list[tuple[str, str]]]:
     folder = root / name
     report = FolderReport(name)
     try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
     except OSError as error:
-        report.unreadable.append((name, f"cannot list the folder ({error})"))
+        report.unreadable.append((name, f"cannot list the folder ({error.strerror or error})"))
         return report, []
     files = [Path(entry.path) for entry in entries if not _is_dir(entry)]
-    report.files = len(files)
+    report.files, report.subfolders = len(files), len(entries) - len(files)
     with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
         results = list(pool.map(_read_file, files))
     found = []  # (relative path, sha256) of the images training uses
@@ -371,7 +373,9 @@ def _judge(report: DatasetReport) -> tuple[list[str], list[str]]:
 
 
 def _summary(folder: FolderReport) -> str:
-    parts = [f"{folder.files} file(s)" if folder.files else "the folder is empty"]
+    parts = [f"{folder.files} file(s)" if folder.files or folder.subfolders else "the folder is empty"]
+    if folder.subfolders:
+        parts.append(f"{folder.subfolders} sub-folder(s), which training does not search")
     for key in ("unreadable", "not_images", "wrong_extension", "tiny"):
         if getattr(folder, key):
             parts.append(f"{len(getattr(folder, key))} {key.replace('_', ' ')}")

@@ -1,0 +1,199 @@
+"""Timing, statistics, memory and FLOP helpers shared by the benchmark scripts.
+
+The scripts compare a plain float32 reference against the project's fast paths on a machine that
+may be busy with other work. Two habits make such comparisons trustworthy:
+
+- Variants are timed in alternation within one process (`alternate`), rotating the order every
+  round (AB, BA, AB, ...), so that a burst of outside load or a slow drift hits all of them alike.
+  The figure to quote is the ratio of medians, not an absolute time.
+- Peak memory is read from a fresh process per variant (`peak_memory_in_subprocess`): `ru_maxrss`
+  is a high-water mark for the whole process, so variants sharing a process would hide each other.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+# The line a memory probe prints on stdout, so that the parent can find it among other output.
+PROBE_PREFIX = "MEMORY-PROBE "
+
+
+@dataclass
+class Summary:
+    """Statistics of one variant's timings, in seconds."""
+
+    median: float
+    q1: float
+    q3: float
+    min: float
+    max: float
+    count: int
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+
+def summarize(times: Sequence[float]) -> Summary:
+    if not times:
+        raise ValueError("no timings to summarize; use --repeats 1 or more")
+    ordered = sorted(times)
+    if len(ordered) >= 2:
+        q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    else:
+        q1 = q3 = ordered[0]
+    return Summary(statistics.median(ordered), q1, q3, ordered[0], ordered[-1], len(ordered))
+
+
+def alternate(steps: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Run every step `warmup` untimed times, then `repeats` timed times, interleaved.
+
+    Round r runs the variants in the order rotated by r, so with two variants the sequence is
+    A B, B A, A B, ...: neither always follows the other, and a linear drift in machine load
+    cancels out of the comparison.
+    """
+    names = list(steps)
+    for _ in range(warmup):
+        for name in names:
+            steps[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def count_flops(step: Callable[[], None]) -> int:
+    """FLOPs of one call of `step` as torch.utils.flop_counter counts them: matmuls and
+    convolutions (forward and backward), 2 per multiply-add; norms and elementwise ops are free."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def report_probe(rss_after_setup: int) -> None:
+    """Called at the end of a memory probe: print its result for `peak_memory_in_subprocess`."""
+    print(PROBE_PREFIX + json.dumps({"peak_rss": peak_rss_bytes(), "rss_after_setup": rss_after_setup}), flush=True)
+
+
+def peak_memory_in_subprocess(script: Path, arguments: list[str], timeout: float | None = None) -> dict:
+    """Run `script arguments` (a memory probe) in a new interpreter and return what it reported:
+    {"peak_rss": bytes, "rss_after_setup": bytes}. Raises RuntimeError with its stderr on failure."""
+    command = [sys.executable, str(script), *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = [line for line in result.stdout.splitlines() if line.startswith(PROBE_PREFIX)]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"memory probe {' '.join(command)} failed (exit {result.returncode}):\n"
+                           f"{result.stderr[-3000:]}")
+    return json.loads(lines[-1][len(PROBE_PREFIX):])
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def bf16_native() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (AVX-512 BF16 or AMX). Without them
+    bf16 convolutions are emulated and can be far slower than fp32."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else False
+
+
+def machine_description() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_native_bf16": bf16_native(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def describe_machine(machine: dict) -> str:
+    load = machine["load_average"]
+    text = (f"{machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']} with "
+            f"{machine['torch_threads']} threads, capability {machine['cpu_capability']}, "
+            f"native bf16: {'yes' if machine['onednn_native_bf16'] else 'NO'}")
+    if load is not None:
+        text += f", load average {load[0]:.1f}"
+        if load[0] > (machine["logical_cpus"] or 1) * 0.5:
+            text += " (busy machine: trust the ratios, not the absolute times)"
+    return text
+
+
+def bf16_warning(variants: Sequence[str]) -> str | None:
+    if any("bf16" in name for name in variants) and not bf16_native():
+        return ("warning: oneDNN reports no native bf16 on this CPU; bf16 convolutions are emulated here "
+                "and are expected to be much slower than fp32 (worst in the contiguous layout)")
+    return None
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(cell).rjust(width) if index else str(cell).ljust(width)
+                       for index, (cell, width) in enumerate(zip(row, widths)))
+             for row in [headers, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def megabytes(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f}"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.4f}" if value < 10 else f"{value:.2f}"
+
+
+def summary_dict(summary: Summary) -> dict:
+    return {**asdict(summary), "iqr": summary.iqr}
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def top_operators(step: Callable[[], None], rows: int = 15) -> str:
+    """The operators that took the most CPU time in one call of `step` (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        step()
+    return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
