@@ -108,3 +108,13 @@ def test_cli_reports_errors_in_one_line_with_exit_code_2(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "missing"), "--runs-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("cyclegan train: error:") and "missing" in error and "\n" not in error
+
+
+def test_config_to_argv_gives_a_command_line_that_rebuilds_the_config():
+    from cyclegan.cli.options import config_to_argv
+
+    config = parse(["--netG", "resnet_6blocks", "--no-flip", "--lambda-A", "3", "--max-minutes", "2.5",
+                    "--data", "d", "--cycle", "forward", "--no-gan"])
+    argv = config_to_argv(config)
+    assert "--no-flip" in argv and "--netG" in argv
+    assert parse(argv) == config

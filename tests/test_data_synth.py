@@ -150,3 +150,15 @@ def test_writes_into_an_existing_empty_folder(tmp_path):
 
     assert (tmp_path / "empty" / "classes.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]
+
+
+def test_paired_training_set_pairs_the_unpaired_sets_label_maps_with_their_own_photos(tmp_path):
+    from cyclegan.data.synth import generate_paired_training_set, render_scene, scene_rng
+
+    generate_synthetic_dataset(tmp_path / "unpaired", size=32, n_train=3, n_test=1, seed=4)
+    generate_paired_training_set(tmp_path / "paired", size=32, n_train=3, seed=4)
+    for index in range(3):
+        name = f"{index:06d}.png"
+        assert (tmp_path / "paired" / "trainA" / name).read_bytes() == (tmp_path / "unpaired" / "trainA" / name).read_bytes()
+        _, _, photo = render_scene(scene_rng(4, "trainA", index), 32)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "paired" / "trainB" / name)), photo)

@@ -121,6 +121,8 @@ class RunConfig:
                                          "(same result with instance norm; never done with batch norm).",
                                          flag="--batch-generator-calls", negative_flag="--no-batch-generator-calls")
     max_iters: int | None = option(None, "Stop after this many iterations in total (checkpoint saved as at an epoch end).")
+    max_minutes: float | None = option(None, "Stop after this many minutes of training (checkpoint saved as at an "
+                                       "epoch end); for time-budgeted experiments.")
     save_every: int = option(0, "Also write a checkpoint every N iterations (0: only at epoch ends and at the end).")
     keep_last: int = option(3, "Keep only the newest K checkpoints (0 keeps all).")
     log_every: int = option(10, "Write averaged losses to log.jsonl every N iterations.")
@@ -145,7 +147,7 @@ SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "dat
 RESUMABLE_FIELDS = {
     ("run", "max_iters"), ("run", "save_every"), ("run", "keep_last"), ("run", "log_every"),
     ("run", "gallery_every"), ("run", "gallery_size"), ("run", "tensorboard"), ("run", "progress"),
-    ("run", "skip_nonfinite"), ("run", "compile"),
+    ("run", "skip_nonfinite"), ("run", "compile"), ("run", "max_minutes"),
     ("run", "device"), ("run", "runs_dir"), ("data", "num_workers"), ("data", "data"),
     ("data", "domain_a"), ("data", "domain_b"),
 }

@@ -6,10 +6,10 @@ crop goes through the network at a time; the results are blended into a float32 
 of the output size, so the extra memory is the canvas (4 bytes per output sample plus 4 per
 pixel of weights), independent of the network.
 
-Neighbouring tiles overlap by at least `overlap` pixels. Across each overlap the two tiles are
-cross-faded with complementary raised-cosine ramps (the weights add up to exactly 1), so the
-borders of a tile, where the network saw padding instead of the real neighbourhood, count
-least and no seam is drawn. Instance normalisation still sees each tile's own statistics, so
+Tiles are spread evenly, so neighbours overlap by at least `overlap` pixels. In the middle of
+each overlap the two tiles are cross-faded over `overlap` pixels with complementary
+raised-cosine ramps (the weights add up to exactly 1); the borders of a tile, where the network
+saw padding instead of the real neighbourhood, count least or not at all, and no seam is drawn. Instance normalisation still sees each tile's own statistics, so
 a tiled result is close to, not identical with, the untiled one; a larger tile gets closer.
 """
 from __future__ import annotations
@@ -34,8 +34,9 @@ def check_tiling(tile: int, overlap: int, multiple: int) -> None:
     if tile < 1 or tile % multiple:
         raise ConfigError(f"--tile {tile} must be a positive multiple of {multiple} for this generator "
                           f"(e.g. {max(multiple, 512 // multiple * multiple)})")
-    if overlap < 0 or 2 * overlap > tile:
-        raise ConfigError(f"--overlap {overlap} must be between 0 and half the tile ({tile // 2})")
+    # A quarter at most, so that the cross-fades at a tile's two ends never meet (see blend_weights).
+    if overlap < 0 or 4 * overlap > tile:
+        raise ConfigError(f"--overlap {overlap} must be between 0 and a quarter of the tile ({tile // 4})")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -55,16 +56,27 @@ def _ramp(length: int) -> np.ndarray:
     return np.sin(0.5 * np.pi * positions) ** 2
 
 
-def blend_weights(starts: list[int], size: int, index: int) -> np.ndarray:
-    """The 1-D weights of tile `index` (of `size` px, placed at `starts`): ramps over the
-    overlaps with its neighbours, 1 elsewhere and at the image border."""
+def blend_weights(starts: list[int], size: int, index: int, overlap: int) -> np.ndarray:
+    """The 1-D weights of tile `index` (of `size` px, placed at `starts`).
+
+    Where the tile overlaps a neighbour, the hand-over is an `overlap`-px ramp centred in the
+    shared span (the whole span if it is shorter); before the ramp the tile counts fully,
+    after it not at all. The neighbour's ramp is the mirror image, so the sum is 1. With
+    `overlap` at most a quarter of the tile, the ramps at the two ends never meet.
+    """
     weights = np.ones(size, dtype=np.float64)
     if index > 0:
-        before = starts[index - 1] + size - starts[index]
-        weights[:before] = np.minimum(weights[:before], _ramp(before))
+        shared = starts[index - 1] + size - starts[index]
+        fade = min(overlap, shared)
+        lead = (shared - fade) // 2
+        weights[:lead] = 0.0
+        weights[lead:lead + fade] = _ramp(fade)
     if index < len(starts) - 1:
-        after = starts[index] + size - starts[index + 1]
-        weights[size - after:] = np.minimum(weights[size - after:], _ramp(after)[::-1])
+        shared = starts[index] + size - starts[index + 1]
+        fade = min(overlap, shared)
+        begin = size - shared + (shared - fade) // 2
+        weights[begin:begin + fade] = np.minimum(weights[begin:begin + fade], _ramp(fade)[::-1])
+        weights[begin + fade:] = 0.0
     return weights.astype(np.float32)
 
 
@@ -82,13 +94,13 @@ def translate_tiled(image: Image.Image, translate: Callable[[torch.Tensor], torc
     canvas: np.ndarray | None = None
     total = np.zeros((height, width), dtype=np.float32)
     for row_index, top in enumerate(rows):
-        row_weights = blend_weights(rows, tile_h, row_index)
+        row_weights = blend_weights(rows, tile_h, row_index, overlap)
         for col_index, left in enumerate(cols):
             crop = image.crop((left, top, left + tile_w, top + tile_h))
             output = translate(image_to_tensor(crop).unsqueeze(0))[0].float().cpu().numpy()
             if canvas is None:
                 canvas = np.zeros((output.shape[0], height, width), dtype=np.float32)
-            weights = np.outer(row_weights, blend_weights(cols, tile_w, col_index))
+            weights = np.outer(row_weights, blend_weights(cols, tile_w, col_index, overlap))
             canvas[:, top:top + tile_h, left:left + tile_w] += output * weights
             total[top:top + tile_h, left:left + tile_w] += weights
     assert canvas is not None  # there is always at least one tile

@@ -7,7 +7,7 @@ import sys
 from cyclegan.errors import CycleGANError
 
 # Each module adds its subcommand(s) to the parser and sets `func` on them.
-COMMAND_MODULES = ["train", "translate", "demo", "data", "serve", "models", "export"]
+COMMAND_MODULES = ["train", "translate", "demo", "data", "serve", "models", "export", "experiment"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,3 +69,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if not config_file and model in MODEL_DEFAULTS:
         config = merge(config, MODEL_DEFAULTS[model])
     return merge(config, given)
+
+
+def config_to_argv(config: TrainConfig, base: TrainConfig | None = None) -> list[str]:
+    """The flags that turn `base` (default: all defaults) into `config`: the exact command line
+    that reproduces a run, for experiment tables and notes."""
+    base = base or TrainConfig()
+    argv: list[str] = []
+    values, base_values = config.to_dict(), base.to_dict()
+    for section_name, section_cls in SECTIONS.items():
+        for field in dataclasses.fields(section_cls):
+            value, default = values[section_name][field.name], base_values[section_name][field.name]
+            if value == default:
+                continue
+            if isinstance(value, bool):
+                negative = field.metadata.get("negative_flag") or "--no-" + field.name.replace("_", "-")
+                argv.append(_flag(field) if value else negative)
+            elif value is not None:
+                argv.extend([_flag(field), str(value)])
+    return argv

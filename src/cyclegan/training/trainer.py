@@ -387,7 +387,8 @@ class Trainer:
                         log.flush(self.iteration, self.epoch + 1, {"lr_G": self.schedule_g.lr, "lr_D": self.schedule_d.lr})
                     progress.update(1)
                     progress.set_postfix(_postfix(values), refresh=False)
-                    if self.dist.any(self.stop_signal is not None) or self.iteration >= planned:
+                    if self.dist.any(self.stop_signal is not None or self._out_of_time(started)) \
+                            or self.iteration >= planned:
                         log.flush(self.iteration, self.epoch + 1)
                         last_checkpoint = self._end_of_period(final=True)
                         return self._result(last_checkpoint, started)
@@ -406,6 +407,10 @@ class Trainer:
             self._restore_signal_handlers(previous_handlers)
             progress.close()
             log.close()
+
+    def _out_of_time(self, started: float) -> bool:
+        minutes = self.config.run.max_minutes
+        return minutes is not None and time.perf_counter() - started >= minutes * 60
 
     def _end_of_period(self, final: bool) -> Path:
         """At an epoch end, and when stopping early: checkpoint, plots and (if due) the gallery."""

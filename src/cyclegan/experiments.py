@@ -1,0 +1,192 @@
+"""Experiment runner: train several variants under one budget, evaluate each, write the tables.
+
+Every variant is trained and evaluated by running the very `cyclegan train` and
+`cyclegan evaluate` command lines that the tables print, so a row of a table can be
+reproduced by copying its commands. Variants of a suite share the data, the seed, the budget
+(iterations or minutes) and every flag given after `--`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cyclegan.data.images import list_images
+from cyclegan.errors import ConfigError, CycleGANError, DatasetError
+
+
+@dataclass
+class Variant:
+    name: str
+    flags: list[str] = field(default_factory=list)
+    paired: bool = False  # trains on paired data (pix2pix)
+
+
+SUITES: dict[str, list[Variant]] = {
+    # The paper's Table 4 ablation, plus pix2pix trained on pairs as the upper bound (Tables 1-2).
+    "ablation": [
+        Variant("Cycle alone", ["--no-gan"]),
+        Variant("GAN alone", ["--cycle", "none"]),
+        Variant("GAN + forward cycle", ["--cycle", "forward"]),
+        Variant("GAN + backward cycle", ["--cycle", "backward"]),
+        Variant("CycleGAN", []),
+        Variant("pix2pix", ["--model", "pix2pix"], paired=True),
+    ],
+    "lambda": [Variant(f"lambda={value}", ["--lambda-A", str(value), "--lambda-B", str(value)])
+               for value in (1, 5, 10, 20)],
+    "d_ratio": [Variant(f"d_ratio={value}", ["--d-ratio", str(value)]) for value in (1, 2, 4)],
+    "lr": [Variant(f"lr={value}", ["--lr", str(value)]) for value in ("1e-4", "2e-4", "4e-4")],
+    "pix2pix": [Variant("CycleGAN", []), Variant("pix2pix", ["--model", "pix2pix"], paired=True)],
+}
+
+
+def epoch_length(data: Path, paired: bool) -> int:
+    """Iterations per epoch at batch size 1 (the trainer's rule: max(|A|, |B|), or the pairs)."""
+    count_a, count_b = len(list_images(data / "trainA")), len(list_images(data / "trainB"))
+    if paired:
+        stems_b = {path.stem for path in list_images(data / "trainB")}
+        return sum(1 for path in list_images(data / "trainA") if path.stem in stems_b)
+    return max(count_a, count_b)
+
+
+def budget_flags(iterations: int | None, minutes: float | None, length: int) -> list[str]:
+    """Same budget for every variant. With iterations the schedule is the paper's shape squeezed
+    into the budget (constant for the first half, then linear decay); with minutes the rate
+    stays constant, since the number of iterations is not known in advance."""
+    if iterations is not None:
+        total_epochs = max(2, math.ceil(iterations / length))
+        constant = max(1, total_epochs // 2)
+        return ["--max-iters", str(iterations), "--epochs", str(constant), "--epochs-decay", str(total_epochs - constant)]
+    return ["--max-minutes", str(minutes), "--epochs", "100000", "--epochs-decay", "0"]
+
+
+def paired_training_data(data: Path, out: Path) -> Path | None:
+    """Where pix2pix finds pairs: the synthetic set gets paired training scenes generated beside it
+    (same scenes as its trainA); a set whose trainA/trainB share file names is paired already."""
+    description = data / "classes.json"
+    if description.exists():
+        from cyclegan.data.synth import generate_paired_training_set
+
+        info = json.loads(description.read_text())
+        paired = out / "paired_train"
+        if not (paired / "trainB").is_dir():
+            generate_paired_training_set(paired, size=info["size"], n_train=info["n_train"], seed=info["seed"])
+        return paired
+    stems_a = {path.stem for path in list_images(data / "trainA")}
+    stems_b = {path.stem for path in list_images(data / "trainB")}
+    return data if stems_a and stems_a == stems_b else None
+
+
+def flatten(report: dict, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested report as {"a.b.c": value}."""
+    flat = {}
+    for key, value in report.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def _run(command: list[str], log_path: Path) -> float:
+    started = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        raise CycleGANError(f"`{shlex.join(command)}` failed (exit {result.returncode}); see {log_path}")
+    return time.perf_counter() - started
+
+
+def run_suite(suite: str, data: Path, out: Path, *, iterations: int | None = None, minutes: float | None = None,
+              seed: int = 0, extra_train_flags: list[str] | None = None, extra_eval_flags: list[str] | None = None,
+              only: list[str] | None = None, columns: list[str] | None = None) -> list[dict]:
+    """Train and evaluate every variant of `suite`; write results.csv, results.md and commands.sh."""
+    if suite not in SUITES:
+        raise ConfigError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
+    if (iterations is None) == (minutes is None):
+        raise ConfigError("give exactly one budget: --iters N or --minutes M")
+    data, out = Path(data), Path(out)
+    if not (data / "trainA").is_dir() or not (data / "trainB").is_dir():
+        raise DatasetError(f"{data} needs trainA/ and trainB/ (and testA/ testB/ for the evaluation)")
+    variants = [v for v in SUITES[suite] if not only or v.name in only]
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    commands = ["#!/usr/bin/env bash", f"# suite {suite}: the exact commands of every row of results.md", "set -e"]
+    for variant in variants:
+        train_data = paired_training_data(data, out) if variant.paired else data
+        if train_data is None:
+            rows.append({"variant": variant.name, "status": "skipped: no paired training data"})
+            continue
+        slug = "".join(ch if ch.isalnum() else "_" for ch in variant.name.lower()).strip("_")
+        run_dir = out / "runs" / slug
+        train = [sys.executable, "-m", "cyclegan", "train", "--data", str(train_data), "--runs-dir", str(out / "runs"),
+                 "--name", slug, "--seed", str(seed), "--no-progress",
+                 *budget_flags(iterations, minutes, epoch_length(train_data, variant.paired)),
+                 *(extra_train_flags or []), *variant.flags]
+        evaluate = [sys.executable, "-m", "cyclegan", "evaluate", str(run_dir), "--data", str(data),
+                    "--out", str(run_dir / "evaluation.json"), *(extra_eval_flags or [])]
+        commands += [f"# {variant.name}", _display(train), _display(evaluate)]
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        train_seconds = _run(train, out / f"{slug}.train.log")
+        eval_seconds = _run(evaluate, out / f"{slug}.evaluate.log")
+        iterations_done = _iterations(run_dir)
+        report = json.loads((run_dir / "evaluation.json").read_text())
+        rows.append({"variant": variant.name, "status": "ok", "iterations": iterations_done,
+                     "train_minutes": round(train_seconds / 60, 2), "eval_minutes": round(eval_seconds / 60, 2),
+                     **flatten(report)})
+    (out / "commands.sh").write_text("\n".join(commands) + "\n")
+    write_tables(rows, out, suite, columns, iterations, minutes, seed, extra_train_flags or [])
+    return rows
+
+
+def _display(command: list[str]) -> str:
+    shown = ["cyclegan" if part == "cyclegan" and command[index - 1] == "-m" else part
+             for index, part in enumerate(command)]
+    return shlex.join(shown[2:] if shown[:2] == [sys.executable, "-m"] else shown)
+
+
+def _iterations(run_dir: Path) -> int | None:
+    latest = run_dir / "checkpoints" / "latest.json"
+    return json.loads(latest.read_text())["iteration"] if latest.exists() else None
+
+
+def write_tables(rows: list[dict], out: Path, suite: str, columns: list[str] | None, iterations, minutes, seed,
+                 extra_flags: list[str]) -> None:
+    keys = ["variant", "status", "iterations", "train_minutes", "eval_minutes"]
+    metric_keys = sorted({key for row in rows for key in row if key not in keys})
+    with open(out / "results.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys + metric_keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    shown = columns or metric_keys
+    budget = f"{iterations} iterations" if iterations is not None else f"{minutes} minutes"
+    lines = [f"Suite `{suite}`: budget {budget} per variant, seed {seed}, common flags "
+             f"`{shlex.join(extra_flags) or '(none)'}`. Exact commands: `commands.sh`.", "",
+             "| variant | iterations | train min | " + " | ".join(shown) + " |",
+             "|---|---|---|" + "---|" * len(shown)]
+    for row in rows:
+        cells = [_cell(row.get(key)) for key in shown]
+        lines.append(f"| {row['variant']} | {row.get('iterations', '')} | {row.get('train_minutes', '')} | "
+                     + " | ".join(cells) + " |")
+        if row.get("status", "ok") != "ok":
+            lines[-1] += f" {row['status']}"
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
