@@ -6,8 +6,8 @@ may be busy with other work. Two habits make such comparisons trustworthy:
 - Variants are timed in alternation within one process (`alternate`), rotating the order every
   round (AB, BA, AB, ...), so that a burst of outside load or a slow drift hits all of them alike.
   The figure to quote is the ratio of medians, not an absolute time.
-- Peak memory is read from a fresh process per variant (`peak_memory_in_subprocess`): `ru_maxrss`
-  is a high-water mark for the whole process, so variants sharing a process would hide each other.
+- Peak memory is read from a fresh process per variant (`peak_memory_in_subprocess`): the peak
+  RSS is a high-water mark for the whole process, so variants sharing a process would hide each other.
 """
 from __future__ import annotations
 
@@ -87,9 +87,19 @@ def count_flops(step: Callable[[], None]) -> int:
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident set size so far.
+
+    On Linux this is VmHWM from /proc/self/status, not ru_maxrss: ru_maxrss survives fork and exec,
+    so a probe started from a large parent would report the parent's size as its own peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS reports bytes, Linux KiB
 
 
 def report_probe(rss_after_setup: int) -> None:
@@ -174,6 +184,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def megabytes(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.0f}"
+
+
+def gigaflops(value: float) -> str:
+    return f"{value / 1e9:.3g}"
 
 
 def seconds(value: float) -> str:

@@ -333,7 +333,7 @@ def main(argv=None) -> int:
         rows.append([
             name, common.seconds(summary.median), common.seconds(summary.iqr),
             f"{common.seconds(summary.min)}-{common.seconds(summary.max)}", f"{result['speedup']:.2f}x",
-            f"{counted / 1e9:.2f}" + ("" if flops[name] is not None else "*"),
+            common.gigaflops(counted) + ("" if flops[name] is not None else "*"),
             f"{result['gflops_per_second']:.1f}",
             f"{result['times_floor']:.2f}" if floors else "-",
             common.megabytes(result.get("peak_rss")),

@@ -200,6 +200,8 @@ class TrainConfig:
         if self.data.crop_size > self.data.load_size and self.data.preprocess in ("resize_and_crop", "scale_width_and_crop"):
             raise ConfigError(f"--crop-size {self.data.crop_size} is larger than --load-size {self.data.load_size}; "
                               "the crop must fit inside the resized image")
+        if self.data.preprocess != "none" and self.data.crop_size < 24:
+            raise ConfigError(f"--crop-size {self.data.crop_size} is too small: the 70x70 PatchGAN needs at least 24 px")
         for name, value in (("--batch-size", self.data.batch_size), ("--d-steps", self.loss.d_steps),
                             ("--ngf", self.model.ngf), ("--ndf", self.model.ndf)):
             if value < 1:

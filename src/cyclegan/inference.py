@@ -75,11 +75,12 @@ def load_reference_generator(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return generator.eval(), {**architecture, "checkpoint": str(path), "direction": "as trained"}
 
 
-def pad_to_multiple(batch: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad H and W up to a multiple (reflecting the border, which the networks were trained to
-    see at crop edges; replicate where the image is too small to reflect)."""
+def pad_to_multiple(batch: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad H and W up to a multiple, and to at least `minimum` (reflecting the border, which the
+    networks were trained to see at crop edges; replicate where the image is too small to reflect)."""
     height, width = batch.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    pad_h = max(height + (-height) % multiple, minimum) - height
+    pad_w = max(width + (-width) % multiple, minimum) - width
     if pad_h == 0 and pad_w == 0:
         return batch, (height, width)
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"
@@ -147,7 +148,10 @@ class Translator:
     @torch.no_grad()
     def translate_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [-1, 1] -> (N, C', H, W) in [-1, 1]."""
-        padded, (height, width) = pad_to_multiple(batch.to(self.device), self.multiple)
+        # Instance norm needs more than one value per channel at the bottleneck: tiny images
+        # (1x1, 3x3) are padded to at least two bottleneck pixels.
+        minimum = 2 * self.multiple if self.info["net_g"].startswith("resnet") else self.multiple
+        padded, (height, width) = pad_to_multiple(batch.to(self.device), self.multiple, minimum)
         with autocast(self.device, self.precision):
             output = self.generator(padded)
         return output[..., :height, :width].float()

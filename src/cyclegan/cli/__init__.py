@@ -7,7 +7,7 @@ import sys
 from cyclegan.errors import CycleGANError
 
 # Each module adds its subcommand(s) to the parser and sets `func` on them.
-COMMAND_MODULES = ["train", "translate", "demo", "data", "serve", "models", "export", "experiment"]
+COMMAND_MODULES = ["train", "translate", "demo", "data", "serve", "models", "export", "experiment", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CycleGANError as error:
         print(f"cyclegan {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk, a vanished folder: one line, not a traceback
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"cyclegan {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"cyclegan {args.command}: interrupted", file=sys.stderr)

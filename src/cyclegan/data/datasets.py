@@ -48,14 +48,20 @@ def _check_channels(name: str, value: int) -> None:
 
 
 def _usable_images(
-    paths: Sequence[Path], describe: str
+    paths: Sequence[Path], describe: str, preprocess: str = "resize_and_crop"
 ) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Split `paths` into those whose header opens and (path, reason) for the others."""
+    """Split `paths` into those whose header opens (and whose size suits `preprocess`) and
+    (path, reason) for the others."""
+    from cyclegan.data.check import size_problem
+
     usable: list[Path] = []
     skipped: list[tuple[str, str]] = []
     for path in paths:
         try:
-            open_image_header(path).close()
+            with open_image_header(path) as header:
+                problem = size_problem(header.size, preprocess)
+            if problem:
+                raise UnreadableImageError(f"{path}: {problem}")
         except UnreadableImageError as exc:
             skipped.append((str(path), str(exc)))
             warnings.warn(
@@ -66,11 +72,12 @@ def _usable_images(
     return usable, skipped
 
 
-def _scan_folder(folder: str | os.PathLike, role: str) -> tuple[list[Path], list[tuple[str, str]]]:
+def _scan_folder(folder: str | os.PathLike, role: str,
+                 preprocess: str = "resize_and_crop") -> tuple[list[Path], list[tuple[str, str]]]:
     """Usable images of `folder`; DatasetError explaining why if there are none."""
     folder = Path(folder)
     candidates = list_images(folder)
-    usable, skipped = _usable_images(candidates, f"{role} folder {folder}")
+    usable, skipped = _usable_images(candidates, f"{role} folder {folder}", preprocess)
     if usable:
         return usable, skipped
     entries = sorted(os.listdir(folder))
@@ -89,7 +96,7 @@ def _scan_folder(folder: str | os.PathLike, role: str) -> tuple[list[Path], list
             f"and none of those could be opened: {reasons}"
         )
     raise DatasetError(
-        f"{folder}: no usable images for {role}: {why}. Point {role} at a folder of image files."
+        f"{folder}: no usable images for {role}: {why.rstrip('.')}. Point {role} at a folder of image files."
     )
 
 
@@ -118,8 +125,8 @@ class UnalignedDataset(Dataset):
         seed: int = 0,
         size_multiple: int = 4,
     ) -> None:
-        self.paths_a, skipped_a = _scan_folder(dir_a, "domain A")
-        self.paths_b, skipped_b = _scan_folder(dir_b, "domain B")
+        self.paths_a, skipped_a = _scan_folder(dir_a, "domain A", preprocess)
+        self.paths_b, skipped_b = _scan_folder(dir_b, "domain B", preprocess)
         _check_channels("input_nc", input_nc)
         _check_channels("output_nc", output_nc)
         check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
@@ -271,11 +278,11 @@ class AlignedDataset(Dataset):
         _check_channels("output_nc", output_nc)
         check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
         self.side_by_side = dir_b is None
-        paths_a, skipped = _scan_folder(dir_a, "domain A" if dir_b is not None else "paired A|B images")
+        paths_a, skipped = _scan_folder(dir_a, "domain A" if dir_b is not None else "paired A|B images", preprocess)
         if self.side_by_side:
             self.pairs = [(path, None) for path in paths_a]
         else:
-            paths_b, skipped_b = _scan_folder(dir_b, "domain B")
+            paths_b, skipped_b = _scan_folder(dir_b, "domain B", preprocess)
             skipped += skipped_b
             by_stem_b = {path.stem: path for path in paths_b}
             self.pairs = [(path, by_stem_b[path.stem]) for path in paths_a if path.stem in by_stem_b]

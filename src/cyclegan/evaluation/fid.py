@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -84,7 +85,9 @@ class InceptionFeatures:
         self.batch_size = batch_size
         try:
             # The file's modules are saved in training mode; its batch norms are fixed either way.
-            self.network = torch.jit.load(str(self.path), map_location=self.device).eval()
+            with warnings.catch_warnings():  # torch 2.9+ calls TorchScript deprecated; the file is TorchScript
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.network = torch.jit.load(str(self.path), map_location=self.device).eval()
         except Exception as error:  # torch raises several types for files that are not TorchScript
             raise InceptionWeightsNotFound(f"{self.path} cannot be loaded as a TorchScript network ({error})") from error
 
@@ -93,7 +96,7 @@ class InceptionFeatures:
         values = ((image.float().clamp(-1, 1) + 1) * 127.5).round()  # the 8-bit image a PNG would hold
         if values.shape[0] == 1:
             values = values.expand(3, -1, -1)
-        values = resize_bilinear_legacy(values.unsqueeze(0), INPUT_SIZE)[0]
+        values = resize_bilinear_legacy(values.unsqueeze(0), INPUT_SIZE)[0].clamp(0, 255)  # rounding can overshoot
         return values / 128.0 - 1.0
 
     @torch.inference_mode()

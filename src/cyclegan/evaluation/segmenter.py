@@ -47,7 +47,7 @@ DEFAULT_CACHE = Path("~/.cache/cyclegan")
 # labelled training scenes come from this one, so they never repeat a dataset scene.
 SYNTHETIC_STREAM = 1000
 DEFAULT_STEPS = 600
-DEFAULT_WIDTH = 24
+DEFAULT_WIDTH = 16
 DEFAULT_SCENES = 512
 
 
@@ -157,7 +157,7 @@ def train_segmenter(photos_dir: str | os.PathLike, labels_dir: str | os.PathLike
 
     def examples() -> tuple[torch.Tensor, torch.Tensor]:
         photos = torch.stack([_to_uint8(read_image_tensor(photo, 3, size)) for photo, _ in pairs])
-        labels = torch.stack([torch.from_numpy(read_class_ids(path, classes, size)) for _, path in pairs])
+        labels = torch.stack([torch.from_numpy(read_class_ids(path, classes, size).copy()) for _, path in pairs])
         return photos, labels
 
     return _cached_or_trained(examples, data, classes, size, steps, seed, cache, use_cache, device, batch_size,

@@ -14,6 +14,7 @@ checkpoint as "latest".
 """
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,10 +45,28 @@ def save_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], model_con
                     training_state: dict | None, *, epoch: int, iteration: int, keep_last: int = 0) -> CheckpointFiles:
     """Write one checkpoint atomically, point latest.json at it, then prune old ones."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     stem = checkpoint_stem(iteration)
     weights_path = folder / f"{stem}.safetensors"
     state_path = folder / f"{stem}.state.pt" if training_state is not None else None
+    try:
+        _write_checkpoint(folder, modules, model_config, training_state, epoch, iteration, weights_path, state_path)
+    except OSError as error:
+        previous = read_latest(folder) if folder.is_dir() else None
+        full = " (the disk is full)" if error.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        kept = (f"the previous checkpoint {previous.weights.name} is intact" if previous
+                else "there is no earlier checkpoint")
+        raise CheckpointError(f"cannot write checkpoint {stem} in {folder}: {error.strerror or error}{full}; "
+                              f"{kept}") from error
+    if keep_last > 0:
+        prune_checkpoints(folder, keep_last)
+    return CheckpointFiles(weights_path, state_path)
+
+
+def _write_checkpoint(folder: Path, modules, model_config, training_state, epoch, iteration, weights_path,
+                      state_path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".*.tmp"):  # left by a writer that was killed mid-write
+        stale.unlink(missing_ok=True)
 
     tensors = {f"{name}.{key}": value.detach().cpu().contiguous()
                for name, module in modules.items() for key, value in module.state_dict().items()}
@@ -59,9 +78,6 @@ def save_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], model_con
     pointer = {"weights": weights_path.name, "state": state_path.name if state_path else None,
                "epoch": epoch, "iteration": iteration}
     write_text_atomic(folder / LATEST, json.dumps(pointer, indent=2) + "\n")
-    if keep_last > 0:
-        prune_checkpoints(folder, keep_last)
-    return CheckpointFiles(weights_path, state_path)
 
 
 def prune_checkpoints(folder: Path, keep_last: int) -> list[Path]:

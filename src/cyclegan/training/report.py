@@ -80,6 +80,15 @@ def read_log(path: Path) -> list[dict]:
     return records
 
 
+def truncate_log(path: Path, iteration: int) -> None:
+    """Drop records written after `iteration`: a resumed run repeats those iterations, and its
+    log should read as if it had never been interrupted."""
+    records = read_log(path)
+    kept = [record for record in records if record.get("iteration", 0) <= iteration]
+    if len(kept) != len(records):
+        write_text_atomic(Path(path), "".join(json.dumps(record) + "\n" for record in kept))
+
+
 LOSS_KEYS = ("loss_G_AB", "loss_G_BA", "loss_cycle_A", "loss_cycle_B", "loss_idt_A", "loss_idt_B",
              "loss_D_A", "loss_D_B", "loss_G_GAN", "loss_G_L1", "loss_D")
 ACCURACY_KEYS = ("acc_D_A", "acc_D_B", "acc_D")

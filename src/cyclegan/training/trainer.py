@@ -22,17 +22,19 @@ from tqdm import tqdm
 
 from cyclegan import losses
 from cyclegan.config import TrainConfig
+from cyclegan.data.check import fatal_problems
 from cyclegan.data.datasets import AlignedDataset, UnalignedDataset, collate_samples
 from cyclegan.data.images import image_to_tensor, list_images, load_image, tensor_to_image
 from cyclegan.data.transforms import preprocess
 from cyclegan.device import autocast, select_device
 from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, DatasetError, UnreadableImageError
+from cyclegan.fileio import unwritable_reason
 from cyclegan.networks import size_multiple
 from cyclegan.training import checkpoint as ckpt
 from cyclegan.training.distributed import Distributed
 from cyclegan.training.model import build_model
 from cyclegan.training.pool import ImagePool
-from cyclegan.training.report import GALLERY_COLUMNS, MetricsLog, plot_history, save_gallery
+from cyclegan.training.report import GALLERY_COLUMNS, MetricsLog, plot_history, save_gallery, truncate_log
 from cyclegan.training.schedules import LearningRateSchedule
 
 
@@ -94,6 +96,10 @@ class Trainer:
         self.device = self.dist.device(device)
         self.run_dir = Path(config.run.runs_dir) / config.run.name
         self.checkpoint_dir = self.run_dir / "checkpoints"
+        unwritable = unwritable_reason(self.run_dir)
+        if unwritable:
+            raise ConfigError(f"cannot write the run folder {self.run_dir}: {unwritable}; "
+                              "choose another --runs-dir or --name")
         if resume is None and ckpt.read_latest(self.checkpoint_dir) is not None:
             raise ConfigError(f"run folder {self.run_dir} already holds checkpoints; continue it with "
                               f"`cyclegan train --resume {self.run_dir}` or choose another --name")
@@ -101,6 +107,10 @@ class Trainer:
         # Data first: a dataset that cannot be used is reported before any model is built.
         self.is_pix2pix = config.model.model == "pix2pix"
         train_a, train_b, test_a, test_b = training_folders(config)
+        problems = fatal_problems(train_a, train_b, preprocess=config.data.preprocess)
+        if problems:
+            raise DatasetError("cannot train on this data: " + "; ".join(problems)
+                               + ". `cyclegan data check` reports every problem of a dataset folder")
         self.dataset = self._build_dataset(train_a, train_b)
         self.skipped_files: set[str] = {str(path) for path, _reason in self.dataset.skipped}
         shard_length = -(-len(self.dataset) // self.dist.world_size)
@@ -179,9 +189,13 @@ class Trainer:
         state = self.training_state()
         weights = self.checkpoint_dir / f"{ckpt.checkpoint_stem(self.iteration)}.safetensors"
         if self.dist.is_main:
-            weights = ckpt.save_checkpoint(self.checkpoint_dir, self.model.networks(), self.config.model, state,
-                                           epoch=self.epoch, iteration=self.iteration,
-                                           keep_last=self.config.run.keep_last).weights
+            try:
+                weights = ckpt.save_checkpoint(self.checkpoint_dir, self.model.networks(), self.config.model, state,
+                                               epoch=self.epoch, iteration=self.iteration,
+                                               keep_last=self.config.run.keep_last).weights
+            except CheckpointError as error:
+                raise CheckpointError(f"{error}. Free some space, then continue with "
+                                      f"`cyclegan train --resume {self.run_dir}`") from error
         self.dist.barrier()
         return weights
 
@@ -362,6 +376,7 @@ class Trainer:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.json")
+            truncate_log(self.run_dir / "log.jsonl", self.iteration)
         tensorboard_dir = self.run_dir / "tensorboard" if self.config.run.tensorboard and main else None
         log = MetricsLog(self.run_dir / "log.jsonl", self.config.run.log_every, tensorboard_dir, enabled=main)
         planned = self.planned_iterations()

@@ -1,0 +1,466 @@
+"""Measuring translation quality: every score of a checkpoint on a dataset's test split.
+
+`evaluate(checkpoint, data_dir)` translates testA -> B and testB -> A with the checkpoint's
+generators (a pix2pix checkpoint, or a single converted generator, has only A -> B: the other
+direction is reported as skipped) and computes:
+
+- for every direction: FID and KID between the translations and the real test images of the
+  target domain (when the Inception weights are installed), the cycle reconstruction error
+  mean |x - F(G(x))| in [-1, 1] units (when both generators exist), and PSNR / SSIM against
+  the real target image of the same name (when test stems match across testA / testB);
+- for labels <-> photo data with ground truth (the synthetic set, Cityscapes), the paper's
+  Table 1 scores: photo -> labels read by nearest palette colour and compared with the
+  ground-truth ids; labels -> photo scored by the project's segmenter on the generated photos
+  (the "FCN score"), next to the same segmenter on the real test photos (the ceiling).
+
+Segmentation scores are computed at the ground truth's resolution: generated label maps are
+upsampled (nearest), segmenter logits bilinearly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cyclegan.data.images import list_images, load_image
+from cyclegan.errors import CheckpointError, ConfigError, DatasetError
+from cyclegan.evaluation import fid as fid_metrics
+from cyclegan.evaluation.image_metrics import psnr, read_image_tensor, ssim
+from cyclegan.evaluation.segmentation import (CITYSCAPES, CITYSCAPES_LABELS, LabelSet, confusion_matrix,
+                                              label_set_from_classes_json, nearest_palette_ids, palette_coverage,
+                                              read_class_ids, segmentation_scores)
+from cyclegan.evaluation.segmenter import Segmenter, train_segmenter, train_synthetic_segmenter
+from cyclegan.fileio import write_text_atomic
+
+DOMAINS = ("A", "B")
+DIRECTIONS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}
+CITYSCAPES_NAME = re.compile(r"^[a-z]+_\d{6}_\d{6}")
+DEFAULT_SEGMENTER_SIZE = {"synthetic": 64, "cityscapes": 128}
+DEFAULT_SEGMENTER_STEPS = {"synthetic": 600, "cityscapes": 600}
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
+
+
+@dataclass
+class DatasetInfo:
+    """What a dataset folder offers for evaluation."""
+
+    root: Path
+    kind: str  # "synthetic", "cityscapes" or "unpaired" (no label ground truth)
+    label_set: LabelSet | None = None
+    labels_domain: str | None = None  # the domain holding colour label maps
+    test_labels: Path | None = None  # ground-truth label images of the test stems
+    train_labels: Path | None = None  # label ids of the training photos (for the segmenter)
+
+    @property
+    def photo_domain(self) -> str | None:
+        return None if self.labels_domain is None else ("B" if self.labels_domain == "A" else "A")
+
+
+def describe_dataset(data_dir: str | Path, labels_domain: str | None = None) -> DatasetInfo:
+    """Detect the dataset kind and which domain holds the label maps.
+
+    synthetic: `classes.json` present (label maps in A, ground truth in `label_ids/test`).
+    cityscapes: `label_ids/` holding Cityscapes-named files (ground truth in `label_ids/val`,
+    else `label_ids/test`; label maps in B in ../shared/data/cityscapes, in whichever test
+    folder is made of Cityscapes colours otherwise). `labels_domain` ("A"/"B") overrides.
+    """
+    root = Path(data_dir)
+    for domain in DOMAINS:
+        if not (root / f"test{domain}").is_dir():
+            raise DatasetError(f"{root}: no test{domain} folder; evaluation translates testA and testB")
+    if labels_domain is not None and labels_domain not in DOMAINS:
+        raise ConfigError(f"--labels-domain must be A or B, got {labels_domain!r}")
+    if (root / "classes.json").is_file():
+        try:
+            label_set = label_set_from_classes_json(json.loads((root / "classes.json").read_text()))
+        except (ValueError, KeyError, TypeError) as error:
+            raise DatasetError(f"{root / 'classes.json'} is not a synthetic dataset description ({error})") from error
+        domain = labels_domain or _colour_domain(root, label_set.palette) or "A"
+        return DatasetInfo(root, "synthetic", label_set, domain, _existing(root / "label_ids" / "test"))
+    ids = root / "label_ids"
+    if ids.is_dir() and any(CITYSCAPES_NAME.match(path.name) for path in ids.rglob("*.png")):
+        colours = np.array([colour for *_, colour in CITYSCAPES_LABELS], dtype=np.uint8)
+        domain = labels_domain or _colour_domain(root, colours) or "B"
+        test_labels = _existing(ids / "val") or _existing(ids / "test")
+        return DatasetInfo(root, "cityscapes", CITYSCAPES, domain, test_labels, _existing(ids / "train"))
+    if labels_domain is not None:
+        raise ConfigError(f"--labels-domain was given but {root} has no label ground truth (classes.json or "
+                          "label_ids/); it applies to labels <-> photo datasets")
+    return DatasetInfo(root, "unpaired")
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_dir() else None
+
+
+def _colour_domain(root: Path, colours: np.ndarray, samples: int = 4) -> str | None:
+    """The test domain whose images are (almost) only label colours, if exactly one is."""
+    coverage = {}
+    for domain in DOMAINS:
+        paths = list_images(root / f"test{domain}")[:samples]
+        values = [palette_coverage(np.asarray(load_image(path)), colours) for path in paths]
+        coverage[domain] = min(values) if values else 0.0
+    label_like = [domain for domain in DOMAINS if coverage[domain] > 0.9]
+    return label_like[0] if len(label_like) == 1 else None
+
+
+def run_config_size(checkpoint: str | Path) -> int | None:
+    """The crop size a run was trained at, from the run folder's config.json, if there is one."""
+    path = Path(checkpoint)
+    candidates = [path / "config.json"] if path.is_dir() else []
+    candidates += [parent / "config.json" for parent in list(path.parents)[:2]]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                return int(json.loads(candidate.read_text())["data"]["crop_size"])
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
+def _load_translators(checkpoint: str | Path, device: str) -> tuple[dict, dict[str, str]]:
+    from cyclegan.inference import Translator
+
+    translators, skipped, first_error = {}, {}, None
+    for direction in DIRECTIONS:
+        try:
+            translator = Translator.from_checkpoint(checkpoint, direction, device)
+        except CheckpointError as error:
+            skipped[direction] = f"the checkpoint has no generator for {direction} ({error})"
+            first_error = first_error or error
+            continue
+        if direction == "BtoA" and translator.info.get("direction") == "as trained":
+            skipped[direction] = "the file holds a single generator, evaluated as AtoB"
+            continue
+        translators[direction] = translator
+    if not translators:
+        raise first_error
+    return translators, skipped
+
+
+def _to_uint8(tensor: torch.Tensor) -> torch.Tensor:
+    return ((tensor.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def _to_float(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.float() / 127.5 - 1.0
+
+
+def _runs_of_equal_shape(items: list[torch.Tensor], batch_size: int):
+    """(start, stop) index ranges of consecutive same-shape items, at most batch_size long."""
+    start = 0
+    while start < len(items):
+        stop = start + 1
+        while stop < len(items) and stop - start < batch_size and items[stop].shape == items[start].shape:
+            stop += 1
+        yield start, stop
+        start = stop
+
+
+def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str | None = None,
+             size: int | None = None, fid: bool | None = None, inception_weights: str | Path | None = None,
+             device: str = "auto", segmenter_size: int | None = None, segmenter_steps: int | None = None,
+             segmenter_seed: int = 0, cache_dir: str | Path | None = None, batch_size: int = 8,
+             kid_subsets: int = KID_SUBSETS, log: Callable[[str], None] | None = None) -> dict:
+    """Score `checkpoint` (run folder, checkpoint file, or anything `Translator.from_checkpoint`
+    reads) on the test split of `data_dir`.
+
+    Options: `size` resizes test images to size x size first (default: the run's training crop
+    size from its config.json, else the images' own size); `fid` None computes FID/KID when
+    Inception weights are found and notes why not otherwise, True requires them, False skips
+    them; `segmenter_size`/`segmenter_steps`/`segmenter_seed`/`cache_dir` set the FCN-score
+    segmenter (defaults: 64 px for synthetic, 128 px for Cityscapes, 600 steps, the cache
+    in ~/.cache/cyclegan/segmenters); `log` receives progress lines.
+
+    Returns a JSON-ready dict (a score that cannot be computed is None, and so is a non-finite
+    one such as the PSNR of identical images)::
+
+        {"checkpoint": str, "data": str, "size": int | None, "seconds": float,
+         "dataset": {"kind": "synthetic" | "cityscapes" | "unpaired", "labels_domain": "A" | "B" | None,
+                     "classes": [names] | None},
+         "directions": {
+             "AtoB" | "BtoA": {                       # or {"skipped": reason}
+                 "source": "testA", "target": "testB", "images": int,
+                 "fid": float | None, "kid": {"mean", "std", "subset_size", "subsets"} | None,
+                 "cycle_l1": float | None,            # mean |x - F(G(x))|, [-1, 1] units
+                 "paired_images": int,                # translations with a same-name target
+                 "psnr": float | None, "ssim": float | None}},   # mean over paired images (dB; 0-1)
+         "segmentation": None | {                     # labels <-> photo data only
+             "photo_to_labels": scores | None,        # generated label maps vs ground truth
+             "labels_to_photo": scores | None,        # segmenter on generated photos (FCN score)
+             "ceiling": scores | None,                # segmenter on the real test photos
+             "segmenter": {"size", "steps", "seed", "train_seconds", "from_cache", "training_data"} | None},
+         "notes": [str]}
+
+    where scores = {"direction", "images", "pixel_accuracy", "class_accuracy", "class_iou",
+    "pixels", "per_class": {class: {"accuracy", "iou", "pixels"}}} (fractions in [0, 1]).
+    """
+    started = time.perf_counter()
+    say = log or (lambda message: None)
+    info = describe_dataset(data_dir, labels_domain)
+    if size is None:
+        size = run_config_size(checkpoint)
+    translators, skipped = _load_translators(checkpoint, device)
+    notes: list[str] = []
+    inception = _inception_network(fid, inception_weights, device, notes, say)  # fails early if --fid cannot work
+
+    channels = {}
+    for direction, translator in translators.items():
+        source, target = DIRECTIONS[direction]
+        channels.setdefault(source, translator.info["input_nc"])
+        channels.setdefault(target, translator.info["output_nc"])
+    paths = {domain: list_images(info.root / f"test{domain}") for domain in DOMAINS}
+    for domain in DOMAINS:
+        if not paths[domain]:
+            raise DatasetError(f"{info.root / f'test{domain}'} holds no images to evaluate on")
+    say(f"reading {len(paths['A'])} + {len(paths['B'])} test images" + (f" at {size} px" if size else ""))
+    real = {domain: [_to_uint8(read_image_tensor(path, channels.get(domain, 3), size)) for path in paths[domain]]
+            for domain in DOMAINS}
+
+    fake: dict[str, list[torch.Tensor]] = {}
+    directions: dict[str, dict] = {direction: {"skipped": reason} for direction, reason in skipped.items()}
+    for direction, translator in translators.items():
+        source, target = DIRECTIONS[direction]
+        back = translators.get("BtoA" if direction == "AtoB" else "AtoB")
+        say(f"translating test{source} -> {target}")
+        fake[direction], cycle_l1 = _translate(translator, back, real[source], batch_size)
+        directions[direction] = {"source": f"test{source}", "target": f"test{target}", "images": len(fake[direction]),
+                                 "fid": None, "kid": None, "cycle_l1": cycle_l1,
+                                 **_paired_scores(fake[direction], paths[source], real[target], paths[target])}
+
+    if inception is not None:
+        _add_fid(directions, fake, real, inception, kid_subsets, notes, say)
+
+    segmentation = None
+    if info.label_set is not None:
+        segmentation = _segmentation_scores(info, translators, fake, real, paths, segmenter_size, segmenter_steps,
+                                            segmenter_seed, cache_dir, device, notes, say)
+    return _json_safe({
+        "checkpoint": str(checkpoint), "data": str(info.root), "size": size,
+        "seconds": round(time.perf_counter() - started, 1),
+        "dataset": {"kind": info.kind, "labels_domain": info.labels_domain,
+                    "classes": list(info.label_set.names) if info.label_set else None},
+        "directions": {direction: directions[direction] for direction in DIRECTIONS if direction in directions},
+        "segmentation": segmentation,
+        "notes": notes,
+    })
+
+
+def _translate(translator, back, images: list[torch.Tensor], batch_size: int) -> tuple[list[torch.Tensor], float | None]:
+    """Translations (uint8, as they would be saved) and the mean cycle L1 error (None without `back`)."""
+    outputs, error_sum, error_count = [], 0.0, 0
+    for start, stop in _runs_of_equal_shape(images, batch_size):
+        batch = torch.stack([_to_float(image) for image in images[start:stop]])
+        translated = translator.translate_tensor(batch)
+        outputs.extend(_to_uint8(image) for image in translated.cpu())
+        if back is not None:
+            reconstructed = back.translate_tensor(translated).cpu()
+            error_sum += float((reconstructed - batch).abs().sum())
+            error_count += batch.numel()
+    return outputs, (error_sum / error_count if error_count else None)
+
+
+def _paired_scores(generated: list[torch.Tensor], source_paths: list[Path], targets: list[torch.Tensor],
+                   target_paths: list[Path]) -> dict:
+    """PSNR / SSIM of each translation against the real target image with the same stem."""
+    target_of = {path.stem: index for index, path in enumerate(target_paths)}
+    psnr_values, ssim_values = [], []
+    for image, path in zip(generated, source_paths):
+        index = target_of.get(path.stem)
+        if index is None:
+            continue
+        target = targets[index]
+        if target.shape[0] != image.shape[0]:
+            continue  # 1-channel vs 3-channel: no pixel-wise comparison
+        if target.shape != image.shape:
+            target = torch.nn.functional.interpolate(_to_float(target)[None], size=image.shape[-2:], mode="bicubic",
+                                                     align_corners=False)[0].clamp(-1, 1)
+            target = _to_uint8(target)
+        pair = _to_float(image)[None], _to_float(target)[None]
+        psnr_values.append(float(psnr(*pair)[0]))
+        if min(image.shape[-2:]) >= 11:
+            ssim_values.append(float(ssim(*pair)[0]))
+    return {"paired_images": len(psnr_values),
+            "psnr": float(np.mean(psnr_values)) if psnr_values else None,
+            "ssim": float(np.mean(ssim_values)) if ssim_values else None}
+
+
+def _inception_network(fid: bool | None, weights, device: str, notes: list[str],
+                       say: Callable[[str], None]) -> fid_metrics.InceptionFeatures | None:
+    if fid is False:
+        return None
+    try:
+        return fid_metrics.InceptionFeatures(weights, device)
+    except fid_metrics.InceptionWeightsNotFound as error:
+        if fid:
+            raise
+        notes.append(f"FID/KID not computed: {error}")
+        say(notes[-1])
+        return None
+
+
+def _add_fid(directions: dict, fake: dict, real: dict, network: fid_metrics.InceptionFeatures, kid_subsets: int,
+             notes: list[str], say: Callable[[str], None]) -> None:
+    real_features: dict[str, np.ndarray] = {}
+    for direction, generated in fake.items():
+        target = DIRECTIONS[direction][1]
+        if len(generated) < 2 or len(real[target]) < 2:
+            notes.append(f"FID/KID of {direction} not computed: they need at least 2 images per set")
+            continue
+        say(f"Inception features: {len(generated)} translations {direction}" +
+            ("" if target in real_features else f" and {len(real[target])} real test{target} images"))
+        if target not in real_features:
+            real_features[target] = network(_to_float(image) for image in real[target])
+        features = network(_to_float(image) for image in generated)
+        subset_size = min(KID_SUBSET_SIZE, len(features), len(real_features[target]))
+        kid_mean, kid_std = fid_metrics.kid_from_features(features, real_features[target], kid_subsets, subset_size)
+        directions[direction]["fid"] = fid_metrics.fid_from_features(features, real_features[target])
+        directions[direction]["kid"] = {"mean": kid_mean, "std": kid_std, "subset_size": subset_size,
+                                        "subsets": kid_subsets}
+
+
+def _segmentation_scores(info: DatasetInfo, translators: dict, fake: dict, real: dict, paths: dict,
+                         segmenter_size: int | None, segmenter_steps: int | None, segmenter_seed: int,
+                         cache_dir, device: str, notes: list[str], say: Callable[[str], None]) -> dict | None:
+    if info.test_labels is None:
+        notes.append(f"segmentation scores not computed: {info.root} has no ground-truth label ids of the test split")
+        return None
+    labels, photos = info.labels_domain, info.photo_domain
+    photo_to_labels = "AtoB" if photos == "A" else "BtoA"
+    labels_to_photo = "BtoA" if photos == "A" else "AtoB"
+    truth_files = {path.stem: path for path in list_images(info.test_labels)}
+    label_set = info.label_set
+    result = {"photo_to_labels": None, "labels_to_photo": None, "ceiling": None, "segmenter": None}
+
+    def truth(path: Path) -> np.ndarray | None:
+        file = truth_files.get(path.stem)
+        return None if file is None else read_class_ids(file, label_set)
+
+    if photo_to_labels in fake:
+        predictions = []
+        for image, path in zip(fake[photo_to_labels], paths[photos]):
+            predicted = nearest_palette_ids(image.permute(1, 2, 0).numpy(), label_set.palette).astype(np.uint8)
+            predictions.append((predicted, truth(path)))
+        result["photo_to_labels"] = _scores(photo_to_labels, predictions, label_set)
+
+    if labels_to_photo in fake:
+        segmenter = _segmenter(info, segmenter_size, segmenter_steps, segmenter_seed, cache_dir, device, notes, say)
+        if segmenter is not None:
+            result["segmenter"] = {"size": segmenter.size, "steps": segmenter.metadata["steps"],
+                                   "seed": segmenter.metadata["seed"],
+                                   "train_seconds": segmenter.metadata.get("train_seconds"),
+                                   "from_cache": segmenter.from_cache, "training_data": segmenter.metadata["data"]}
+            say("segmenting the generated and the real test photos")
+            result["labels_to_photo"] = _scores(labels_to_photo, _segment(segmenter, fake[labels_to_photo],
+                                                                          paths[labels], truth), label_set)
+            result["ceiling"] = _scores("real", _segment(segmenter, real[photos], paths[photos], truth), label_set)
+    return result
+
+
+def _segment(segmenter: Segmenter, images: list[torch.Tensor], image_paths: list[Path], truth) -> list:
+    pairs = []
+    for image, path in zip(images, image_paths):
+        truth_ids = truth(path)
+        out_size = truth_ids.shape if truth_ids is not None else image.shape[-2:]
+        predicted = segmenter.predict(_to_float(image)[None], out_size)[0].numpy().astype(np.uint8)
+        pairs.append((predicted, truth_ids))
+    return pairs
+
+
+def _scores(direction: str, pairs: list[tuple[np.ndarray, np.ndarray | None]], label_set: LabelSet) -> dict | None:
+    """Scores of (predicted ids, ground-truth ids) pairs; predictions are resized (nearest) to the truth."""
+    confusion = np.zeros((label_set.num_classes, label_set.num_classes), dtype=np.int64)
+    scored = 0
+    for predicted, truth_ids in pairs:
+        if truth_ids is None:
+            continue
+        if predicted.shape != truth_ids.shape:
+            height, width = truth_ids.shape
+            predicted = np.asarray(Image.fromarray(predicted).resize((width, height), Image.Resampling.NEAREST))
+        confusion += confusion_matrix(truth_ids, predicted, label_set.num_classes)
+        scored += 1
+    if not scored:
+        return None
+    return {"direction": direction, "images": scored, **segmentation_scores(confusion, label_set.names)}
+
+
+def _segmenter(info: DatasetInfo, size: int | None, steps: int | None, seed: int, cache_dir, device: str,
+               notes: list[str], say: Callable[[str], None]) -> Segmenter | None:
+    size = size or DEFAULT_SEGMENTER_SIZE[info.kind]
+    steps = steps or DEFAULT_SEGMENTER_STEPS[info.kind]
+    if info.kind == "synthetic":
+        return train_synthetic_segmenter(size, steps, seed, classes=info.label_set, cache=cache_dir, device=device,
+                                         log=say)
+    photos = info.root / f"train{info.photo_domain}"
+    if info.train_labels is None or not photos.is_dir():
+        notes.append(f"labels -> photo not scored: the segmenter needs train{info.photo_domain} photos and their "
+                     f"label ids in {info.root / 'label_ids' / 'train'}")
+        return None
+    return train_segmenter(photos, info.train_labels, info.label_set, size, steps, seed, cache=cache_dir,
+                           device=device, log=say)
+
+
+def format_report(result: dict) -> str:
+    """The scores of `evaluate` as a readable table."""
+    lines = [f"checkpoint {result['checkpoint']} on {result['data']} ({result['dataset']['kind']}"
+             + (f", labels in {result['dataset']['labels_domain']}" if result["dataset"]["labels_domain"] else "")
+             + (f", {result['size']} px" if result["size"] else "") + ")", ""]
+    header = f"{'direction':<10}{'images':>7}{'FID':>9}{'KID x1e3':>16}{'cycle L1':>10}{'PSNR':>8}{'SSIM':>7}"
+    lines += [header, "-" * len(header)]
+    for direction, scores in result["directions"].items():
+        if "skipped" in scores:
+            lines.append(f"{direction:<10}skipped: {scores['skipped']}")
+            continue
+        kid = scores["kid"]
+        kid_text = f"{kid['mean'] * 1e3:.2f} ± {kid['std'] * 1e3:.2f}" if kid else "-"
+        lines.append(f"{direction:<10}{scores['images']:>7}{_number(scores['fid'], '.2f'):>9}{kid_text:>16}"
+                     f"{_number(scores['cycle_l1'], '.4f'):>10}{_number(scores['psnr'], '.2f'):>8}"
+                     f"{_number(scores['ssim'], '.3f'):>7}")
+    segmentation = result.get("segmentation")
+    if segmentation:
+        lines += ["", f"{'segmentation':<34}{'per-pixel acc':>14}{'per-class acc':>14}{'class IoU':>11}"]
+        rows = (("photo_to_labels", "photo -> labels"), ("labels_to_photo", "labels -> photo (FCN score)"),
+                ("ceiling", "real photos (segmenter ceiling)"))
+        for key, title in rows:
+            scores = segmentation.get(key)
+            if scores:
+                lines.append(f"{title + ' ' + ('' if key == 'ceiling' else scores['direction']):<34}"
+                             f"{_number(scores['pixel_accuracy'], '.3f'):>14}"
+                             f"{_number(scores['class_accuracy'], '.3f'):>14}{_number(scores['class_iou'], '.3f'):>11}")
+        segmenter = segmentation.get("segmenter")
+        if segmenter:
+            origin = "cached" if segmenter["from_cache"] else f"trained in {segmenter['train_seconds']} s"
+            lines.append(f"segmenter: {segmenter['size']} px, {segmenter['steps']} steps, {origin}")
+    for note in result["notes"]:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def write_report(result: dict, path: str | Path) -> None:
+    """Write the result of `evaluate` as JSON."""
+    write_text_atomic(Path(path), json.dumps(_json_safe(result), indent=2) + "\n")
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+__all__ = ["evaluate", "describe_dataset", "DatasetInfo", "format_report", "write_report", "run_config_size"]

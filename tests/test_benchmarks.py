@@ -1,0 +1,110 @@
+"""The benchmark scripts run end to end at a tiny size and report every variant.
+
+Smoke tests only: they check what is printed and written, never how fast anything is.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY = ["--ngf", "8", "--repeats", "1", "--warmup", "0", "--threads", "1"]
+
+
+def run_script(name: str, *arguments: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(BENCHMARKS / name), *arguments],
+                            capture_output=True, text=True, timeout=300)
+    return result
+
+
+def load_common():
+    spec = importlib.util.spec_from_file_location("benchmarks_common", BENCHMARKS / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def table_rows(stdout: str, first_column: str) -> list[list[str]]:
+    return [line.split() for line in stdout.splitlines() if line.split()[:1] == [first_column]]
+
+
+def test_train_step_reports_reference_and_each_variant_with_memory_and_floor(tmp_path):
+    out = tmp_path / "train.json"
+    result = run_script("train_step.py", "--size", "32", *TINY, "--variants", "fp32,fp32+cl+nobatch",
+                        "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "s/iter" in result.stdout and "bf16 floor" in result.stdout
+    assert [row[0] for row in table_rows(result.stdout, "reference")] == ["reference"]
+    assert len(table_rows(result.stdout, "fp32")) == 1
+    assert len(table_rows(result.stdout, "fp32+cl+nobatch")) == 1
+    report = json.loads(out.read_text())
+    assert list(report["variants"]) == ["reference", "fp32", "fp32+cl+nobatch"]
+    reference = report["variants"]["reference"]
+    assert reference["speedup"] == 1.0 and reference["peak_rss_vs_reference"] == 1.0
+    assert reference["flops"] == report["reference_flops"] > 0
+    for variant in report["variants"].values():
+        assert len(variant["times"]) == 1 and variant["peak_rss"] >= variant["rss_after_setup"] > 0
+    assert report["floor"]["bf16_gflops"] > 0
+
+
+def test_train_step_builds_the_candidate_from_the_single_variant_flags(tmp_path):
+    out = tmp_path / "train.json"
+    result = run_script("train_step.py", "--size", "32", *TINY, "--precision", "bf16", "--channels-last",
+                        "--no-batch-generator-calls", "--no-memory", "--floor-gflops", "100", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert list(report["variants"]) == ["reference", "bf16+cl+nobatch"]
+    assert report["floor"]["bf16_gflops"] == 100.0
+    assert "peak_rss" not in report["variants"]["reference"]
+
+
+def test_translate_reports_every_size_and_variant(tmp_path):
+    out = tmp_path / "translate.json"
+    result = run_script("translate.py", "--sizes", "32,48x40", *TINY, "--variants", "fp32,bf16+cl",
+                        "--probe-iterations", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "images/s" in result.stdout
+    assert len(table_rows(result.stdout, "32x32")) == 3 and len(table_rows(result.stdout, "48x40")) == 3
+    report = json.loads(out.read_text())
+    assert list(report["sizes"]) == ["32x32", "48x40"]
+    for size in report["sizes"].values():
+        assert list(size["variants"]) == ["reference", "fp32", "bf16+cl"]
+        assert all(v["images_per_second"] > 0 and v["peak_rss"] > 0 for v in size["variants"].values())
+
+
+def test_conv_throughput_reports_every_shape_in_both_dtypes(tmp_path):
+    out = tmp_path / "conv.json"
+    result = run_script("conv_throughput.py", "--size", "32", *TINY, "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "G res block" in result.stdout and "mix G+D" in result.stdout
+    report = json.loads(out.read_text())
+    shapes = report["passes"]["training"]["shapes"]
+    assert len(shapes) == 12 * 4  # 7 generator + 5 discriminator shapes, 2 dtypes x 2 layouts
+    assert {s["dtype"] for s in shapes} == {"fp32", "bf16"}
+    assert set(report["passes"]["forward"]["generator_mix_best_layout_gflops"]) == {"fp32", "bf16"}
+
+
+def test_an_unknown_variant_token_is_rejected_with_the_valid_ones():
+    result = run_script("train_step.py", "--size", "32", "--variants", "fp16+cl")
+    assert result.returncode == 2
+    assert "unknown variant token 'fp16'" in result.stderr and "+nobatch" in result.stderr
+
+
+def test_alternate_rotates_the_order_every_round():
+    common = load_common()
+    calls = []
+    steps = {name: (lambda name=name: calls.append(name)) for name in "AB"}
+    times = common.alternate(steps, repeats=3, warmup=1)
+    assert calls == ["A", "B", "A", "B", "B", "A", "A", "B"]
+    assert {name: len(values) for name, values in times.items()} == {"A": 3, "B": 3}
+
+
+@pytest.mark.parametrize("times, median, q1, q3", [([3.0], 3.0, 3.0, 3.0), ([4.0, 1.0, 3.0, 2.0, 5.0], 3.0, 2.0, 4.0)])
+def test_summarize_gives_median_and_quartiles(times, median, q1, q3):
+    summary = load_common().summarize(times)
+    assert (summary.median, summary.q1, summary.q3, summary.min, summary.max) == (median, q1, q3, min(times), max(times))
