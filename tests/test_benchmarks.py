@@ -17,14 +17,14 @@ TINY = ["--ngf", "8", "--repeats", "1", "--warmup", "0", "--threads", "1"]
 
 
 def run_script(name: str, *arguments: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(BENCHMARKS / name), *arguments],
-                            capture_output=True, text=True, timeout=300)
-    return result
+    return subprocess.run([sys.executable, str(BENCHMARKS / name), *arguments],
+                          capture_output=True, text=True, timeout=300)
 
 
 def load_common():
     spec = importlib.util.spec_from_file_location("benchmarks_common", BENCHMARKS / "common.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 

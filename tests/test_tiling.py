@@ -15,7 +15,7 @@ from cyclegan.cli import main
 from cyclegan.errors import ConfigError
 from cyclegan.inference import Translator
 from cyclegan.networks import build_generator
-from cyclegan.tiling import blend_weights, tile_starts, translate_tiled
+from cyclegan.tiling import blend_weights, tile_starts, translate_tiled, with_image_statistics
 
 RESNET_INFO = {"net_g": "resnet_6blocks", "input_nc": 3, "output_nc": 3, "ngf": 8}
 
@@ -97,14 +97,33 @@ def test_without_instance_norm_tiled_output_equals_untiled_up_to_rounding(norm):
     assert np.abs(tiled - untiled).max() <= 1
 
 
-def test_with_instance_norm_tiled_output_stays_close_to_untiled():
-    # Each tile is normalised with its own statistics. Measured with an untrained ngf-8 net on
-    # this 192x128 image with 128 px tiles: mean 7.8 levels (of 255); see the issue notes.
+def test_statistics_recorded_over_the_whole_image_reproduce_instance_norm_exactly():
+    generator = tiny_generator("instance").eval()
+    twin, norms = with_image_statistics(generator)
+    assert len(norms) == 17 and any(isinstance(m, torch.nn.InstanceNorm2d) for m in generator.modules())
+    batch = torch.rand(1, 3, 48, 64) * 2 - 1
+    with torch.no_grad():
+        untiled = generator(batch)
+        for norm in norms:
+            norm.start_recording()
+        assert torch.equal(twin(batch), untiled)  # recording normalises as InstanceNorm2d does
+        for norm in norms:
+            norm.use_recorded()
+        torch.testing.assert_close(twin(batch), untiled, atol=1e-5, rtol=0)
+
+
+def test_with_instance_norm_tiles_use_whole_image_statistics_and_stay_close_to_untiled():
+    # Untrained nets are the hardest case: all their signal comes from normalisation. Measured on
+    # this image with 96 px tiles: mean 6.6 levels (of 255) off the untiled result with statistics
+    # of the whole image, 14.2 with each tile's own. Trained models: see the issue notes.
     generator, image = tiny_generator("instance"), photo_like(192, 128)
-    untiled = levels(Translator(generator, RESNET_INFO, "cpu")(image))
-    tiled = levels(Translator(generator, RESNET_INFO, "cpu", tile=128, overlap=32)(image))
+    translator = Translator(generator, RESNET_INFO, "cpu")
+    untiled = levels(translator(image))
+    tiled = levels(Translator(generator, RESNET_INFO, "cpu", tile=96, overlap=24)(image))
+    per_tile = levels(translate_tiled(image, translator.translate_tensor, 96, 24))
     assert tiled.shape == untiled.shape
-    assert np.abs(tiled - untiled).mean() < 10
+    assert np.abs(tiled - untiled).mean() < 8
+    assert np.abs(tiled - untiled).mean() < 0.6 * np.abs(per_tile - untiled).mean()
 
 
 # --- memory --------------------------------------------------------------------------------------
@@ -173,15 +192,15 @@ def test_16_bit_and_grayscale_inputs_translate_tiled_to_images_of_the_same_size(
     photo_like(90, 70, mode="L").save(inputs / "gray.png")
     assert Image.open(inputs / "depth16.png").mode == "I;16"
 
-    assert translate(rgb_pth, [inputs], tmp_path / "rgb", "--tile", "32", "--overlap", "8") == 0
-    assert translate(gray_pth, [inputs], tmp_path / "gray", "--tile", "32", "--overlap", "8") == 0
+    assert translate(rgb_pth, [inputs], tmp_path / "rgb", "--tile", "48", "--overlap", "12") == 0
+    assert translate(gray_pth, [inputs], tmp_path / "gray", "--tile", "48", "--overlap", "12") == 0
     for name in ("depth16.png", "gray.png"):
         assert (Image.open(tmp_path / "rgb" / name).size, Image.open(tmp_path / "rgb" / name).mode) == ((90, 70), "RGB")
         assert (Image.open(tmp_path / "gray" / name).size, Image.open(tmp_path / "gray" / name).mode) == ((90, 70), "L")
 
     # A 16-bit file translates as its 8-bit reading (65535 -> 255), the same way tiled or not.
     Image.fromarray((ramp.astype(np.float64) * 255 / 65535 + 0.5).astype(np.uint8)).save(inputs / "depth8.png")
-    assert translate(gray_pth, [inputs / "depth8.png"], tmp_path / "gray", "--tile", "32", "--overlap", "8") == 0
+    assert translate(gray_pth, [inputs / "depth8.png"], tmp_path / "gray", "--tile", "48", "--overlap", "12") == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "gray" / "depth16.png")),
                           np.asarray(Image.open(tmp_path / "gray" / "depth8.png")))
 

@@ -211,8 +211,11 @@ def test_batched_generator_calls_give_the_same_losses_and_updates_as_separate_ca
     assert batched_values.keys() == separate_values.keys()
     for key in batched_values:
         assert batched_values[key] == pytest.approx(separate_values[key], rel=1e-4, abs=1e-6), key
-    for a, b in zip(batched_grads, separate_grads):  # equal up to float rounding, relative to each tensor
-        assert (a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-5
+    # Equal up to float rounding, relative to the gradients' scale (biases that feed an instance
+    # norm have a true gradient of zero, so their computed values are pure rounding noise).
+    scale = max(g.abs().max() for g in separate_grads)
+    for a, b in zip(batched_grads, separate_grads):
+        assert (a - b).abs().max() <= 1e-4 * scale
 
 
 def test_no_gan_ablation_trains_with_the_cycle_loss_alone_and_leaves_d_untouched(tiny_dataset, tmp_path):

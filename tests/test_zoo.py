@@ -42,8 +42,9 @@ def official_style_generator(seed: int = 0, ngf: int = 8) -> tuple[ResnetGenerat
 
 
 def pth_bytes(state: dict) -> bytes:
+    """Saved in the legacy (pre-zip) format of PyTorch 0.x, as the 2017 zoo files are."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save(state, buffer, _use_new_zipfile_serialization=False)
     return buffer.getvalue()
 
 

@@ -8,6 +8,7 @@ flag is ever repeated. Calling it on a PIL image returns a PIL image of the same
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from cyclegan.data.images import image_to_tensor, list_images, load_image, save_
 from cyclegan.device import autocast, select_device
 from cyclegan.errors import CheckpointError, ConfigError, UnreadableImageError
 from cyclegan.networks import build_generator, generator_from_state_dict, size_multiple
-from cyclegan.tiling import check_tiling, translate_tiled
+from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
 from cyclegan.training import checkpoint as ckpt
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -124,6 +125,10 @@ class Translator:
         self.multiple = size_multiple(info["net_g"])
         if tile is not None:
             check_tiling(tile, overlap, self.multiple)
+            # Tiles are normalised with statistics of the whole image (see cyclegan.tiling); those
+            # layers hold per-image state, so tiled translations take turns.
+            self._tiled_generator, self._tiled_norms = with_image_statistics(self.generator)
+            self._tiling_lock = threading.Lock()
         self.tile, self.overlap = tile, overlap
 
     @classmethod
@@ -145,15 +150,18 @@ class Translator:
     def input_channels(self) -> int:
         return self.info["input_nc"]
 
-    @torch.no_grad()
     def translate_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [-1, 1] -> (N, C', H, W) in [-1, 1]."""
+        return self._run(self.generator, batch)
+
+    @torch.no_grad()
+    def _run(self, generator: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
         # Instance norm needs more than one value per channel at the bottleneck: tiny images
         # (1x1, 3x3) are padded to at least two bottleneck pixels.
         minimum = 2 * self.multiple if self.info["net_g"].startswith("resnet") else self.multiple
         padded, (height, width) = pad_to_multiple(batch.to(self.device), self.multiple, minimum)
         with autocast(self.device, self.precision):
-            output = self.generator(padded)
+            output = generator(padded)
         return output[..., :height, :width].float()
 
     def __call__(self, image: Image.Image) -> Image.Image:
@@ -162,7 +170,9 @@ class Translator:
         if image.mode != ("L" if channels == 1 else "RGB"):
             image = image.convert("L" if channels == 1 else "RGB")
         if self.tile is not None and max(image.size) > self.tile:
-            return translate_tiled(image, self.translate_tensor, self.tile, self.overlap)
+            with self._tiling_lock:
+                return translate_tiled(image, lambda batch: self._run(self._tiled_generator, batch),
+                                       self.tile, self.overlap, self._tiled_norms)
         output = self.translate_tensor(image_to_tensor(image).unsqueeze(0))
         return tensor_to_image(output[0].cpu())
 

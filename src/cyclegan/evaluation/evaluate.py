@@ -113,17 +113,18 @@ def _colour_domain(root: Path, colours: np.ndarray, samples: int = 4) -> str | N
 
 
 def run_config_size(checkpoint: str | Path) -> int | None:
-    """The crop size a run was trained at, from the run folder's config.json, if there is one."""
+    """The size a run's images were trained at (its crop size, with the default resize_and_crop
+    preprocessing), from the run folder's config.json; None when there is no such file."""
     path = Path(checkpoint)
-    candidates = [path / "config.json"] if path.is_dir() else []
-    candidates += [parent / "config.json" for parent in list(path.parents)[:2]]
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                return int(json.loads(candidate.read_text())["data"]["crop_size"])
-            except (ValueError, KeyError, TypeError):
-                return None
-    return None
+    if path.is_dir():
+        run = path.parent if path.name == "checkpoints" else path
+    else:
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    try:
+        data = json.loads((run / "config.json").read_text())["data"]
+        return int(data["crop_size"]) if data.get("preprocess", "resize_and_crop") == "resize_and_crop" else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _load_translators(checkpoint: str | Path, device: str) -> tuple[dict, dict[str, str]]:
@@ -241,7 +242,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
 
     segmentation = None
     if info.label_set is not None:
-        segmentation = _segmentation_scores(info, translators, fake, real, paths, segmenter_size, segmenter_steps,
+        segmentation = _segmentation_scores(info, fake, real, paths, segmenter_size, segmenter_steps,
                                             segmenter_seed, cache_dir, device, notes, say)
     return _json_safe({
         "checkpoint": str(checkpoint), "data": str(info.root), "size": size,
@@ -327,7 +328,7 @@ def _add_fid(directions: dict, fake: dict, real: dict, network: fid_metrics.Ince
                                         "subsets": kid_subsets}
 
 
-def _segmentation_scores(info: DatasetInfo, translators: dict, fake: dict, real: dict, paths: dict,
+def _segmentation_scores(info: DatasetInfo, fake: dict, real: dict, paths: dict,
                          segmenter_size: int | None, segmenter_steps: int | None, segmenter_seed: int,
                          cache_dir, device: str, notes: list[str], say: Callable[[str], None]) -> dict | None:
     if info.test_labels is None:

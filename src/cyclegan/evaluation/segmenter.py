@@ -152,8 +152,9 @@ def train_segmenter(photos_dir: str | os.PathLike, labels_dir: str | os.PathLike
     for photo, labels in pairs:
         for path in (photo, labels):
             digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    data = {"kind": "folders", "photos": str(photos_dir), "labels": str(labels_dir), "count": len(pairs),
-            "hash": digest.hexdigest()}
+    # The content decides the cache key; where the folders are is only recorded.
+    data = {"kind": "folders", "count": len(pairs), "hash": digest.hexdigest()}
+    source = {"photos": str(photos_dir), "labels": str(labels_dir)}
 
     def examples() -> tuple[torch.Tensor, torch.Tensor]:
         photos = torch.stack([_to_uint8(read_image_tensor(photo, 3, size)) for photo, _ in pairs])
@@ -161,7 +162,7 @@ def train_segmenter(photos_dir: str | os.PathLike, labels_dir: str | os.PathLike
         return photos, labels
 
     return _cached_or_trained(examples, data, classes, size, steps, seed, cache, use_cache, device, batch_size,
-                              width, log)
+                              width, log, source)
 
 
 def train_synthetic_segmenter(size: int = 64, steps: int = DEFAULT_STEPS, seed: int = 0, *,
@@ -195,7 +196,8 @@ def _to_uint8(tensor: torch.Tensor) -> torch.Tensor:
 
 def _cached_or_trained(examples: Callable[[], tuple[torch.Tensor, torch.Tensor]], data: dict, classes: LabelSet,
                        size: int, steps: int, seed: int, cache: str | os.PathLike | None, use_cache: bool,
-                       device: str, batch_size: int, width: int, log: Callable[[str], None] | None) -> Segmenter:
+                       device: str, batch_size: int, width: int, log: Callable[[str], None] | None,
+                       source: dict | None = None) -> Segmenter:
     if size % 8:
         raise ValueError(f"the segmenter's size must be a multiple of 8, got {size}")
     settings = {"format": FORMAT, "classes": {**classes.to_dict(), "id_to_class": classes.id_to_class.tolist()},
@@ -206,18 +208,24 @@ def _cached_or_trained(examples: Callable[[], tuple[torch.Tensor, torch.Tensor]]
     weights_path, metadata_path = folder / f"{stem}.safetensors", folder / f"{stem}.json"
     torch_device = select_device(device)
     if use_cache and metadata_path.is_file() and weights_path.is_file():
-        segmenter = load_segmenter(weights_path, classes, torch_device)
-        if segmenter.metadata.get("key") == key:
+        try:
+            segmenter = load_segmenter(weights_path, classes, torch_device)
+        except CheckpointError as error:  # a damaged cache entry is replaced, not fatal
+            segmenter = None
+            if log:
+                log(f"segmenter: {error}; training a new one")
+        if segmenter is not None and segmenter.metadata.get("key") == key:
             if log:
                 log(f"segmenter: loaded from the cache ({weights_path})")
             return segmenter
     if log:
-        log(f"segmenter: training on {data['count']} {data['kind']} examples at {size} px for {steps} steps")
+        what = "rendered scenes" if data["kind"] == "synthetic" else "labelled photos"
+        log(f"segmenter: training on {data['count']} {what} at {size} px for {steps} steps (cached afterwards)")
     started = time.perf_counter()
     photos, labels = examples()
     net = SegmentationNet(classes.num_classes, width)
     final_loss = fit(net, photos, labels, steps, seed, torch_device, batch_size)
-    metadata = {**settings, "key": key, "train_seconds": round(time.perf_counter() - started, 1),
+    metadata = {**settings, "key": key, "source": source, "train_seconds": round(time.perf_counter() - started, 1),
                 "final_loss": final_loss}
     if use_cache:
         state = {name: value.detach().cpu().contiguous() for name, value in net.state_dict().items()}
