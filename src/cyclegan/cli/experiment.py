@@ -25,7 +25,6 @@ def register(subparsers) -> None:
     parser.add_argument("--only", help="Comma-separated variant names to run (default: all of the suite).")
     parser.add_argument("--eval-flags", default="", help="Extra flags for every `cyclegan evaluate`, as one string.")
     parser.add_argument("--columns", help="Comma-separated metric keys to show in results.md (default: all).")
-    parser.add_argument("train_flags", nargs=argparse.REMAINDER, help="After `--`: flags for every training run.")
     parser.set_defaults(func=run)
 
 
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cyclegan.experiments import run_suite
 
-    train_flags = [flag for flag in args.train_flags if flag != "--"]
+    train_flags = args.passthrough  # everything after `--`
     rows = run_suite(args.suite, Path(args.data), Path(args.out), iterations=args.iters, minutes=args.minutes,
                      seed=args.seed, extra_train_flags=train_flags, extra_eval_flags=shlex.split(args.eval_flags),
                      only=args.only.split(",") if args.only else None,

@@ -37,14 +37,13 @@ from cyclegan.evaluation.image_metrics import psnr, read_image_tensor, ssim
 from cyclegan.evaluation.segmentation import (CITYSCAPES, CITYSCAPES_LABELS, LabelSet, confusion_matrix,
                                               label_set_from_classes_json, nearest_palette_ids, palette_coverage,
                                               read_class_ids, segmentation_scores)
-from cyclegan.evaluation.segmenter import Segmenter, train_segmenter, train_synthetic_segmenter
+from cyclegan.evaluation.segmenter import DEFAULT_STEPS, Segmenter, train_segmenter, train_synthetic_segmenter
 from cyclegan.fileio import write_text_atomic
 
 DOMAINS = ("A", "B")
 DIRECTIONS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}
 CITYSCAPES_NAME = re.compile(r"^[a-z]+_\d{6}_\d{6}")
 DEFAULT_SEGMENTER_SIZE = {"synthetic": 64, "cityscapes": 128}
-DEFAULT_SEGMENTER_STEPS = {"synthetic": 600, "cityscapes": 600}
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 
 
@@ -170,7 +169,8 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
              size: int | None = None, fid: bool | None = None, inception_weights: str | Path | None = None,
              device: str = "auto", segmenter_size: int | None = None, segmenter_steps: int | None = None,
              segmenter_seed: int = 0, cache_dir: str | Path | None = None, batch_size: int = 8,
-             kid_subsets: int = KID_SUBSETS, log: Callable[[str], None] | None = None) -> dict:
+             kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
+             log: Callable[[str], None] | None = None) -> dict:
     """Score `checkpoint` (run folder, checkpoint file, or anything `Translator.from_checkpoint`
     reads) on the test split of `data_dir`.
 
@@ -179,7 +179,9 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     Inception weights are found and notes why not otherwise, True requires them, False skips
     them; `segmenter_size`/`segmenter_steps`/`segmenter_seed`/`cache_dir` set the FCN-score
     segmenter (defaults: 64 px for synthetic, 128 px for Cityscapes, 600 steps, the cache
-    in ~/.cache/cyclegan/segmenters); `log` receives progress lines.
+    in ~/.cache/cyclegan/segmenters); KID averages `kid_subsets` subsets of
+    min(`kid_subset_size`, images) images (with fewer test images than that every subset is the
+    whole set and the std is 0); `log` receives progress lines.
 
     Returns a JSON-ready dict (a score that cannot be computed is None, and so is a non-finite
     one such as the PSNR of identical images)::
@@ -197,8 +199,9 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
          "segmentation": None | {                     # labels <-> photo data only
              "photo_to_labels": scores | None,        # generated label maps vs ground truth
              "labels_to_photo": scores | None,        # segmenter on generated photos (FCN score)
-             "ceiling": scores | None,                # segmenter on the real test photos
-             "segmenter": {"size", "steps", "seed", "train_seconds", "from_cache", "training_data"} | None},
+             "ceiling": scores | None,                # segmenter on the real test photos ("direction": "real")
+             "segmenter": {"size", "steps", "seed", "train_seconds", "from_cache", "training_data",
+                           "source"} | None},
          "notes": [str]}
 
     where scores = {"direction", "images", "pixel_accuracy", "class_accuracy", "class_iou",
@@ -238,7 +241,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
                                  **_paired_scores(fake[direction], paths[source], real[target], paths[target])}
 
     if inception is not None:
-        _add_fid(directions, fake, real, inception, kid_subsets, notes, say)
+        _add_fid(directions, fake, real, inception, kid_subsets, kid_subset_size, notes, say)
 
     segmentation = None
     if info.label_set is not None:
@@ -255,7 +258,8 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     })
 
 
-def _translate(translator, back, images: list[torch.Tensor], batch_size: int) -> tuple[list[torch.Tensor], float | None]:
+def _translate(translator, back, images: list[torch.Tensor],
+               batch_size: int) -> tuple[list[torch.Tensor], float | None]:
     """Translations (uint8, as they would be saved) and the mean cycle L1 error (None without `back`)."""
     outputs, error_sum, error_count = [], 0.0, 0
     for start, stop in _runs_of_equal_shape(images, batch_size):
@@ -309,7 +313,7 @@ def _inception_network(fid: bool | None, weights, device: str, notes: list[str],
 
 
 def _add_fid(directions: dict, fake: dict, real: dict, network: fid_metrics.InceptionFeatures, kid_subsets: int,
-             notes: list[str], say: Callable[[str], None]) -> None:
+             kid_subset_size: int, notes: list[str], say: Callable[[str], None]) -> None:
     real_features: dict[str, np.ndarray] = {}
     for direction, generated in fake.items():
         target = DIRECTIONS[direction][1]
@@ -321,7 +325,7 @@ def _add_fid(directions: dict, fake: dict, real: dict, network: fid_metrics.Ince
         if target not in real_features:
             real_features[target] = network(_to_float(image) for image in real[target])
         features = network(_to_float(image) for image in generated)
-        subset_size = min(KID_SUBSET_SIZE, len(features), len(real_features[target]))
+        subset_size = min(kid_subset_size, len(features), len(real_features[target]))
         kid_mean, kid_std = fid_metrics.kid_from_features(features, real_features[target], kid_subsets, subset_size)
         directions[direction]["fid"] = fid_metrics.fid_from_features(features, real_features[target])
         directions[direction]["kid"] = {"mean": kid_mean, "std": kid_std, "subset_size": subset_size,
@@ -358,7 +362,8 @@ def _segmentation_scores(info: DatasetInfo, fake: dict, real: dict, paths: dict,
             result["segmenter"] = {"size": segmenter.size, "steps": segmenter.metadata["steps"],
                                    "seed": segmenter.metadata["seed"],
                                    "train_seconds": segmenter.metadata.get("train_seconds"),
-                                   "from_cache": segmenter.from_cache, "training_data": segmenter.metadata["data"]}
+                                   "from_cache": segmenter.from_cache, "training_data": segmenter.metadata["data"],
+                                   "source": segmenter.metadata.get("source")}
             say("segmenting the generated and the real test photos")
             result["labels_to_photo"] = _scores(labels_to_photo, _segment(segmenter, fake[labels_to_photo],
                                                                           paths[labels], truth), label_set)
@@ -396,7 +401,7 @@ def _scores(direction: str, pairs: list[tuple[np.ndarray, np.ndarray | None]], l
 def _segmenter(info: DatasetInfo, size: int | None, steps: int | None, seed: int, cache_dir, device: str,
                notes: list[str], say: Callable[[str], None]) -> Segmenter | None:
     size = size or DEFAULT_SEGMENTER_SIZE[info.kind]
-    steps = steps or DEFAULT_SEGMENTER_STEPS[info.kind]
+    steps = steps or DEFAULT_STEPS
     if info.kind == "synthetic":
         return train_synthetic_segmenter(size, steps, seed, classes=info.label_set, cache=cache_dir, device=device,
                                          log=say)

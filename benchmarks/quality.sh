@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The runs behind docs/RESULTS.md. Each suite trains its variants with the same data, seed and
+# iteration budget, evaluates them with `cyclegan evaluate`, and writes results.md / results.csv /
+# commands.sh into experiments/<suite>/. Run from the repository root with the venv active.
+# Budgets are sized for a 2-core CPU; raise --iters for closer-to-paper numbers.
+set -euo pipefail
+OUT=${OUT:-experiments}
+SHARED=${SHARED:-../shared/data}
+SMALL=(--netG resnet_6blocks --ngf 32 --ndf 32 --norm instance --load-size 72 --crop-size 64 --num-workers 1 --no-tensorboard)
+
+# (a) the paper's ablation + pix2pix, on the synthetic labels <-> scenes set at 64 px
+[ -d "$OUT/synth64" ] || cyclegan data synth "$OUT/synth64" --size 64 --train 600 --test 100 --seed 0
+cyclegan experiment ablation --data "$OUT/synth64" --out "$OUT/ablation_synth64" --iters "${ITERS_A:-600}" \
+    -- "${SMALL[@]}" --lambda-identity 0
+
+# (b) Cityscapes (real photos, A = photo, B = colour labels) at 64 px: CycleGAN vs pix2pix
+cyclegan experiment pix2pix --data "$SHARED/cityscapes" --out "$OUT/cityscapes64" --iters "${ITERS_B:-600}" \
+    -- "${SMALL[@]}" --lambda-identity 0
+
+# (d) lambda and d_ratio sweeps on the synthetic set
+cyclegan experiment lambda --data "$OUT/synth64" --out "$OUT/lambda_synth64" --iters "${ITERS_D:-400}" \
+    -- "${SMALL[@]}" --lambda-identity 0
+cyclegan experiment d_ratio --data "$OUT/synth64" --out "$OUT/d_ratio_synth64" --iters "${ITERS_D:-400}" \
+    -- "${SMALL[@]}" --lambda-identity 0
+
+# (c) photo <-> anime (unpaired style translation): FID / KID at 64 px
+cyclegan experiment pix2pix --only CycleGAN --data "$SHARED/photo2anime_animegan" --out "$OUT/photo2anime64" \
+    --iters "${ITERS_C:-800}" -- "${SMALL[@]}"
