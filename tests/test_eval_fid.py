@@ -118,14 +118,14 @@ def installed_inception(batch_size: int) -> InceptionFeatures:
 
 
 def test_real_inception_features_give_zero_fid_for_the_same_images_and_more_for_others():
-    network, in_one_batch = installed_inception(batch_size=2), installed_inception(batch_size=3)
+    network, in_one_batch = installed_inception(batch_size=1), installed_inception(batch_size=2)
     root = shared_dataset("cityscapes")
-    photos = [read_image_tensor(path, 3, 128) for path in sorted((root / "testA").iterdir())[:3]]
-    labels = [read_image_tensor(path, 3, 128) for path in sorted((root / "testB").iterdir())[:3]]
+    photos = [read_image_tensor(path, 3, 128) for path in sorted((root / "testA").iterdir())[:2]]
+    labels = [read_image_tensor(path, 3, 128) for path in sorted((root / "testB").iterdir())[:2]]
     photo_features = network(photos)
     again = in_one_batch(torch.stack(photos))  # a batch counts as its images; batching changes nothing
     label_features = network(labels)
-    assert photo_features.shape == (3, 2048) and np.isfinite(photo_features).all() and photo_features.min() >= 0
+    assert photo_features.shape == (2, 2048) and np.isfinite(photo_features).all() and photo_features.min() >= 0
     np.testing.assert_allclose(again, photo_features, rtol=1e-4, atol=1e-4)
     assert fid_from_features(photo_features, again) == pytest.approx(0.0, abs=1e-2)
     assert fid_from_features(photo_features, label_features) > 50  # photos vs colour label maps

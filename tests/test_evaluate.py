@@ -39,6 +39,12 @@ def save_tiny_model(folder, kind="cyclegan"):
 
 
 @pytest.fixture(scope="module")
+def segmenter_cache(tmp_path_factory):
+    """Shared, so that the tests after the first load the tiny segmenter instead of training it."""
+    return tmp_path_factory.mktemp("segmenters")
+
+
+@pytest.fixture(scope="module")
 def cyclegan_run(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("runs") / "tiny")
 
@@ -120,10 +126,11 @@ def test_dataset_kind_and_labels_domain_are_detected(synthetic, tiny_dataset):
         assert (found.test_labels, found.train_labels) == (cityscapes / "label_ids/val", cityscapes / "label_ids/train")
 
 
-def test_cyclegan_evaluate_on_a_tiny_run_writes_every_score(synthetic, cyclegan_run, fake_inception, tmp_path, capsys):
+def test_cyclegan_evaluate_on_a_tiny_run_writes_every_score(synthetic, cyclegan_run, fake_inception, segmenter_cache,
+                                                            tmp_path, capsys):
     out = tmp_path / "scores.json"
     code = main(["evaluate", str(cyclegan_run), "--data", str(synthetic), "--out", str(out), "--device", "cpu",
-                 "--inception-weights", str(fake_inception), "--fid", "--cache", str(tmp_path / "cache"), *SEGMENTER])
+                 "--inception-weights", str(fake_inception), "--fid", "--cache", str(segmenter_cache), *SEGMENTER])
     assert code == 0
     printed = capsys.readouterr().out
     assert "photo -> labels" in printed and "FCN score" in printed and "KID" in printed
@@ -135,7 +142,7 @@ def test_cyclegan_evaluate_on_a_tiny_run_writes_every_score(synthetic, cyclegan_
         scores = result["directions"][direction]
         assert (scores["source"], scores["target"], scores["images"], scores["paired_images"]) == (source, target, 6, 6)
         assert math.isfinite(scores["fid"]) and scores["fid"] >= -1e-6
-        assert set(scores["kid"]) == {"mean", "std", "subset_size", "subsets"} and scores["kid"]["subset_size"] == 6
+        assert set(scores["kid"]) == {"mean", "std", "subset_size", "subsets"} and scores["kid"]["subset_size"] == 3  # half of the 6 test images
         assert scores["kid"]["std"] >= 0
         assert 0 < scores["cycle_l1"] < 2 and 0 < scores["psnr"] < 100 and -1 <= scores["ssim"] <= 1
     segmentation = result["segmentation"]
@@ -149,10 +156,10 @@ def test_cyclegan_evaluate_on_a_tiny_run_writes_every_score(synthetic, cyclegan_
     assert result["notes"] == []
 
 
-def test_a_pix2pix_checkpoint_is_scored_in_its_one_direction(synthetic, tmp_path, no_inception):
+def test_a_pix2pix_checkpoint_is_scored_in_its_one_direction(synthetic, segmenter_cache, tmp_path, no_inception):
     run = save_tiny_model(tmp_path / "pix2pix", kind="pix2pix")  # G_AB and a conditional D
     result = evaluate(run, synthetic, size=32, device="cpu", segmenter_size=32, segmenter_steps=3,
-                      cache_dir=tmp_path / "cache")
+                      cache_dir=segmenter_cache)
     assert "no generator for BtoA" in result["directions"]["BtoA"]["skipped"]
     forward = result["directions"]["AtoB"]
     assert forward["images"] == 6 and forward["cycle_l1"] is None and forward["fid"] is None

@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from cyclegan.data import synth
 from cyclegan.data.images import list_images
 from cyclegan.device import select_device
-from cyclegan.errors import CheckpointError, DatasetError
+from cyclegan.errors import CheckpointError, ConfigError, DatasetError
 from cyclegan.evaluation.image_metrics import read_image_tensor
 from cyclegan.evaluation.segmentation import IGNORE, SYNTHETIC, LabelSet, read_class_ids
 from cyclegan.fileio import write_atomic, write_text_atomic
@@ -199,7 +199,7 @@ def _cached_or_trained(examples: Callable[[], tuple[torch.Tensor, torch.Tensor]]
                        device: str, batch_size: int | None, width: int, log: Callable[[str], None] | None,
                        source: dict | None = None) -> Segmenter:
     if size % 8:
-        raise ValueError(f"the segmenter's size must be a multiple of 8, got {size}")
+        raise ConfigError(f"the segmenter's size must be a multiple of 8 (--segmenter-size), got {size}")
     batch_size = batch_size or (16 if size <= 64 else 8)  # keeps 128 px training to about 3 CPU-minutes
     settings = {"format": FORMAT, "classes": {**classes.to_dict(), "id_to_class": classes.id_to_class.tolist()},
                 "size": size, "steps": steps, "seed": seed, "batch_size": batch_size, "width": width, "data": data}
