@@ -9,6 +9,18 @@ from PIL import Image
 
 from cyclegan.config import TrainConfig
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run several times faster on one thread than on two contended ones (the test
+    processes run two at a time on two cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -39,15 +39,6 @@ def resume_args(run: Path, *extra: str) -> list[str]:
     return ["train", "--resume", str(run), "--no-progress", *extra]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run several times faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def latest_iteration(run: Path) -> int | None:
     if not (run / "checkpoints" / ckpt.LATEST).exists():
         return None

@@ -36,15 +36,6 @@ from hostile import build_hostile_corpus
 LINKS = {"loop_a.png", "loop_b.png"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run several times faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def corpus(tmp_path):
     return build_hostile_corpus(tmp_path / "corpus")

@@ -21,6 +21,7 @@ be re-rendered on its own, and files are byte-identical for a given seed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -409,9 +410,6 @@ def generate_synthetic_dataset(
             f"{out_dir}: already exists and is not an empty folder. Choose a new folder, or "
             "delete this one to generate the synthetic dataset again."
         )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     counts = {
         "trainA": n_train,
         "trainB": n_train,
@@ -419,7 +417,7 @@ def generate_synthetic_dataset(
         "testB": n_test,
         "label_ids/test": n_test,
     }
-    try:
+    with _staged(out_dir) as staging:
         for folder in counts:
             (staging / folder).mkdir(parents=True)
         for index in range(n_train):
@@ -445,13 +443,24 @@ def generate_synthetic_dataset(
             "n_test": n_test,
         }
         (staging / "classes.json").write_text(json.dumps(description, indent=2) + "\n")
+    return counts
+
+
+@contextlib.contextmanager
+def _staged(out_dir: Path):
+    """Yield a temporary sibling folder; on success it replaces `out_dir` (which must be absent or
+    empty), on failure it is removed, so an interrupted run never leaves a partial dataset."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return counts
 
 
 def _write_png(array: np.ndarray, path: Path) -> None:
@@ -471,19 +480,11 @@ def generate_paired_training_set(out_dir: str | os.PathLike, size: int = 64, n_t
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise DatasetError(f"{out_dir}: already exists and is not empty; delete it or choose another folder")
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with _staged(out_dir) as staging:
         for folder in ("trainA", "trainB"):
             (staging / folder).mkdir(parents=True)
         for index in range(n_train):
             _, label_rgb, photo = render_scene(scene_rng(seed, "trainA", index), size)
             _write_png(label_rgb, staging / "trainA" / f"{index:06d}.png")
             _write_png(photo, staging / "trainB" / f"{index:06d}.png")
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return {"trainA": n_train, "trainB": n_train}
