@@ -22,9 +22,9 @@ cyclegan experiment pix2pix --data "$SHARED/cityscapes" --out "$OUT/cityscapes64
 
 # (d) lambda and d_ratio sweeps on the synthetic set (segmentation scores only, to save time)
 cyclegan experiment lambda --only "lambda=1,lambda=10,lambda=20" --data "$OUT/synth64" --out "$OUT/lambda_synth64" \
-    --iters "${ITERS_D:-300}" --eval-flags "--no-fid" -- "${SMALL[@]}" --lambda-identity 0
+    --iters "${ITERS_D:-300}" --eval-flags=--no-fid -- "${SMALL[@]}" --lambda-identity 0
 cyclegan experiment d_ratio --data "$OUT/synth64" --out "$OUT/d_ratio_synth64" --iters "${ITERS_D:-300}" \
-    --eval-flags "--no-fid" -- "${SMALL[@]}" --lambda-identity 0
+    --eval-flags=--no-fid -- "${SMALL[@]}" --lambda-identity 0
 
 # (c) photo <-> anime (unpaired style translation): FID / KID at 64 px
 cyclegan experiment pix2pix --only CycleGAN --data "$SHARED/photo2anime_animegan" --out "$OUT/photo2anime64" \

@@ -12,8 +12,8 @@ TINY = ["--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8", "--num-workers",
         "--no-tensorboard"]
 
 
-def cyclegan(*args, cwd):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def cyclegan(*args, cwd, env=None):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     result = subprocess.run([sys.executable, "-m", "cyclegan", *map(str, args)], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=600)
     assert "Traceback" not in result.stderr, result.stderr
@@ -43,9 +43,11 @@ def test_train_resume_and_translate_on_real_cityscapes_at_64_px(tmp_path):
 
 def test_demo_runs_end_to_end_on_its_own_data(tmp_path):
     result = cyclegan("demo", "--out", "demo", "--iterations", "4", "--train-size", "6", "--test-size", "3",
-                      "--no-progress", cwd=tmp_path)
+                      "--segmenter-steps", "2", "--no-progress", cwd=tmp_path,
+                      env={"CYCLEGAN_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     assert "gallery:" in result.stdout
+    assert "photo -> labels" in result.stdout and "labels -> photo (FCN score)" in result.stdout
     assert len(list((tmp_path / "demo" / "translated_AtoB").glob("*.png"))) == 3
     assert len(list((tmp_path / "demo" / "translated_BtoA").glob("*.png"))) == 3
     assert (tmp_path / "demo" / "runs" / "demo" / "gallery" / "index.html").exists()

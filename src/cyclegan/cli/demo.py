@@ -27,13 +27,17 @@ def register(subparsers) -> None:
                     "the test images both ways and prints where the gallery, plots and translations are.")
     parser.add_argument("--out", default="demo_out", help="Folder for the dataset, run and translations.")
     parser.add_argument("--iterations", type=int, default=2000, help="Training iterations at most (batch size 1).")
-    parser.add_argument("--minutes", type=float, default=4.0,
+    parser.add_argument("--minutes", type=float, default=3.5,
                         help="Training time at most, whichever of the two limits comes first; keeps the whole demo "
                              "within about five minutes on a slow CPU.")
     parser.add_argument("--train-size", type=int, default=600, help="Synthetic training scenes per domain.")
     parser.add_argument("--test-size", type=int, default=50, help="Synthetic test scenes (paired, with ground truth).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the data and the training.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
+    parser.add_argument("--no-scores", action="store_true",
+                        help="Skip the evaluation (per-pixel / per-class accuracy and IoU against the ground truth).")
+    parser.add_argument("--segmenter-steps", type=int, default=300,
+                        help="Training steps of the segmenter behind the labels -> photo score (cached afterwards).")
     parser.add_argument("--no-progress", action="store_true", help="Do not show progress bars.")
     parser.set_defaults(func=run)
 
@@ -58,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data_dir = out / "synthetic"
     if _synthetic_set_matches(data_dir, args):
-        print(f"[1/3] reusing the synthetic labels <-> scenes set in {data_dir}")
+        print(f"[1/4] reusing the synthetic labels <-> scenes set in {data_dir}")
     else:
-        print(f"[1/3] generating the synthetic labels <-> scenes set in {data_dir}")
+        print(f"[1/4] generating the synthetic labels <-> scenes set in {data_dir}")
         if data_dir.exists():
             shutil.rmtree(data_dir)
         generate_synthetic_dataset(data_dir, size=64, n_train=args.train_size, n_test=args.test_size, seed=args.seed)
@@ -78,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
     run_dir = out / "runs" / run_name
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo always starts afresh
-    print(f"[2/3] training {config.model.net_g} (ngf {config.model.ngf}) at {config.data.crop_size} px for "
+    print(f"[2/4] training {config.model.net_g} (ngf {config.model.ngf}) at {config.data.crop_size} px for "
           f"{args.iterations} iterations or {args.minutes:g} minutes, whichever comes first")
     result = Trainer(config).train()
 
-    print("[3/3] translating the test images")
+    print("[3/4] translating the test images")
     translations = {}
     for direction, folder in (("AtoB", "testA"), ("BtoA", "testB")):
         translator = Translator.from_checkpoint(result.run_dir, direction, device=args.device)
@@ -90,7 +94,17 @@ def run(args: argparse.Namespace) -> int:
         report = translator.translate_files([data_dir / folder], target)
         translations[direction] = (target, len(report.written))
 
+    scores = None
+    if not args.no_scores:
+        from cyclegan.evaluation.evaluate import evaluate, format_report
+
+        print("[4/4] scoring the translations against the ground truth (FID is left to `cyclegan evaluate`)")
+        # A short segmenter run (cached for later demos) keeps the whole demo within minutes.
+        scores = evaluate(result.run_dir, data_dir, fid=False, device=args.device, segmenter_steps=args.segmenter_steps)
     print()
+    if scores is not None:
+        print(format_report(scores))
+        print()
     print(f"trained {result.iteration} iterations in {result.seconds / 60:.1f} min")
     print(f"gallery:      {result.run_dir / 'gallery' / 'index.html'}")
     print(f"plots:        {result.run_dir / 'losses.png'}  {result.run_dir / 'accuracy.png'}")

@@ -23,7 +23,9 @@ def register(subparsers) -> None:
     budget.add_argument("--minutes", type=float, help="Training minutes per variant.")
     parser.add_argument("--seed", type=int, default=0, help="Seed shared by all variants.")
     parser.add_argument("--only", help="Comma-separated variant names to run (default: all of the suite).")
-    parser.add_argument("--eval-flags", default="", help="Extra flags for every `cyclegan evaluate`, as one string.")
+    parser.add_argument("--eval-flags", default="",
+                        help="Extra flags for every `cyclegan evaluate`, as one string; write it with = when it "
+                             "starts with a dash: --eval-flags=--no-fid.")
     parser.add_argument("--columns", help="Comma-separated metric keys to show in results.md (default: all).")
     parser.set_defaults(func=run)
 
