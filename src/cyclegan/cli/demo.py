@@ -21,7 +21,7 @@ DEMO_SETTINGS = {
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="Build the synthetic labels <-> scenes set, train a small model, translate its test images.",
+        "demo", help="Build the synthetic labels <-> scenes set, train a small model, translate and score its test images.",
         description="Runs everything on built-in data and needs nothing from you: generates a procedural "
                     "labels <-> street-scenes dataset, trains a small CycleGAN on the CPU (or GPU), translates "
                     "the test images both ways and prints where the gallery, plots and translations are.")
