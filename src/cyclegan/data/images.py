@@ -9,7 +9,6 @@ convention of the reference CycleGAN code: float32, (C, H, W), values in [-1, 1]
 from __future__ import annotations
 
 import os
-import secrets
 import warnings
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from PIL import Image, ImageOps
 
 from cyclegan.errors import DatasetError, UnreadableImageError
+from cyclegan.fileio import write_atomic
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -244,14 +244,4 @@ def save_image_atomic(img: Image.Image, path: str | os.PathLike) -> None:
     image_format = Image.registered_extensions().get(extension)
     if image_format is None:
         raise ValueError(f"{path}: unknown image extension {extension!r}; use .png or .jpg")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with mode 0o666 lets the umask decide the permissions, as for a plain save.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            img.save(handle, format=image_format)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda temporary: img.save(temporary, format=image_format))

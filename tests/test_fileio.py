@@ -1,0 +1,40 @@
+"""Atomic writes: all or nothing, and ordinary permissions."""
+import os
+import stat
+
+import pytest
+
+from cyclegan.fileio import write_bytes_atomic
+
+
+def test_atomic_write_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "a" / "file.bin"
+    write_bytes_atomic(target, b"first")
+    write_bytes_atomic(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path):
+    from cyclegan.fileio import write_atomic
+
+    target = tmp_path / "file.bin"
+    write_bytes_atomic(target, b"good")
+
+    def fail(temporary):
+        temporary.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_atomic(target, fail)
+    assert target.read_bytes() == b"good"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
+
+
+def test_atomic_writes_get_the_permissions_the_umask_gives_a_plain_file(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_bytes_atomic(tmp_path / "file.bin", b"x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "file.bin").stat().st_mode) == 0o644
