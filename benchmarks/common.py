@@ -120,6 +120,15 @@ def peak_memory_in_subprocess(script: Path, arguments: list[str], timeout: float
     return json.loads(lines[-1][len(PROBE_PREFIX):])
 
 
+def check_counts(parser, positive: dict[str, int], warmup: int) -> None:
+    """Stop with argparse's usage error unless each count is at least 1 and warmup at least 0."""
+    for flag, value in positive.items():
+        if value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
+    if warmup < 0:
+        parser.error(f"--warmup must be 0 or more, got {warmup}")
+
+
 def set_threads(threads: int | None) -> None:
     if threads is not None:
         if threads < 1:

@@ -251,11 +251,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     else:
         candidates = [Variant(args.precision, args.channels_last, args.batch_generator_calls, args.compile)]
     args.names = [REFERENCE] + list(dict.fromkeys(variant.name for variant in candidates))
-    for flag, value in (("--repeats", args.repeats), ("--probe-iterations", args.probe_iterations)):
-        if value < 1:
-            parser.error(f"{flag} must be at least 1, got {value}")
-    if args.warmup < 0:
-        parser.error(f"--warmup must be 0 or more, got {args.warmup}")
+    common.check_counts(parser, {"--repeats": args.repeats, "--probe-iterations": args.probe_iterations},
+                        args.warmup)
     return args
 
 

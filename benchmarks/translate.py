@@ -163,12 +163,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     except ValueError as error:
         parser.error(str(error))
     args.names = [REFERENCE] + list(dict.fromkeys(variant.name for variant in candidates))
-    for flag, value in (("--repeats", args.repeats), ("--probe-iterations", args.probe_iterations),
-                        ("--batch", args.batch)):
-        if value < 1:
-            parser.error(f"{flag} must be at least 1, got {value}")
-    if args.warmup < 0:
-        parser.error(f"--warmup must be 0 or more, got {args.warmup}")
+    common.check_counts(parser, {"--repeats": args.repeats, "--probe-iterations": args.probe_iterations,
+                                 "--batch": args.batch}, args.warmup)
     return args
 
 
