@@ -57,13 +57,16 @@ def summarize(times: Sequence[float]) -> Summary:
     return Summary(statistics.median(ordered), q1, q3, ordered[0], ordered[-1], len(ordered))
 
 
-def alternate(steps: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, list[float]]:
+def alternate(steps: dict[str, Callable[[], None]], repeats: int, warmup: int,
+              device: torch.device | None = None) -> dict[str, list[float]]:
     """Run every step `warmup` untimed times, then `repeats` timed times, interleaved.
 
     Round r runs the variants in the order rotated by r, so with two variants the sequence is
     A B, B A, A B, ...: neither always follows the other, and a linear drift in machine load
-    cancels out of the comparison.
+    cancels out of the comparison. On a GPU the device is synchronised before the clock starts
+    and before it stops, so a time covers the step's kernels and nothing queued before it.
     """
+    wait = synchronizer(device)
     names = list(steps)
     for _ in range(warmup):
         for name in names:
@@ -72,10 +75,46 @@ def alternate(steps: dict[str, Callable[[], None]], repeats: int, warmup: int) -
     for round_index in range(repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            wait()
             started = time.perf_counter()
             steps[name]()
+            wait()
             times[name].append(time.perf_counter() - started)
     return times
+
+
+def synchronizer(device: torch.device | None) -> Callable[[], None]:
+    """A function that waits for the device's queued work (a no-op on the CPU)."""
+    if device is not None and device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def add_device_argument(parser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device to benchmark on. On CUDA, cuDNN autotuning is turned on for every variant, the
+    reference included, as the reference code does (BaseModel sets cudnn.benchmark)."""
+    from cyclegan.device import select_device
+
+    device = select_device(name)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def peak_memory_label(device: torch.device) -> str:
+    return "peak GPU MiB" if device.type == "cuda" else "peak MiB"
+
+
+def peak_memory_note(device: torch.device, what: str) -> str:
+    if device.type == "cuda":
+        return (f"peak GPU MiB: torch.cuda.max_memory_allocated of a fresh process {what} "
+                "(tensors only; the caching allocator's reserve and the CUDA context are not counted)")
+    return f"peak MiB: peak RSS of a fresh process {what} (interpreter and libraries included)"
 
 
 def count_flops(step: Callable[[], None]) -> int:
@@ -102,9 +141,15 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS reports bytes, Linux KiB
 
 
-def report_probe(rss_after_setup: int) -> None:
-    """Called at the end of a memory probe: print its result for `peak_memory_in_subprocess`."""
-    print(PROBE_PREFIX + json.dumps({"peak_rss": peak_rss_bytes(), "rss_after_setup": rss_after_setup}), flush=True)
+def report_probe(rss_after_setup: int, device: torch.device | None = None) -> None:
+    """Called at the end of a memory probe: print its result for `peak_memory_in_subprocess`.
+    On a GPU, "peak" is the most device memory the tensors held; on the CPU, the peak RSS."""
+    result = {"peak_rss": peak_rss_bytes(), "rss_after_setup": rss_after_setup}
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+        result["peak_cuda"] = torch.cuda.max_memory_allocated(device)
+    result["peak"] = result.get("peak_cuda", result["peak_rss"])
+    print(PROBE_PREFIX + json.dumps(result), flush=True)
 
 
 def peak_memory_in_subprocess(script: Path, arguments: list[str], timeout: float | None = None) -> dict:
@@ -143,7 +188,7 @@ def bf16_native() -> bool:
     return bool(check()) if check is not None else False
 
 
-def machine_description() -> dict:
+def machine_description(device: torch.device | None = None) -> dict:
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -160,10 +205,31 @@ def machine_description() -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "onednn_native_bf16": bf16_native(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "device": str(device) if device is not None else "cpu",
+        **(gpu_description(device) if device is not None and device.type == "cuda" else {}),
+    }
+
+
+def gpu_description(device: torch.device) -> dict:
+    properties = torch.cuda.get_device_properties(device)
+    return {
+        "gpu": properties.name,
+        "gpu_memory_mib": properties.total_memory // 2**20,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        # PyTorch lets cuDNN run float32 convolutions on the TF32 tensor cores unless told not
+        # to: the "fp32" rows on a GPU are TF32 convolutions, the reference's included.
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
     }
 
 
 def describe_machine(machine: dict) -> str:
+    if "gpu" in machine:
+        return (f"{machine['gpu']} ({machine['gpu_memory_mib']} MiB), CUDA {machine['cuda']}, cuDNN "
+                f"{machine['cudnn']}, torch {machine['torch']}, TF32 convolutions "
+                f"{'on' if machine['cudnn_allow_tf32'] else 'off'}; host {machine['cpu']}, "
+                f"{machine['logical_cpus']} logical CPUs")
     load = machine["load_average"]
     text = (f"{machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']} with "
             f"{machine['torch_threads']} threads, capability {machine['cpu_capability']}, "
@@ -175,7 +241,9 @@ def describe_machine(machine: dict) -> str:
     return text
 
 
-def bf16_warning(variants: Sequence[str]) -> str | None:
+def bf16_warning(variants: Sequence[str], device: torch.device | None = None) -> str | None:
+    if device is not None and device.type != "cpu":
+        return None
     if any("bf16" in name for name in variants) and not bf16_native():
         return ("warning: oneDNN reports no native bf16 on this CPU; bf16 convolutions are emulated here "
                 "and are expected to be much slower than fp32 (worst in the contiguous layout)")
@@ -213,10 +281,15 @@ def write_json(path: str | Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def top_operators(step: Callable[[], None], rows: int = 15) -> str:
-    """The operators that took the most CPU time in one call of `step` (torch.profiler)."""
+def top_operators(step: Callable[[], None], rows: int = 15, device: torch.device | None = None) -> str:
+    """The operators that took the most time in one call of `step` (torch.profiler): CPU time on
+    the CPU, kernel time on a GPU."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+    on_gpu = device is not None and device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as profiler:
         step()
-    return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+        synchronizer(device)()
+    return profiler.key_averages().table(sort_by="self_cuda_time_total" if on_gpu else "self_cpu_time_total",
+                                         row_limit=rows)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import common
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
@@ -39,14 +39,15 @@ class ConvShape:
     count: int  # occurrences per network call
     transposed: bool = False
 
-    def make(self, dtype: torch.dtype, layout: torch.memory_format, requires_grad: bool):
+    def make(self, dtype: torch.dtype, layout: torch.memory_format, requires_grad: bool,
+             device: torch.device | str = "cpu"):
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(1, self.in_channels, self.side, self.side, generator=generator)
         weight_shape = ((self.in_channels, self.out_channels) if self.transposed
                         else (self.out_channels, self.in_channels)) + (self.kernel, self.kernel)
         w = torch.randn(weight_shape, generator=generator) * 0.02
-        x = x.to(dtype=dtype, memory_format=layout).requires_grad_(requires_grad)
-        w = w.to(dtype=dtype, memory_format=layout).requires_grad_(requires_grad)
+        x = x.to(device=device, dtype=dtype, memory_format=layout).requires_grad_(requires_grad)
+        w = w.to(device=device, dtype=dtype, memory_format=layout).requires_grad_(requires_grad)
         return x, w
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -94,8 +95,8 @@ class Measurement:
         return self.flops / self.median_seconds / 1e9
 
 
-def _step(shape: ConvShape, dtype: str, layout: str, backward: bool):
-    x, w = shape.make(DTYPES[dtype], LAYOUTS[layout], requires_grad=backward)
+def _step(shape: ConvShape, dtype: str, layout: str, backward: bool, device: torch.device | str = "cpu"):
+    x, w = shape.make(DTYPES[dtype], LAYOUTS[layout], requires_grad=backward, device=device)
 
     def run() -> None:
         if backward:
@@ -110,13 +111,15 @@ def _step(shape: ConvShape, dtype: str, layout: str, backward: bool):
 
 
 def measure(shapes: Sequence[ConvShape], dtypes: Sequence[str], layouts: Sequence[str], backward: bool,
-            repeats: int, warmup: int) -> list[Measurement]:
+            repeats: int, warmup: int, device: torch.device | None = None) -> list[Measurement]:
     """Time every shape in every dtype x layout, the combinations alternating per shape."""
+    device = device or torch.device("cpu")
     results = []
     for shape in shapes:
-        steps = {(dtype, layout): _step(shape, dtype, layout, backward) for dtype in dtypes for layout in layouts}
+        steps = {(dtype, layout): _step(shape, dtype, layout, backward, device)
+                 for dtype in dtypes for layout in layouts}
         flops = common.count_flops(next(iter(steps.values())))
-        times = common.alternate({f"{d}/{l}": step for (d, l), step in steps.items()}, repeats, warmup)
+        times = common.alternate({f"{d}/{l}": step for (d, l), step in steps.items()}, repeats, warmup, device)
         for dtype, layout in steps:
             median = common.summarize(times[f"{dtype}/{layout}"]).median
             results.append(Measurement(shape, dtype, layout, backward, flops, median))
@@ -139,11 +142,11 @@ def mix_gflops(measurements: Sequence[Measurement], dtype: str, layout: str | No
 
 
 def dominant_throughput(size: int, ngf: int, dtype: str, backward: bool, repeats: int = 3,
-                        layout: str = "channels_last") -> float:
+                        layout: str = "channels_last", device: torch.device | None = None) -> float:
     """GFLOP/s of the generator's residual-block convolution (about 87% of a ResNet-9's FLOPs at
     ngf 64) in one dtype and layout: a quick stand-in for the full mix."""
     shape = next(s for s in generator_shapes(size, ngf) if s.name == "G res block")
-    (result,) = measure([shape], [dtype], [layout], backward, repeats, warmup=1)
+    (result,) = measure([shape], [dtype], [layout], backward, repeats, warmup=1, device=device)
     return result.gflops
 
 
@@ -162,6 +165,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+    common.add_device_argument(parser)
     parser.add_argument("--json", default=None, help="Also write the results to this JSON file.")
     args = parser.parse_args(argv)
     args.dtypes = _choices("--dtypes", args.dtypes, DTYPES)
@@ -183,9 +187,10 @@ def _choices(flag: str, text: str, allowed) -> list[str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     common.set_threads(args.threads)
-    machine = common.machine_description()
+    device = common.resolve_device(args.device)
+    machine = common.machine_description(device)
     print(common.describe_machine(machine))
-    warning = common.bf16_warning(args.dtypes)
+    warning = common.bf16_warning(args.dtypes, device)
     if warning:
         print(warning)
     shapes = generator_shapes(args.size, args.ngf, args.n_blocks)
@@ -194,7 +199,7 @@ def main(argv=None) -> int:
     payload = {"machine": machine, "size": args.size, "ngf": args.ngf, "passes": {}}
     for pass_name in args.passes:
         backward = pass_name == "training"
-        results = measure(shapes, args.dtypes, args.layouts, backward, args.repeats, args.warmup)
+        results = measure(shapes, args.dtypes, args.layouts, backward, args.repeats, args.warmup, device)
         combos = [(d, l) for d in args.dtypes for l in args.layouts]
         rows = []
         for shape in shapes:

@@ -36,8 +36,8 @@ REFERENCE = "reference"
 class Variant:
     """A candidate configuration of the Trainer, written as e.g. `bf16+cl+compile`.
 
-    Tokens: fp32 or bf16 (precision), cl (channels-last), nobatch (six separate generator calls
-    instead of the batched three), compile (torch.compile).
+    Tokens: fp32, bf16 or fp16 (precision; fp16 needs CUDA), cl (channels-last), nobatch (six
+    separate generator calls instead of the batched three), compile (torch.compile).
     """
 
     precision: str = RunConfig.precision
@@ -60,7 +60,7 @@ class Variant:
     def parse(cls, text: str) -> "Variant":
         values = {"precision": "fp32", "channels_last": False, "batch_generator_calls": True, "compile": False}
         for token in text.strip().split("+"):
-            if token in ("fp32", "bf16"):
+            if token in ("fp32", "bf16", "fp16"):
                 values["precision"] = token
             elif token == "cl":
                 values["channels_last"] = True
@@ -70,7 +70,7 @@ class Variant:
                 values["compile"] = True
             else:
                 raise ValueError(f"unknown variant token {token!r} in {text!r}; "
-                                 "use fp32 or bf16, optionally with +cl, +nobatch, +compile")
+                                 "use fp32, bf16 or fp16, optionally with +cl, +nobatch, +compile")
         return cls(**values)
 
 
@@ -85,7 +85,7 @@ class ReferenceIteration:
     D_A judges domain B), with the project's network classes and image pool."""
 
     def __init__(self, model: ModelConfig, seed: int = 0, lambda_cycle: float = 10.0,
-                 lambda_identity: float = 0.5, pool_size: int = 50):
+                 lambda_identity: float = 0.5, pool_size: int = 50, device: torch.device | str = "cpu"):
         torch.manual_seed(seed)
 
         def generator():
@@ -96,7 +96,8 @@ class ReferenceIteration:
             return build_discriminator(model.net_d, model.output_nc, model.ndf, model.n_layers_d, model.norm,
                                        model.init_type, model.init_gain)
 
-        self.G_A, self.G_B, self.D_A, self.D_B = generator(), generator(), discriminator(), discriminator()
+        self.G_A, self.G_B = generator().to(device), generator().to(device)
+        self.D_A, self.D_B = discriminator().to(device), discriminator().to(device)
         self.optimizer_G = torch.optim.Adam([*self.G_A.parameters(), *self.G_B.parameters()],
                                             lr=2e-4, betas=(0.5, 0.999))
         self.optimizer_D = torch.optim.Adam([*self.D_A.parameters(), *self.D_B.parameters()],
@@ -154,7 +155,7 @@ def build_trainer(variant: Variant, args: argparse.Namespace, workdir: Path) -> 
     config.data.load_size = config.data.crop_size = args.size
     config.data.batch_size, config.data.num_workers = args.batch, 0
     run = config.run
-    run.runs_dir, run.name, run.device = str(workdir / "runs"), variant.name, "cpu"
+    run.runs_dir, run.name, run.device = str(workdir / "runs"), variant.name, str(args.device)
     run.precision, run.channels_last = variant.precision, variant.channels_last
     run.batch_generator_calls, run.compile = variant.batch_generator_calls, variant.compile
     run.progress, run.tensorboard, run.gallery_size = False, False, 1
@@ -166,7 +167,7 @@ def build_step(name: str, args: argparse.Namespace, workdir: Path, real_a: torch
     (the candidates get their inputs in the Trainer's memory format, as Trainer.train does)."""
     if name == REFERENCE:
         model = ModelConfig(net_g=args.netG, ngf=args.ngf, ndf=args.ndf)
-        reference = ReferenceIteration(model)
+        reference = ReferenceIteration(model, device=args.device)
         return lambda: reference(real_a, real_b)
     trainer = build_trainer(Variant.parse(name), args, workdir)
 
@@ -182,13 +183,15 @@ def build_step(name: str, args: argparse.Namespace, workdir: Path, real_a: torch
 def make_inputs(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     shape = (args.batch, 3, args.size, args.size)
-    return torch.rand(shape, generator=generator) * 2 - 1, torch.rand(shape, generator=generator) * 2 - 1
+    real_a = torch.rand(shape, generator=generator) * 2 - 1
+    real_b = torch.rand(shape, generator=generator) * 2 - 1
+    return real_a.to(args.device), real_b.to(args.device)
 
 
 def probe_arguments(args: argparse.Namespace, name: str) -> list[str]:
     arguments = ["--size", str(args.size), "--netG", args.netG, "--ngf", str(args.ngf), "--ndf", str(args.ndf),
                  "--batch", str(args.batch), "--memory-probe", name,
-                 "--probe-iterations", str(args.probe_iterations)]
+                 "--probe-iterations", str(args.probe_iterations), "--device", str(args.device)]
     if args.threads is not None:
         arguments += ["--threads", str(args.threads)]
     return arguments
@@ -204,7 +207,7 @@ def run_memory_probe(args: argparse.Namespace) -> int:
         rss_after_setup = common.peak_rss_bytes()
         for _ in range(args.probe_iterations):
             step()
-        common.report_probe(rss_after_setup)
+        common.report_probe(rss_after_setup, args.device)
     return 0
 
 
@@ -218,18 +221,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ndf", type=int, default=None, help="Discriminator filters (default: --ngf).")
     parser.add_argument("--batch", type=int, default=1, help="Images per domain per iteration (the paper: 1).")
     candidate = parser.add_argument_group("the candidate, when --variants is not given (default: the project's defaults)")
-    candidate.add_argument("--precision", choices=("fp32", "bf16"), default=defaults.precision)
+    candidate.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=defaults.precision)
     candidate.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=defaults.channels_last)
     candidate.add_argument("--batch-generator-calls", action=argparse.BooleanOptionalAction,
                            default=defaults.batch_generator_calls)
     candidate.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults.compile)
     parser.add_argument("--variants", default=None,
-                        help="Comma-separated candidates, each fp32|bf16 with optional +cl, +nobatch, +compile "
+                        help="Comma-separated candidates, each fp32|bf16|fp16 with optional +cl, +nobatch, +compile "
                              "(e.g. fp32,bf16,bf16+cl). The reference always runs as well.")
     parser.add_argument("--repeats", type=int, default=5, help="Timed iterations per variant.")
     parser.add_argument("--warmup", type=int, default=2,
                         help="Untimed iterations per variant, after the one that counts FLOPs.")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+    common.add_device_argument(parser)
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                         help="Measure each variant's peak RSS in a fresh process (costs probe-iterations more each).")
     parser.add_argument("--probe-iterations", type=int, default=2, help="Iterations run by each memory probe.")
@@ -259,13 +263,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     common.set_threads(args.threads)
+    args.device = common.resolve_device(args.device)
     if args.memory_probe:
         return run_memory_probe(args)
-    machine = common.machine_description()
+    machine = common.machine_description(args.device)
     print(f"training iteration, {args.netG}, {args.size}x{args.size}, batch {args.batch}, ngf {args.ngf}, "
           f"ndf {args.ndf}; {args.repeats} timed iterations per variant, alternating")
     print(common.describe_machine(machine))
-    warning = common.bf16_warning(args.names)
+    warning = common.bf16_warning(args.names, args.device)
     if warning:
         print(warning)
 
@@ -283,11 +288,11 @@ def main(argv=None) -> int:
                 flops[name] = None
             else:
                 flops[name] = common.count_flops(step)
-        times = common.alternate(steps, args.repeats, args.warmup)
+        times = common.alternate(steps, args.repeats, args.warmup, args.device)
         if args.profile:
             for name, step in steps.items():
                 print(f"\ncostliest operators of one iteration, {name}:")
-                print(common.top_operators(step))
+                print(common.top_operators(step, device=args.device))
 
     summaries = {name: common.summarize(values) for name, values in times.items()}
     reference_flops = flops[REFERENCE]
@@ -295,7 +300,8 @@ def main(argv=None) -> int:
     if args.floor:
         bf16 = args.floor_gflops
         if bf16 is None:
-            bf16 = conv_throughput.dominant_throughput(args.size, args.ngf, "bf16", backward=True)
+            bf16 = conv_throughput.dominant_throughput(args.size, args.ngf, "bf16", backward=True,
+                                                       device=args.device)
         floors = {"bf16_gflops": bf16, "bf16_seconds": reference_flops / (bf16 * 1e9)}
         if args.floor_gflops is None:
             floors["source"] = "residual-block conv, forward + backward, bf16 channels-last, measured now"
@@ -325,7 +331,10 @@ def main(argv=None) -> int:
         if memory:
             result["peak_rss"] = memory[name]["peak_rss"]
             result["rss_after_setup"] = memory[name]["rss_after_setup"]
-            result["peak_rss_vs_reference"] = memory[name]["peak_rss"] / memory[REFERENCE]["peak_rss"]
+            result["peak"] = memory[name]["peak"]
+            if "peak_cuda" in memory[name]:
+                result["peak_cuda"] = memory[name]["peak_cuda"]
+            result["peak_vs_reference"] = memory[name]["peak"] / memory[REFERENCE]["peak"]
         results[name] = result
         rows.append([
             name, common.seconds(summary.median), common.seconds(summary.iqr),
@@ -333,25 +342,26 @@ def main(argv=None) -> int:
             common.gigaflops(counted) + ("" if flops[name] is not None else "*"),
             f"{result['gflops_per_second']:.1f}",
             f"{result['times_floor']:.2f}" if floors else "-",
-            common.megabytes(result.get("peak_rss")),
-            f"{result['peak_rss_vs_reference']:.2f}" if memory else "-",
+            common.megabytes(result.get("peak")),
+            f"{result['peak_vs_reference']:.2f}" if memory else "-",
         ])
     print()
     print(common.format_table(["variant", "s/iter", "IQR", "min-max", "speed-up", "GFLOP/iter", "GFLOP/s",
-                               "x floor", "peak MiB", "peak/ref"], rows))
+                               "x floor", common.peak_memory_label(args.device), "peak/ref"], rows))
     if any(value is None for value in flops.values()):
         print("* not counted (compiled): the reference's FLOPs")
     if floors:
         print(f"bf16 floor: {floors['bf16_seconds']:.4f} s/iter = {reference_flops / 1e9:.2f} GFLOP / "
               f"{floors['bf16_gflops']:.1f} GFLOP/s ({floors['source']}); 'x floor' = median / floor")
     if memory:
-        print("peak MiB: peak RSS of a fresh process running the variant alone for "
-              f"{args.probe_iterations} iterations (interpreter and libraries included)")
+        print(common.peak_memory_note(args.device, f"running the variant alone for {args.probe_iterations} "
+                                                   "iterations"))
     if args.json:
         common.write_json(args.json, {
             "benchmark": "train_step", "machine": machine,
             "config": {"size": args.size, "netG": args.netG, "ngf": args.ngf, "ndf": args.ndf, "batch": args.batch,
-                       "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads},
+                       "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads,
+                       "device": str(args.device)},
             "reference_flops": reference_flops, "floor": floors, "variants": results,
         })
         print(f"wrote {args.json}")

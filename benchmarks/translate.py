@@ -30,7 +30,7 @@ REFERENCE = "reference"
 
 @dataclass(frozen=True)
 class Variant:
-    """A Translator configuration, written as e.g. `bf16+cl`: fp32 or bf16, optional +cl."""
+    """A Translator configuration, written as e.g. `bf16+cl`: fp32, bf16 or fp16 (CUDA), optional +cl."""
 
     precision: str = "fp32"
     channels_last: bool = False
@@ -43,12 +43,12 @@ class Variant:
     def parse(cls, text: str) -> "Variant":
         precision, channels_last = "fp32", False
         for token in text.strip().split("+"):
-            if token in ("fp32", "bf16"):
+            if token in ("fp32", "bf16", "fp16"):
                 precision = token
             elif token == "cl":
                 channels_last = True
             else:
-                raise ValueError(f"unknown variant token {token!r} in {text!r}; use fp32 or bf16, optionally with +cl")
+                raise ValueError(f"unknown variant token {token!r} in {text!r}; use fp32, bf16 or fp16, optionally with +cl")
         return cls(precision, channels_last)
 
 
@@ -74,7 +74,7 @@ def size_label(size: tuple[int, int]) -> str:
 
 def make_generator(args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
     torch.manual_seed(0)
-    generator = build_generator(args.netG, 3, 3, args.ngf, "instance").eval()
+    generator = build_generator(args.netG, 3, 3, args.ngf, "instance").eval().to(args.device)
     info = {"net_g": args.netG, "input_nc": 3, "output_nc": 3, "ngf": args.ngf, "norm": "instance",
             "checkpoint": "random weights", "direction": "AtoB"}
     return generator, info
@@ -91,7 +91,7 @@ def build_step(name: str, generator: torch.nn.Module, info: dict, batch: torch.T
 
         return reference, False
     variant = Variant.parse(name)
-    options = {"device": "cpu", "precision": variant.precision}
+    options = {"device": str(batch.device), "precision": variant.precision}
     emulated = variant.channels_last and not translator_has_channels_last()
     if variant.channels_last and not emulated:
         options["channels_last"] = True
@@ -103,14 +103,14 @@ def build_step(name: str, generator: torch.nn.Module, info: dict, batch: torch.T
     return (lambda: translator.translate_tensor(candidate_input)), emulated
 
 
-def make_batch(size: tuple[int, int], batch: int) -> torch.Tensor:
+def make_batch(size: tuple[int, int], batch: int, device: torch.device) -> torch.Tensor:
     width, height = size
-    return torch.rand((batch, 3, height, width), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return (torch.rand((batch, 3, height, width), generator=torch.Generator().manual_seed(1)) * 2 - 1).to(device)
 
 
 def probe_arguments(args: argparse.Namespace, size: tuple[int, int], name: str) -> list[str]:
     arguments = ["--sizes", size_label(size), "--netG", args.netG, "--ngf", str(args.ngf), "--batch", str(args.batch),
-                 "--memory-probe", name, "--probe-iterations", str(args.probe_iterations)]
+                 "--memory-probe", name, "--probe-iterations", str(args.probe_iterations), "--device", str(args.device)]
     if args.threads is not None:
         arguments += ["--threads", str(args.threads)]
     return arguments
@@ -118,12 +118,12 @@ def probe_arguments(args: argparse.Namespace, size: tuple[int, int], name: str) 
 
 def run_memory_probe(args: argparse.Namespace) -> int:
     generator, info = make_generator(args)
-    step, _ = build_step(args.memory_probe, generator, info, make_batch(args.sizes[0], args.batch),
+    step, _ = build_step(args.memory_probe, generator, info, make_batch(args.sizes[0], args.batch, args.device),
                          copy_weights=False)
     rss_after_setup = common.peak_rss_bytes()
     for _ in range(args.probe_iterations):
         step()
-    common.report_probe(rss_after_setup)
+    common.report_probe(rss_after_setup, args.device)
     return 0
 
 
@@ -136,7 +136,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1, help="Images per call.")
     candidate = parser.add_argument_group("the candidate, when --variants is not given")
-    candidate.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    candidate.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     candidate.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--variants", default=None,
                         help="Comma-separated candidates, fp32|bf16 with optional +cl (e.g. fp32,bf16,bf16+cl). "
@@ -145,6 +145,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="Untimed calls per variant and size, after the "
                                                                "one that counts FLOPs.")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+    common.add_device_argument(parser)
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                         help="Measure each variant's peak RSS in a fresh process per size.")
     parser.add_argument("--probe-iterations", type=int, default=2, help="Calls made by each memory probe.")
@@ -171,13 +172,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     common.set_threads(args.threads)
+    args.device = common.resolve_device(args.device)
     if args.memory_probe:
         return run_memory_probe(args)
-    machine = common.machine_description()
+    machine = common.machine_description(args.device)
     print(f"translation, {args.netG}, ngf {args.ngf}, batch {args.batch}; {args.repeats} timed calls per variant "
           "and size, alternating")
     print(common.describe_machine(machine))
-    warning = common.bf16_warning(args.names)
+    warning = common.bf16_warning(args.names, args.device)
     if warning:
         print(warning)
     generator, info = make_generator(args)
@@ -185,7 +187,7 @@ def main(argv=None) -> int:
     rows = []
     emulated_any = False
     for size in args.sizes:
-        batch = make_batch(size, args.batch)
+        batch = make_batch(size, args.batch, args.device)
         built = {name: build_step(name, generator, info, batch) for name in args.names}
         steps = {name: step for name, (step, _) in built.items()}
         emulated_any = emulated_any or any(emulated for _, emulated in built.values())
@@ -193,13 +195,14 @@ def main(argv=None) -> int:
         for name, step in steps.items():
             if name != REFERENCE:
                 step()  # the reference's first call was the counted one
-        times = common.alternate(steps, args.repeats, args.warmup)
+        times = common.alternate(steps, args.repeats, args.warmup, args.device)
         floor = None
         if args.floor:
             gflops = args.floor_gflops
             if gflops is None:
                 side = max(16, 4 * round(math.sqrt(size[0] * size[1]) / 4))
-                gflops = conv_throughput.dominant_throughput(side, args.ngf, "bf16", backward=False)
+                gflops = conv_throughput.dominant_throughput(side, args.ngf, "bf16", backward=False,
+                                                             device=args.device)
             floor = {"bf16_gflops": gflops, "bf16_seconds": flops / (gflops * 1e9)}
         memory = ({name: common.peak_memory_in_subprocess(Path(__file__), probe_arguments(args, size, name))
                    for name in args.names} if args.memory else {})
@@ -219,31 +222,34 @@ def main(argv=None) -> int:
             if memory:
                 result["peak_rss"] = memory[name]["peak_rss"]
                 result["rss_after_setup"] = memory[name]["rss_after_setup"]
-                result["peak_rss_vs_reference"] = memory[name]["peak_rss"] / memory[REFERENCE]["peak_rss"]
+                result["peak"] = memory[name]["peak"]
+                if "peak_cuda" in memory[name]:
+                    result["peak_cuda"] = memory[name]["peak_cuda"]
+                result["peak_vs_reference"] = memory[name]["peak"] / memory[REFERENCE]["peak"]
             per_variant[name] = result
             rows.append([
                 size_label(size), name + ("^" if built[name][1] else ""), common.seconds(summary.median),
                 common.seconds(summary.iqr), f"{common.seconds(summary.min)}-{common.seconds(summary.max)}",
                 f"{result['images_per_second']:.2f}", f"{result['speedup']:.2f}x", common.gigaflops(flops),
                 f"{result['gflops_per_second']:.1f}", f"{result['times_floor']:.2f}" if floor else "-",
-                common.megabytes(result.get("peak_rss")),
-                f"{result['peak_rss_vs_reference']:.2f}" if memory else "-",
+                common.megabytes(result.get("peak")),
+                f"{result['peak_vs_reference']:.2f}" if memory else "-",
             ])
         results[size_label(size)] = {"floor": floor, "variants": per_variant}
     print()
     print(common.format_table(["size", "variant", "s/call", "IQR", "min-max", "images/s", "speed-up", "GFLOP/call",
-                               "GFLOP/s", "x floor", "peak MiB", "peak/ref"], rows))
+                               "GFLOP/s", "x floor", common.peak_memory_label(args.device), "peak/ref"], rows))
     if emulated_any:
         print("^ Translator has no channels_last option: emulated by converting its generator and the input")
     if args.floor:
         print("x floor: median / (GFLOP per call / bf16 forward GFLOP/s of the residual-block conv at that size)")
     if args.memory:
-        print(f"peak MiB: peak RSS of a fresh process making {args.probe_iterations} calls with the variant alone")
+        print(common.peak_memory_note(args.device, f"making {args.probe_iterations} calls with the variant alone"))
     if args.json:
         common.write_json(args.json, {
             "benchmark": "translate", "machine": machine,
             "config": {"netG": args.netG, "ngf": args.ngf, "batch": args.batch, "repeats": args.repeats,
-                       "warmup": args.warmup, "threads": args.threads},
+                       "warmup": args.warmup, "threads": args.threads, "device": str(args.device)},
             "sizes": results,
         })
         print(f"wrote {args.json}")

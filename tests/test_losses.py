@@ -70,9 +70,9 @@ def test_cycle_and_identity_losses_are_mean_absolute_error():
 
 def test_discriminator_accuracy_counts_patches_on_the_right_side_of_the_threshold():
     # lsgan: threshold 0.5. Real: 0.9, 1.5 correct (2 of 4). Fake: 0.1, -1.0, 0.4 correct (3 of 4).
-    assert losses.discriminator_accuracy("lsgan", REAL, FAKE) == pytest.approx((2 / 4 + 3 / 4) / 2)
+    assert float(losses.discriminator_accuracy("lsgan", REAL, FAKE)) == pytest.approx((2 / 4 + 3 / 4) / 2)
     # logits: threshold 0. Real: 0.9, 0.2, 1.5 (3 of 4); fake: 0.1? no, -1.0 yes, 0.7 no, 0.4 no (1 of 4).
-    assert losses.discriminator_accuracy("vanilla", REAL, FAKE) == pytest.approx((3 / 4 + 1 / 4) / 2)
+    assert float(losses.discriminator_accuracy("vanilla", REAL, FAKE)) == pytest.approx((3 / 4 + 1 / 4) / 2)
 
 
 def test_unknown_gan_mode_is_rejected_with_the_choices():

@@ -144,18 +144,25 @@ def test_a_non_finite_loss_stops_the_run_before_the_update_and_names_the_term(ti
     config = tiny_config(tiny_dataset, tmp_path / "runs")
     trainer = Trainer(config)
     batch = next(iter(trainer._loader()))
-    before = [p.clone() for p in trainer.model.G_AB.parameters()]
+    before = [p.clone() for p in trainer.model.parameters()]
     real_a = batch["A"].clone()
     real_a[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError, match=r"iteration 1 .*loss_G_AB = nan"):
         trainer.train_step(real_a, batch["B"])
-    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.G_AB.parameters()))
+    # Neither the generators nor the discriminators were updated.
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
 
     config.run.skip_nonfinite = True
     config.run.name = "skipping"
     trainer = Trainer(config)
+    trainer.train_step(batch["A"], batch["B"])
+    pool_a_before, pool_b_before = list(trainer.pool_a.images), list(trainer.pool_b.images)
+    assert len(pool_a_before) == len(pool_b_before) == 1
     assert trainer.train_step(real_a, batch["B"]) == {"skipped": 1.0}
     assert trainer.nonfinite_skipped == 1
+    # The skipped step's NaN images did not enter the discriminators' history.
+    assert trainer.pool_a.images == pool_a_before and trainer.pool_b.images == pool_b_before
+    assert all(torch.isfinite(image).all() for image in trainer.pool_a.images + trainer.pool_b.images)
 
 
 def test_an_unreadable_image_is_skipped_and_counted(tiny_dataset, tmp_path):

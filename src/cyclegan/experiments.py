@@ -43,6 +43,9 @@ SUITES: dict[str, list[Variant]] = {
     "d_ratio": [Variant(f"d_ratio={value}", ["--d-ratio", str(value)]) for value in (1, 2, 4)],
     "lr": [Variant(f"lr={value}", ["--lr", str(value)]) for value in ("1e-4", "2e-4", "4e-4")],
     "pix2pix": [Variant("CycleGAN", []), Variant("pix2pix", ["--model", "pix2pix"], paired=True)],
+    # Does reduced precision change results? (bf16 autocast against float32; see
+    # benchmarks/precision_parity.py for the study over several seeds.)
+    "precision": [Variant("fp32", ["--precision", "fp32"]), Variant("bf16", ["--precision", "bf16"])],
 }
 
 

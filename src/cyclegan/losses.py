@@ -69,12 +69,13 @@ def decision_threshold(mode: str) -> float:
     return 0.5 if check_gan_mode(mode) == "lsgan" else 0.0
 
 
-def discriminator_accuracy(mode: str, pred_real: torch.Tensor, pred_fake: torch.Tensor) -> float:
-    """Fraction of patches D classifies correctly, real and generated weighted equally."""
+def discriminator_accuracy(mode: str, pred_real: torch.Tensor, pred_fake: torch.Tensor) -> torch.Tensor:
+    """Fraction of patches D classifies correctly, real and generated weighted equally (a 0-d
+    tensor on the predictions' device, so that reading it back can wait for the trainer's one read)."""
     threshold = decision_threshold(mode)
     real_correct = (pred_real.detach().float() > threshold).float().mean()
     fake_correct = (pred_fake.detach().float() <= threshold).float().mean()
-    return float((real_correct + fake_correct) / 2)
+    return (real_correct + fake_correct) / 2
 
 
 def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:

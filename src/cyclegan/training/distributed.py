@@ -69,7 +69,9 @@ class Distributed:
         if not self.enabled or not values:
             return values
         keys = sorted(values)
-        tensor = torch.tensor([values[key] for key in keys], dtype=torch.float64)
+        # NCCL reduces only tensors on the GPU; gloo only CPU ones.
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        tensor = torch.tensor([values[key] for key in keys], dtype=torch.float64, device=device)
         dist.all_reduce(tensor)
         return {key: float(value) / self.world_size for key, value in zip(keys, tensor.tolist())}
 

@@ -39,6 +39,16 @@ class ImagePool:
                 chosen.append(image)
         return torch.cat(chosen, 0)
 
+    def snapshot(self) -> tuple:
+        """What `restore` needs to undo the queries made since: cheap (the list of stored images is
+        copied, not the images, which `query` replaces rather than modifies)."""
+        return list(self.images), self._random.getstate()
+
+    def restore(self, snapshot: tuple) -> None:
+        images, random_state = snapshot
+        self.images = list(images)
+        self._random.setstate(random_state)
+
     def state_dict(self) -> dict:
         return {
             "size": self.size,

@@ -116,6 +116,10 @@ class Trainer:
         shard_length = -(-len(self.dataset) // self.dist.world_size)
         self.iterations_per_epoch = math.ceil(shard_length / config.data.batch_size)
 
+        if self.device.type == "cuda":
+            # The shapes repeat every iteration, so cuDNN's measured choice of algorithm pays for
+            # its first-iteration cost many times over (the reference code turns it on too).
+            torch.backends.cudnn.benchmark = True
         torch.manual_seed(config.run.seed)
         self.model = build_model(config.model, config.run.batch_generator_calls).to(self.device)
         self.memory_format = torch.channels_last if config.run.channels_last else torch.contiguous_format
@@ -241,63 +245,74 @@ class Trainer:
         loss_cfg = self.config.loss
         mode = loss_cfg.gan_mode
         judges = self.model.discriminators.by_domain()
-        values: dict[str, float] = {}
         update_generators = (self.iteration + 1) % loss_cfg.d_steps == 0
         precision = autocast(self.device, self.config.run.precision)
 
+        # Both backward passes are queued before the losses are read back: reading a loss waits
+        # for the device, so on a GPU one read per iteration (not one per term) keeps it busy.
+        # The values are checked before either optimizer steps, so a NaN still changes nothing.
+        # The discriminator sees this iteration's generated images either way; the generator
+        # update only changes the generators, so the order of the two steps is the reference's.
+        terms_g: dict[str, torch.Tensor] = {}
         if update_generators:
             with precision, frozen(judges.values()):  # D is a fixed judge during the G update
                 images = self.generators(real_a, real_b, identity=loss_cfg.lambda_identity > 0)
-                terms = {}
                 if loss_cfg.gan:
-                    terms["loss_G_AB"] = losses.generator_adversarial_loss(mode, judges["B"](images["fake_b"]))
-                    terms["loss_G_BA"] = losses.generator_adversarial_loss(mode, judges["A"](images["fake_a"]))
+                    terms_g["loss_G_AB"] = losses.generator_adversarial_loss(mode, judges["B"](images["fake_b"]))
+                    terms_g["loss_G_BA"] = losses.generator_adversarial_loss(mode, judges["A"](images["fake_a"]))
                 if loss_cfg.cycle in ("both", "forward"):
-                    terms["loss_cycle_A"] = losses.cycle_loss(images["reconstructed_a"], real_a) * loss_cfg.lambda_a
+                    terms_g["loss_cycle_A"] = losses.cycle_loss(images["reconstructed_a"], real_a) * loss_cfg.lambda_a
                 if loss_cfg.cycle in ("both", "backward"):
-                    terms["loss_cycle_B"] = losses.cycle_loss(images["reconstructed_b"], real_b) * loss_cfg.lambda_b
+                    terms_g["loss_cycle_B"] = losses.cycle_loss(images["reconstructed_b"], real_b) * loss_cfg.lambda_b
                 if loss_cfg.lambda_identity > 0:
-                    terms["loss_idt_A"] = (losses.identity_loss(images["identity_a"], real_a)
-                                           * loss_cfg.lambda_a * loss_cfg.lambda_identity)
-                    terms["loss_idt_B"] = (losses.identity_loss(images["identity_b"], real_b)
-                                           * loss_cfg.lambda_b * loss_cfg.lambda_identity)
-                loss_g = sum(terms.values())
-            checked = self._checked(terms)
-            if checked.get("skipped"):
-                return checked
-            values.update(checked)
-            self._update(self.optimizer_g, loss_g)
-            self.epoch_loss_sum += generator_total(values)
-            self.epoch_loss_count += 1
+                    terms_g["loss_idt_A"] = (losses.identity_loss(images["identity_a"], real_a)
+                                             * loss_cfg.lambda_a * loss_cfg.lambda_identity)
+                    terms_g["loss_idt_B"] = (losses.identity_loss(images["identity_b"], real_b)
+                                             * loss_cfg.lambda_b * loss_cfg.lambda_identity)
+                loss_g = sum(terms_g.values())
+            self._backward(loss_g)
             fake_a, fake_b = images["fake_a"], images["fake_b"]
         else:
             with torch.no_grad(), precision:
                 fake_b = self.model.G_AB(real_a)
                 fake_a = self.model.G_BA(real_b)
 
-        if not loss_cfg.gan:  # the cycle-only ablation has no discriminator to train
-            self.scaler.update()
-            return values
-        # Discriminators see a history of generated images, not only this iteration's.
-        history_b = self.pool_b.query(fake_b.detach())
-        history_a = self.pool_a.query(fake_a.detach())
-        with precision:
-            predictions = self.discriminators(real_a, history_a, real_b, history_b)
-            terms, accuracies = {}, {}
-            for domain, real, fake in (("A", real_a, history_a), ("B", real_b, history_b)):
-                pred_real, pred_fake = predictions[domain]
-                loss_d = losses.discriminator_adversarial_loss(mode, pred_real, pred_fake)
-                if mode == "wgangp":
-                    loss_d = loss_d + loss_cfg.gp_weight * losses.gradient_penalty(judges[domain], real, fake)
-                terms[f"loss_D_{domain}"] = loss_d / loss_cfg.d_ratio
-                accuracies[f"acc_D_{domain}"] = losses.discriminator_accuracy(mode, pred_real, pred_fake)
-            loss_d = sum(terms.values())
-        checked = self._checked(terms)
-        if checked.get("skipped"):
-            return {**values, **checked}
-        values.update(checked)
-        values.update(self.dist.mean(accuracies))
-        self._update(self.optimizer_d, loss_d)
+        terms_d: dict[str, torch.Tensor] = {}
+        accuracies: dict[str, torch.Tensor] = {}
+        if loss_cfg.gan:  # the cycle-only ablation has no discriminator to train
+            # Discriminators see a history of generated images, not only this iteration's. The
+            # pools are restored if the generator's losses turn out non-finite below, so that a
+            # skipped step leaves no NaN image in the history.
+            pools = self.pool_a.snapshot(), self.pool_b.snapshot()
+            history_b = self.pool_b.query(fake_b.detach())
+            history_a = self.pool_a.query(fake_a.detach())
+            with precision:
+                predictions = self.discriminators(real_a, history_a, real_b, history_b)
+                for domain, real, fake in (("A", real_a, history_a), ("B", real_b, history_b)):
+                    pred_real, pred_fake = predictions[domain]
+                    loss_d = losses.discriminator_adversarial_loss(mode, pred_real, pred_fake)
+                    if mode == "wgangp":
+                        loss_d = loss_d + loss_cfg.gp_weight * losses.gradient_penalty(judges[domain], real, fake)
+                    terms_d[f"loss_D_{domain}"] = loss_d / loss_cfg.d_ratio
+                    accuracies[f"acc_D_{domain}"] = losses.discriminator_accuracy(mode, pred_real, pred_fake)
+                loss_d = sum(terms_d.values())
+            self._backward(loss_d)
+
+        values = self._read({**terms_g, **terms_d, **accuracies})
+        values_g = {name: values[name] for name in terms_g}
+        if self._nonfinite(values_g):
+            if terms_d:
+                self.pool_a.restore(pools[0])
+                self.pool_b.restore(pools[1])
+            return {"skipped": 1.0}
+        if terms_g:
+            self._step(self.optimizer_g)
+            self.epoch_loss_sum += generator_total(values_g)
+            self.epoch_loss_count += 1
+        if self._nonfinite({name: values[name] for name in terms_d}):
+            return {**values_g, "skipped": 1.0}
+        if terms_d:
+            self._step(self.optimizer_d)
         self.scaler.update()  # once per iteration, after every optimizer has stepped (fp16 only)
         return values
 
@@ -309,15 +324,10 @@ class Trainer:
         precision = autocast(self.device, self.config.run.precision)
         with precision, frozen([judge]):
             fake_b = self.generators(real_a)
-            terms = {"loss_G_GAN": losses.generator_adversarial_loss(mode, judge(torch.cat([real_a, fake_b], 1))),
-                     "loss_G_L1": torch.nn.functional.l1_loss(fake_b.float(), real_b.float()) * loss_cfg.lambda_l1}
-            loss_g = sum(terms.values())
-        values = self._checked(terms)
-        if values.get("skipped"):
-            return values
-        self._update(self.optimizer_g, loss_g)
-        self.epoch_loss_sum += generator_total(values)
-        self.epoch_loss_count += 1
+            terms_g = {"loss_G_GAN": losses.generator_adversarial_loss(mode, judge(torch.cat([real_a, fake_b], 1))),
+                       "loss_G_L1": torch.nn.functional.l1_loss(fake_b.float(), real_b.float()) * loss_cfg.lambda_l1}
+            loss_g = sum(terms_g.values())
+        self._backward(loss_g)
         with precision:
             pred_real, pred_fake = self.discriminators(real_a, real_b, fake_b.detach())
             loss_d = losses.discriminator_adversarial_loss(mode, pred_real, pred_fake)
@@ -325,28 +335,43 @@ class Trainer:
                 loss_d = loss_d + loss_cfg.gp_weight * losses.gradient_penalty(
                     judge, torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b.detach()], 1))
             loss_d = loss_d / loss_cfg.d_ratio
-        checked = self._checked({"loss_D": loss_d})
-        if checked.get("skipped"):
-            return {**values, **checked}
-        values.update(checked)
-        values.update(self.dist.mean({"acc_D": losses.discriminator_accuracy(mode, pred_real, pred_fake)}))
-        self._update(self.optimizer_d, loss_d)
+        self._backward(loss_d)
+        values = self._read({**terms_g, "loss_D": loss_d,
+                             "acc_D": losses.discriminator_accuracy(mode, pred_real, pred_fake)})
+        values_g = {name: values[name] for name in terms_g}
+        if self._nonfinite(values_g):
+            return {"skipped": 1.0}
+        self._step(self.optimizer_g)
+        self.epoch_loss_sum += generator_total(values_g)
+        self.epoch_loss_count += 1
+        if self._nonfinite({"loss_D": values["loss_D"]}):
+            return {**values_g, "skipped": 1.0}
+        self._step(self.optimizer_d)
         self.scaler.update()
         return values
 
-    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    def _backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
+
+    def _step(self, optimizer: torch.optim.Optimizer) -> None:
         self.scaler.step(optimizer)
 
-    def _checked(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
-        """The terms as floats, averaged over ranks; a NaN/inf stops (or skips) before any update."""
-        values = self.dist.mean({name: float(value.detach()) for name, value in terms.items()})
+    def _read(self, tensors: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The tensors as floats, averaged over ranks, in one copy from the device (one wait)."""
+        if not tensors:
+            return {}
+        stacked = torch.stack([value.detach().float().reshape(()) for value in tensors.values()])
+        return self.dist.mean(dict(zip(tensors, stacked.tolist())))
+
+    def _nonfinite(self, values: dict[str, float]) -> bool:
+        """True when a term is NaN/inf and --skip-nonfinite asks to skip the update; raises
+        NonFiniteLossError when it does not. Called before the optimizer steps."""
         bad = [name for name, value in values.items() if not math.isfinite(value)]
         if not bad:
-            return values
+            return False
         if self.config.run.skip_nonfinite:
             self.nonfinite_skipped += 1
-            return {"skipped": 1.0}
+            return True
         raise NonFiniteLossError(
             f"non-finite loss at iteration {self.iteration + 1} (epoch {self.epoch + 1}): "
             + ", ".join(f"{name} = {values[name]}" for name in bad)
