@@ -117,6 +117,20 @@ def peak_memory_note(device: torch.device, what: str) -> str:
     return f"peak MiB: peak RSS of a fresh process {what} (interpreter and libraries included)"
 
 
+def with_plain_instance_norms(network: torch.nn.Module) -> torch.nn.Module:
+    """Replace, in place, every subclass of nn.InstanceNorm2d in `network` (the project's
+    FastInstanceNorm2d) by nn.InstanceNorm2d itself, the reference code's norm, so that the
+    reference measures the same computation whatever norm the project uses. Returns `network`."""
+    for name, module in list(network.named_modules()):
+        if isinstance(module, torch.nn.InstanceNorm2d) and type(module) is not torch.nn.InstanceNorm2d:
+            plain = torch.nn.InstanceNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                                            module.track_running_stats)
+            plain.load_state_dict(module.state_dict())
+            parent_name, _, child = name.rpartition(".")
+            setattr(network.get_submodule(parent_name) if parent_name else network, child, plain)
+    return network
+
+
 def count_flops(step: Callable[[], None]) -> int:
     """FLOPs of one call of `step` as torch.utils.flop_counter counts them: matmuls and
     convolutions (forward and backward), 2 per multiply-add; norms and elementwise ops are free."""

@@ -3,7 +3,7 @@
 The reference is the reference code's iteration written out below (`ReferenceIteration`): six
 separate generator calls, the LSGAN + cycle + identity generator loss, one Adam step, then each
 discriminator on a real and a pooled generated image with its loss halved, one Adam step; float32,
-contiguous memory, the same network classes. The candidates are `Trainer.train_step` itself, on a
+contiguous memory, the same network classes with the reference's nn.InstanceNorm2d. The candidates are `Trainer.train_step` itself, on a
 Trainer built from a TrainConfig, in the variants asked for. All variants run in alternation in
 one process; see README.md for how to read the table.
 
@@ -96,8 +96,9 @@ class ReferenceIteration:
             return build_discriminator(model.net_d, model.output_nc, model.ndf, model.n_layers_d, model.norm,
                                        model.init_type, model.init_gain)
 
-        self.G_A, self.G_B = generator().to(device), generator().to(device)
-        self.D_A, self.D_B = discriminator().to(device), discriminator().to(device)
+        # The reference code's nn.InstanceNorm2d, not the project's faster subclass.
+        self.G_A, self.G_B, self.D_A, self.D_B = (common.with_plain_instance_norms(network).to(device) for network in
+                                                  (generator(), generator(), discriminator(), discriminator()))
         self.optimizer_G = torch.optim.Adam([*self.G_A.parameters(), *self.G_B.parameters()],
                                             lr=2e-4, betas=(0.5, 0.999))
         self.optimizer_D = torch.optim.Adam([*self.D_A.parameters(), *self.D_B.parameters()],

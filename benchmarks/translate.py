@@ -1,7 +1,7 @@
 """Images per second at inference: the project's Translator against a plain fp32 generator call.
 
 The reference is what the reference code's test script does per image: the generator in float32,
-contiguous memory, called under torch.no_grad(). The candidates are
+contiguous memory, with nn.InstanceNorm2d, called under torch.no_grad(). The candidates are
 `Translator.translate_tensor`, the tensor path behind `Translator.__call__` (padding to the size
 multiple, autocast, the crop back and the cast to float32 included; PIL decoding and encoding,
 the same for both, are not). The same random weights serve every variant; sizes are W x H.
@@ -85,9 +85,12 @@ def build_step(name: str, generator: torch.nn.Module, info: dict, batch: torch.T
     channels-last had to be emulated (the Translator having no such option). Candidates work on
     a copy of `generator` unless `copy_weights` is False."""
     if name == REFERENCE:
+        # The reference code's nn.InstanceNorm2d, not the project's faster subclass.
+        reference_generator = common.with_plain_instance_norms(copy.deepcopy(generator) if copy_weights else generator)
+
         def reference() -> None:
             with torch.no_grad():
-                generator(batch)
+                reference_generator(batch)
 
         return reference, False
     variant = Variant.parse(name)

@@ -6,6 +6,7 @@ from torch import nn
 
 from cyclegan.errors import CheckpointError, ConfigError
 from cyclegan.networks import (
+    FastInstanceNorm2d,
     NLayerDiscriminator,
     PixelDiscriminator,
     ResnetGenerator,
@@ -111,8 +112,8 @@ def test_resnet_9blocks_state_dict_keys_are_the_reference_layout():
 def test_resnet_block_with_dropout_puts_dropout_after_the_first_relu():
     net = ResnetGenerator(3, 3, ngf=8, use_dropout=True, n_blocks=1)
     layer_types = [type(m) for m in net.model[10].conv_block]
-    assert layer_types == [nn.ReflectionPad2d, nn.Conv2d, nn.InstanceNorm2d, nn.ReLU, nn.Dropout,
-                           nn.ReflectionPad2d, nn.Conv2d, nn.InstanceNorm2d]
+    assert layer_types == [nn.ReflectionPad2d, nn.Conv2d, FastInstanceNorm2d, nn.ReLU, nn.Dropout,
+                           nn.ReflectionPad2d, nn.Conv2d, FastInstanceNorm2d]
 
 
 def test_unet_state_dict_keys_nest_as_the_reference():

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cyclegan.errors import CheckpointError, ConfigError
@@ -46,17 +47,58 @@ def _uses_bias(norm: str) -> bool:
     return norm == "instance"
 
 
+def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Instance normalisation of a 4-D (N, C, H, W) tensor without affine parameters, as
+    `F.instance_norm` (biased variance, `eps` inside the square root), in `x`'s memory format.
+
+    `F.instance_norm` reshapes its input to (1, N*C, H, W) for batch norm, which copies a
+    channels-last tensor and returns a contiguous one, so every layer after it converts back.
+    Measured on a CPU with one thread (benchmarks/instance_norm.py), forward and backward:
+    group norm with one group per channel is 1.3-2.7x faster than `F.instance_norm` on contiguous
+    input but mostly slower than it on channels-last input, where batch norm in training mode
+    over each single image (the same statistics) is 2.8-5.5x faster. Forward only, group norm is the
+    fastest in both layouts, so it also serves channels-last input when no gradient is recorded.
+    Other devices (measured on none) and ONNX export (whose graph keeps its InstanceNormalization
+    node) get `F.instance_norm` itself.
+    """
+    if x.dim() != 4 or x.device.type != "cpu" or torch.onnx.is_in_onnx_export():
+        return F.instance_norm(x, eps=eps)
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    if not channels_last or not (torch.is_grad_enabled() and x.requires_grad):
+        return F.group_norm(x, x.shape[1], eps=eps)
+    images = [F.batch_norm(image, None, None, training=True, eps=eps) for image in x.split(1)]
+    return images[0] if len(images) == 1 else torch.cat(images)
+
+
+class FastInstanceNorm2d(nn.InstanceNorm2d):
+    """`nn.InstanceNorm2d` that keeps the input's memory format and is faster on a CPU
+    (forward and backward, one thread: 1.3-2.2x on contiguous input, 2.6-4.6x on channels-last).
+
+    Only `forward` differs, and only for what CycleGAN uses: no affine parameters, no running
+    statistics, a 4-D tensor with `num_features` channels, which `instance_norm` normalises
+    (on a CPU; elsewhere it is `F.instance_norm`). Everything else goes to `nn.InstanceNorm2d`.
+    Without affine parameters the layer has no parameters or buffers, so state dicts and the
+    reference's pretrained files are unchanged, and `isinstance(m, nn.InstanceNorm2d)` holds.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.affine or self.track_running_stats or input.dim() != 4 or input.shape[1] != self.num_features:
+            return super().forward(input)
+        return instance_norm(input, self.eps)
+
+
 def get_norm_layer(norm: str) -> Callable[[int], nn.Module]:
     """Return a factory `channels -> norm module` for one of NORMS.
 
     "instance" (the CycleGAN default): InstanceNorm2d(affine=False, track_running_stats=False),
-    which has neither parameters nor buffers. "batch" (the pix2pix default):
-    BatchNorm2d(affine=True, track_running_stats=True). "none": nn.Identity, which keeps the
-    layer indices, and so the state-dict keys, the same as with a norm.
+    which has neither parameters nor buffers, as its faster subclass `FastInstanceNorm2d`.
+    "batch" (the pix2pix default): BatchNorm2d(affine=True, track_running_stats=True).
+    "none": nn.Identity, which keeps the layer indices, and so the state-dict keys, the same
+    as with a norm.
     """
     _check_choice("norm", norm, NORMS)
     if norm == "instance":
-        return lambda channels: nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        return lambda channels: FastInstanceNorm2d(channels, affine=False, track_running_stats=False)
     if norm == "batch":
         return lambda channels: nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
     return lambda channels: nn.Identity()

@@ -14,7 +14,7 @@ saw padding instead of the real neighbourhood, count least or not at all, and no
 Instance normalisation is the one part of the network that looks at the whole input: left
 alone, each tile is normalised with its own statistics, and a tile of plain road or sky comes
 out with a different look from its neighbours (visible patches, tens of 8-bit levels off the
-untiled result). So a torch generator's InstanceNorm2d layers are swapped for
+untiled result). So a torch generator's InstanceNorm2d layers (and subclasses) are swapped for
 `ImageStatisticsNorm`: a first, cheaper pass over non-overlapping tiles pools every layer's
 per-tile statistics into statistics of the whole image, and the blended pass normalises every
 tile with those. That costs about one more pass of the network and brings the result within a
@@ -28,12 +28,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 from cyclegan.data.images import image_to_tensor, tensor_to_image
 from cyclegan.errors import ConfigError
+from cyclegan.networks import instance_norm
 
 # Rows converted to 8 bits at a time at the end, so the conversion's temporaries stay small.
 _FINISH_ROWS = 256
@@ -95,8 +95,9 @@ class ImageStatisticsNorm(nn.Module):
     """A stand-in for `nn.InstanceNorm2d` (without running statistics) that can normalise a
     tile with the statistics of the whole image.
 
-    mode "tile": exactly InstanceNorm2d. "record": the same, and the per-channel mean and
-    variance of every input are pooled (weighted by pixel count, in float64 on the CPU).
+    mode "tile": exactly InstanceNorm2d (`networks.instance_norm`, as in `FastInstanceNorm2d`).
+    "record": the same, and the per-channel mean and variance of every input are pooled
+    (weighted by pixel count, in float64 on the CPU).
     "image": inputs are normalised with the pooled statistics (see `use_recorded`).
     """
 
@@ -130,7 +131,7 @@ class ImageStatisticsNorm(nn.Module):
         else:
             if self.mode == "record":
                 self._record(x)
-            y = F.instance_norm(x, eps=self.eps)
+            y = instance_norm(x, self.eps)  # as the generator's FastInstanceNorm2d, to the bit
         if self.weight is not None:
             y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
         return y
@@ -151,7 +152,7 @@ def with_image_statistics(generator: nn.Module) -> tuple[nn.Module, list[ImageSt
     state with the original, so the original stays safe to use meanwhile), and those layers.
     A network without such layers (batch norm, no norm, an ONNX session) is returned as is."""
     names = [name for name, module in generator.named_modules()
-             if type(module) is nn.InstanceNorm2d and not module.track_running_stats]
+             if isinstance(module, nn.InstanceNorm2d) and not module.track_running_stats]
     if not names:
         return generator, []
     twin = copy.deepcopy(generator)
