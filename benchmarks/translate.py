@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import inspect
 import math
 import sys
 from dataclasses import dataclass
@@ -30,30 +29,31 @@ REFERENCE = "reference"
 
 @dataclass(frozen=True)
 class Variant:
-    """A Translator configuration, written as e.g. `bf16+cl`: fp32, bf16 or fp16 (CUDA), optional +cl."""
+    """A Translator configuration, written as e.g. `bf16+cl`: fp32, bf16 or fp16 (CUDA), optional +cl
+    (channels-last; otherwise contiguous) and +nowino (no NNPACK Winograd convolutions on the CPU)."""
 
     precision: str = "fp32"
     channels_last: bool = False
+    winograd: bool = True
 
     @property
     def name(self) -> str:
-        return self.precision + ("+cl" if self.channels_last else "")
+        return self.precision + ("+cl" if self.channels_last else "") + ("" if self.winograd else "+nowino")
 
     @classmethod
     def parse(cls, text: str) -> "Variant":
-        precision, channels_last = "fp32", False
+        precision, channels_last, winograd = "fp32", False, True
         for token in text.strip().split("+"):
             if token in ("fp32", "bf16", "fp16"):
                 precision = token
             elif token == "cl":
                 channels_last = True
+            elif token == "nowino":
+                winograd = False
             else:
-                raise ValueError(f"unknown variant token {token!r} in {text!r}; use fp32, bf16 or fp16, optionally with +cl")
-        return cls(precision, channels_last)
-
-
-def translator_has_channels_last() -> bool:
-    return "channels_last" in inspect.signature(Translator.__init__).parameters
+                raise ValueError(f"unknown variant token {token!r} in {text!r}; use fp32, bf16 or fp16, optionally "
+                                 "with +cl and +nowino")
+        return cls(precision, channels_last, winograd)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -81,9 +81,9 @@ def make_generator(args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
 
 
 def build_step(name: str, generator: torch.nn.Module, info: dict, batch: torch.Tensor, copy_weights: bool = True):
-    """A no-argument callable translating `batch` with variant `name`; and whether its
-    channels-last had to be emulated (the Translator having no such option). Candidates work on
-    a copy of `generator` unless `copy_weights` is False."""
+    """A no-argument callable translating `batch` with variant `name` (the reference, or a
+    Translator with the variant's precision and layout). Candidates, and the reference, work on a
+    copy of `generator` unless `copy_weights` is False."""
     if name == REFERENCE:
         # The reference code's nn.InstanceNorm2d, not the project's faster subclass.
         reference_generator = common.with_plain_instance_norms(copy.deepcopy(generator) if copy_weights else generator)
@@ -92,18 +92,12 @@ def build_step(name: str, generator: torch.nn.Module, info: dict, batch: torch.T
             with torch.no_grad():
                 reference_generator(batch)
 
-        return reference, False
+        return reference
     variant = Variant.parse(name)
-    options = {"device": str(batch.device), "precision": variant.precision}
-    emulated = variant.channels_last and not translator_has_channels_last()
-    if variant.channels_last and not emulated:
-        options["channels_last"] = True
-    translator = Translator(copy.deepcopy(generator) if copy_weights else generator, info, **options)
-    candidate_input = batch
-    if emulated:
-        translator.generator.to(memory_format=torch.channels_last)
-        candidate_input = batch.contiguous(memory_format=torch.channels_last)
-    return (lambda: translator.translate_tensor(candidate_input)), emulated
+    translator = Translator(copy.deepcopy(generator) if copy_weights else generator, info, device=str(batch.device),
+                            precision=variant.precision, channels_last=variant.channels_last,
+                            winograd=variant.winograd)
+    return lambda: translator.translate_tensor(batch)
 
 
 def make_batch(size: tuple[int, int], batch: int, device: torch.device) -> torch.Tensor:
@@ -121,7 +115,7 @@ def probe_arguments(args: argparse.Namespace, size: tuple[int, int], name: str) 
 
 def run_memory_probe(args: argparse.Namespace) -> int:
     generator, info = make_generator(args)
-    step, _ = build_step(args.memory_probe, generator, info, make_batch(args.sizes[0], args.batch, args.device),
+    step = build_step(args.memory_probe, generator, info, make_batch(args.sizes[0], args.batch, args.device),
                          copy_weights=False)
     rss_after_setup = common.peak_rss_bytes()
     for _ in range(args.probe_iterations):
@@ -141,6 +135,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     candidate = parser.add_argument_group("the candidate, when --variants is not given")
     candidate.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     candidate.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
+    candidate.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--variants", default=None,
                         help="Comma-separated candidates, fp32|bf16 with optional +cl (e.g. fp32,bf16,bf16+cl). "
                              "The reference always runs as well.")
@@ -163,7 +158,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     try:
         args.sizes = [parse_size(text) for text in (args.size or args.sizes).split(",") if text.strip()]
         candidates = ([Variant.parse(text) for text in args.variants.split(",") if text.strip()] if args.variants
-                      else [Variant(args.precision, args.channels_last)])
+                      else [Variant(args.precision, args.channels_last, args.winograd)])
     except ValueError as error:
         parser.error(str(error))
     args.names = [REFERENCE] + list(dict.fromkeys(variant.name for variant in candidates))
@@ -188,12 +183,9 @@ def main(argv=None) -> int:
     generator, info = make_generator(args)
     results: dict[str, dict] = {}
     rows = []
-    emulated_any = False
     for size in args.sizes:
         batch = make_batch(size, args.batch, args.device)
-        built = {name: build_step(name, generator, info, batch) for name in args.names}
-        steps = {name: step for name, (step, _) in built.items()}
-        emulated_any = emulated_any or any(emulated for _, emulated in built.values())
+        steps = {name: build_step(name, generator, info, batch) for name in args.names}
         flops = common.count_flops(steps[REFERENCE])
         for name, step in steps.items():
             if name != REFERENCE:
@@ -218,7 +210,6 @@ def main(argv=None) -> int:
                 "images_per_second": args.batch / summary.median,
                 "speedup": reference.median / summary.median,
                 "flops": flops, "gflops_per_second": flops / summary.median / 1e9,
-                "channels_last_emulated": built[name][1],
             }
             if floor:
                 result["times_floor"] = summary.median / floor["bf16_seconds"]
@@ -231,7 +222,7 @@ def main(argv=None) -> int:
                 result["peak_vs_reference"] = memory[name]["peak"] / memory[REFERENCE]["peak"]
             per_variant[name] = result
             rows.append([
-                size_label(size), name + ("^" if built[name][1] else ""), common.seconds(summary.median),
+                size_label(size), name, common.seconds(summary.median),
                 common.seconds(summary.iqr), f"{common.seconds(summary.min)}-{common.seconds(summary.max)}",
                 f"{result['images_per_second']:.2f}", f"{result['speedup']:.2f}x", common.gigaflops(flops),
                 f"{result['gflops_per_second']:.1f}", f"{result['times_floor']:.2f}" if floor else "-",
@@ -242,8 +233,6 @@ def main(argv=None) -> int:
     print()
     print(common.format_table(["size", "variant", "s/call", "IQR", "min-max", "images/s", "speed-up", "GFLOP/call",
                                "GFLOP/s", "x floor", common.peak_memory_label(args.device), "peak/ref"], rows))
-    if emulated_any:
-        print("^ Translator has no channels_last option: emulated by converting its generator and the input")
     if args.floor:
         print("x floor: median / (GFLOP per call / bf16 forward GFLOP/s of the residual-block conv at that size)")
     if args.memory:

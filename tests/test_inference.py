@@ -1,4 +1,5 @@
 """Translation: any size and aspect ratio, checkpoints carry their architecture, official weights load."""
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -35,12 +36,39 @@ def test_translation_keeps_any_size_and_aspect_ratio(checkpoint, size):
 
 def test_translator_output_equals_the_generator_applied_to_the_reflect_padded_image(checkpoint):
     run, weights, model = checkpoint
-    translator = Translator.from_checkpoint(weights, direction="BtoA", device="cpu")
+    # Contiguous, as the generator below: the same arithmetic, so equal to float rounding.
+    translator = Translator.from_checkpoint(weights, direction="BtoA", device="cpu", channels_last=False)
     image = torch.rand(1, 3, 30, 42) * 2 - 1
     padded = torch.nn.functional.pad(image, (0, 2, 0, 2), mode="reflect")
     with torch.no_grad():
         expected = model.G_BA.eval()(padded)[..., :30, :42]
     assert torch.allclose(translator.translate_tensor(image), expected, atol=1e-6)
+
+
+def test_translator_layout_defaults_and_both_layouts_give_the_same_result(checkpoint):
+    run, _weights, _model = checkpoint
+    # On a CPU: contiguous, which the Winograd convolutions need; channels-last without them.
+    assert Translator.from_checkpoint(run, device="cpu").memory_format == torch.contiguous_format
+    assert Translator.from_checkpoint(run, device="cpu", winograd=False).memory_format == torch.channels_last
+    channels_last = Translator.from_checkpoint(run, device="cpu", channels_last=True)
+    contiguous = Translator.from_checkpoint(run, device="cpu", channels_last=False)
+    assert channels_last.memory_format == torch.channels_last
+    image = torch.rand(2, 3, 36, 44) * 2 - 1
+    assert torch.allclose(channels_last.translate_tensor(image), contiguous.translate_tensor(image), atol=1e-5)
+
+
+def test_translate_command_takes_the_layout_flag(checkpoint, tmp_path):
+    run, _weights, _model = checkpoint
+    write_images(tmp_path / "in", 2, size=(20, 28))
+    outputs = {}
+    for flag in ("--channels-last", "--no-channels-last"):
+        out = tmp_path / flag.strip("-")
+        assert main(["translate", str(run), str(tmp_path / "in"), "--out", str(out), "--device", "cpu",
+                     flag, "--no-progress"]) == 0
+        outputs[flag] = {path.name: np.asarray(Image.open(path)) for path in sorted(out.iterdir())}
+    assert outputs["--channels-last"].keys() == outputs["--no-channels-last"].keys() and len(outputs["--channels-last"]) == 2
+    for name, pixels in outputs["--channels-last"].items():
+        assert np.abs(pixels.astype(int) - outputs["--no-channels-last"][name].astype(int)).max() <= 1
 
 
 def test_padding_reaches_the_multiple_and_is_cropped_back():
@@ -67,7 +95,7 @@ def test_official_reference_state_dict_loads_and_gives_the_same_outputs(tmp_path
     state["model.2.running_mean"] = torch.zeros(8)  # as old PyTorch saved InstanceNorm layers
     state["model.2.running_var"] = torch.ones(8)
     torch.save(state, tmp_path / "latest_net_G_A.pth")
-    translator = Translator.from_checkpoint(tmp_path / "latest_net_G_A.pth", device="cpu")
+    translator = Translator.from_checkpoint(tmp_path / "latest_net_G_A.pth", device="cpu", channels_last=False)
     assert translator.info["net_g"] == "resnet_9blocks" and translator.info["ngf"] == 8
     image = torch.rand(1, 3, 32, 48) * 2 - 1
     with torch.no_grad():

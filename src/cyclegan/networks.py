@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cyclegan.errors import CheckpointError, ConfigError
+from cyclegan.winograd import WinogradConv2d
 
 NORMS = ("instance", "batch", "none")
 GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128")
@@ -62,7 +63,11 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     node) get `F.instance_norm` itself.
     """
     if x.dim() != 4 or x.device.type != "cpu" or torch.onnx.is_in_onnx_export():
-        return F.instance_norm(x, eps=eps)
+        # torch 2.13's CPU instance norm returns a wrong input gradient for a channels-last single
+        # image whose output gradient is channels-last too (tests/test_fast_instance_norm.py); not
+        # checked on other devices, so they get a contiguous input, which F.instance_norm would
+        # make by a copy anyway.
+        return F.instance_norm(x.contiguous(), eps=eps)
     channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
     if not channels_last or not (torch.is_grad_enabled() and x.requires_grad):
         return F.group_norm(x, x.shape[1], eps=eps)
@@ -170,14 +175,14 @@ class ResnetBlock(nn.Module):
             return []
 
         layers = pad() + [
-            nn.Conv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
+            WinogradConv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
             norm_layer(dim),
             nn.ReLU(True),
         ]
         if use_dropout:
             layers.append(nn.Dropout(0.5))
         layers += pad() + [
-            nn.Conv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
+            WinogradConv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
             norm_layer(dim),
         ]
         self.conv_block = nn.Sequential(*layers)

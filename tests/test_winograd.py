@@ -1,0 +1,136 @@
+"""NNPACK Winograd convolutions: the same results as F.conv2d, used only where they apply."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cyclegan import winograd
+from cyclegan.config import TrainConfig
+from cyclegan.inference import Translator
+from cyclegan.networks import ResnetGenerator
+from cyclegan.training.trainer import Trainer
+from cyclegan.winograd import WinogradConv2d, use_winograd
+
+from conftest import write_images
+
+pytestmark = pytest.mark.skipif(not winograd.available(), reason="this PyTorch has no NNPACK")
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts the convolutions that go through NNPACK."""
+    calls = []
+    original = winograd.conv2d
+
+    def counting(*args):
+        calls.append(args[0].shape)
+        return original(*args)
+
+    monkeypatch.setattr(winograd, "conv2d", counting)
+    return calls
+
+
+@pytest.mark.parametrize("batch,padding,bias", [(1, 0, True), (3, 0, False), (2, 1, True)])
+def test_output_and_all_gradients_equal_the_ordinary_convolution(batch, padding, bias):
+    generator = torch.Generator().manual_seed(batch + padding)
+    x = torch.randn(batch, 16, 34, 36, generator=generator)
+    w = torch.randn(24, 16, 3, 3, generator=generator) * 0.1
+    b = torch.randn(24, generator=generator) if bias else None
+    out_shape = (batch, 24, 34 + 2 * padding - 2, 36 + 2 * padding - 2)
+    grad = torch.randn(out_shape, generator=generator)
+    results = {}
+    for name, conv in (("ordinary", lambda x, w, b: F.conv2d(x, w, b, padding=padding)),
+                       ("winograd", lambda x, w, b: winograd.conv2d(x, w, b, padding))):
+        xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+        bs = b.clone().requires_grad_() if bias else None
+        out = conv(xs, ws, bs)
+        out.backward(grad)
+        results[name] = (out, xs.grad, ws.grad, bs.grad if bias else None)
+    ordinary, fast = results["ordinary"], results["winograd"]
+    assert fast[0].shape == out_shape
+    for expected, actual in zip(ordinary, fast):
+        if expected is not None:
+            assert relative_error(actual, expected) < 1e-4
+
+
+def test_applies_only_to_large_float32_contiguous_3x3_stride_1_cpu_convolutions():
+    big = torch.randn(1, 8, 34, 34)
+    w3 = torch.randn(8, 8, 3, 3)
+
+    def applies(x=big, w=w3, stride=(1, 1), padding=(0, 0), groups=1):
+        return winograd.applies(x, w, stride, padding, (1, 1), groups)
+
+    assert applies()
+    assert applies(torch.randn(2, 8, 32, 40), padding=(1, 1))          # 32x40 output
+    assert not applies(torch.randn(1, 8, 33, 40))                       # 31x38 output: too small
+    assert not applies(w=torch.randn(8, 8, 5, 5))                       # not 3x3
+    assert not applies(stride=(2, 2))
+    assert not applies(groups=2, w=torch.randn(8, 4, 3, 3))
+    assert not applies(big.double(), w3.double())                        # float32 only
+    assert not applies(big.contiguous(memory_format=torch.channels_last))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not applies()                                           # autocast decides the dtype
+
+
+def test_layers_are_plain_convolutions_until_turned_on(counted):
+    torch.manual_seed(0)
+    generator = ResnetGenerator(3, 3, ngf=4, n_blocks=2).eval()
+    layers = [m for m in generator.modules() if isinstance(m, WinogradConv2d)]
+    assert len(layers) == 4 and all(type(m) is WinogradConv2d for m in layers)
+    image = torch.rand(1, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        before = generator(image)
+        assert counted == []
+        assert use_winograd(generator) == 4
+        after = generator(image)
+    assert len(counted) == 4  # both convolutions of both blocks, on 32x32 feature maps
+    assert relative_error(after, before) < 1e-4
+    assert list(generator.state_dict()) == list(ResnetGenerator(3, 3, ngf=4, n_blocks=2).state_dict())
+
+
+def test_translator_uses_winograd_on_the_cpu_unless_told_not_to(counted):
+    torch.manual_seed(0)
+    info = {"net_g": "resnet_6blocks", "input_nc": 3, "output_nc": 3, "ngf": 4, "norm": "instance"}
+    image = torch.rand(1, 3, 132, 128) * 2 - 1  # 33x32 feature maps in the residual blocks
+    fast = Translator(ResnetGenerator(3, 3, ngf=4, n_blocks=6), info, device="cpu")
+    assert fast.memory_format == torch.contiguous_format
+    out_fast = fast.translate_tensor(image)
+    assert len(counted) == 12
+    plain = Translator(fast.generator, info, device="cpu", winograd=False, channels_last=False)
+    out_plain = plain.translate_tensor(image)
+    assert len(counted) == 12
+    assert relative_error(out_fast, out_plain) < 1e-4
+
+
+def test_a_training_step_with_winograd_matches_one_without(tmp_path, counted):
+    write_images(tmp_path / "data" / "trainA", 2, size=(128, 128))
+    write_images(tmp_path / "data" / "trainB", 2, size=(128, 128), seed=1)
+    losses, gradients = {}, {}
+    for enabled in (True, False):
+        config = TrainConfig()
+        config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 4, 4
+        config.data.data, config.data.load_size, config.data.crop_size = str(tmp_path / "data"), 128, 128
+        config.data.num_workers = 0
+        run = config.run
+        run.runs_dir, run.name, run.device, run.winograd = str(tmp_path / "runs"), f"wino_{enabled}", "cpu", enabled
+        run.progress, run.tensorboard = False, False
+        trainer = Trainer(config)
+        batch = next(iter(trainer._loader()))
+        losses[enabled] = trainer.train_step(batch["A"], batch["B"])
+        # The step leaves its gradients in place. (Weights after one Adam step are no test: Adam's
+        # first step is about lr * sign(gradient), and the biases before an instance norm have a
+        # true gradient of 0, whose rounding noise takes either sign.)
+        gradients[enabled] = torch.cat([p.grad.flatten() for p in trainer.model.generator_parameters()])
+    # Three generator calls, each through 12 residual-block convolutions forward; the backward
+    # passes go through NNPACK inside the autograd function and are not counted here.
+    assert len(counted) == 3 * 12
+    assert losses[True].keys() == losses[False].keys()
+    for key, value in losses[False].items():
+        assert losses[True][key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
+    # The L1 terms' gradient is the sign of (reconstruction - image), which rounding can flip
+    # where the two are nearly equal: measured 4.4e-4 here, and 1.1e-2 between the ordinary
+    # convolution in the contiguous and channels-last layouts (float64 agrees to 1e-14).
+    assert relative_error(gradients[True], gradients[False]) < 2e-3
