@@ -38,3 +38,19 @@ def test_atomic_writes_get_the_permissions_the_umask_gives_a_plain_file(tmp_path
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "file.bin").stat().st_mode) == 0o644
+
+
+def test_checkpoint_files_get_the_umask_permissions_too(tmp_path):
+    # safetensors replaces the file it is given with a new one of mode 0600.
+    import torch
+
+    from cyclegan.config import ModelConfig
+    from cyclegan.training.checkpoint import save_checkpoint
+
+    previous = os.umask(0o022)
+    try:
+        files = save_checkpoint(tmp_path / "checkpoints", {"G_AB": torch.nn.Linear(2, 2)}, ModelConfig(), None,
+                                epoch=0, iteration=0)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(files.weights.stat().st_mode) == 0o644

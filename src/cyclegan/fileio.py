@@ -21,8 +21,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     # Created with mode 0o666 so the umask decides the permissions, as for a plain open();
     # mkstemp would make every checkpoint, config and image private (0600).
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = os.stat(temporary).st_mode & 0o777
     try:
         yield temporary
+        # A writer that replaces the file rather than writing into it (safetensors does, with
+        # 0600) would otherwise decide the permissions.
+        os.chmod(temporary, mode)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
