@@ -108,3 +108,36 @@ def test_alternate_rotates_the_order_every_round():
 def test_summarize_gives_median_and_quartiles(times, median, q1, q3):
     summary = load_common().summarize(times)
     assert (summary.median, summary.q1, summary.q3, summary.min, summary.max) == (median, q1, q3, min(times), max(times))
+
+
+def test_precision_parity_compares_the_precisions_against_the_spread_between_seeds(tmp_path):
+    # Finished runs written by hand: seed s, precision p. Class IoU: fp32 0.60/0.62, bf16
+    # 0.61/0.63 (difference 0.01, well inside the spread); cycle L1: fp32 0.100/0.101, bf16
+    # 0.200/0.201 (difference 0.1 against a spread of 0.0007: outside the noise).
+    values = {("fp32", 0): (0.60, 0.100), ("fp32", 1): (0.62, 0.101),
+              ("bf16", 0): (0.61, 0.200), ("bf16", 1): (0.63, 0.201)}
+    for (precision, seed), (iou, cycle) in values.items():
+        run = tmp_path / f"seed_{seed}" / "runs" / precision
+        run.mkdir(parents=True)
+        report = {"segmentation": {"photo_to_labels": {"class_iou": iou}}, "directions": {"AtoB": {"cycle_l1": cycle}}}
+        (run / "evaluation.json").write_text(json.dumps(report))
+        records = [{"iteration": 10 * i, "loss_cycle_A": cycle * 10 + i % 2} for i in range(1, 9)]
+        (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = run_script("precision_parity.py", "--out", str(tmp_path), "--seeds", "0,1", "--summarize")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in (tmp_path / "parity.md").read_text().splitlines() if line.startswith("| ")}
+    assert rows["segmentation.photo_to_labels.class_iou"][2] == "+0.0100"
+    assert rows["segmentation.photo_to_labels.class_iou"][4] == "yes"
+    assert rows["directions.AtoB.cycle_l1"][2] == "+0.1000"
+    assert rows["directions.AtoB.cycle_l1"][4] == "NO"
+    # The last quarter of each log: iterations 70 and 80, values cycle*10 + (1, 0) -> mean cycle*10 + 0.5.
+    report = json.loads((tmp_path / "parity.json").read_text())
+    (loss,) = [row for row in report["late_losses"] if row["key"] == "loss_cycle_A"]
+    assert loss["fp32_mean"] == pytest.approx((1.0 + 1.01) / 2 + 0.5)
+    assert (tmp_path / "loss_curves.png").stat().st_size > 0
+
+
+def test_precision_parity_needs_two_seeds():
+    result = run_script("precision_parity.py", "--out", "x", "--seeds", "0", "--summarize")
+    assert result.returncode == 2 and "at least two seeds" in result.stderr
