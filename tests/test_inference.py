@@ -6,11 +6,13 @@ from PIL import Image
 
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
+from cyclegan import winograd
 from cyclegan.errors import CheckpointError
 from cyclegan.inference import Translator, pad_to_multiple
 from cyclegan.networks import ResnetGenerator, UnetGenerator
 from cyclegan.training.checkpoint import save_checkpoint
 from cyclegan.training.model import CycleGAN
+from cyclegan.winograd import WinogradConv2d
 
 from conftest import write_images
 
@@ -47,9 +49,11 @@ def test_translator_output_equals_the_generator_applied_to_the_reflect_padded_im
 
 def test_translator_layout_defaults_and_both_layouts_give_the_same_result(checkpoint):
     run, _weights, _model = checkpoint
-    # On a CPU: contiguous, which the Winograd convolutions need; channels-last without them.
-    assert Translator.from_checkpoint(run, device="cpu").memory_format == torch.contiguous_format
+    # On a CPU: contiguous, which the Winograd convolutions need (fp32 only); channels-last without them.
+    expected = torch.contiguous_format if winograd.available() else torch.channels_last
+    assert Translator.from_checkpoint(run, device="cpu").memory_format == expected
     assert Translator.from_checkpoint(run, device="cpu", winograd=False).memory_format == torch.channels_last
+    assert Translator.from_checkpoint(run, device="cpu", precision="bf16").memory_format == torch.channels_last
     channels_last = Translator.from_checkpoint(run, device="cpu", channels_last=True)
     contiguous = Translator.from_checkpoint(run, device="cpu", channels_last=False)
     assert channels_last.memory_format == torch.channels_last
@@ -57,16 +61,27 @@ def test_translator_layout_defaults_and_both_layouts_give_the_same_result(checkp
     assert torch.allclose(channels_last.translate_tensor(image), contiguous.translate_tensor(image), atol=1e-5)
 
 
-def test_translate_command_takes_the_layout_flag(checkpoint, tmp_path):
+def test_translate_command_passes_the_layout_and_winograd_flags(checkpoint, tmp_path, monkeypatch):
     run, _weights, _model = checkpoint
     write_images(tmp_path / "in", 2, size=(20, 28))
+    built = []
+    original = Translator.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        layers = [m for m in self.generator.modules() if isinstance(m, WinogradConv2d)]
+        assert layers
+        built.append((self.memory_format, all(layer.winograd for layer in layers)))
+
+    monkeypatch.setattr(Translator, "__init__", recording)
     outputs = {}
-    for flag in ("--channels-last", "--no-channels-last"):
-        out = tmp_path / flag.strip("-")
+    for flags in (["--channels-last"], ["--no-channels-last", "--no-winograd"]):
+        out = tmp_path / flags[0].strip("-")
         assert main(["translate", str(run), str(tmp_path / "in"), "--out", str(out), "--device", "cpu",
-                     flag, "--no-progress"]) == 0
-        outputs[flag] = {path.name: np.asarray(Image.open(path)) for path in sorted(out.iterdir())}
-    assert outputs["--channels-last"].keys() == outputs["--no-channels-last"].keys() and len(outputs["--channels-last"]) == 2
+                     *flags, "--no-progress"]) == 0
+        outputs[flags[0]] = {path.name: np.asarray(Image.open(path)) for path in sorted(out.iterdir())}
+    assert built == [(torch.channels_last, True), (torch.contiguous_format, False)]
+    assert sorted(outputs["--channels-last"]) == sorted(outputs["--no-channels-last"]) == ["img_000.png", "img_001.png"]
     for name, pixels in outputs["--channels-last"].items():
         assert np.abs(pixels.astype(int) - outputs["--no-channels-last"][name].astype(int)).max() <= 1
 

@@ -3,10 +3,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from safetensors.torch import load_file
+
 from cyclegan import winograd
+from cyclegan.cli import main
 from cyclegan.config import TrainConfig
 from cyclegan.inference import Translator
 from cyclegan.networks import ResnetGenerator
+from cyclegan.training import checkpoint as ckpt
 from cyclegan.training.trainer import Trainer
 from cyclegan.winograd import WinogradConv2d, use_winograd
 
@@ -134,3 +138,24 @@ def test_a_training_step_with_winograd_matches_one_without(tmp_path, counted):
     # where the two are nearly equal: measured 4.4e-4 here, and 1.1e-2 between the ordinary
     # convolution in the contiguous and channels-last layouts (float64 agrees to 1e-14).
     assert relative_error(gradients[True], gradients[False]) < 2e-3
+
+
+def test_resuming_a_run_with_winograd_repeats_it_exactly(tmp_path, counted):
+    write_images(tmp_path / "data" / "trainA", 3, size=(128, 128))
+    write_images(tmp_path / "data" / "trainB", 3, size=(128, 128), seed=1)
+
+    def train(name, *extra):
+        return main(["train", "--data", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"), "--name", name,
+                     "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--load-size", "128",
+                     "--crop-size", "128", "--num-workers", "0", "--epochs", "1", "--epochs-decay", "1",
+                     "--no-progress", "--no-tensorboard", "--device", "cpu", *extra])
+
+    assert train("straight", "--max-iters", "4") == 0
+    assert counted, "the Winograd path was not taken"
+    assert train("split", "--max-iters", "2") == 0
+    assert main(["train", "--resume", str(tmp_path / "runs" / "split"), "--max-iters", "4", "--no-progress"]) == 0
+    straight = load_file(str(ckpt.find_checkpoint(tmp_path / "runs" / "straight").weights))
+    resumed = load_file(str(ckpt.find_checkpoint(tmp_path / "runs" / "split").weights))
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key

@@ -131,7 +131,9 @@ class Translator:
         # against 1.03-1.04x contiguous, the project's instance norm keeping the layout). On an
         # H100 channels-last was slower (0.79-0.92x against 0.81-1.29x in bf16).
         if channels_last is None:
-            channels_last = self.device.type == "cpu" and not (winograd and winograd_available())
+            # (Under bf16 autocast the Winograd path does not apply.)
+            channels_last = self.device.type == "cpu" and not (winograd and winograd_available()
+                                                               and precision == "fp32")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.generator.to(memory_format=torch.channels_last)

@@ -148,7 +148,7 @@ class ImageStatisticsNorm(nn.Module):
 
 
 def with_image_statistics(generator: nn.Module) -> tuple[nn.Module, list[ImageStatisticsNorm]]:
-    """A copy of `generator` whose InstanceNorm2d layers are `ImageStatisticsNorm`s (sharing no
+    """A copy of `generator` whose InstanceNorm2d layers (FastInstanceNorm2d included) are `ImageStatisticsNorm`s (sharing no
     state with the original, so the original stays safe to use meanwhile), and those layers.
     A network without such layers (batch norm, no norm, an ONNX session) is returned as is."""
     names = [name for name, module in generator.named_modules()

@@ -75,6 +75,7 @@ class _WinogradConvolution(torch.autograd.Function):
         return _nnpack_per_image(x.contiguous(), weight.contiguous(), bias, padding)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # no double backward: raise rather than be wrong
     def backward(ctx, grad_output: torch.Tensor):
         x, weight = ctx.saved_tensors
         padding = ctx.padding

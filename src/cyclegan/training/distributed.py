@@ -69,9 +69,7 @@ class Distributed:
         if not self.enabled or not values:
             return values
         keys = sorted(values)
-        # NCCL reduces only tensors on the GPU; gloo only CPU ones.
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        tensor = torch.tensor([values[key] for key in keys], dtype=torch.float64, device=device)
+        tensor = torch.tensor([values[key] for key in keys], dtype=torch.float64, device=_reduce_device())
         dist.all_reduce(tensor)
         return {key: float(value) / self.world_size for key, value in zip(keys, tensor.tolist())}
 
@@ -87,7 +85,7 @@ class Distributed:
         """True on every rank if it is True on any (used so that a signal stops all ranks together)."""
         if not self.enabled:
             return flag
-        tensor = torch.tensor([1 if flag else 0])
+        tensor = torch.tensor([1 if flag else 0], device=_reduce_device())
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return bool(tensor.item())
 
@@ -98,3 +96,11 @@ class Distributed:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _reduce_device() -> torch.device:
+    """Where a tensor must be for the process group's collectives: NCCL reduces only tensors on
+    this rank's GPU, gloo only CPU ones."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

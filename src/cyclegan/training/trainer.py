@@ -251,10 +251,11 @@ class Trainer:
         precision = autocast(self.device, self.config.run.precision)
 
         # Both backward passes are queued before the losses are read back: reading a loss waits
-        # for the device, so on a GPU one read per iteration (not one per term) keeps it busy.
-        # The values are checked before either optimizer steps, so a NaN still changes nothing.
-        # The discriminator sees this iteration's generated images either way; the generator
-        # update only changes the generators, so the order of the two steps is the reference's.
+        # for the device, so on a GPU one read of all the loss values (not one per term) keeps it
+        # busy. The values are checked before either optimizer steps, so a NaN changes no weight
+        # (nor, once the pools are restored, the discriminators' history). The discriminator sees
+        # this iteration's generated images either way, and the generator update only changes the
+        # generators, so the order of the two updates is the reference's.
         terms_g: dict[str, torch.Tensor] = {}
         if update_generators:
             with precision, frozen(judges.values()):  # D is a fixed judge during the G update
@@ -281,6 +282,7 @@ class Trainer:
 
         terms_d: dict[str, torch.Tensor] = {}
         accuracies: dict[str, torch.Tensor] = {}
+        pools = None
         if loss_cfg.gan:  # the cycle-only ablation has no discriminator to train
             # Discriminators see a history of generated images, not only this iteration's. The
             # pools are restored if the generator's losses turn out non-finite below, so that a
@@ -302,16 +304,17 @@ class Trainer:
 
         values = self._read({**terms_g, **terms_d, **accuracies})
         values_g = {name: values[name] for name in terms_g}
+        if pools is not None and not all(math.isfinite(value) for value in values_g.values()):
+            self.pool_a.restore(pools[0])  # before _nonfinite, which may raise
+            self.pool_b.restore(pools[1])
         if self._nonfinite(values_g):
-            if terms_d:
-                self.pool_a.restore(pools[0])
-                self.pool_b.restore(pools[1])
             return {"skipped": 1.0}
         if terms_g:
             self._step(self.optimizer_g)
             self.epoch_loss_sum += generator_total(values_g)
             self.epoch_loss_count += 1
         if self._nonfinite({name: values[name] for name in terms_d}):
+            self.scaler.update()  # the generator's optimizer did step (fp16 needs one update per step)
             return {**values_g, "skipped": 1.0}
         if terms_d:
             self._step(self.optimizer_d)
@@ -347,6 +350,7 @@ class Trainer:
         self.epoch_loss_sum += generator_total(values_g)
         self.epoch_loss_count += 1
         if self._nonfinite({"loss_D": values["loss_D"]}):
+            self.scaler.update()  # the generator's optimizer did step (fp16 needs one update per step)
             return {**values_g, "skipped": 1.0}
         self._step(self.optimizer_d)
         self.scaler.update()
