@@ -2,12 +2,16 @@
 
 About 87% of a ResNet generator's arithmetic is the 3x3 convolutions of its residual blocks.
 oneDNN, PyTorch's default CPU convolution, computes them directly; NNPACK (built into PyTorch's
-CPU wheels) uses the Winograd transform, which needs about a quarter of the multiplications.
-Measured on the development CPU (AMD EPYC, AVX2, one thread; `benchmarks/winograd.py`), one image
-at a time, forward:
+CPU wheels) uses the Winograd transform with 8x8 tiles: 64 products for 36 outputs instead of 9
+for each, about a fifth of the multiplications, at the cost of transforming inputs and outputs.
+Measured on the development CPU (AMD EPYC, AVX2, one thread; `benchmarks/winograd.py`), 256
+channels, one image, against oneDNN:
 
-    256 channels, 32x32 output: 1.1x    64x64: 1.9x    128x128: 2.9x
-    256 channels, 16x16 output: 0.5x (slower: the transform does not pay off)
+    output side            16x16   32x32   64x64   128x128
+    forward                0.55x   1.47x   2.25x   2.56x
+    forward + backward     0.70x   1.24x   1.55x   1.56x
+
+(64 and 128 channels: the same picture, 1.0-2.3x from 32x32 up, slower at 16x16.)
 
 NNPACK given a batch of several images in one call was slower than oneDNN (it switches to an
 algorithm meant for large batches), so images go through one at a time. Its results differ from
