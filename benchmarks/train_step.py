@@ -37,15 +37,15 @@ class Variant:
     """A candidate configuration of the Trainer, written as e.g. `bf16+cl+compile`.
 
     Tokens: fp32, bf16 or fp16 (precision; fp16 needs CUDA), cl (channels-last), nobatch (six
-    separate generator calls instead of the batched three), compile (torch.compile), nowino (no
-    NNPACK Winograd convolutions on the CPU).
+    separate generator calls instead of the batched three), compile (torch.compile), nonnpack (no
+    NNPACK convolutions on the CPU).
     """
 
     precision: str = RunConfig.precision
     channels_last: bool = RunConfig.channels_last
     batch_generator_calls: bool = RunConfig.batch_generator_calls
     compile: bool = RunConfig.compile
-    winograd: bool = RunConfig.winograd
+    nnpack: bool = RunConfig.nnpack
 
     @property
     def name(self) -> str:
@@ -56,14 +56,14 @@ class Variant:
             tokens.append("nobatch")
         if self.compile:
             tokens.append("compile")
-        if not self.winograd:
-            tokens.append("nowino")
+        if not self.nnpack:
+            tokens.append("nonnpack")
         return "+".join(tokens)
 
     @classmethod
     def parse(cls, text: str) -> "Variant":
         values = {"precision": "fp32", "channels_last": False, "batch_generator_calls": True, "compile": False,
-                  "winograd": True}
+                  "nnpack": True}
         for token in text.strip().split("+"):
             if token in ("fp32", "bf16", "fp16"):
                 values["precision"] = token
@@ -73,11 +73,11 @@ class Variant:
                 values["batch_generator_calls"] = False
             elif token == "compile":
                 values["compile"] = True
-            elif token == "nowino":
-                values["winograd"] = False
+            elif token == "nonnpack":
+                values["nnpack"] = False
             else:
                 raise ValueError(f"unknown variant token {token!r} in {text!r}; "
-                                 "use fp32, bf16 or fp16, optionally with +cl, +nobatch, +compile, +nowino")
+                                 "use fp32, bf16 or fp16, optionally with +cl, +nobatch, +compile, +nonnpack")
         return cls(**values)
 
 
@@ -166,7 +166,7 @@ def build_trainer(variant: Variant, args: argparse.Namespace, workdir: Path) -> 
     run.runs_dir, run.name, run.device = str(workdir / "runs"), variant.name, str(args.device)
     run.precision, run.channels_last = variant.precision, variant.channels_last
     run.batch_generator_calls, run.compile = variant.batch_generator_calls, variant.compile
-    run.winograd = variant.winograd
+    run.nnpack = variant.nnpack
     run.progress, run.tensorboard, run.gallery_size = False, False, 1
     return Trainer(config)
 
@@ -235,9 +235,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     candidate.add_argument("--batch-generator-calls", action=argparse.BooleanOptionalAction,
                            default=defaults.batch_generator_calls)
     candidate.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults.compile)
-    candidate.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=defaults.winograd)
+    candidate.add_argument("--nnpack", action=argparse.BooleanOptionalAction, default=defaults.nnpack)
     parser.add_argument("--variants", default=None,
-                        help="Comma-separated candidates, each fp32|bf16|fp16 with optional +cl, +nobatch, +compile, +nowino "
+                        help="Comma-separated candidates, each fp32|bf16|fp16 with optional +cl, +nobatch, +compile, +nonnpack "
                              "(e.g. fp32,bf16,bf16+cl). The reference always runs as well.")
     parser.add_argument("--repeats", type=int, default=5, help="Timed iterations per variant.")
     parser.add_argument("--warmup", type=int, default=2,
@@ -264,7 +264,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(str(error))
     else:
         candidates = [Variant(args.precision, args.channels_last, args.batch_generator_calls, args.compile,
-                              args.winograd)]
+                              args.nnpack)]
     args.names = [REFERENCE] + list(dict.fromkeys(variant.name for variant in candidates))
     common.check_counts(parser, {"--repeats": args.repeats, "--probe-iterations": args.probe_iterations},
                         args.warmup)

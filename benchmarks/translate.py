@@ -30,30 +30,30 @@ REFERENCE = "reference"
 @dataclass(frozen=True)
 class Variant:
     """A Translator configuration, written as e.g. `bf16+cl`: fp32, bf16 or fp16 (CUDA), optional +cl
-    (channels-last; otherwise contiguous) and +nowino (no NNPACK Winograd convolutions on the CPU)."""
+    (channels-last; otherwise contiguous) and +nonnpack (no NNPACK convolutions on the CPU)."""
 
     precision: str = "fp32"
     channels_last: bool = False
-    winograd: bool = True
+    nnpack: bool = True
 
     @property
     def name(self) -> str:
-        return self.precision + ("+cl" if self.channels_last else "") + ("" if self.winograd else "+nowino")
+        return self.precision + ("+cl" if self.channels_last else "") + ("" if self.nnpack else "+nonnpack")
 
     @classmethod
     def parse(cls, text: str) -> "Variant":
-        precision, channels_last, winograd = "fp32", False, True
+        precision, channels_last, nnpack = "fp32", False, True
         for token in text.strip().split("+"):
             if token in ("fp32", "bf16", "fp16"):
                 precision = token
             elif token == "cl":
                 channels_last = True
-            elif token == "nowino":
-                winograd = False
+            elif token == "nonnpack":
+                nnpack = False
             else:
                 raise ValueError(f"unknown variant token {token!r} in {text!r}; use fp32, bf16 or fp16, optionally "
-                                 "with +cl and +nowino")
-        return cls(precision, channels_last, winograd)
+                                 "with +cl and +nonnpack")
+        return cls(precision, channels_last, nnpack)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -96,7 +96,7 @@ def build_step(name: str, generator: torch.nn.Module, info: dict, batch: torch.T
     variant = Variant.parse(name)
     translator = Translator(copy.deepcopy(generator) if copy_weights else generator, info, device=str(batch.device),
                             precision=variant.precision, channels_last=variant.channels_last,
-                            winograd=variant.winograd)
+                            nnpack=variant.nnpack)
     return lambda: translator.translate_tensor(batch)
 
 
@@ -135,7 +135,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     candidate = parser.add_argument_group("the candidate, when --variants is not given")
     candidate.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     candidate.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
-    candidate.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=True)
+    candidate.add_argument("--nnpack", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--variants", default=None,
                         help="Comma-separated candidates, fp32|bf16 with optional +cl (e.g. fp32,bf16,bf16+cl). "
                              "The reference always runs as well.")
@@ -158,7 +158,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     try:
         args.sizes = [parse_size(text) for text in (args.size or args.sizes).split(",") if text.strip()]
         candidates = ([Variant.parse(text) for text in args.variants.split(",") if text.strip()] if args.variants
-                      else [Variant(args.precision, args.channels_last, args.winograd)])
+                      else [Variant(args.precision, args.channels_last, args.nnpack)])
     except ValueError as error:
         parser.error(str(error))
     args.names = [REFERENCE] + list(dict.fromkeys(variant.name for variant in candidates))

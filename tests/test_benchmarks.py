@@ -65,7 +65,7 @@ def test_train_step_builds_the_candidate_from_the_single_variant_flags(tmp_path)
 
 def test_translate_reports_every_size_and_variant(tmp_path):
     out = tmp_path / "translate.json"
-    result = run_script("translate.py", "--sizes", "32,48x40", *TINY, "--variants", "fp32,bf16+cl,fp32+nowino",
+    result = run_script("translate.py", "--sizes", "32,48x40", *TINY, "--variants", "fp32,bf16+cl,fp32+nonnpack",
                         "--probe-iterations", "1", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "images/s" in result.stdout
@@ -73,7 +73,7 @@ def test_translate_reports_every_size_and_variant(tmp_path):
     report = json.loads(out.read_text())
     assert list(report["sizes"]) == ["32x32", "48x40"]
     for size in report["sizes"].values():
-        assert list(size["variants"]) == ["reference", "fp32", "bf16+cl", "fp32+nowino"]
+        assert list(size["variants"]) == ["reference", "fp32", "bf16+cl", "fp32+nonnpack"]
         assert all(v["images_per_second"] > 0 and v["peak_rss"] > 0 for v in size["variants"].values())
 
 

@@ -6,13 +6,13 @@ from PIL import Image
 
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
-from cyclegan import winograd
+from cyclegan import nnpack
 from cyclegan.errors import CheckpointError
 from cyclegan.inference import Translator, pad_to_multiple
 from cyclegan.networks import ResnetGenerator, UnetGenerator
 from cyclegan.training.checkpoint import save_checkpoint
 from cyclegan.training.model import CycleGAN
-from cyclegan.winograd import WinogradConv2d
+from cyclegan.nnpack import NnpackConv2d
 
 from conftest import write_images
 
@@ -38,8 +38,8 @@ def test_translation_keeps_any_size_and_aspect_ratio(checkpoint, size):
 
 def test_translator_output_equals_the_generator_applied_to_the_reflect_padded_image(checkpoint):
     run, weights, model = checkpoint
-    # Contiguous, as the generator below: the same arithmetic, so equal to float rounding.
-    translator = Translator.from_checkpoint(weights, direction="BtoA", device="cpu", channels_last=False)
+    # Contiguous and without NNPACK, as the generator below: the same arithmetic.
+    translator = Translator.from_checkpoint(weights, direction="BtoA", device="cpu", channels_last=False, nnpack=False)
     image = torch.rand(1, 3, 30, 42) * 2 - 1
     padded = torch.nn.functional.pad(image, (0, 2, 0, 2), mode="reflect")
     with torch.no_grad():
@@ -49,10 +49,10 @@ def test_translator_output_equals_the_generator_applied_to_the_reflect_padded_im
 
 def test_translator_layout_defaults_and_both_layouts_give_the_same_result(checkpoint):
     run, _weights, _model = checkpoint
-    # On a CPU: contiguous, which the Winograd convolutions need (fp32 only); channels-last without them.
-    expected = torch.contiguous_format if winograd.available() else torch.channels_last
+    # On a CPU: contiguous, which the NNPACK convolutions need (fp32 only); channels-last without them.
+    expected = torch.contiguous_format if nnpack.available() else torch.channels_last
     assert Translator.from_checkpoint(run, device="cpu").memory_format == expected
-    assert Translator.from_checkpoint(run, device="cpu", winograd=False).memory_format == torch.channels_last
+    assert Translator.from_checkpoint(run, device="cpu", nnpack=False).memory_format == torch.channels_last
     assert Translator.from_checkpoint(run, device="cpu", precision="bf16").memory_format == torch.channels_last
     channels_last = Translator.from_checkpoint(run, device="cpu", channels_last=True)
     contiguous = Translator.from_checkpoint(run, device="cpu", channels_last=False)
@@ -61,7 +61,7 @@ def test_translator_layout_defaults_and_both_layouts_give_the_same_result(checkp
     assert torch.allclose(channels_last.translate_tensor(image), contiguous.translate_tensor(image), atol=1e-5)
 
 
-def test_translate_command_passes_the_layout_and_winograd_flags(checkpoint, tmp_path, monkeypatch):
+def test_translate_command_passes_the_layout_and_nnpack_flags(checkpoint, tmp_path, monkeypatch):
     run, _weights, _model = checkpoint
     write_images(tmp_path / "in", 2, size=(20, 28))
     built = []
@@ -69,13 +69,13 @@ def test_translate_command_passes_the_layout_and_winograd_flags(checkpoint, tmp_
 
     def recording(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        layers = [m for m in self.generator.modules() if isinstance(m, WinogradConv2d)]
+        layers = [m for m in self.generator.modules() if isinstance(m, NnpackConv2d)]
         assert layers
-        built.append((self.memory_format, all(layer.winograd for layer in layers)))
+        built.append((self.memory_format, all(layer.nnpack for layer in layers)))
 
     monkeypatch.setattr(Translator, "__init__", recording)
     outputs = {}
-    for flags in (["--channels-last"], ["--no-channels-last", "--no-winograd"]):
+    for flags in (["--channels-last"], ["--no-channels-last", "--no-nnpack"]):
         out = tmp_path / flags[0].strip("-")
         assert main(["translate", str(run), str(tmp_path / "in"), "--out", str(out), "--device", "cpu",
                      *flags, "--no-progress"]) == 0
@@ -110,7 +110,8 @@ def test_official_reference_state_dict_loads_and_gives_the_same_outputs(tmp_path
     state["model.2.running_mean"] = torch.zeros(8)  # as old PyTorch saved InstanceNorm layers
     state["model.2.running_var"] = torch.ones(8)
     torch.save(state, tmp_path / "latest_net_G_A.pth")
-    translator = Translator.from_checkpoint(tmp_path / "latest_net_G_A.pth", device="cpu", channels_last=False)
+    translator = Translator.from_checkpoint(tmp_path / "latest_net_G_A.pth", device="cpu", channels_last=False,
+                                            nnpack=False)
     assert translator.info["net_g"] == "resnet_9blocks" and translator.info["ngf"] == 8
     image = torch.rand(1, 3, 32, 48) * 2 - 1
     with torch.no_grad():

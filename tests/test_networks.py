@@ -21,7 +21,7 @@ from cyclegan.networks import (
     init_weights,
     size_multiple,
 )
-from cyclegan.winograd import WinogradConv2d
+from cyclegan.nnpack import NnpackConv2d
 
 
 def conv_params(c_in, c_out, k, bias):
@@ -113,8 +113,8 @@ def test_resnet_9blocks_state_dict_keys_are_the_reference_layout():
 def test_resnet_block_with_dropout_puts_dropout_after_the_first_relu():
     net = ResnetGenerator(3, 3, ngf=8, use_dropout=True, n_blocks=1)
     layer_types = [type(m) for m in net.model[10].conv_block]
-    assert layer_types == [nn.ReflectionPad2d, WinogradConv2d, FastInstanceNorm2d, nn.ReLU, nn.Dropout,
-                           nn.ReflectionPad2d, WinogradConv2d, FastInstanceNorm2d]
+    assert layer_types == [nn.ReflectionPad2d, NnpackConv2d, FastInstanceNorm2d, nn.ReLU, nn.Dropout,
+                           nn.ReflectionPad2d, NnpackConv2d, FastInstanceNorm2d]
 
 
 def test_unet_state_dict_keys_nest_as_the_reference():

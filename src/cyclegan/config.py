@@ -120,10 +120,10 @@ class RunConfig:
     batch_generator_calls: bool = option(True, "Run the generator calls that are independent per image as one batch "
                                          "(same result with instance norm; never done with batch norm).",
                                          flag="--batch-generator-calls", negative_flag="--no-batch-generator-calls")
-    winograd: bool = option(True, "On the CPU, run the residual blocks' 3x3 convolutions through NNPACK's Winograd "
-                            "kernels where they measured faster (float32, feature maps of 32x32 or more); "
-                            "the same convolution up to float rounding.",
-                            flag="--winograd", negative_flag="--no-winograd")
+    nnpack: bool = option(True, "On the CPU, run the generator's stride-1 3x3 and 7x7 convolutions through NNPACK "
+                          "(Winograd / FFT) where they measured faster (float32, feature maps of 32x32 or "
+                          "more); the same convolutions up to float rounding.",
+                            flag="--nnpack", negative_flag="--no-nnpack")
     max_iters: int | None = option(None, "Stop after this many iterations in total (checkpoint saved as at an epoch end).")
     max_minutes: float | None = option(None, "Stop after this many minutes of training (checkpoint saved as at an "
                                        "epoch end); for time-budgeted experiments.")
@@ -151,7 +151,7 @@ SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "dat
 RESUMABLE_FIELDS = {
     ("run", "max_iters"), ("run", "save_every"), ("run", "keep_last"), ("run", "log_every"),
     ("run", "gallery_every"), ("run", "gallery_size"), ("run", "tensorboard"), ("run", "progress"),
-    ("run", "skip_nonfinite"), ("run", "compile"), ("run", "winograd"), ("run", "max_minutes"),
+    ("run", "skip_nonfinite"), ("run", "compile"), ("run", "nnpack"), ("run", "max_minutes"),
     ("run", "device"), ("run", "runs_dir"), ("data", "num_workers"), ("data", "data"),
     ("data", "domain_a"), ("data", "domain_b"),
 }

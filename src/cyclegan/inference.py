@@ -26,8 +26,8 @@ from cyclegan.errors import CheckpointError, ConfigError, UnreadableImageError
 from cyclegan.networks import build_generator, generator_from_state_dict, size_multiple
 from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
 from cyclegan.training import checkpoint as ckpt
-from cyclegan.winograd import available as winograd_available
-from cyclegan.winograd import use_winograd
+from cyclegan.nnpack import available as nnpack_available
+from cyclegan.nnpack import use_nnpack
 
 DIRECTIONS = ("AtoB", "BtoA")
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -120,26 +120,26 @@ class Translator:
 
     def __init__(self, generator: torch.nn.Module, info: dict, device: str = "auto", precision: str = "fp32",
                  tile: int | None = None, overlap: int = 32, channels_last: bool | None = None,
-                 winograd: bool = True):
+                 nnpack: bool = True):
         self.device = select_device(device)
         self.generator = generator.to(self.device).eval()
         self.info = info
         self.precision = precision
         # None: the faster layout for the device, as measured with benchmarks/translate.py
-        # (ResNet-9). On a CPU with NNPACK the Winograd convolutions (contiguous layout only) win:
+        # (ResNet-9). On a CPU the NNPACK convolutions (contiguous layout only) win:
         # 2x and more at 256-512 px; without them channels-last was faster there (1.16-1.18x
         # against 1.03-1.04x contiguous, the project's instance norm keeping the layout). On an
         # H100 channels-last was slower (0.79-0.92x against 0.81-1.29x in bf16).
         if channels_last is None:
-            # (Under bf16 autocast the Winograd path does not apply.)
-            channels_last = self.device.type == "cpu" and not (winograd and winograd_available()
+            # (Under bf16 autocast the NNPACK path does not apply.)
+            channels_last = self.device.type == "cpu" and not (nnpack and nnpack_available()
                                                                and precision == "fp32")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.generator.to(memory_format=torch.channels_last)
-        # NNPACK's Winograd convolutions where they measured faster (CPU, float32, contiguous
-        # layout, large enough feature maps; see cyclegan.winograd); a no-op elsewhere.
-        use_winograd(self.generator, winograd)
+        # NNPACK's convolutions where they measured faster (CPU, float32, contiguous
+        # layout, large enough feature maps; see cyclegan.nnpack); a no-op elsewhere.
+        use_nnpack(self.generator, nnpack)
         self.multiple = size_multiple(info["net_g"])
         if tile is not None:
             check_tiling(tile, overlap, self.multiple)
@@ -153,7 +153,7 @@ class Translator:
     def from_checkpoint(cls, path: str | Path, direction: str = "AtoB", device: str = "auto",
                         precision: str = "fp32", backend: str = "auto", tile: int | None = None,
                         overlap: int = 32, channels_last: bool | None = None,
-                        winograd: bool = True) -> "Translator":
+                        nnpack: bool = True) -> "Translator":
         if resolve_backend(path, backend) == "onnxruntime":
             from cyclegan.export import load_onnx_generator
 
@@ -163,7 +163,7 @@ class Translator:
             # onnxruntime places the work itself; torch only hands it contiguous CPU tensors.
             return cls(generator, info, "cpu", precision, tile, overlap, channels_last=False)
         generator, info = load_generator(path, direction)
-        return cls(generator, info, device, precision, tile, overlap, channels_last, winograd)
+        return cls(generator, info, device, precision, tile, overlap, channels_last, nnpack)
 
     @property
     def input_channels(self) -> int:

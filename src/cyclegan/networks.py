@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cyclegan.errors import CheckpointError, ConfigError
-from cyclegan.winograd import WinogradConv2d
+from cyclegan.nnpack import NnpackConv2d
 
 NORMS = ("instance", "batch", "none")
 GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128")
@@ -175,14 +175,14 @@ class ResnetBlock(nn.Module):
             return []
 
         layers = pad() + [
-            WinogradConv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
+            NnpackConv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
             norm_layer(dim),
             nn.ReLU(True),
         ]
         if use_dropout:
             layers.append(nn.Dropout(0.5))
         layers += pad() + [
-            WinogradConv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
+            NnpackConv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
             norm_layer(dim),
         ]
         self.conv_block = nn.Sequential(*layers)
@@ -219,7 +219,7 @@ class ResnetGenerator(nn.Module):
 
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
+            NnpackConv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
             norm_layer(ngf),
             nn.ReLU(True),
         ]
@@ -240,7 +240,7 @@ class ResnetGenerator(nn.Module):
             ]
         layers += [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0),
+            NnpackConv2d(ngf, output_nc, kernel_size=7, padding=0),
             nn.Tanh(),
         ]
         self.model = nn.Sequential(*layers)

@@ -31,13 +31,13 @@ def register(subparsers) -> None:
                              "is bounded by the tile rather than the image (e.g. 512).")
     parser.add_argument("--overlap", type=int, default=32, metavar="PX",
                         help="Overlap of neighbouring tiles, blended smoothly (default: %(default)s).")
-    parser.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=True,
-                        help="On the CPU, run the residual blocks' 3x3 convolutions through NNPACK's Winograd "
-                             "kernels where they measured faster (float32, large enough images); the same "
-                             "convolution up to float rounding (default: on).")
+    parser.add_argument("--nnpack", action=argparse.BooleanOptionalAction, default=True,
+                        help="On the CPU, run the generator's stride-1 3x3 and 7x7 convolutions through NNPACK "
+                             "(Winograd / FFT) where they measured faster (float32, large enough images); the "
+                             "same convolutions up to float rounding (default: on).")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="Channels-last memory layout (default: the faster one measured for the device: "
-                             "contiguous, except on a CPU without the Winograd path).")
+                             "contiguous, except on a CPU without the NNPACK path).")
     parser.add_argument("--no-progress", action="store_true", help="Do not show a progress bar.")
     parser.set_defaults(func=run)
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = resolve_model_argument(args.checkpoint)
     translator = Translator.from_checkpoint(checkpoint, args.direction, args.device, args.precision,
                                             backend=args.backend, tile=args.tile, overlap=args.overlap,
-                                            channels_last=args.channels_last, winograd=args.winograd)
+                                            channels_last=args.channels_last, nnpack=args.nnpack)
     print(f"model: {describe(translator.info)}")
 
     def progress(paths):

@@ -36,7 +36,7 @@ from cyclegan.training.model import build_model
 from cyclegan.training.pool import ImagePool
 from cyclegan.training.report import GALLERY_COLUMNS, MetricsLog, plot_history, save_gallery, truncate_log
 from cyclegan.training.schedules import LearningRateSchedule
-from cyclegan.winograd import use_winograd
+from cyclegan.nnpack import use_nnpack
 
 
 class NonFiniteLossError(CycleGANError):
@@ -123,7 +123,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(config.run.seed)
         self.model = build_model(config.model, config.run.batch_generator_calls).to(self.device)
-        use_winograd(self.model, config.run.winograd and self.device.type == "cpu")
+        use_nnpack(self.model, config.run.nnpack and self.device.type == "cpu")
         self.memory_format = torch.channels_last if config.run.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         # The modules whose forward does one update's work; under torchrun wrapped in DDP.

@@ -1,10 +1,10 @@
-"""3x3 stride-1 convolutions through NNPACK's Winograd kernels, on the CPU.
+"""Stride-1 3x3 and 7x7 convolutions through NNPACK on the CPU.
 
 About 87% of a ResNet generator's arithmetic is the 3x3 convolutions of its residual blocks.
 oneDNN, PyTorch's default CPU convolution, computes them directly; NNPACK (built into PyTorch's
 CPU wheels) uses the Winograd transform with 8x8 tiles: 64 products for 36 outputs instead of 9
 for each, about a fifth of the multiplications, at the cost of transforming inputs and outputs.
-Measured on the development CPU (AMD EPYC, AVX2, one thread; `benchmarks/winograd.py`), 256
+Measured on the development CPU (AMD EPYC, AVX2, one thread; `benchmarks/nnpack.py`), 256
 channels, one image, against oneDNN:
 
     output side            16x16   32x32   64x64   128x128
@@ -13,14 +13,20 @@ channels, one image, against oneDNN:
 
 (64 and 128 channels: the same picture, 1.0-2.3x from 32x32 up, slower at 16x16.)
 
+The generator's first and last convolutions (7x7, 3 <-> 64 channels at full resolution) are
+where oneDNN does worst: NNPACK (its own choice of algorithm, FFT-based for such kernels) ran the
+64 -> 3 one 3.6-9x faster and the input gradient of the 3 -> 64 one 9-20x faster, from 32x32
+outputs up (the forward 3 -> 64 one: 0.9-2.8x).
+
 NNPACK given a batch of several images in one call was slower than oneDNN (it switches to an
 algorithm meant for large batches), so images go through one at a time. Its results differ from
 oneDNN's by float rounding only (relative error about 1e-5 in float32, against bfloat16's 1e-2).
 
-Training needs more than the forward pass. The gradient with respect to the input of a 3x3
-stride-1 convolution is itself a 3x3 stride-1 convolution (of the output gradient, with the
-kernel flipped and its channel axes swapped), so it goes through NNPACK too; the gradient with
-respect to the weights stays with oneDNN, which PyTorch exposes and NNPACK, here, does not.
+Training needs more than the forward pass. The gradient with respect to the input of a stride-1
+convolution is itself a stride-1 convolution of the same kernel size (of the output gradient,
+with the kernel flipped and its channel axes swapped), so it goes through NNPACK too; the
+gradient with respect to the weights stays with oneDNN, which PyTorch exposes and NNPACK, here,
+does not.
 
 Used only where it applies and was measured faster: float32 (not under autocast), contiguous
 NCHW tensors, CPU, zero padding, output sides of at least MIN_SIDE, not while exporting,
@@ -43,14 +49,22 @@ def available() -> bool:
     return bool(torch.backends.nnpack.is_available())
 
 
+# Kernel sizes measured faster through NNPACK: the residual blocks' 3x3 (Winograd) and the
+# generator's first and last 7x7 convolutions (NNPACK picks its FFT-based algorithm there).
+KERNELS = (3, 7)
+
+
 def applies(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, groups: int) -> bool:
     """Whether `F.conv2d(x, weight, ..., stride, padding, dilation, groups)` can and should go
     through NNPACK (see the module docstring)."""
     if x.device.type != "cpu" or x.dim() != 4 or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
-    if tuple(weight.shape[-2:]) != (3, 3) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or groups != 1:
+    kernel = weight.shape[-1]
+    if kernel not in KERNELS or weight.shape[-2] != kernel:
         return False
-    if isinstance(padding, str) or padding[0] != padding[1] or padding[0] > 2:
+    if tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or groups != 1:
+        return False
+    if isinstance(padding, str) or padding[0] != padding[1] or padding[0] > kernel - 1:
         return False
     if torch.is_autocast_enabled("cpu") or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return False
@@ -58,8 +72,8 @@ def applies(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, gr
         return False
     if not x.is_contiguous():  # channels-last input would be copied to NCHW and back
         return False
-    out_height = x.shape[2] + 2 * padding[0] - 2
-    out_width = x.shape[3] + 2 * padding[0] - 2
+    out_height = x.shape[2] + 2 * padding[0] - kernel + 1
+    out_width = x.shape[3] + 2 * padding[0] - kernel + 1
     return min(out_height, out_width) >= MIN_SIDE and available()
 
 
@@ -70,7 +84,7 @@ def _nnpack_per_image(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
-class _WinogradConvolution(torch.autograd.Function):
+class _NnpackConvolution(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int):
         ctx.save_for_backward(x, weight)
@@ -87,9 +101,9 @@ class _WinogradConvolution(torch.autograd.Function):
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             # d(conv(x, w))/dx applied to g = conv(g, w flipped in space with in/out swapped),
-            # padded by kernel - 1 - padding: again a 3x3 stride-1 convolution.
+            # padded by kernel - 1 - padding: again a stride-1 convolution of the same kernel size.
             flipped = weight.flip(2, 3).transpose(0, 1).contiguous()
-            grad_input = _nnpack_per_image(grad_output, flipped, None, 2 - padding)
+            grad_input = _nnpack_per_image(grad_output, flipped, None, weight.shape[-1] - 1 - padding)
         if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
             wanted_bias = ctx.has_bias and ctx.needs_input_grad[2]
             _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
@@ -99,30 +113,30 @@ class _WinogradConvolution(torch.autograd.Function):
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
-    """A 3x3, stride-1 convolution with `padding` zeros on every side, through NNPACK; call only
-    where `applies` said so."""
-    return _WinogradConvolution.apply(x, weight, bias, padding)
+    """A stride-1 convolution with `padding` zeros on every side, through NNPACK; call only where
+    `applies` said so."""
+    return _NnpackConvolution.apply(x, weight, bias, padding)
 
 
-class WinogradConv2d(torch.nn.Conv2d):
+class NnpackConv2d(torch.nn.Conv2d):
     """`nn.Conv2d` (same parameters, same state-dict keys) that runs through NNPACK where `applies`
-    and its `winograd` attribute are true. Off when built, so a network computes exactly what
-    nn.Conv2d does until `use_winograd(network)` turns it on."""
+    and its `nnpack` attribute are true. Off when built, so a network computes exactly what
+    nn.Conv2d does until `use_nnpack(network)` turns it on."""
 
-    winograd = False
+    nnpack = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.winograd and self.padding_mode == "zeros"
+        if (self.nnpack and self.padding_mode == "zeros"
                 and applies(x, self.weight, self.stride, self.padding, self.dilation, self.groups)):
             return conv2d(x, self.weight, self.bias, self.padding[0])
         return super().forward(x)
 
 
-def use_winograd(network: torch.nn.Module, enabled: bool = True) -> int:
-    """Turn the Winograd path of every WinogradConv2d in `network` on or off; returns how many
+def use_nnpack(network: torch.nn.Module, enabled: bool = True) -> int:
+    """Turn the NNPACK path of every NnpackConv2d in `network` on or off; returns how many
     layers there are."""
-    layers = [module for module in network.modules() if isinstance(module, WinogradConv2d)]
+    layers = [module for module in network.modules() if isinstance(module, NnpackConv2d)]
     for layer in layers:
-        layer.winograd = enabled
+        layer.nnpack = enabled
     return len(layers)
 

@@ -1,11 +1,11 @@
-"""NNPACK's Winograd 3x3 convolutions (cyclegan.winograd) against oneDNN's, per shape.
+"""NNPACK's Winograd 3x3 convolutions (cyclegan.nnpack) against oneDNN's, per shape.
 
 For the residual-block convolution at several channel counts and feature-map sides, batch 1 and
-3, it times the ordinary `F.conv2d` and `cyclegan.winograd.conv2d` in alternation, forward only
+3, it times the ordinary `F.conv2d` and `cyclegan.nnpack.conv2d` in alternation, forward only
 and forward + backward (input, weight and bias gradients), and prints the medians and the ratio;
-`cyclegan.winograd.MIN_SIDE` and the module's docstring come from this table.
+`cyclegan.nnpack.MIN_SIDE` and the module's docstring come from this table.
 
-    python benchmarks/winograd.py --threads 1
+    python benchmarks/nnpack.py --threads 1
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import common
-from cyclegan import winograd
+from cyclegan import nnpack
 
 
 def make_step(kind: str, batch: int, channels: int, side: int, backward: bool):
@@ -27,7 +27,7 @@ def make_step(kind: str, batch: int, channels: int, side: int, backward: bool):
     grad = torch.randn(batch, channels, side, side, generator=generator)
 
     def conv():
-        return F.conv2d(x, w, b) if kind == "onednn" else winograd.conv2d(x, w, b, 0)
+        return F.conv2d(x, w, b) if kind == "onednn" else nnpack.conv2d(x, w, b, 0)
 
     def step() -> None:
         if backward:
@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     common.set_threads(args.threads)
-    if not winograd.available():
+    if not nnpack.available():
         print("this PyTorch has no NNPACK (or this CPU cannot run it): nothing to compare", file=sys.stderr)
         return 1
     print(common.describe_machine(common.machine_description()))
@@ -71,9 +71,9 @@ def main(argv=None) -> int:
             for batch in args.batches:
                 row = [str(channels), f"{side}x{side}", str(batch)]
                 for backward in (False, True):
-                    steps = {kind: make_step(kind, batch, channels, side, backward) for kind in ("onednn", "winograd")}
+                    steps = {kind: make_step(kind, batch, channels, side, backward) for kind in ("onednn", "nnpack")}
                     times = common.alternate(steps, args.repeats, args.warmup)
-                    onednn, fast = (common.summarize(times[kind]).median for kind in ("onednn", "winograd"))
+                    onednn, fast = (common.summarize(times[kind]).median for kind in ("onednn", "nnpack"))
                     row += [f"{onednn * 1e3:.1f}", f"{fast * 1e3:.1f}", f"{onednn / fast:.2f}x"]
                 rows.append(row)
                 print("  ".join(row), flush=True)
