@@ -1,9 +1,10 @@
-"""NNPACK's Winograd 3x3 convolutions (cyclegan.nnpack) against oneDNN's, per shape.
+"""NNPACK's convolutions (cyclegan.nnpack) against oneDNN's, per shape.
 
-For the residual-block convolution at several channel counts and feature-map sides, batch 1 and
-3, it times the ordinary `F.conv2d` and `cyclegan.nnpack.conv2d` in alternation, forward only
-and forward + backward (input, weight and bias gradients), and prints the medians and the ratio;
-`cyclegan.nnpack.MIN_SIDE` and the module's docstring come from this table.
+For the residual-block convolution (3x3, channels -> channels) at several channel counts, and the
+generator's first and last convolutions (7x7, 3 -> 64 and 64 -> 3), at several feature-map sides,
+batch 1 and 3, it times the ordinary `F.conv2d` and `cyclegan.nnpack.conv2d` in alternation,
+forward only and forward + backward (input, weight and bias gradients), and prints the medians
+and the ratio; `cyclegan.nnpack.MIN_SIDE` and the module's docstring come from this table.
 
     python benchmarks/nnpack.py --threads 1
 """
@@ -19,12 +20,14 @@ import common
 from cyclegan import nnpack
 
 
-def make_step(kind: str, batch: int, channels: int, side: int, backward: bool):
+def make_step(kind: str, batch: int, channels: tuple[int, int], kernel: int, side: int, backward: bool):
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, channels, side + 2, side + 2, generator=generator).requires_grad_(backward)
-    w = (torch.randn(channels, channels, 3, 3, generator=generator) * 0.02).requires_grad_(backward)
-    b = torch.zeros(channels).requires_grad_(backward)
-    grad = torch.randn(batch, channels, side, side, generator=generator)
+    channels_in, channels_out = channels
+    x = torch.randn(batch, channels_in, side + kernel - 1, side + kernel - 1, generator=generator)
+    x.requires_grad_(backward)
+    w = (torch.randn(channels_out, channels_in, kernel, kernel, generator=generator) * 0.02).requires_grad_(backward)
+    b = torch.zeros(channels_out).requires_grad_(backward)
+    grad = torch.randn(batch, channels_out, side, side, generator=generator)
 
     def conv():
         return F.conv2d(x, w, b) if kind == "onednn" else nnpack.conv2d(x, w, b, 0)
@@ -42,7 +45,7 @@ def make_step(kind: str, batch: int, channels: int, side: int, backward: bool):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--channels", default="64,128,256", help="Comma-separated channel counts.")
+    parser.add_argument("--channels", default="64,128,256", help="Comma-separated channel counts of the 3x3 shapes.")
     parser.add_argument("--sides", default="16,32,64,128", help="Comma-separated output sides.")
     parser.add_argument("--batches", default="1,3", help="Comma-separated batch sizes.")
     parser.add_argument("--repeats", type=int, default=5)
@@ -66,20 +69,22 @@ def main(argv=None) -> int:
         return 1
     print(common.describe_machine(common.machine_description()))
     rows = []
-    for channels in args.channels:
+    shapes = [(3, (c, c)) for c in args.channels] + [(7, (3, 64)), (7, (64, 3))]
+    for kernel, channels in shapes:
         for side in args.sides:
             for batch in args.batches:
-                row = [str(channels), f"{side}x{side}", str(batch)]
+                row = [f"{kernel}x{kernel}", f"{channels[0]}->{channels[1]}", f"{side}x{side}", str(batch)]
                 for backward in (False, True):
-                    steps = {kind: make_step(kind, batch, channels, side, backward) for kind in ("onednn", "nnpack")}
+                    steps = {kind: make_step(kind, batch, channels, kernel, side, backward)
+                             for kind in ("onednn", "nnpack")}
                     times = common.alternate(steps, args.repeats, args.warmup)
                     onednn, fast = (common.summarize(times[kind]).median for kind in ("onednn", "nnpack"))
                     row += [f"{onednn * 1e3:.1f}", f"{fast * 1e3:.1f}", f"{onednn / fast:.2f}x"]
                 rows.append(row)
                 print("  ".join(row), flush=True)
     print()
-    print(common.format_table(["channels", "output", "batch", "fwd oneDNN ms", "fwd Winograd ms", "fwd ratio",
-                               "fwd+bwd oneDNN ms", "fwd+bwd Winograd ms", "fwd+bwd ratio"], rows))
+    print(common.format_table(["kernel", "channels", "output", "batch", "fwd oneDNN ms", "fwd NNPACK ms", "fwd ratio",
+                               "fwd+bwd oneDNN ms", "fwd+bwd NNPACK ms", "fwd+bwd ratio"], rows))
     return 0
 
 

@@ -141,3 +141,20 @@ def test_precision_parity_compares_the_precisions_against_the_spread_between_see
 def test_precision_parity_needs_two_seeds():
     result = run_script("precision_parity.py", "--out", "x", "--seeds", "0", "--summarize")
     assert result.returncode == 2 and "at least two seeds" in result.stderr
+
+
+def test_nnpack_benchmark_reports_every_shape():
+    pytest.importorskip("torch")
+    import torch
+
+    if not torch.backends.nnpack.is_available():
+        pytest.skip("this PyTorch has no NNPACK")
+    result = run_script("nnpack.py", "--channels", "8", "--sides", "32", "--batches", "1,2", "--repeats", "1",
+                        "--warmup", "0", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["3x3"], ["7x7"])]
+    # Printed as measured and again in the final table: 3 shapes x 2 batch sizes, twice.
+    assert sorted({tuple(row[:4]) for row in rows}) == [
+        ("3x3", "8->8", "32x32", "1"), ("3x3", "8->8", "32x32", "2"),
+        ("7x7", "3->64", "32x32", "1"), ("7x7", "3->64", "32x32", "2"),
+        ("7x7", "64->3", "32x32", "1"), ("7x7", "64->3", "32x32", "2")]
