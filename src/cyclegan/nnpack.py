@@ -13,10 +13,12 @@ channels, one image, against oneDNN:
 
 (64 and 128 channels: the same picture, 1.0-2.3x from 32x32 up, slower at 16x16.)
 
-The generator's first and last convolutions (7x7, 3 <-> 64 channels at full resolution) are
-where oneDNN does worst: NNPACK (its own choice of algorithm, FFT-based for such kernels) ran the
-64 -> 3 one 3.6-9x faster and the input gradient of the 3 -> 64 one 9-20x faster, from 32x32
-outputs up (the forward 3 -> 64 one: 0.9-2.8x).
+The generator's first and last convolutions (7x7, 3 <-> 64 channels at full resolution): NNPACK
+(its own choice of algorithm, FFT-based for such kernels) against oneDNN, from 32x32 outputs up
+(`benchmarks/nnpack.py --channels 64 --sides 16,32,64,128 --batches 1,2`):
+
+    64 -> 3    forward 3.4-4.7x    forward + backward 1.7-2.1x
+    3 -> 64    forward 0.9-1.1x    forward + backward 1.3-1.5x
 
 NNPACK given a batch of several images in one call was slower than oneDNN (it switches to an
 algorithm meant for large batches), so images go through one at a time. Its results differ from
