@@ -58,3 +58,18 @@ def test_torchrun_train_writes_from_rank_zero_only_and_resumes(data, tmp_path):
                   tmp_path)
     assert "resuming runs/ddp at iteration 2" in resumed.stdout
     assert (checkpoints / "iter_00000004.safetensors").exists()
+
+
+def test_logged_values_are_reduced_where_the_backend_can_reduce_them(monkeypatch):
+    # NCCL reduces only tensors on the rank's GPU, gloo only CPU tensors; a CPU tensor handed to
+    # NCCL fails at the first iteration. (No GPU here: the backend's answer is simulated.)
+    import torch
+    import torch.distributed as dist
+
+    from cyclegan.training import distributed
+
+    monkeypatch.setattr(dist, "get_backend", lambda: "nccl")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert distributed._reduce_device() == torch.device("cuda", 3)
+    monkeypatch.setattr(dist, "get_backend", lambda: "gloo")
+    assert distributed._reduce_device() == torch.device("cpu")
