@@ -30,13 +30,13 @@ from cyclegan.device import autocast, select_device
 from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, DatasetError, UnreadableImageError
 from cyclegan.fileio import unwritable_reason
 from cyclegan.networks import size_multiple
+from cyclegan.nnpack import use_nnpack
 from cyclegan.training import checkpoint as ckpt
 from cyclegan.training.distributed import Distributed
 from cyclegan.training.model import build_model
 from cyclegan.training.pool import ImagePool
 from cyclegan.training.report import GALLERY_COLUMNS, MetricsLog, plot_history, save_gallery, truncate_log
 from cyclegan.training.schedules import LearningRateSchedule
-from cyclegan.nnpack import use_nnpack
 
 
 class NonFiniteLossError(CycleGANError):
@@ -301,25 +301,7 @@ class Trainer:
                     accuracies[f"acc_D_{domain}"] = losses.discriminator_accuracy(mode, pred_real, pred_fake)
                 loss_d = sum(terms_d.values())
             self._backward(loss_d)
-
-        values = self._read({**terms_g, **terms_d, **accuracies})
-        values_g = {name: values[name] for name in terms_g}
-        if pools is not None and not all(math.isfinite(value) for value in values_g.values()):
-            self.pool_a.restore(pools[0])  # before _nonfinite, which may raise
-            self.pool_b.restore(pools[1])
-        if self._nonfinite(values_g):
-            return {"skipped": 1.0}
-        if terms_g:
-            self._step(self.optimizer_g)
-            self.epoch_loss_sum += generator_total(values_g)
-            self.epoch_loss_count += 1
-        if self._nonfinite({name: values[name] for name in terms_d}):
-            self.scaler.update()  # the generator's optimizer did step (fp16 needs one update per step)
-            return {**values_g, "skipped": 1.0}
-        if terms_d:
-            self._step(self.optimizer_d)
-        self.scaler.update()  # once per iteration, after every optimizer has stepped (fp16 only)
-        return values
+        return self._apply_updates(terms_g, terms_d, accuracies, pools)
 
     def _pix2pix_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
         """pix2pix (Isola et al. 2017, eq. 4): conditional GAN + lambda_L1 * ||G(a) - b||_1."""
@@ -341,26 +323,36 @@ class Trainer:
                     judge, torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b.detach()], 1))
             loss_d = loss_d / loss_cfg.d_ratio
         self._backward(loss_d)
-        values = self._read({**terms_g, "loss_D": loss_d,
-                             "acc_D": losses.discriminator_accuracy(mode, pred_real, pred_fake)})
-        values_g = {name: values[name] for name in terms_g}
-        if self._nonfinite(values_g):
-            return {"skipped": 1.0}
-        self._step(self.optimizer_g)
-        self.epoch_loss_sum += generator_total(values_g)
-        self.epoch_loss_count += 1
-        if self._nonfinite({"loss_D": values["loss_D"]}):
-            self.scaler.update()  # the generator's optimizer did step (fp16 needs one update per step)
-            return {**values_g, "skipped": 1.0}
-        self._step(self.optimizer_d)
-        self.scaler.update()
-        return values
+        accuracy = {"acc_D": losses.discriminator_accuracy(mode, pred_real, pred_fake)}
+        return self._apply_updates(terms_g, {"loss_D": loss_d}, accuracy)
 
     def _backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
-    def _step(self, optimizer: torch.optim.Optimizer) -> None:
-        self.scaler.step(optimizer)
+    def _apply_updates(self, terms_g: dict[str, torch.Tensor], terms_d: dict[str, torch.Tensor],
+                       logged: dict[str, torch.Tensor], pools: tuple | None = None) -> dict[str, float]:
+        """Read every value back at once, then step the generators' and the discriminators'
+        optimizers, each only if its losses are finite (see _nonfinite). `pools`, the image pools'
+        snapshots from before this iteration's queries, are restored when the generator's losses
+        are not finite. Returns the values, or {"skipped": 1.0} merged in where a step was skipped."""
+        values = self._read({**terms_g, **terms_d, **logged})
+        values_g = {name: values[name] for name in terms_g}
+        if pools is not None and not all(math.isfinite(value) for value in values_g.values()):
+            self.pool_a.restore(pools[0])  # before _nonfinite, which may raise
+            self.pool_b.restore(pools[1])
+        if self._nonfinite(values_g):
+            return {"skipped": 1.0}
+        if terms_g:
+            self.scaler.step(self.optimizer_g)
+            self.epoch_loss_sum += generator_total(values_g)
+            self.epoch_loss_count += 1
+        if self._nonfinite({name: values[name] for name in terms_d}):
+            self.scaler.update()  # the generator's optimizer did step (fp16 needs one update per step)
+            return {**values_g, "skipped": 1.0}
+        if terms_d:
+            self.scaler.step(self.optimizer_d)
+        self.scaler.update()  # once per iteration, after every optimizer has stepped (fp16 only)
+        return values
 
     def _read(self, tensors: dict[str, torch.Tensor]) -> dict[str, float]:
         """The tensors as floats, averaged over ranks, in one copy from the device (one wait)."""
