@@ -238,6 +238,22 @@ def gpu_description(device: torch.device) -> dict:
     }
 
 
+def announce(device: torch.device, variant_names: Sequence[str]) -> dict:
+    """Describe the machine (returned, and printed with a bf16 warning where one applies)."""
+    machine = machine_description(device)
+    print(describe_machine(machine))
+    warning = bf16_warning(variant_names, device)
+    if warning:
+        print(warning)
+    return machine
+
+
+def memory_columns(probe: dict, reference_probe: dict) -> dict:
+    """A variant's memory results from its probe (see `report_probe`), with its peak relative to
+    the reference's."""
+    return {**probe, "peak_vs_reference": probe["peak"] / reference_probe["peak"]}
+
+
 def describe_machine(machine: dict) -> str:
     if "gpu" in machine:
         return (f"{machine['gpu']} ({machine['gpu_memory_mib']} MiB), CUDA {machine['cuda']}, cuDNN "

@@ -188,11 +188,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     common.set_threads(args.threads)
     device = common.resolve_device(args.device)
-    machine = common.machine_description(device)
-    print(common.describe_machine(machine))
-    warning = common.bf16_warning(args.dtypes, device)
-    if warning:
-        print(warning)
+    machine = common.announce(device, args.dtypes)
     shapes = generator_shapes(args.size, args.ngf, args.n_blocks)
     if not args.no_discriminator:
         shapes += discriminator_shapes(args.size, args.ngf)

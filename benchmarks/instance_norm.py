@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     unknown = [name for name in names if name not in FORMULATIONS]
     if unknown:
         parser.error(f"unknown formulation(s) {', '.join(unknown)}; choose from {', '.join(FORMULATIONS)}")
-    print(common.describe_machine(common.machine_description()))
+    common.announce(torch.device("cpu"), [])
     headers = ["pass", "shape", "layout"] + [f"{name} ms (x)" for name in names]
     rows = []
     for passes in args.passes.split(","):

@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     if not nnpack.available():
         print("this PyTorch has no NNPACK (or this CPU cannot run it): nothing to compare", file=sys.stderr)
         return 1
-    print(common.describe_machine(common.machine_description()))
+    common.announce(torch.device("cpu"), [])
     rows = []
     shapes = [(3, (c, c)) for c in args.channels] + [(7, (3, 64)), (7, (64, 3))]
     for kernel, channels in shapes:

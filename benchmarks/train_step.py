@@ -277,13 +277,9 @@ def main(argv=None) -> int:
     args.device = common.resolve_device(args.device)
     if args.memory_probe:
         return run_memory_probe(args)
-    machine = common.machine_description(args.device)
     print(f"training iteration, {args.netG}, {args.size}x{args.size}, batch {args.batch}, ngf {args.ngf}, "
           f"ndf {args.ndf}; {args.repeats} timed iterations per variant, alternating")
-    print(common.describe_machine(machine))
-    warning = common.bf16_warning(args.names, args.device)
-    if warning:
-        print(warning)
+    machine = common.announce(args.device, args.names)
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         workdir = Path(tmp)
@@ -341,12 +337,7 @@ def main(argv=None) -> int:
         if floors:
             result["times_floor"] = summary.median / floors["bf16_seconds"]
         if memory:
-            result["peak_rss"] = memory[name]["peak_rss"]
-            result["rss_after_setup"] = memory[name]["rss_after_setup"]
-            result["peak"] = memory[name]["peak"]
-            if "peak_cuda" in memory[name]:
-                result["peak_cuda"] = memory[name]["peak_cuda"]
-            result["peak_vs_reference"] = memory[name]["peak"] / memory[REFERENCE]["peak"]
+            result.update(common.memory_columns(memory[name], memory[REFERENCE]))
         results[name] = result
         rows.append([
             name, common.seconds(summary.median), common.seconds(summary.iqr),

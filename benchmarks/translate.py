@@ -173,13 +173,9 @@ def main(argv=None) -> int:
     args.device = common.resolve_device(args.device)
     if args.memory_probe:
         return run_memory_probe(args)
-    machine = common.machine_description(args.device)
     print(f"translation, {args.netG}, ngf {args.ngf}, batch {args.batch}; {args.repeats} timed calls per variant "
           "and size, alternating")
-    print(common.describe_machine(machine))
-    warning = common.bf16_warning(args.names, args.device)
-    if warning:
-        print(warning)
+    machine = common.announce(args.device, args.names)
     generator, info = make_generator(args)
     results: dict[str, dict] = {}
     rows = []
@@ -214,12 +210,7 @@ def main(argv=None) -> int:
             if floor:
                 result["times_floor"] = summary.median / floor["bf16_seconds"]
             if memory:
-                result["peak_rss"] = memory[name]["peak_rss"]
-                result["rss_after_setup"] = memory[name]["rss_after_setup"]
-                result["peak"] = memory[name]["peak"]
-                if "peak_cuda" in memory[name]:
-                    result["peak_cuda"] = memory[name]["peak_cuda"]
-                result["peak_vs_reference"] = memory[name]["peak"] / memory[REFERENCE]["peak"]
+                result.update(common.memory_columns(memory[name], memory[REFERENCE]))
             per_variant[name] = result
             rows.append([
                 size_label(size), name, common.seconds(summary.median),
