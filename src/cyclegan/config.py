@@ -123,7 +123,7 @@ class RunConfig:
     nnpack: bool = option(True, "On the CPU, run the generator's stride-1 3x3 and 7x7 convolutions through NNPACK "
                           "(Winograd / FFT) where they measured faster (float32, feature maps of 32x32 or "
                           "more); the same convolutions up to float rounding.",
-                            flag="--nnpack", negative_flag="--no-nnpack")
+                          flag="--nnpack", negative_flag="--no-nnpack")
     max_iters: int | None = option(None, "Stop after this many iterations in total (checkpoint saved as at an epoch end).")
     max_minutes: float | None = option(None, "Stop after this many minutes of training (checkpoint saved as at an "
                                        "epoch end); for time-budgeted experiments.")

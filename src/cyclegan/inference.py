@@ -24,10 +24,10 @@ from cyclegan.data.images import image_to_tensor, list_images, load_image, save_
 from cyclegan.device import autocast, select_device
 from cyclegan.errors import CheckpointError, ConfigError, UnreadableImageError
 from cyclegan.networks import build_generator, generator_from_state_dict, size_multiple
-from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
-from cyclegan.training import checkpoint as ckpt
 from cyclegan.nnpack import available as nnpack_available
 from cyclegan.nnpack import use_nnpack
+from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
+from cyclegan.training import checkpoint as ckpt
 
 DIRECTIONS = ("AtoB", "BtoA")
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -126,10 +126,10 @@ class Translator:
         self.info = info
         self.precision = precision
         # None: the faster layout for the device, as measured with benchmarks/translate.py
-        # (ResNet-9). On a CPU the NNPACK convolutions (contiguous layout only) win:
-        # 2x and more at 256-512 px; without them channels-last was faster there (1.16-1.18x
-        # against 1.03-1.04x contiguous, the project's instance norm keeping the layout). On an
-        # H100 channels-last was slower (0.79-0.92x against 0.81-1.29x in bf16).
+        # (ResNet-9). On a CPU the NNPACK convolutions (contiguous layout only) win: 1.5-2.2x
+        # the reference at 256 px, 1.8-1.95x at 512 px; without them channels-last was faster there
+        # (1.16-1.18x against 1.03-1.04x contiguous, the project's instance norm keeping the
+        # layout). On an H100 channels-last was slower (0.79-0.92x against 0.81-1.29x in bf16).
         if channels_last is None:
             # (Under bf16 autocast the NNPACK path does not apply.)
             channels_last = self.device.type == "cpu" and not (nnpack and nnpack_available()

@@ -148,8 +148,9 @@ class ImageStatisticsNorm(nn.Module):
 
 
 def with_image_statistics(generator: nn.Module) -> tuple[nn.Module, list[ImageStatisticsNorm]]:
-    """A copy of `generator` whose InstanceNorm2d layers (FastInstanceNorm2d included) are `ImageStatisticsNorm`s (sharing no
-    state with the original, so the original stays safe to use meanwhile), and those layers.
+    """A copy of `generator` whose InstanceNorm2d layers (FastInstanceNorm2d included) are
+    `ImageStatisticsNorm`s (sharing no state with the original, so the original stays safe to use
+    meanwhile), and those layers.
     A network without such layers (batch norm, no norm, an ONNX session) is returned as is."""
     names = [name for name, module in generator.named_modules()
              if isinstance(module, nn.InstanceNorm2d) and not module.track_running_stats]
