@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming {trainer.run_dir} at iteration {trainer.iteration} (epoch {trainer.epoch + 1})")
     try:
         result = trainer.train()
-    finally:
-        trainer.dist.close()
+    except BaseException:
+        trainer.dist.close(wait_for_others=False)
+        raise
+    trainer.dist.close()
     if not result.is_main_process:  # under torchrun, rank 0 reports for all
         return 128 + result.stopped_by_signal if result.stopped_by_signal is not None else 0
     print(f"run folder:  {result.run_dir}")
