@@ -18,6 +18,24 @@ from typing import Any
 from cyclegan.errors import ConfigError
 
 
+# Every choice an option offers, named once; the networks, losses, transforms, schedules and every
+# command's flags take their choices from here.
+MODELS = ("cyclegan", "pix2pix")
+GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128")
+DISCRIMINATORS = ("basic", "n_layers", "pixel")
+NORMS = ("instance", "batch", "none")
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+PADDING_TYPES = ("reflect", "replicate", "zero")
+GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
+CYCLES = ("both", "forward", "backward", "none")
+LR_POLICIES = ("linear", "step", "cosine", "plateau")
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+PRECISIONS = ("fp32", "bf16", "fp16")
+# The two translation directions of a CycleGAN checkpoint: AtoB applies G_AB, BtoA applies G_BA.
+DIRECTIONS = ("AtoB", "BtoA")
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
 def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
            negative_flag: str | None = None) -> Any:
     """A dataclass field that knows how it appears on the command line."""
@@ -32,20 +50,20 @@ class ModelConfig:
     model: str = option("cyclegan", "cyclegan (unpaired) or pix2pix (paired data: the upper bound in the paper's tables). "
                         "pix2pix changes the defaults of --netG, --norm, --gan-mode, --pool-size and "
                         "--lambda-identity to the pix2pix paper's unless they are given.",
-                        choices=("cyclegan", "pix2pix"))
+                        choices=MODELS)
     net_g: str = option("resnet_9blocks", "Generator architecture (ResNet-9 at 256 px, ResNet-6 at 128 px in the paper).",
-                        flag="--netG", choices=("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128"))
+                        flag="--netG", choices=GENERATORS)
     net_d: str = option("basic", "Discriminator: basic = 70x70 PatchGAN, n_layers = PatchGAN with --n-layers-D, pixel = 1x1.",
-                        flag="--netD", choices=("basic", "n_layers", "pixel"))
+                        flag="--netD", choices=DISCRIMINATORS)
     n_layers_d: int = option(3, "Number of strided layers of the PatchGAN when --netD n_layers.", flag="--n-layers-D")
     ngf: int = option(64, "Filters in the generator's first and last convolution.")
     ndf: int = option(64, "Filters in the discriminator's first convolution.")
-    norm: str = option("instance", "Normalisation layer.", choices=("instance", "batch", "none"))
-    init_type: str = option("normal", "Weight initialisation.", choices=("normal", "xavier", "kaiming", "orthogonal"))
+    norm: str = option("instance", "Normalisation layer.", choices=NORMS)
+    init_type: str = option("normal", "Weight initialisation.", choices=INIT_TYPES)
     init_gain: float = option(0.02, "Scale (std or gain) of the weight initialisation.")
     use_dropout: bool = option(False, "Dropout (0.5) in the generator; the paper's CycleGAN uses none.",
                                flag="--dropout", negative_flag="--no-dropout")
-    padding_type: str = option("reflect", "Padding in the ResNet generator.", choices=("reflect", "replicate", "zero"))
+    padding_type: str = option("reflect", "Padding in the ResNet generator.", choices=PADDING_TYPES)
     input_nc: int = option(3, "Channels of domain A images (1 = grayscale, 3 = RGB).")
     output_nc: int = option(3, "Channels of domain B images (1 = grayscale, 3 = RGB).")
 
@@ -56,12 +74,12 @@ class LossConfig:
 
     gan_mode: str = option("lsgan", "Adversarial loss: lsgan (least squares, the paper's), vanilla (log-likelihood), "
                            "wgangp (Wasserstein with gradient penalty) or hinge.",
-                           choices=("lsgan", "vanilla", "wgangp", "hinge"))
+                           choices=GAN_MODES)
     lambda_a: float = option(10.0, "Weight of the A -> B -> A cycle loss.", flag="--lambda-A")
     lambda_b: float = option(10.0, "Weight of the B -> A -> B cycle loss.", flag="--lambda-B")
     lambda_identity: float = option(0.5, "Identity loss weight, as a fraction of the cycle weight (0 disables).")
     cycle: str = option("both", "Which cycle losses to use (for ablations): both, forward (A -> B -> A only), "
-                        "backward (B -> A -> B only) or none.", choices=("both", "forward", "backward", "none"))
+                        "backward (B -> A -> B only) or none.", choices=CYCLES)
     gan: bool = option(True, "Use the adversarial losses (--no-gan trains with the cycle loss alone, for ablations).",
                        flag="--gan", negative_flag="--no-gan")
     lambda_l1: float = option(100.0, "pix2pix only: weight of the L1 distance to the paired target.", flag="--lambda-L1")
@@ -81,7 +99,7 @@ class OptimConfig:
     beta2: float = option(0.999, "Adam beta2.")
     epochs: int = option(100, "Epochs at the initial learning rate.")
     epochs_decay: int = option(100, "Epochs over which the learning rate then decays (linear policy: to zero).")
-    lr_policy: str = option("linear", "Learning-rate schedule.", choices=("linear", "step", "cosine", "plateau"))
+    lr_policy: str = option("linear", "Learning-rate schedule.", choices=LR_POLICIES)
     lr_decay_epochs: int = option(50, "For --lr-policy step: multiply the lr by --lr-gamma every this many epochs.")
     lr_gamma: float = option(0.1, "Factor of the step and plateau policies.")
 
@@ -97,7 +115,7 @@ class DataConfig:
     load_size: int = option(286, "Images are scaled to this size before cropping.")
     crop_size: int = option(256, "Then randomly cropped to this size.")
     preprocess: str = option("resize_and_crop", "Preprocessing of training images.",
-                             choices=("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"))
+                             choices=PREPROCESS_MODES)
     flip: bool = option(True, "Random horizontal flips.", flag="--flip", negative_flag="--no-flip")
     serial_batches: bool = option(False, "Pair A and B images by index instead of drawing B at random.")
     num_workers: int = option(2, "Data-loading worker processes (0 loads in the training process).")
@@ -112,7 +130,7 @@ class RunConfig:
     seed: int = option(0, "Random seed; on CPU the same seed repeats a run exactly.")
     device: str = option("auto", "Device: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.")
     precision: str = option("fp32", "Arithmetic: fp32, bf16 (autocast) or fp16 (autocast with loss scaling, CUDA).",
-                            choices=("fp32", "bf16", "fp16"))
+                            choices=PRECISIONS)
     channels_last: bool = option(False, "Keep activations in channels-last memory layout (often faster with bf16).",
                                  flag="--channels-last", negative_flag="--no-channels-last")
     compile: bool = option(False, "Compile the networks with torch.compile (slow first iterations, faster after).",

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cyclegan.config import ModelConfig
+from cyclegan.config import BACKENDS, DIRECTIONS, ModelConfig
 from cyclegan.data.images import image_to_tensor, list_images, load_image, save_image_atomic, tensor_to_image
 from cyclegan.device import autocast, select_device
 from cyclegan.errors import CheckpointError, ConfigError, UnreadableImageError
@@ -29,8 +29,6 @@ from cyclegan.nnpack import use_nnpack
 from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
 from cyclegan.training import checkpoint as ckpt
 
-DIRECTIONS = ("AtoB", "BtoA")
-BACKENDS = ("auto", "torch", "onnxruntime")
 # Images decoded ahead of the network, and encodings still being written, in translate_files:
 # enough to keep the model busy, few enough that huge images do not pile up in memory.
 _PREFETCH = 2

@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cyclegan.config import GAN_MODES
 from cyclegan.errors import ConfigError
 
-GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 
 
 def check_gan_mode(mode: str) -> str:

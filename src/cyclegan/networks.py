@@ -23,14 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cyclegan.config import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, PADDING_TYPES
 from cyclegan.errors import CheckpointError, ConfigError
 from cyclegan.nnpack import NnpackConv2d
 
-NORMS = ("instance", "batch", "none")
-GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128")
-DISCRIMINATORS = ("basic", "n_layers", "pixel")
-INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
-PADDING_TYPES = ("reflect", "replicate", "zero")
 
 _RESNET_BLOCKS = {"resnet_9blocks": 9, "resnet_6blocks": 6}
 _UNET_DOWNS = {"unet_256": 8, "unet_128": 7}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cyclegan.config import DIRECTIONS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="run folder, checkpoint .safetensors, official *.pth or a "
                                            "downloaded model's name")
     parser.add_argument("--onnx", required=True, help="the .onnx file to write")
-    parser.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
+    parser.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
                         help="which generator to export (ignored for files holding one generator)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: 17)")
     parser.set_defaults(func=run)

@@ -5,6 +5,7 @@ import argparse
 import importlib.util
 import sys
 
+from cyclegan.config import DIRECTIONS, PRECISIONS
 from cyclegan.errors import CycleGANError
 
 # Module names of the `web` extra (python-multipart installs as `python_multipart`, older ones as `multipart`).
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
                         help="Address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the "
                              "server to the network).")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks a free one).")
-    parser.add_argument("--direction", choices=("AtoB", "BtoA"), action="append",
+    parser.add_argument("--direction", choices=DIRECTIONS, action="append",
                         help="Serve only this direction (repeatable; default: every direction the checkpoint holds).")
     parser.add_argument("--max-upload-mb", type=float, default=20.0,
                         help="Largest accepted upload in MiB (default: 20).")
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="Seconds a request may take, waiting included, before it is answered 504 (default: 60).")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="Arithmetic precision.")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="Arithmetic precision.")
     parser.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cyclegan.config import DIRECTIONS, PRECISIONS
+
 from tqdm import tqdm
 
 
@@ -19,11 +21,11 @@ def register(subparsers) -> None:
                                            "downloaded model name (horse2zebra) or exported .onnx.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="Image files and/or folders of images.")
     parser.add_argument("--out", required=True, help="Output folder (created if needed).")
-    parser.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
+    parser.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
                         help="Which generator to apply (ignored for files holding one generator: .pth, "
                              "downloaded models, .onnx).")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="Arithmetic precision.")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="Arithmetic precision.")
     parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                         help="Run the model with PyTorch or onnxruntime (auto: onnxruntime for .onnx files).")
     parser.add_argument("--tile", type=int, default=None, metavar="SIZE",

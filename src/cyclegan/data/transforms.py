@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from cyclegan.config import PREPROCESS_MODES
 from cyclegan.errors import ConfigError
 
-PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
 _RESAMPLE = Image.Resampling.BICUBIC
 

@@ -8,9 +8,9 @@ import math
 
 import torch
 
+from cyclegan.config import LR_POLICIES
 from cyclegan.errors import ConfigError
 
-LR_POLICIES = ("linear", "step", "cosine", "plateau")
 
 
 def linear_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
