@@ -3,7 +3,7 @@
 Each formulation normalises tensors of the ResNet generator's shapes (ngf 64 at 256 and 128 px,
 batch 1 and the batches of the trainer's batched generator calls), contiguous and channels-last,
 forward and backward (input gradient) or forward only. The alternatives give the same result to
-float tolerance; `project` is `cyclegan.networks.instance_norm`, which picks among them.
+float tolerance; `project` is `cyclegan.layers.instance_norm.instance_norm`, which picks among them.
 
     python benchmarks/instance_norm.py --threads 1 --repeats 9
 """
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import common
-from cyclegan.networks import instance_norm
+from cyclegan.layers.instance_norm import instance_norm
 
 EPS = 1e-5
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}

@@ -1,10 +1,10 @@
-"""NNPACK's convolutions (cyclegan.nnpack) against oneDNN's, per shape.
+"""NNPACK's convolutions (cyclegan.layers.nnpack) against oneDNN's, per shape.
 
 For the residual-block convolution (3x3, channels -> channels) at several channel counts, and the
 generator's first and last convolutions (7x7, 3 -> 64 and 64 -> 3), at several feature-map sides,
-batch 1 and 3, it times the ordinary `F.conv2d` and `cyclegan.nnpack.conv2d` in alternation,
+batch 1 and 3, it times the ordinary `F.conv2d` and `cyclegan.layers.nnpack.conv2d` in alternation,
 forward only and forward + backward (input, weight and bias gradients), and prints the medians
-and the ratio; `cyclegan.nnpack.MIN_SIDE` and the module's docstring come from this table.
+and the ratio; `cyclegan.layers.nnpack.MIN_SIDE` and the module's docstring come from this table.
 
     python benchmarks/nnpack.py --threads 1
 """
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import common
-from cyclegan import nnpack
+from cyclegan.layers import nnpack
 
 
 def make_step(kind: str, batch: int, channels: tuple[int, int], kernel: int, side: int, backward: bool):

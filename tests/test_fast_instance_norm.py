@@ -4,7 +4,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cyclegan.networks import FastInstanceNorm2d, build_generator, generator_from_state_dict, instance_norm
+from cyclegan.layers.instance_norm import FastInstanceNorm2d, instance_norm
+from cyclegan.networks import build_generator
+from cyclegan.reference_format import generator_from_state_dict
 from cyclegan.tiling import with_image_statistics
 
 CHANNELS_LAST = torch.channels_last
@@ -112,7 +114,7 @@ def test_is_an_instance_norm_2d_without_parameters_or_buffers():
                          ids=["affine", "running_stats"])
 def test_layers_with_affine_parameters_or_running_statistics_fall_back_to_instance_norm_2d(options, monkeypatch):
     calls = []
-    monkeypatch.setattr("cyclegan.networks.instance_norm", lambda *args: calls.append(args))
+    monkeypatch.setattr("cyclegan.layers.instance_norm.instance_norm", lambda *args: calls.append(args))
     torch.manual_seed(0)
     fast, plain = FastInstanceNorm2d(4, **options), nn.InstanceNorm2d(4, **options)
     if fast.affine:
@@ -130,7 +132,7 @@ def test_layers_with_affine_parameters_or_running_statistics_fall_back_to_instan
 
 def test_unbatched_3d_input_falls_back_to_instance_norm_2d(monkeypatch):
     calls = []
-    monkeypatch.setattr("cyclegan.networks.instance_norm", lambda *args: calls.append(args))
+    monkeypatch.setattr("cyclegan.layers.instance_norm.instance_norm", lambda *args: calls.append(args))
     x = torch.randn(4, 6, 6)
     assert torch.equal(FastInstanceNorm2d(4)(x), nn.InstanceNorm2d(4)(x))
     assert calls == []
@@ -138,7 +140,7 @@ def test_unbatched_3d_input_falls_back_to_instance_norm_2d(monkeypatch):
 
 def test_the_fast_path_is_taken_for_4d_input_without_affine_or_running_statistics(monkeypatch):
     calls = []
-    monkeypatch.setattr("cyclegan.networks.instance_norm", lambda x, eps: calls.append(eps) or x)
+    monkeypatch.setattr("cyclegan.layers.instance_norm.instance_norm", lambda x, eps: calls.append(eps) or x)
     FastInstanceNorm2d(4, eps=1e-3)(torch.randn(2, 4, 6, 6))
     assert calls == [1e-3]
 

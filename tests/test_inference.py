@@ -6,13 +6,13 @@ from PIL import Image
 
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
-from cyclegan import nnpack
+from cyclegan.layers import nnpack
 from cyclegan.errors import CheckpointError
 from cyclegan.inference import Translator, pad_to_multiple
 from cyclegan.networks import ResnetGenerator, UnetGenerator
 from cyclegan.training.checkpoint import save_checkpoint
 from cyclegan.training.model import CycleGAN
-from cyclegan.nnpack import NnpackConv2d
+from cyclegan.layers.nnpack import NnpackConv2d
 
 from conftest import write_images
 

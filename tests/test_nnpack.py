@@ -5,14 +5,14 @@ import torch.nn.functional as F
 
 from safetensors.torch import load_file
 
-from cyclegan import nnpack
+from cyclegan.layers import nnpack
 from cyclegan.cli import main
 from cyclegan.config import TrainConfig
 from cyclegan.inference import Translator
 from cyclegan.networks import ResnetGenerator
 from cyclegan.training import checkpoint as ckpt
 from cyclegan.training.trainer import Trainer
-from cyclegan.nnpack import NnpackConv2d, use_nnpack
+from cyclegan.layers.nnpack import NnpackConv2d, use_nnpack
 
 from conftest import write_images
 

@@ -23,9 +23,10 @@ from cyclegan.config import BACKENDS, DIRECTIONS, ModelConfig
 from cyclegan.data.images import image_to_tensor, list_images, load_image, save_image_atomic, tensor_to_image
 from cyclegan.device import autocast, select_device
 from cyclegan.errors import CheckpointError, ConfigError, UnreadableImageError
-from cyclegan.networks import build_generator, generator_from_state_dict, size_multiple
-from cyclegan.nnpack import available as nnpack_available
-from cyclegan.nnpack import use_nnpack
+from cyclegan.networks import build_generator, size_multiple
+from cyclegan.reference_format import load_reference_generator
+from cyclegan.layers.nnpack import available as nnpack_available
+from cyclegan.layers.nnpack import use_nnpack
 from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
 from cyclegan.training import checkpoint as ckpt
 
@@ -59,21 +60,6 @@ def load_generator(path: str | Path, direction: str = "AtoB") -> tuple[torch.nn.
     info = {"net_g": config.net_g, "input_nc": input_nc, "output_nc": output_nc, "ngf": config.ngf,
             "norm": config.norm, "checkpoint": str(files.weights), "direction": direction}
     return generator.eval(), info
-
-
-def load_reference_generator(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    """An official reference-code generator file (`*_net_G*.pth`, the zoo's `horse2zebra.pth`),
-    read as plain tensors (never unpickled code), with its architecture inferred from the keys."""
-    path = Path(path)
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # damaged file, or a pickle that is more than tensors
-        raise CheckpointError(f"{path} cannot be loaded as a plain state dict of tensors ({error}); "
-                              "only weights are accepted, never pickled code") from error
-    if isinstance(state_dict, dict) and "state_dict" in state_dict:
-        state_dict = state_dict["state_dict"]
-    generator, architecture = generator_from_state_dict(state_dict)
-    return generator.eval(), {**architecture, "checkpoint": str(path), "direction": "as trained"}
 
 
 def pad_to_multiple(batch: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -123,11 +109,10 @@ class Translator:
         self.generator = generator.to(self.device).eval()
         self.info = info
         self.precision = precision
-        # None: the faster layout for the device, as measured with benchmarks/translate.py
-        # (ResNet-9). On a CPU the NNPACK convolutions (contiguous layout only) win: 1.5-2.2x
-        # the reference at 256 px, 1.8-1.95x at 512 px; without them channels-last was faster there
-        # (1.16-1.18x against 1.03-1.04x contiguous, the project's instance norm keeping the
-        # layout). On an H100 channels-last was slower (0.79-0.92x against 0.81-1.29x in bf16).
+        # None: the layout measured faster for the device (benchmarks/translate.py, figures in
+        # docs/PERFORMANCE.md). On a CPU the NNPACK convolutions, which need the contiguous
+        # layout, beat channels-last; without them channels-last was the faster one there. On a
+        # GPU channels-last was slower.
         if channels_last is None:
             # (Under bf16 autocast the NNPACK path does not apply.)
             channels_last = self.device.type == "cpu" and not (nnpack and nnpack_available()
@@ -136,7 +121,7 @@ class Translator:
         if channels_last:
             self.generator.to(memory_format=torch.channels_last)
         # NNPACK's convolutions where they measured faster (CPU, float32, contiguous
-        # layout, large enough feature maps; see cyclegan.nnpack); a no-op elsewhere.
+        # layout, large enough feature maps; see cyclegan.layers.nnpack); a no-op elsewhere.
         use_nnpack(self.generator, nnpack)
         self.multiple = size_multiple(info["net_g"])
         if tile is not None:

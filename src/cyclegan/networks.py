@@ -3,12 +3,12 @@
 The layers, their order and therefore the state-dict keys are those of the reference
 implementation (junyanz/pytorch-CycleGAN-and-pix2pix, `models/networks.py`), so the
 official pretrained generators load into these classes without renaming anything
-(see `generator_from_state_dict`).
+(see `cyclegan.reference_format`).
 
 Defaults reproduce the paper: a ResNet generator with 9 residual blocks, a 70x70 PatchGAN
 discriminator, instance normalisation everywhere, weights drawn from N(0, 0.02).
 
-Bias convention (taken from the reference, and relied on by `infer_generator_architecture`):
+Bias convention (taken from the reference, and relied on by `cyclegan.reference_format`):
 a convolution that is followed by a norm layer has a bias only with instance norm. Batch
 norm has its own learned shift, so a bias would be redundant; with norm "none" the reference
 also leaves the bias out. The first and last convolutions that have no norm after them always
@@ -20,18 +20,16 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cyclegan.config import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, PADDING_TYPES
-from cyclegan.errors import CheckpointError, ConfigError
-from cyclegan.nnpack import NnpackConv2d
+from cyclegan.errors import ConfigError
+from cyclegan.layers.instance_norm import FastInstanceNorm2d
+from cyclegan.layers.nnpack import NnpackConv2d
 
 
 _RESNET_BLOCKS = {"resnet_9blocks": 9, "resnet_6blocks": 6}
-_UNET_DOWNS = {"unet_256": 8, "unet_128": 7}
-# Buffers that an InstanceNorm2d with track_running_stats=True (old PyTorch, old checkpoints) has.
-_RUNNING_STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+UNET_DOWNS = {"unet_256": 8, "unet_128": 7}
 
 
 def _check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
@@ -42,50 +40,6 @@ def _check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
 def _uses_bias(norm: str) -> bool:
     """Whether a convolution followed by a `norm` layer has a bias (see the module docstring)."""
     return norm == "instance"
-
-
-def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Instance normalisation of a 4-D (N, C, H, W) tensor without affine parameters, as
-    `F.instance_norm` (biased variance, `eps` inside the square root), in `x`'s memory format.
-
-    `F.instance_norm` reshapes its input to (1, N*C, H, W) for batch norm, which copies a
-    channels-last tensor and returns a contiguous one, so every layer after it converts back.
-    Measured on a CPU with one thread (benchmarks/instance_norm.py), forward and backward:
-    group norm with one group per channel is 1.3-2.7x faster than `F.instance_norm` on contiguous
-    input but mostly slower than it on channels-last input, where batch norm in training mode
-    over each single image (the same statistics) is 2.8-5.5x faster. Forward only, group norm is the
-    fastest in both layouts, so it also serves channels-last input when no gradient is recorded.
-    Other devices (measured on none) and ONNX export (whose graph keeps its InstanceNormalization
-    node) get `F.instance_norm` itself.
-    """
-    if x.dim() != 4 or x.device.type != "cpu" or torch.onnx.is_in_onnx_export():
-        # torch 2.13's CPU instance norm returns a wrong input gradient for a channels-last single
-        # image whose output gradient is channels-last too (tests/test_fast_instance_norm.py); not
-        # checked on other devices, so they get a contiguous input, which F.instance_norm would
-        # make by a copy anyway.
-        return F.instance_norm(x.contiguous(), eps=eps)
-    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    if not channels_last or not (torch.is_grad_enabled() and x.requires_grad):
-        return F.group_norm(x, x.shape[1], eps=eps)
-    images = [F.batch_norm(image, None, None, training=True, eps=eps) for image in x.split(1)]
-    return images[0] if len(images) == 1 else torch.cat(images)
-
-
-class FastInstanceNorm2d(nn.InstanceNorm2d):
-    """`nn.InstanceNorm2d` that keeps the input's memory format and is faster on a CPU
-    (forward and backward, one thread: 1.3-2.2x on contiguous input, 2.6-4.6x on channels-last).
-
-    Only `forward` differs, and only for what CycleGAN uses: no affine parameters, no running
-    statistics, a 4-D tensor with `num_features` channels, which `instance_norm` normalises
-    (on a CPU; elsewhere it is `F.instance_norm`). Everything else goes to `nn.InstanceNorm2d`.
-    Without affine parameters the layer has no parameters or buffers, so state dicts and the
-    reference's pretrained files are unchanged, and `isinstance(m, nn.InstanceNorm2d)` holds.
-    """
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if self.affine or self.track_running_stats or input.dim() != 4 or input.shape[1] != self.num_features:
-            return super().forward(input)
-        return instance_norm(input, self.eps)
 
 
 def get_norm_layer(norm: str) -> Callable[[int], nn.Module]:
@@ -409,7 +363,7 @@ def build_generator(net_g: str = "resnet_9blocks", input_nc: int = 3, output_nc:
         net: nn.Module = ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout,
                                          _RESNET_BLOCKS[net_g], padding_type)
     else:
-        net = UnetGenerator(input_nc, output_nc, _UNET_DOWNS[net_g], ngf, norm, use_dropout)
+        net = UnetGenerator(input_nc, output_nc, UNET_DOWNS[net_g], ngf, norm, use_dropout)
     return init_weights(net, init_type, init_gain)
 
 
@@ -439,167 +393,9 @@ def size_multiple(net_g: str) -> int:
     _check_choice("generator", net_g, GENERATORS)
     if net_g in _RESNET_BLOCKS:
         return ResnetGenerator.size_multiple
-    return 2 ** _UNET_DOWNS[net_g]
+    return 2 ** UNET_DOWNS[net_g]
 
 
 def count_parameters(net: nn.Module) -> int:
     """Number of scalar parameters of `net` (buffers such as BatchNorm running stats excluded)."""
     return sum(p.numel() for p in net.parameters())
-
-
-def clean_reference_state_dict(state_dict: dict) -> dict:
-    """Return a plain dict copy of a reference generator state dict that loads strictly here.
-
-    The official pretrained files (e.g. `horse2zebra.pth`, `latest_net_G_A.pth`) may have
-    - a `module.` prefix on every key (saved from nn.DataParallel): it is removed;
-    - `running_mean`/`running_var`/`num_batches_tracked` of InstanceNorm layers (PyTorch < 0.4
-      tracked them): they are dropped. A norm layer whose keys are only running stats, with
-      no `weight`, is an InstanceNorm (affine=False); BatchNorm layers, which always have a
-      weight here, keep theirs.
-    """
-    if not isinstance(state_dict, dict):
-        raise CheckpointError(
-            f"expected a state dict (a mapping of names to tensors), got {type(state_dict).__name__}"
-        )
-    cleaned: dict = {}
-    for key, value in state_dict.items():
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise CheckpointError(
-                f"state dict entry {key!r} is not a tensor ({type(value).__name__}); "
-                "is this a full checkpoint rather than a network's weights?"
-            )
-        name = key[len("module."):] if key.startswith("module.") else key
-        if name in cleaned:
-            raise CheckpointError(f"state dict has key {name!r} both with and without 'module.'")
-        cleaned[name] = value
-    for key in list(cleaned):
-        prefix, _, suffix = key.rpartition(".")
-        if suffix in _RUNNING_STAT_SUFFIXES and f"{prefix}.weight" not in cleaned:
-            del cleaned[key]
-    return cleaned
-
-
-def _norm_of(keys: set[str], conv: str, norm: str) -> str:
-    """Tell the norm from a conv followed by a norm layer (module-docstring bias rule)."""
-    if f"{norm}.running_mean" in keys or f"{norm}.weight" in keys:
-        return "batch"
-    return "instance" if f"{conv}.bias" in keys else "none"
-
-
-def _describe_keys(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys)} keys)" if len(keys) > limit else "")
-
-
-def _infer_resnet(state_dict: dict, keys: set[str]) -> dict:
-    block_indices = sorted({int(k.split(".")[1]) for k in keys if ".conv_block." in k})
-    first = block_indices[0] if block_indices else None
-    if first != 10 or block_indices != list(range(10, 10 + len(block_indices))):
-        raise CheckpointError(
-            f"ResNet generator blocks expected at model.10, model.11, ...; found {block_indices}"
-        )
-    n_blocks = len(block_indices)
-    net_g = f"resnet_{n_blocks}blocks"
-    if net_g not in GENERATORS:
-        raise CheckpointError(
-            f"the generator has {n_blocks} residual blocks; only 6 or 9 are supported "
-            f"({', '.join(GENERATORS)})"
-        )
-    block_convs = sorted({int(k.split(".")[3]) for k in keys
-                          if k.startswith("model.10.conv_block.") and k.endswith(".weight")
-                          and state_dict[k].dim() == 4})
-    # Without dropout the block's convs are at 1 and 5; Dropout(0.5) after the ReLU moves the
-    # second one to 6. Blocks without pad layers (padding_type "zero") start with a conv at 0.
-    if block_convs not in ([1, 5], [1, 6]):
-        raise CheckpointError(
-            f"residual block convolutions at conv_block.{block_convs}; expected [1, 5] "
-            "(reflect/replicate padding) or [1, 6] (with dropout); zero-padded blocks "
-            "cannot be inferred, build the generator explicitly"
-        )
-    first_conv = state_dict["model.1.weight"]
-    last_conv = state_dict[f"model.{17 + n_blocks}.weight"]
-    return {
-        "net_g": net_g,
-        "input_nc": int(first_conv.shape[1]),
-        "output_nc": int(last_conv.shape[0]),
-        "ngf": int(first_conv.shape[0]),
-        "norm": _norm_of(keys, "model.1", "model.2"),
-        "use_dropout": block_convs == [1, 6],
-    }
-
-
-def _infer_unet(state_dict: dict, keys: set[str]) -> dict:
-    # The outermost block holds its child at index 1, every other block at index 3.
-    prefix, num_downs = "model.model.1.model.", 1
-    while any(k.startswith(prefix) for k in keys):
-        prefix, num_downs = prefix + "3.model.", num_downs + 1
-    net_g = {downs: name for name, downs in _UNET_DOWNS.items()}.get(num_downs)
-    if net_g is None:
-        raise CheckpointError(
-            f"the U-Net has {num_downs} levels; only 7 (unet_128) or 8 (unet_256) are supported"
-        )
-    first_conv = state_dict["model.model.0.weight"]
-    last_upconv = state_dict["model.model.3.weight"]  # ConvTranspose2d: (in, out, kh, kw)
-    return {
-        "net_g": net_g,
-        "input_nc": int(first_conv.shape[1]),
-        "output_nc": int(last_upconv.shape[1]),
-        "ngf": int(first_conv.shape[0]),
-        "norm": _norm_of(keys, "model.model.1.model.1", "model.model.1.model.2"),
-        # Dropout sits last in its block, so it moves no key; it only acts in training anyway.
-        "use_dropout": False,
-    }
-
-
-def infer_generator_architecture(state_dict: dict) -> dict:
-    """Infer the `build_generator` arguments that fit a generator state dict.
-
-    Returns {"net_g", "input_nc", "output_nc", "ngf", "norm", "use_dropout"}. ResNets are
-    recognised by `model.N.conv_block.` keys (the block count gives net_g; only 6 and 9 are
-    supported), U-Nets by `model.model.` keys (their nesting depth gives net_g). The norm
-    follows from the keys: BatchNorm has weight/running stats, instance norm leaves only the
-    conv biases, "none" neither. Dropout is detected in ResNet blocks (it shifts the second
-    conv's index); in a U-Net it moves no key and is reported as False. The state dict is
-    cleaned first (`clean_reference_state_dict`). Raises CheckpointError when the keys are
-    neither layout, e.g. for a discriminator.
-    """
-    cleaned = clean_reference_state_dict(state_dict)
-    keys = set(cleaned)
-    try:
-        if any(".conv_block." in k for k in keys) and "model.1.weight" in keys:
-            return _infer_resnet(cleaned, keys)
-        if "model.model.0.weight" in keys and "model.model.3.weight" in keys:
-            return _infer_unet(cleaned, keys)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise CheckpointError(f"generator state dict is incomplete or malformed: {exc}") from exc
-    raise CheckpointError(
-        "not a ResNet or U-Net generator state dict (expected keys like "
-        "'model.10.conv_block.1.weight' or 'model.model.0.weight'); unexpected keys: "
-        + _describe_keys(sorted(keys))
-    )
-
-
-def generator_from_state_dict(state_dict: dict) -> tuple[nn.Module, dict]:
-    """Build the generator a state dict was saved from and load it strictly.
-
-    Accepts our own generator weights and the reference's pretrained files alike (cleaned
-    with `clean_reference_state_dict`). Returns (network in eval mode, architecture dict as
-    from `infer_generator_architecture`). Raises CheckpointError when the weights do not fit.
-    """
-    cleaned = clean_reference_state_dict(state_dict)
-    architecture = infer_generator_architecture(cleaned)
-    net = build_generator(**architecture)
-    expected = set(net.state_dict())
-    missing = sorted(expected - set(cleaned))
-    unexpected = sorted(set(cleaned) - expected)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"state dict does not fit the inferred generator {architecture}: "
-            f"missing keys: {_describe_keys(missing) or 'none'}; "
-            f"unexpected keys: {_describe_keys(unexpected) or 'none'}"
-        )
-    try:
-        net.load_state_dict(cleaned, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"state dict does not fit the inferred generator: {exc}") from exc
-    return net.eval(), architecture

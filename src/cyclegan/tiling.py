@@ -33,7 +33,7 @@ from torch import nn
 
 from cyclegan.data.images import image_to_tensor, tensor_to_image
 from cyclegan.errors import ConfigError
-from cyclegan.networks import instance_norm
+from cyclegan.layers.instance_norm import instance_norm
 
 # Rows converted to 8 bits at a time at the end, so the conversion's temporaries stay small.
 _FINISH_ROWS = 256
@@ -95,7 +95,7 @@ class ImageStatisticsNorm(nn.Module):
     """A stand-in for `nn.InstanceNorm2d` (without running statistics) that can normalise a
     tile with the statistics of the whole image.
 
-    mode "tile": exactly InstanceNorm2d (`networks.instance_norm`, as in `FastInstanceNorm2d`).
+    mode "tile": exactly InstanceNorm2d (`layers.instance_norm.instance_norm`, as in `FastInstanceNorm2d`).
     "record": the same, and the per-channel mean and variance of every input are pooled
     (weighted by pixel count, in float64 on the CPU).
     "image": inputs are normalised with the pooled statistics (see `use_recorded`).

@@ -29,6 +29,7 @@ from cyclegan.config import ModelConfig
 from cyclegan.download import download_file, sha256_of
 from cyclegan.errors import CheckpointError
 from cyclegan.fileio import write_atomic
+from cyclegan.reference_format import load_reference_generator
 from cyclegan.training import checkpoint as ckpt
 
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu"
@@ -121,7 +122,7 @@ def save_generator(path: str | os.PathLike, generator: torch.nn.Module, architec
     """Write one generator as a checkpoint that `inference.load_generator` reads.
 
     The weights are stored as `G_AB.<key>`, the metadata carries our checkpoint format and a
-    model config built from `architecture` (as from `networks.infer_generator_architecture`),
+    model config built from `architecture` (as from `reference_format.infer_generator_architecture`),
     plus `networks` = "G_AB", which marks the file as holding a single generator.
     """
     path = Path(path)
@@ -140,11 +141,9 @@ def convert_reference_generator(source: str | os.PathLike, dest: str | os.PathLi
     """Convert an official `*.pth` generator into a single-generator safetensors file.
 
     The architecture is inferred from the keys; old InstanceNorm running statistics and
-    `module.` prefixes are dropped (`networks.clean_reference_state_dict`). Returns the
+    `module.` prefixes are dropped (`reference_format.clean_reference_state_dict`). Returns the
     architecture. Raises CheckpointError for anything that is not a generator state dict.
     """
-    from cyclegan.inference import load_reference_generator
-
     source, dest = Path(source), Path(dest)
     if dest.suffix != ".safetensors":
         raise CheckpointError(f"the converted model must be a .safetensors file, got {dest}")

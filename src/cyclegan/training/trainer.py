@@ -30,7 +30,7 @@ from cyclegan.device import autocast, select_device
 from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, DatasetError, UnreadableImageError
 from cyclegan.fileio import unwritable_reason
 from cyclegan.networks import size_multiple
-from cyclegan.nnpack import use_nnpack
+from cyclegan.layers.nnpack import use_nnpack
 from cyclegan.training import checkpoint as ckpt
 from cyclegan.training.distributed import Distributed
 from cyclegan.training.model import build_model
@@ -236,7 +236,7 @@ class Trainer:
         before any weight changes if a loss is NaN/inf (unless --skip-nonfinite).
         """
         # Last step's gradients are dropped before the forward pass rather than after it, so they
-        # are not held in memory at the peak (the reference code's order costs ~5% more memory).
+        # are not held in memory at the peak (the reference code's order raises the peak; docs/PERFORMANCE.md).
         self.optimizer_g.zero_grad(set_to_none=True)
         self.optimizer_d.zero_grad(set_to_none=True)
         if self.is_pix2pix:

@@ -1,28 +1,17 @@
 """Stride-1 3x3 and 7x7 convolutions through NNPACK on the CPU.
 
-About 87% of a ResNet generator's arithmetic is the 3x3 convolutions of its residual blocks.
+The 3x3 convolutions of the residual blocks are most of a ResNet generator's arithmetic.
 oneDNN, PyTorch's default CPU convolution, computes them directly; NNPACK (built into PyTorch's
 CPU wheels) uses the Winograd transform with 8x8 tiles: 64 products for 36 outputs instead of 9
 for each, about a fifth of the multiplications, at the cost of transforming inputs and outputs.
-Measured on the development CPU (AMD EPYC, AVX2, one thread; `benchmarks/nnpack.py`), 256
-channels, one image, against oneDNN:
-
-    output side            16x16   32x32   64x64   128x128
-    forward                0.55x   1.47x   2.25x   2.56x
-    forward + backward     0.70x   1.24x   1.55x   1.56x
-
-(64 and 128 channels: the same picture, 1.0-2.3x from 32x32 up, slower at 16x16.)
-
-The generator's first and last convolutions (7x7, 3 <-> 64 channels at full resolution): NNPACK
-(its own choice of algorithm, FFT-based for such kernels) against oneDNN, from 32x32 outputs up
-(`benchmarks/nnpack.py --channels 64 --sides 16,32,64,128 --batches 1,2`):
-
-    64 -> 3    forward 3.4-4.7x    forward + backward 1.7-2.1x
-    3 -> 64    forward 0.9-1.1x    forward + backward 1.3-1.5x
+That pays from some feature-map size up, and not below it (`benchmarks/nnpack.py`; the measured
+speed-ups per size and channel count are in docs/PERFORMANCE.md). For the generator's first and
+last convolutions (7x7, 3 <-> 64 channels at full resolution) NNPACK picks its FFT-based
+algorithm, which also measured faster there.
 
 NNPACK given a batch of several images in one call was slower than oneDNN (it switches to an
 algorithm meant for large batches), so images go through one at a time. Its results differ from
-oneDNN's by float rounding only (relative error about 1e-5 in float32, against bfloat16's 1e-2).
+oneDNN's by float rounding only.
 
 Training needs more than the forward pass. The gradient with respect to the input of a stride-1
 convolution is itself a stride-1 convolution of the same kernel size (of the output gradient,
