@@ -6,7 +6,7 @@ import pytest
 from cyclegan.cli import main
 from cyclegan.data.synth import generate_synthetic_dataset
 from cyclegan.errors import ConfigError
-from cyclegan.experiments import budget_flags, epoch_length, flatten, paired_training_data, run_suite
+from cyclegan.experiments import budget_flags, flatten, paired_training_data, run_suite, train_command
 
 from conftest import write_images
 
@@ -17,11 +17,13 @@ def test_iteration_budget_squeezes_the_paper_schedule_into_the_budget():
     assert budget_flags(None, 2.5, 600) == ["--max-minutes", "2.5", "--epochs", "100000", "--epochs-decay", "0"]
 
 
-def test_epoch_length_is_the_larger_domain_or_the_number_of_pairs(tmp_path):
-    write_images(tmp_path / "trainA", 4, prefix="x")
+def test_an_iteration_budget_counts_iterations_not_images_when_batches_hold_several(tmp_path):
+    write_images(tmp_path / "trainA", 6, prefix="x")
     write_images(tmp_path / "trainB", 6, prefix="x")
-    assert epoch_length(tmp_path, paired=False) == 6
-    assert epoch_length(tmp_path, paired=True) == 4
+    command = train_command(tmp_path, tmp_path / "runs", "v", 0, 12, None, ["--batch-size", "2"])
+    # 6 images in batches of 2: 3 iterations an epoch, so 12 iterations are 4 epochs (2 + 2 decaying).
+    assert command[command.index("--max-iters"):command.index("--max-iters") + 6] == [
+        "--max-iters", "12", "--epochs", "2", "--epochs-decay", "2"]
 
 
 def test_pix2pix_gets_generated_pairs_for_the_synthetic_set_and_none_for_unpaired_folders(tmp_path):

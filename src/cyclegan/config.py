@@ -36,11 +36,39 @@ DIRECTIONS = ("AtoB", "BtoA")
 BACKENDS = ("auto", "torch", "onnxruntime")
 
 
+# Each model's own defaults for the options whose paper value differs between CycleGAN (Zhu et al.
+# 2017) and pix2pix (Isola et al. 2017). Those fields default to None, "the model's default", which
+# the config resolves itself, so the command line, a --config file and Python give the same run.
+MODEL_DEFAULTS = {
+    "cyclegan": {"model": {"net_g": "resnet_9blocks", "norm": "instance"},
+                 "loss": {"gan_mode": "lsgan", "pool_size": 50, "lambda_identity": 0.5}},
+    "pix2pix": {"model": {"net_g": "unet_256", "norm": "batch"},
+                "loss": {"gan_mode": "vanilla", "pool_size": 0, "lambda_identity": 0.0}},
+}
+
+
 def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
            negative_flag: str | None = None) -> Any:
     """A dataclass field that knows how it appears on the command line."""
     metadata = {"help": help, "flag": flag, "choices": choices, "negative_flag": negative_flag}
     return field(default=default, metadata=metadata)
+
+
+def model_default_text(section: str, name: str) -> str | None:
+    """How the help shows a default that depends on --model ("resnet_9blocks; pix2pix: unet_256")."""
+    values = {model: defaults.get(section, {}).get(name) for model, defaults in MODEL_DEFAULTS.items()}
+    if values["cyclegan"] is None:
+        return None
+    return f"{values['cyclegan']}; pix2pix: {values['pix2pix']}"
+
+
+def _resolve_model_defaults(section_name: str, section, model: str) -> None:
+    """Fill the fields left at None ("the model's default") with `model`'s value."""
+    if model not in MODEL_DEFAULTS:
+        raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+    for name, value in MODEL_DEFAULTS[model].get(section_name, {}).items():
+        if getattr(section, name) is None:
+            setattr(section, name, value)
 
 
 @dataclass
@@ -51,14 +79,14 @@ class ModelConfig:
                         "pix2pix changes the defaults of --netG, --norm, --gan-mode, --pool-size and "
                         "--lambda-identity to the pix2pix paper's unless they are given.",
                         choices=MODELS)
-    net_g: str = option("resnet_9blocks", "Generator architecture (ResNet-9 at 256 px, ResNet-6 at 128 px in the paper).",
+    net_g: str | None = option(None, "Generator architecture (ResNet-9 at 256 px, ResNet-6 at 128 px in the paper).",
                         flag="--netG", choices=GENERATORS)
     net_d: str = option("basic", "Discriminator: basic = 70x70 PatchGAN, n_layers = PatchGAN with --n-layers-D, pixel = 1x1.",
                         flag="--netD", choices=DISCRIMINATORS)
     n_layers_d: int = option(3, "Number of strided layers of the PatchGAN when --netD n_layers.", flag="--n-layers-D")
     ngf: int = option(64, "Filters in the generator's first and last convolution.")
     ndf: int = option(64, "Filters in the discriminator's first convolution.")
-    norm: str = option("instance", "Normalisation layer.", choices=NORMS)
+    norm: str | None = option(None, "Normalisation layer.", choices=NORMS)
     init_type: str = option("normal", "Weight initialisation.", choices=INIT_TYPES)
     init_gain: float = option(0.02, "Scale (std or gain) of the weight initialisation.")
     use_dropout: bool = option(False, "Dropout (0.5) in the generator; the paper's CycleGAN uses none.",
@@ -67,17 +95,20 @@ class ModelConfig:
     input_nc: int = option(3, "Channels of domain A images (1 = grayscale, 3 = RGB).")
     output_nc: int = option(3, "Channels of domain B images (1 = grayscale, 3 = RGB).")
 
+    def __post_init__(self) -> None:
+        _resolve_model_defaults("model", self, self.model)
+
 
 @dataclass
 class LossConfig:
     """The objective (paper section 3): adversarial + cycle + identity terms."""
 
-    gan_mode: str = option("lsgan", "Adversarial loss: lsgan (least squares, the paper's), vanilla (log-likelihood), "
+    gan_mode: str | None = option(None, "Adversarial loss: lsgan (least squares, the paper's), vanilla (log-likelihood), "
                            "wgangp (Wasserstein with gradient penalty) or hinge.",
                            choices=GAN_MODES)
     lambda_a: float = option(10.0, "Weight of the A -> B -> A cycle loss.", flag="--lambda-A")
     lambda_b: float = option(10.0, "Weight of the B -> A -> B cycle loss.", flag="--lambda-B")
-    lambda_identity: float = option(0.5, "Identity loss weight, as a fraction of the cycle weight (0 disables).")
+    lambda_identity: float | None = option(None, "Identity loss weight, as a fraction of the cycle weight (0 disables).")
     cycle: str = option("both", "Which cycle losses to use (for ablations): both, forward (A -> B -> A only), "
                         "backward (B -> A -> B only) or none.", choices=CYCLES)
     gan: bool = option(True, "Use the adversarial losses (--no-gan trains with the cycle loss alone, for ablations).",
@@ -86,7 +117,7 @@ class LossConfig:
     gp_weight: float = option(10.0, "Gradient-penalty weight for --gan-mode wgangp.")
     d_ratio: float = option(2.0, "The discriminator loss is divided by this to slow D down (2 = the reference's 0.5 factor).")
     d_steps: int = option(1, "Discriminator updates per generator update (the generator steps every d_steps iterations).")
-    pool_size: int = option(50, "Size of the history of generated images shown to the discriminators (0 disables).")
+    pool_size: int | None = option(None, "Size of the history of generated images shown to the discriminators (0 disables).")
 
 
 @dataclass
@@ -156,12 +187,6 @@ class RunConfig:
     skip_nonfinite: bool = option(False, "On a NaN/inf loss skip that update and count it, instead of stopping the run.")
 
 
-# pix2pix's own paper defaults, applied where the user did not choose (Isola et al. 2017).
-MODEL_DEFAULTS = {
-    "pix2pix": {"model": {"net_g": "unet_256", "norm": "batch"},
-                "loss": {"gan_mode": "vanilla", "pool_size": 0, "lambda_identity": 0.0}},
-}
-
 SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "data": DataConfig, "run": RunConfig}
 
 # Fields that may change when a run is resumed; any other difference would make the resumed run a
@@ -184,6 +209,10 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        _resolve_model_defaults("model", self.model, self.model.model)
+        _resolve_model_defaults("loss", self.loss, self.model.model)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cyclegan.data.images import list_images
+from cyclegan.data.layout import is_paired, iterations_per_epoch, training_dataset
 from cyclegan.errors import ConfigError, CycleGANError, DatasetError
 
 
@@ -49,21 +49,30 @@ SUITES: dict[str, list[Variant]] = {
 }
 
 
-def epoch_length(data: Path, paired: bool) -> int:
-    """Iterations per epoch at batch size 1 (the trainer's rule: max(|A|, |B|), or the pairs)."""
-    count_a, count_b = len(list_images(data / "trainA")), len(list_images(data / "trainB"))
-    if paired:
-        stems_b = {path.stem for path in list_images(data / "trainB")}
-        return sum(1 for path in list_images(data / "trainA") if path.stem in stems_b)
-    return max(count_a, count_b)
+def iterations_per_epoch_of(train_argv: list[str]) -> int:
+    """Iterations per epoch of the run that `cyclegan train` with these flags would make: the
+    dataset layout and the batch size decide, as in the trainer."""
+    from cyclegan.cli import build_parser
+    from cyclegan.cli.options import config_from_args
+
+    config = config_from_args(build_parser().parse_args(["train", *train_argv]))
+    return iterations_per_epoch(len(training_dataset(config)), config.data.batch_size)
 
 
-def budget_flags(iterations: int | None, minutes: float | None, length: int) -> list[str]:
+def train_command(data: Path, runs_dir: Path, name: str, seed: int, iterations: int | None, minutes: float | None,
+                  flags: list[str]) -> list[str]:
+    """The `cyclegan train` command line of one variant, with the suite's budget."""
+    run_flags = ["--data", str(data), "--runs-dir", str(runs_dir), "--name", name, "--seed", str(seed), "--no-progress"]
+    budget = budget_flags(iterations, minutes, iterations_per_epoch_of(run_flags + flags))
+    return [sys.executable, "-m", "cyclegan", "train", *run_flags, *budget, *flags]
+
+
+def budget_flags(iterations: int | None, minutes: float | None, epoch_iterations: int) -> list[str]:
     """Same budget for every variant. With iterations the schedule is the paper's shape squeezed
     into the budget (constant for the first half, then linear decay); with minutes the rate
     stays constant, since the number of iterations is not known in advance."""
     if iterations is not None:
-        total_epochs = max(2, math.ceil(iterations / length))
+        total_epochs = max(2, math.ceil(iterations / epoch_iterations))
         constant = max(1, total_epochs // 2)
         return ["--max-iters", str(iterations), "--epochs", str(constant), "--epochs-decay", str(total_epochs - constant)]
     return ["--max-minutes", str(minutes), "--epochs", "100000", "--epochs-decay", "0"]
@@ -81,9 +90,7 @@ def paired_training_data(data: Path, out: Path) -> Path | None:
         if not (paired / "trainB").is_dir():
             generate_paired_training_set(paired, size=info["size"], n_train=info["n_train"], seed=info["seed"])
         return paired
-    stems_a = {path.stem for path in list_images(data / "trainA")}
-    stems_b = {path.stem for path in list_images(data / "trainB")}
-    return data if stems_a and stems_a == stems_b else None
+    return data if is_paired(data) else None
 
 
 def flatten(report: dict, prefix: str = "") -> dict[str, float]:
@@ -129,10 +136,8 @@ def run_suite(suite: str, data: Path, out: Path, *, iterations: int | None = Non
             continue
         slug = "".join(ch if ch.isalnum() else "_" for ch in variant.name.lower()).strip("_")
         run_dir = out / "runs" / slug
-        train = [sys.executable, "-m", "cyclegan", "train", "--data", str(train_data), "--runs-dir", str(out / "runs"),
-                 "--name", slug, "--seed", str(seed), "--no-progress",
-                 *budget_flags(iterations, minutes, epoch_length(train_data, variant.paired)),
-                 *(extra_train_flags or []), *variant.flags]
+        train = train_command(train_data, out / "runs", slug, seed, iterations, minutes,
+                              [*(extra_train_flags or []), *variant.flags])
         evaluate = [sys.executable, "-m", "cyclegan", "evaluate", str(run_dir), "--data", str(data),
                     "--out", str(run_dir / "evaluation.json"), *(extra_eval_flags or [])]
         commands += [f"# {variant.name}", _display(train), _display(evaluate)]

@@ -55,6 +55,7 @@ def _synthetic_set_matches(data_dir: Path, args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     from cyclegan.cli.options import merge
     from cyclegan.config import TrainConfig
+    from cyclegan.data.layout import iterations_per_epoch, training_dataset
     from cyclegan.data.synth import generate_synthetic_dataset
     from cyclegan.inference import Translator
     from cyclegan.training.trainer import Trainer
@@ -74,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
     overrides["data"]["data"] = str(data_dir)
     overrides["run"].update(name=run_name, runs_dir=str(out / "runs"), seed=args.seed, device=args.device,
                             max_iters=args.iterations, max_minutes=args.minutes, progress=not args.no_progress)
-    # Two epochs (constant, then linear decay) spread over exactly `iterations` steps.
-    iterations_per_epoch = max(args.train_size, 1)
-    overrides["optim"]["epochs"] = max(1, args.iterations // (2 * iterations_per_epoch))
-    overrides["optim"]["epochs_decay"] = max(1, -(-args.iterations // iterations_per_epoch) - overrides["optim"]["epochs"])
     config = merge(TrainConfig(), overrides)
+    # Two epochs (constant, then linear decay) spread over exactly `iterations` steps.
+    epoch = iterations_per_epoch(len(training_dataset(config)), config.data.batch_size)
+    config.optim.epochs = max(1, args.iterations // (2 * epoch))
+    config.optim.epochs_decay = max(1, -(-args.iterations // epoch) - config.optim.epochs)
     run_dir = out / "runs" / run_name
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo always starts afresh

@@ -6,7 +6,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from cyclegan.config import MODEL_DEFAULTS, SECTIONS, TrainConfig
+from cyclegan.config import SECTIONS, TrainConfig, model_default_text
 
 
 def _flag(field: dataclasses.Field) -> str:
@@ -27,7 +27,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections=tuple(SECTION
         group = parser.add_argument_group(f"{section_name} options", section_cls.__doc__.splitlines()[0])
         for field in dataclasses.fields(section_cls):
             dest = f"{section_name}.{field.name}"
-            help_text = field.metadata["help"] + f" (default: {field.default})"
+            default = model_default_text(section_name, field.name) or field.default
+            help_text = field.metadata["help"] + f" (default: {default})"
             value_type = _value_type(field, section_cls)
             if value_type is bool:
                 group.add_argument(_flag(field), dest=dest, action="store_true", default=argparse.SUPPRESS,
@@ -59,16 +60,13 @@ def merge(base: TrainConfig, overrides: dict[str, dict]) -> TrainConfig:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then --config FILE, then the flags typed on the command line."""
-    config = TrainConfig()
+    """Defaults, then --config FILE, then the flags typed on the command line. The config applies
+    the model's own defaults itself, to whatever none of these set."""
     config_file = getattr(args, "config", None)
-    if config_file:
-        config = TrainConfig.load(Path(config_file))
-    given = given_options(args)
-    model = given.get("model", {}).get("model", config.model.model)
-    if not config_file and model in MODEL_DEFAULTS:
-        config = merge(config, MODEL_DEFAULTS[model])
-    return merge(config, given)
+    values = TrainConfig.load(Path(config_file)).to_dict() if config_file else {}
+    for section, fields in given_options(args).items():
+        values.setdefault(section, {}).update(fields)
+    return TrainConfig.from_dict(values)
 
 
 def config_to_argv(config: TrainConfig, base: TrainConfig | None = None) -> list[str]:

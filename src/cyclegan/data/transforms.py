@@ -82,6 +82,22 @@ def preprocess(
     return img
 
 
+def varies_in_size(mode: str) -> bool:
+    """Whether images of different sizes come out of `mode` in different sizes."""
+    return mode in ("none", "scale_width")
+
+
+def preprocessed_size(size: tuple[int, int], mode: str, load_size: int, crop_size: int,
+                      size_multiple: int = 4) -> tuple[int, int]:
+    """The (width, height) that `preprocess` gives an image of `size`, without reading it."""
+    width, height = size
+    if mode == "resize_and_crop" or mode.endswith("crop"):
+        width = height = crop_size
+    elif mode == "scale_width":
+        width, height = load_size, int(max(load_size * height / width, crop_size))
+    return _nearest_multiple(width, size_multiple), _nearest_multiple(height, size_multiple)
+
+
 def _resize(img: Image.Image, width: int, height: int) -> Image.Image:
     if img.size == (width, height):
         return img

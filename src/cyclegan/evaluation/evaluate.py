@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from cyclegan.data.images import list_images, load_image
+from cyclegan.data.layout import test_folders
 from cyclegan.errors import CheckpointError, ConfigError, DatasetError
 from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.evaluation.image_metrics import psnr, read_image_tensor, ssim
@@ -75,8 +76,8 @@ def describe_dataset(data_dir: str | Path, labels_domain: str | None = None) -> 
     folder is made of Cityscapes colours otherwise). `labels_domain` ("A"/"B") overrides.
     """
     root = Path(data_dir)
-    for domain in DOMAINS:
-        if not (root / f"test{domain}").is_dir():
+    for domain, folder in zip(DOMAINS, test_folders(root)):
+        if folder is None:
             raise DatasetError(f"{root}: no test{domain} folder; evaluation translates testA and testB")
     if labels_domain is not None and labels_domain not in DOMAINS:
         raise ConfigError(f"--labels-domain must be A or B, got {labels_domain!r}")
@@ -222,7 +223,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
         source, target = DIRECTIONS[direction]
         channels.setdefault(source, translator.info["input_nc"])
         channels.setdefault(target, translator.info["output_nc"])
-    paths = {domain: list_images(info.root / f"test{domain}") for domain in DOMAINS}
+    paths = {domain: list_images(folder) for domain, folder in zip(DOMAINS, test_folders(info.root))}
     for domain in DOMAINS:
         if not paths[domain]:
             raise DatasetError(f"{info.root / f'test{domain}'} holds no images to evaluate on")

@@ -40,7 +40,8 @@ class CycleGenerators(nn.Module):
         same as separate calls; with batch norm the trainer turns batching off).
         """
         g_ab, g_ba = self.G_AB, self.G_BA
-        if not self.batch_calls:
+        # Images of different sizes (--preprocess none or scale_width) cannot share a batch.
+        if not self.batch_calls or real_a.shape != real_b.shape:
             out = {"fake_b": g_ab(real_a), "fake_a": g_ba(real_b)}
             out["reconstructed_a"], out["reconstructed_b"] = g_ba(out["fake_b"]), g_ab(out["fake_a"])
             if identity:
@@ -61,8 +62,9 @@ class CycleGenerators(nn.Module):
 
 
 def judge(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_calls: bool):
-    """(D(real), D(fake)), in one batched call where that gives the same result."""
-    if not batch_calls:
+    """(D(real), D(fake)), in one batched call where that gives the same result (and where the
+    sizes match: the image history may hold a generated image of another size)."""
+    if not batch_calls or real.shape != fake.shape:
         return discriminator(real), discriminator(fake)
     return discriminator(torch.cat([real, fake])).split(real.shape[0])
 
@@ -75,9 +77,6 @@ class CycleDiscriminators(nn.Module):
         self.D_A = _discriminator(config, config.input_nc)
         self.D_B = _discriminator(config, config.output_nc)
         self.batch_calls = batch_calls
-
-    def by_domain(self) -> dict[str, nn.Module]:
-        return {"A": self.D_A, "B": self.D_B}
 
     def forward(self, real_a, fake_a, real_b, fake_b) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {"A": judge(self.D_A, real_a, fake_a, self.batch_calls),
@@ -101,6 +100,10 @@ class CycleGAN(nn.Module):
     def networks(self) -> dict[str, nn.Module]:
         """The networks by their checkpoint names."""
         return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
+
+    def judges(self) -> dict[str, nn.Module]:
+        """The discriminator of each domain (D_A judges images of A)."""
+        return {"A": self.D_A, "B": self.D_B}
 
     def generator_parameters(self):
         return list(self.generators.parameters())
@@ -145,6 +148,10 @@ class Pix2Pix(nn.Module):
 
     def networks(self) -> dict[str, nn.Module]:
         return {"G_AB": self.G_AB, "D": self.D}
+
+    def judges(self) -> dict[str, nn.Module]:
+        """The discriminator by the domain it judges: B, the output, seen beside its input."""
+        return {"B": self.D}
 
     def generator_parameters(self):
         return list(self.generators.parameters())

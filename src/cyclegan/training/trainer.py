@@ -20,22 +20,21 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cyclegan import losses
 from cyclegan.config import TrainConfig
 from cyclegan.data.check import fatal_problems
-from cyclegan.data.datasets import AlignedDataset, UnalignedDataset, collate_samples
-from cyclegan.data.images import image_to_tensor, list_images, load_image, tensor_to_image
-from cyclegan.data.transforms import preprocess
+from cyclegan.data.datasets import collate_samples
+from cyclegan.data.layout import check_batchable, iterations_per_epoch, layout_of, training_dataset
 from cyclegan.device import autocast, select_device
-from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, DatasetError, UnreadableImageError
+from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, DatasetError
 from cyclegan.fileio import unwritable_reason
-from cyclegan.networks import size_multiple
 from cyclegan.layers.nnpack import use_nnpack
 from cyclegan.training import checkpoint as ckpt
 from cyclegan.training.distributed import Distributed
+from cyclegan.training.gallery import Gallery
 from cyclegan.training.model import build_model
+from cyclegan.training.objective import build_objective, check_objective_options
 from cyclegan.training.pool import ImagePool
-from cyclegan.training.report import GALLERY_COLUMNS, MetricsLog, plot_history, save_gallery, truncate_log
+from cyclegan.training.report import MetricsLog, plot_history, truncate_log
 from cyclegan.training.schedules import LearningRateSchedule
 
 
@@ -54,28 +53,6 @@ class TrainResult:
     stopped_by_signal: int | None = None
     seconds: float = 0.0
     is_main_process: bool = True
-
-
-def training_folders(config: TrainConfig) -> tuple[Path, Path | None, Path | None, Path | None]:
-    """(trainA, trainB, testA or None, testB or None) from --data or --domain-a/--domain-b.
-
-    For pix2pix a dataset in the official format (train/ and val/ or test/ holding A|B
-    side-by-side images) gives (train, None, val, None).
-    """
-    if config.data.domain_a and config.data.domain_b:
-        return Path(config.data.domain_a), Path(config.data.domain_b), None, None
-    root = Path(config.data.data)
-    if not root.is_dir():
-        raise DatasetError(f"dataset folder {root} does not exist")
-    if config.model.model == "pix2pix" and not (root / "trainA").is_dir() and (root / "train").is_dir():
-        evaluation = next((root / name for name in ("val", "test") if (root / name).is_dir()), None)
-        return root / "train", None, evaluation, None
-    missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
-    if missing:
-        raise DatasetError(f"{root} has no {' or '.join(missing)}/ folder; a dataset needs trainA/ and trainB/ "
-                           "(or give two folders with --domain-a and --domain-b)")
-    test_a, test_b = root / "testA", root / "testB"
-    return root / "trainA", root / "trainB", test_a if test_a.is_dir() else None, test_b if test_b.is_dir() else None
 
 
 def epoch_order(length: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
@@ -105,17 +82,19 @@ class Trainer:
             raise ConfigError(f"run folder {self.run_dir} already holds checkpoints; continue it with "
                               f"`cyclegan train --resume {self.run_dir}` or choose another --name")
 
+        check_objective_options(config)
+
         # Data first: a dataset that cannot be used is reported before any model is built.
-        self.is_pix2pix = config.model.model == "pix2pix"
-        train_a, train_b, test_a, test_b = training_folders(config)
-        problems = fatal_problems(train_a, train_b, preprocess=config.data.preprocess)
+        layout = layout_of(config)
+        problems = fatal_problems(layout.train_a, layout.train_b, preprocess=config.data.preprocess)
         if problems:
             raise DatasetError("cannot train on this data: " + "; ".join(problems)
                                + ". `cyclegan data check` reports every problem of a dataset folder")
-        self.dataset = self._build_dataset(train_a, train_b)
+        self.dataset = training_dataset(config, layout)
+        check_batchable(self.dataset, config.data.batch_size)
         self.skipped_files: set[str] = {str(path) for path, _reason in self.dataset.skipped}
-        shard_length = -(-len(self.dataset) // self.dist.world_size)
-        self.iterations_per_epoch = math.ceil(shard_length / config.data.batch_size)
+        self.iterations_per_epoch = iterations_per_epoch(len(self.dataset), config.data.batch_size,
+                                                         self.dist.world_size)
 
         if self.device.type == "cuda":
             # The shapes repeat every iteration, so cuDNN's measured choice of algorithm pays for
@@ -132,6 +111,7 @@ class Trainer:
         if config.run.compile:
             self.generators = torch.compile(self.generators)
             self.discriminators = torch.compile(self.discriminators)
+        self.objective = build_objective(config, self.generators, self.discriminators, self.model.judges())
 
         optim = config.optim
         self.optimizer_g = torch.optim.Adam(self.model.generator_parameters(), lr=optim.lr,
@@ -145,6 +125,7 @@ class Trainer:
                                                optim.epochs_decay, optim.lr_decay_epochs, optim.lr_gamma)
         self.pool_a = ImagePool(config.loss.pool_size, seed=config.run.seed * 2 + 1)
         self.pool_b = ImagePool(config.loss.pool_size, seed=config.run.seed * 2 + 2)
+        self.pools = {"A": self.pool_a, "B": self.pool_b}  # the history of generated images per domain
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.run.precision == "fp16")
 
         self.epoch = 0
@@ -157,19 +138,7 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
 
-        # Test images when the dataset has them (both domains, or the A|B pairs), else training images.
-        has_test = test_a is not None and (test_b is not None or train_b is None)
-        self.gallery_inputs = self._gallery_inputs(*((test_a, test_b) if has_test else (train_a, train_b)))
-
-    def _build_dataset(self, train_a: Path, train_b: Path):
-        config = self.config
-        common = dict(input_nc=config.model.input_nc, output_nc=config.model.output_nc,
-                      preprocess=config.data.preprocess, load_size=config.data.load_size,
-                      crop_size=config.data.crop_size, flip=config.data.flip, seed=config.run.seed,
-                      size_multiple=size_multiple(config.model.net_g))
-        if self.is_pix2pix:
-            return AlignedDataset(train_a, train_b, **common)
-        return UnalignedDataset(train_a, train_b, serial_batches=config.data.serial_batches, **common)
+        self.gallery = Gallery(config, layout, self.device)
 
     # ----------------------------------------------------------------------------- checkpoints
     def training_state(self) -> dict:
@@ -236,18 +205,10 @@ class Trainer:
         before any weight changes if a loss is NaN/inf (unless --skip-nonfinite).
         """
         # Last step's gradients are dropped before the forward pass rather than after it, so they
-        # are not held in memory at the peak (the reference code's order raises the peak; docs/PERFORMANCE.md).
+        # are not held in memory at the peak (the reference code's order raises it; docs/PERFORMANCE.md).
         self.optimizer_g.zero_grad(set_to_none=True)
         self.optimizer_d.zero_grad(set_to_none=True)
-        if self.is_pix2pix:
-            return self._pix2pix_step(real_a, real_b)
-        return self._cyclegan_step(real_a, real_b)
-
-    def _cyclegan_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
-        loss_cfg = self.config.loss
-        mode = loss_cfg.gan_mode
-        judges = self.model.discriminators.by_domain()
-        update_generators = (self.iteration + 1) % loss_cfg.d_steps == 0
+        objective = self.objective
         precision = autocast(self.device, self.config.run.precision)
 
         # Both backward passes are queued before the losses are read back: reading a loss waits
@@ -257,80 +218,35 @@ class Trainer:
         # this iteration's generated images either way, and the generator update only changes the
         # generators, so the order of the two updates is the reference's.
         terms_g: dict[str, torch.Tensor] = {}
-        if update_generators:
-            with precision, frozen(judges.values()):  # D is a fixed judge during the G update
-                images = self.generators(real_a, real_b, identity=loss_cfg.lambda_identity > 0)
-                if loss_cfg.gan:
-                    terms_g["loss_G_AB"] = losses.generator_adversarial_loss(mode, judges["B"](images["fake_b"]))
-                    terms_g["loss_G_BA"] = losses.generator_adversarial_loss(mode, judges["A"](images["fake_a"]))
-                if loss_cfg.cycle in ("both", "forward"):
-                    terms_g["loss_cycle_A"] = losses.cycle_loss(images["reconstructed_a"], real_a) * loss_cfg.lambda_a
-                if loss_cfg.cycle in ("both", "backward"):
-                    terms_g["loss_cycle_B"] = losses.cycle_loss(images["reconstructed_b"], real_b) * loss_cfg.lambda_b
-                if loss_cfg.lambda_identity > 0:
-                    terms_g["loss_idt_A"] = (losses.identity_loss(images["identity_a"], real_a)
-                                             * loss_cfg.lambda_a * loss_cfg.lambda_identity)
-                    terms_g["loss_idt_B"] = (losses.identity_loss(images["identity_b"], real_b)
-                                             * loss_cfg.lambda_b * loss_cfg.lambda_identity)
+        if (self.iteration + 1) % self.config.loss.d_steps == 0:
+            with precision, frozen(self.model.judges().values()):  # D is a fixed judge during the G update
+                terms_g, fakes = objective.generator_terms(real_a, real_b)
                 loss_g = sum(terms_g.values())
             self._backward(loss_g)
-            fake_a, fake_b = images["fake_a"], images["fake_b"]
         else:
             with torch.no_grad(), precision:
-                fake_b = self.model.G_AB(real_a)
-                fake_a = self.model.G_BA(real_b)
+                fakes = objective.translate(real_a, real_b)
 
         terms_d: dict[str, torch.Tensor] = {}
         accuracies: dict[str, torch.Tensor] = {}
         pools = None
-        if loss_cfg.gan:  # the cycle-only ablation has no discriminator to train
+        if objective.trains_discriminators:
             # Discriminators see a history of generated images, not only this iteration's. The
             # pools are restored if the generator's losses turn out non-finite below, so that a
             # skipped step leaves no NaN image in the history.
-            pools = self.pool_a.snapshot(), self.pool_b.snapshot()
-            history_b = self.pool_b.query(fake_b.detach())
-            history_a = self.pool_a.query(fake_a.detach())
+            pools = {domain: self.pools[domain].snapshot() for domain in fakes}
+            history = {domain: self.pools[domain].query(fake.detach()) for domain, fake in fakes.items()}
             with precision:
-                predictions = self.discriminators(real_a, history_a, real_b, history_b)
-                for domain, real, fake in (("A", real_a, history_a), ("B", real_b, history_b)):
-                    pred_real, pred_fake = predictions[domain]
-                    loss_d = losses.discriminator_adversarial_loss(mode, pred_real, pred_fake)
-                    if mode == "wgangp":
-                        loss_d = loss_d + loss_cfg.gp_weight * losses.gradient_penalty(judges[domain], real, fake)
-                    terms_d[f"loss_D_{domain}"] = loss_d / loss_cfg.d_ratio
-                    accuracies[f"acc_D_{domain}"] = losses.discriminator_accuracy(mode, pred_real, pred_fake)
+                terms_d, accuracies = objective.discriminator_terms(real_a, real_b, history)
                 loss_d = sum(terms_d.values())
             self._backward(loss_d)
         return self._apply_updates(terms_g, terms_d, accuracies, pools)
-
-    def _pix2pix_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
-        """pix2pix (Isola et al. 2017, eq. 4): conditional GAN + lambda_L1 * ||G(a) - b||_1."""
-        loss_cfg = self.config.loss
-        mode = loss_cfg.gan_mode
-        judge = self.model.D
-        precision = autocast(self.device, self.config.run.precision)
-        with precision, frozen([judge]):
-            fake_b = self.generators(real_a)
-            terms_g = {"loss_G_GAN": losses.generator_adversarial_loss(mode, judge(torch.cat([real_a, fake_b], 1))),
-                       "loss_G_L1": torch.nn.functional.l1_loss(fake_b.float(), real_b.float()) * loss_cfg.lambda_l1}
-            loss_g = sum(terms_g.values())
-        self._backward(loss_g)
-        with precision:
-            pred_real, pred_fake = self.discriminators(real_a, real_b, fake_b.detach())
-            loss_d = losses.discriminator_adversarial_loss(mode, pred_real, pred_fake)
-            if mode == "wgangp":
-                loss_d = loss_d + loss_cfg.gp_weight * losses.gradient_penalty(
-                    judge, torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b.detach()], 1))
-            loss_d = loss_d / loss_cfg.d_ratio
-        self._backward(loss_d)
-        accuracy = {"acc_D": losses.discriminator_accuracy(mode, pred_real, pred_fake)}
-        return self._apply_updates(terms_g, {"loss_D": loss_d}, accuracy)
 
     def _backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
     def _apply_updates(self, terms_g: dict[str, torch.Tensor], terms_d: dict[str, torch.Tensor],
-                       logged: dict[str, torch.Tensor], pools: tuple | None = None) -> dict[str, float]:
+                       logged: dict[str, torch.Tensor], pools: dict | None = None) -> dict[str, float]:
         """Read every value back at once, then step the generators' and the discriminators'
         optimizers, each only if its losses are finite (see _nonfinite). `pools`, the image pools'
         snapshots from before this iteration's queries, are restored when the generator's losses
@@ -338,8 +254,8 @@ class Trainer:
         values = self._read({**terms_g, **terms_d, **logged})
         values_g = {name: values[name] for name in terms_g}
         if pools is not None and not all(math.isfinite(value) for value in values_g.values()):
-            self.pool_a.restore(pools[0])  # before _nonfinite, which may raise
-            self.pool_b.restore(pools[1])
+            for domain, snapshot in pools.items():  # before _nonfinite, which may raise
+                self.pools[domain].restore(snapshot)
         if self._nonfinite(values_g):
             return {"skipped": 1.0}
         if terms_g:
@@ -384,7 +300,7 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         self.dataset.set_epoch(self.epoch)
-        shuffle = self.is_pix2pix or not self.config.data.serial_batches
+        shuffle = self.config.model.model == "pix2pix" or not self.config.data.serial_batches
         order = self.dist.shard(epoch_order(len(self.dataset), self.config.run.seed, self.epoch, shuffle))
         indices = order[self.position * self.config.data.batch_size:].tolist()
         workers = self.config.data.num_workers
@@ -410,6 +326,7 @@ class Trainer:
                         disable=not (self.config.run.progress and main), desc=self.config.run.name)
         previous_handlers = self._install_signal_handlers()
         last_checkpoint = None
+        stopping = False
         try:
             while self.epoch < self.config.total_epochs and self.iteration < planned:
                 self.schedule_g.start_epoch(self.epoch)
@@ -428,26 +345,33 @@ class Trainer:
                         log.flush(self.iteration, self.epoch + 1, {"lr_G": self.schedule_g.lr, "lr_D": self.schedule_d.lr})
                     progress.update(1)
                     progress.set_postfix(_postfix(values), refresh=False)
-                    if self.dist.any(self.stop_signal is not None or self._out_of_time(started)) \
-                            or self.iteration >= planned:
-                        log.flush(self.iteration, self.epoch + 1)
-                        last_checkpoint = self._end_of_period(final=True)
-                        return self._result(last_checkpoint, started)
+                    stopping = self.dist.any(self.stop_signal is not None or self._out_of_time(started)) \
+                        or self.iteration >= planned
+                    if stopping:
+                        break
                     if self.config.run.save_every and self.iteration % self.config.run.save_every == 0:
                         last_checkpoint = self.save()
-                mean_loss = self.epoch_loss_sum / max(1, self.epoch_loss_count)
-                self.schedule_g.end_epoch(mean_loss)
-                self.schedule_d.end_epoch(mean_loss)
-                self.epoch += 1
-                self.position = 0
-                self.epoch_loss_sum, self.epoch_loss_count = 0.0, 0
+                if stopping and self.position < self.iterations_per_epoch:  # stopped inside an epoch
+                    log.flush(self.iteration, self.epoch + 1)
+                    return self._result(self._end_of_period(final=True), started)
+                self._end_epoch()
                 log.flush(self.iteration, self.epoch)
-                last_checkpoint = self._end_of_period(final=self.epoch >= self.config.total_epochs)
+                last_checkpoint = self._end_of_period(final=stopping or self.epoch >= self.config.total_epochs)
+                if stopping:
+                    break
             return self._result(last_checkpoint, started)
         finally:
             self._restore_signal_handlers(previous_handlers)
             progress.close()
             log.close()
+
+    def _end_epoch(self) -> None:
+        mean_loss = self.epoch_loss_sum / max(1, self.epoch_loss_count)
+        self.schedule_g.end_epoch(mean_loss)
+        self.schedule_d.end_epoch(mean_loss)
+        self.epoch += 1
+        self.position = 0
+        self.epoch_loss_sum, self.epoch_loss_count = 0.0, 0
 
     def _out_of_time(self, started: float) -> bool:
         minutes = self.config.run.max_minutes
@@ -460,83 +384,14 @@ class Trainer:
             plot_history(self.run_dir / "log.jsonl", self.run_dir)
             completed_epochs = self.epoch
             if final or completed_epochs % max(1, self.config.run.gallery_every) == 0:
-                self.write_gallery(max(completed_epochs, 1) if self.position == 0 else completed_epochs + 1)
+                self.gallery.write(self.model, self.run_dir,
+                                   max(completed_epochs, 1) if self.position == 0 else completed_epochs + 1)
         return checkpoint_path
 
     def _result(self, checkpoint_path: Path | None, started: float) -> TrainResult:
         return TrainResult(self.run_dir, self.iteration, self.epoch, checkpoint_path, sorted(self.skipped_files),
                            self.nonfinite_skipped, self.stop_signal, time.perf_counter() - started,
                            self.dist.is_main)
-
-    # ----------------------------------------------------------------------------- gallery
-    def _gallery_inputs(self, folder_a: Path, folder_b: Path) -> dict[str, torch.Tensor | None]:
-        """A fixed handful of images per domain, centre-cropped, shown at every epoch (for pix2pix
-        the B images are the paired targets of the A images)."""
-        data, model = self.config.data, self.config.model
-        multiple = size_multiple(model.net_g)
-        count = self.config.run.gallery_size
-        tensors: dict[str, list[torch.Tensor]] = {"A": [], "B": []}
-        if self.is_pix2pix:
-            try:
-                pairs = AlignedDataset(folder_a, folder_b, model.input_nc, model.output_nc, data.preprocess,
-                                       data.load_size, data.crop_size, flip=False, size_multiple=multiple,
-                                       random=False)
-            except DatasetError:
-                return {"A": None, "B": None}
-            for index in range(min(count, len(pairs))):
-                sample = pairs[index]
-                tensors["A"].append(sample["A"])
-                tensors["B"].append(sample["B"])
-        else:
-            for key, folder, channels in (("A", folder_a, model.input_nc), ("B", folder_b, model.output_nc)):
-                for path in list_images(folder):
-                    if len(tensors[key]) == count:
-                        break
-                    try:
-                        image = load_image(path, channels)
-                    except UnreadableImageError:
-                        continue
-                    image = preprocess(image, data.preprocess, data.load_size, data.crop_size, flip=False,
-                                       rng=None, size_multiple=multiple)
-                    tensors[key].append(image_to_tensor(image))
-        inputs = {}
-        for key, items in tensors.items():
-            same_size = [t for t in items if t.shape == items[0].shape] if items else []
-            inputs[key] = torch.stack(same_size).to(self.device) if same_size else None
-        return inputs
-
-    @torch.no_grad()
-    def write_gallery(self, epoch: int) -> Path | None:
-        if self.gallery_inputs.get("A") is None or self.gallery_inputs.get("B") is None:
-            return None
-        model = self.model
-        # The gallery must not perturb training: its own RNG scope, eval mode, then back.
-        with torch.random.fork_rng(devices=[]), autocast(self.device, self.config.run.precision):
-            model.eval()
-            try:
-                if self.is_pix2pix:
-                    real_a, target = self.gallery_inputs["A"], self.gallery_inputs["B"]
-                    n = min(real_a.shape[0], target.shape[0])
-                    translated = model.G_AB(real_a[:n])
-                    rows = {"A to B": [[tensor_to_image(t[i].float()) for t in (real_a, translated, target)]
-                                       for i in range(n)]}
-                    columns = ("input", "translated", "ground truth")
-                else:
-                    rows = {}
-                    for direction, forward, backward, real in (
-                        ("A to B", model.G_AB, model.G_BA, self.gallery_inputs["A"]),
-                        ("B to A", model.G_BA, model.G_AB, self.gallery_inputs["B"]),
-                    ):
-                        translated = forward(real)
-                        reconstructed = backward(translated)
-                        identity = backward(real) if real.shape[1] == translated.shape[1] else real
-                        rows[direction] = [[tensor_to_image(t[i].float())
-                                            for t in (real, translated, reconstructed, identity)]
-                                           for i in range(real.shape[0])]
-                    columns = GALLERY_COLUMNS
-            finally:
-                model.train()
-        return save_gallery(self.run_dir / "gallery", epoch, rows, columns)
 
     # ----------------------------------------------------------------------------- signals
     def _install_signal_handlers(self) -> dict:

@@ -1,0 +1,133 @@
+"""Where a dataset's images are, what kind of dataset it is, and how long an epoch is.
+
+The one place that knows the folder conventions; the trainer, `cyclegan experiment`, the demo and
+the evaluation ask it rather than look for folders themselves:
+
+    unpaired   trainA/ and trainB/ (CycleGAN), or two folders given with --domain-a/--domain-b
+    paired     trainA/ and trainB/ whose files share names (pix2pix pairs an image with its
+               namesake)
+    aligned    train/ of A|B side-by-side images, the official pix2pix format, with val/ or test/
+               beside it
+
+testA/ and testB/ (for the aligned format: val/ or test/) hold the test images when present.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from cyclegan.config import TrainConfig
+from cyclegan.data.datasets import AlignedDataset, UnalignedDataset
+from cyclegan.data.images import list_images, open_image_header
+from cyclegan.data.transforms import preprocessed_size, varies_in_size
+from cyclegan.errors import DatasetError
+from cyclegan.networks import size_multiple
+
+KINDS = ("unpaired", "paired", "aligned")
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    kind: str
+    train_a: Path  # for "aligned": the folder of A|B images
+    train_b: Path | None  # None for "aligned"
+    test_a: Path | None  # for "aligned": the folder of A|B test images
+    test_b: Path | None
+
+    @property
+    def has_test_set(self) -> bool:
+        return self.test_a is not None and (self.test_b is not None or self.kind == "aligned")
+
+
+def find_layout(data: str | Path | None = None, domain_a: str | Path | None = None,
+                domain_b: str | Path | None = None, paired: bool = False) -> DatasetLayout:
+    """The layout of `data` (a dataset folder) or of two domain folders; `paired` for pix2pix,
+    which also accepts the aligned A|B format."""
+    if domain_a is not None and domain_b is not None:
+        return DatasetLayout("paired" if paired else "unpaired", Path(domain_a), Path(domain_b), None, None)
+    if data is None:
+        raise DatasetError("no training data: give --data DIR (with trainA/ and trainB/) "
+                           "or both --domain-a DIR and --domain-b DIR")
+    root = Path(data)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist")
+    if paired and not (root / "trainA").is_dir() and (root / "train").is_dir():
+        test = next((root / name for name in ("val", "test") if (root / name).is_dir()), None)
+        return DatasetLayout("aligned", root / "train", None, test, None)
+    missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
+    if missing:
+        raise DatasetError(f"{root} has no {' or '.join(missing)}/ folder; a dataset needs trainA/ and trainB/ "
+                           "(or give two folders with --domain-a and --domain-b)")
+    return DatasetLayout("paired" if paired else "unpaired", root / "trainA", root / "trainB", *test_folders(root))
+
+
+def test_folders(data: str | Path) -> tuple[Path | None, Path | None]:
+    """testA/ and testB/ of a dataset folder, each None where absent (evaluation needs no
+    training folders)."""
+    root = Path(data)
+    return tuple(folder if folder.is_dir() else None for folder in (root / "testA", root / "testB"))
+
+
+def is_paired(data: str | Path) -> bool:
+    """Whether a dataset can train pix2pix as it is: A|B images in train/, or trainA/ and trainB/
+    holding the same file names."""
+    root = Path(data)
+    if not (root / "trainA").is_dir() and (root / "train").is_dir():
+        return True
+    if not (root / "trainA").is_dir() or not (root / "trainB").is_dir():
+        return False
+    stems_a = {path.stem for path in list_images(root / "trainA")}
+    return bool(stems_a) and stems_a == {path.stem for path in list_images(root / "trainB")}
+
+
+def layout_of(config: TrainConfig) -> DatasetLayout:
+    data = config.data
+    return find_layout(data.data, data.domain_a, data.domain_b, paired=config.model.model == "pix2pix")
+
+
+def training_dataset(config: TrainConfig, layout: DatasetLayout | None = None):
+    """The dataset a run of `config` trains on (its length is the images per epoch)."""
+    layout = layout or layout_of(config)
+    data, model = config.data, config.model
+    common = dict(input_nc=model.input_nc, output_nc=model.output_nc, preprocess=data.preprocess,
+                  load_size=data.load_size, crop_size=data.crop_size, flip=data.flip, seed=config.run.seed,
+                  size_multiple=size_multiple(model.net_g))
+    if layout.kind == "unpaired":
+        return UnalignedDataset(layout.train_a, layout.train_b, serial_batches=data.serial_batches, **common)
+    return AlignedDataset(layout.train_a, layout.train_b, **common)
+
+
+def iterations_per_epoch(images: int, batch_size: int, world_size: int = 1) -> int:
+    """Iterations of one epoch over `images` samples: each of `world_size` processes takes its
+    share (rounded up), in batches of `batch_size` (the last one may be short)."""
+    return math.ceil(math.ceil(images / world_size) / batch_size)
+
+
+def check_batchable(dataset, batch_size: int) -> None:
+    """Raise DatasetError when batches of `batch_size` would have to stack images of different
+    sizes (--preprocess none or scale_width with images of several sizes): said before training,
+    rather than failing at the first such batch. Reads image headers only."""
+    options = dataset.preprocess_options
+    if batch_size == 1 or not varies_in_size(options["mode"]):
+        return
+    if isinstance(dataset, UnalignedDataset):
+        folders = {"A": dataset.paths_a, "B": dataset.paths_b}
+    else:
+        folders = {"A": [a for a, _b in dataset.pairs]}
+    for domain, paths in folders.items():
+        sizes: dict[tuple[int, int], Path] = {}
+        for path in paths:
+            with open_image_header(path) as image:
+                width, height = image.size
+            if isinstance(dataset, AlignedDataset) and dataset.side_by_side:
+                width //= 2
+            size = preprocessed_size((width, height), options["mode"], options["load_size"], options["crop_size"],
+                                     options["size_multiple"])
+            sizes.setdefault(size, path)
+            if len(sizes) > 1:
+                (first, first_path), (second, second_path) = sizes.items()
+                raise DatasetError(
+                    f"--batch-size {batch_size} needs images of one size, but with --preprocess {options['mode']} "
+                    f"domain {domain} has {first[0]}x{first[1]} ({first_path.name}) and {second[0]}x{second[1]} "
+                    f"({second_path.name}); use --batch-size 1, or a --preprocess mode that crops")

@@ -1,0 +1,182 @@
+"""The objectives of the paper, as objects the training loop drives.
+
+`CycleGANObjective` is CycleGAN's full objective (Zhu et al. 2017, eq. 1-3, plus the identity
+term of section 5.2); `Pix2PixObjective` is pix2pix's conditional GAN + L1 (Isola et al. 2017,
+eq. 4), the paper's upper bound. Each owns its loss terms and their weights, checks its own
+options (those that do not apply to it; `TrainConfig.validate` checks the combinations that cannot
+work for any model), and returns named loss terms for the generator update and for the discriminator update.
+The trainer does the rest: precision, frozen discriminators, the image history, backward passes,
+non-finite checks and optimizer steps.
+
+Both speak in domains: `fakes` maps a domain ("A", "B") to the images the generators made for it
+this iteration, which the trainer passes through that domain's image history before the
+discriminator update.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cyclegan import losses
+from cyclegan.config import LossConfig, ModelConfig, TrainConfig
+from cyclegan.errors import ConfigError
+
+Terms = dict[str, torch.Tensor]
+
+
+class CycleGANObjective:
+    """Adversarial terms for G_AB and G_BA, the cycle terms (weights lambda_A, lambda_B) and the
+    identity terms (lambda_identity times the cycle weight of the same domain).
+
+    `generators` is the module whose forward runs all generator calls of one update (see
+    `training.model.CycleGenerators`), `discriminators` the one that judges both domains;
+    `judges` are the discriminators by domain, used as fixed critics in the generator update.
+    """
+
+    def __init__(self, loss: LossConfig, model: ModelConfig, generators: nn.Module, discriminators: nn.Module,
+                 judges: dict[str, nn.Module]):
+        self.check_options(loss, model)
+        self.generators, self.discriminators, self.judges = generators, discriminators, judges
+        self.gan_mode = loss.gan_mode
+        self.adversarial = loss.gan
+        self.cycle_weights = {domain: weight for domain, weight, used in (
+            ("A", loss.lambda_a, loss.cycle in ("both", "forward")),
+            ("B", loss.lambda_b, loss.cycle in ("both", "backward"))) if used}
+        # The identity weight is a fraction of the cycle weight of the same domain (the reference's
+        # definition, which the paper's section 5.2 uses for painting <-> photo).
+        self.identity_weights = ({"A": loss.lambda_a * loss.lambda_identity, "B": loss.lambda_b * loss.lambda_identity}
+                                 if loss.lambda_identity > 0 else {})
+        self.gp_weight = loss.gp_weight
+        self.d_ratio = loss.d_ratio
+
+    @staticmethod
+    def check_options(loss: LossConfig, model: ModelConfig) -> None:
+        if model.model != "cyclegan":
+            raise ConfigError(f"CycleGANObjective trains --model cyclegan, not {model.model}")
+        unused = _changed(loss, ("lambda_l1",))
+        if unused:
+            raise ConfigError(f"{', '.join(unused)} only applies to --model pix2pix; leave it out")
+
+    @property
+    def trains_discriminators(self) -> bool:
+        """False for the cycle-only ablation (--no-gan), which has no discriminator to train."""
+        return self.adversarial
+
+    def generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[Terms, dict[str, torch.Tensor]]:
+        """The generator update's loss terms, and the generated images by domain."""
+        images = self.generators(real_a, real_b, identity=bool(self.identity_weights))
+        terms: Terms = {}
+        if self.adversarial:
+            terms["loss_G_AB"] = losses.generator_adversarial_loss(self.gan_mode, self.judges["B"](images["fake_b"]))
+            terms["loss_G_BA"] = losses.generator_adversarial_loss(self.gan_mode, self.judges["A"](images["fake_a"]))
+        originals = {"A": real_a, "B": real_b}
+        for domain, weight in self.cycle_weights.items():
+            reconstructed = images[f"reconstructed_{domain.lower()}"]
+            terms[f"loss_cycle_{domain}"] = losses.cycle_loss(reconstructed, originals[domain]) * weight
+        for domain, weight in self.identity_weights.items():
+            mapped = images[f"identity_{domain.lower()}"]
+            terms[f"loss_idt_{domain}"] = losses.identity_loss(mapped, originals[domain]) * weight
+        return terms, {"A": images["fake_a"], "B": images["fake_b"]}
+
+    def translate(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The generated images by domain, for an iteration without a generator update (--d-steps)."""
+        generators = _unwrapped(self.generators)
+        return {"A": generators.G_BA(real_b), "B": generators.G_AB(real_a)}
+
+    def discriminator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor,
+                            fakes: dict[str, torch.Tensor]) -> tuple[Terms, Terms]:
+        """Each discriminator's loss (divided by d_ratio) and its accuracy, from the real images and
+        the generated ones the trainer took from the image history."""
+        predictions = self.discriminators(real_a, fakes["A"], real_b, fakes["B"])
+        terms, accuracies = {}, {}
+        for domain, real in (("A", real_a), ("B", real_b)):
+            pred_real, pred_fake = predictions[domain]
+            loss = losses.discriminator_adversarial_loss(self.gan_mode, pred_real, pred_fake)
+            if self.gan_mode == "wgangp":
+                loss = loss + self.gp_weight * losses.gradient_penalty(self.judges[domain], real, fakes[domain])
+            terms[f"loss_D_{domain}"] = loss / self.d_ratio
+            accuracies[f"acc_D_{domain}"] = losses.discriminator_accuracy(self.gan_mode, pred_real, pred_fake)
+        return terms, accuracies
+
+
+class Pix2PixObjective:
+    """pix2pix: a conditional GAN (D sees the input beside the output) + lambda_L1 * ||G(a) - b||_1.
+
+    Refuses the options of CycleGAN's objective, which pix2pix has no use for, rather than
+    ignoring them.
+    """
+
+    # CycleGAN options with no meaning here; each must keep its default. The pool and the
+    # identity weight default to 0 for pix2pix (config.MODEL_DEFAULTS).
+    NOT_APPLICABLE = {"gan": "--no-gan", "d_steps": "--d-steps", "pool_size": "--pool-size", "cycle": "--cycle",
+                      "lambda_identity": "--lambda-identity", "lambda_a": "--lambda-A", "lambda_b": "--lambda-B"}
+
+    def __init__(self, loss: LossConfig, model: ModelConfig, generators: nn.Module, discriminators: nn.Module,
+                 judges: dict[str, nn.Module]):
+        self.check_options(loss, model)
+        self.generators, self.discriminators = generators, discriminators
+        self.judge = judges["B"]
+        self.gan_mode = loss.gan_mode
+        self.l1_weight = loss.lambda_l1
+        self.gp_weight = loss.gp_weight
+        self.d_ratio = loss.d_ratio
+
+    @classmethod
+    def check_options(cls, loss: LossConfig, model: ModelConfig) -> None:
+        if model.model != "pix2pix":
+            raise ConfigError(f"Pix2PixObjective trains --model pix2pix, not {model.model}")
+        defaults = TrainConfig(model=ModelConfig(model="pix2pix")).loss
+        unused = [flag for name, flag in cls.NOT_APPLICABLE.items() if getattr(loss, name) != getattr(defaults, name)]
+        if unused:
+            raise ConfigError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to --model "
+                              "pix2pix (no cycle, identity term or image history); leave them out")
+
+    trains_discriminators = True
+
+    def generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[Terms, dict[str, torch.Tensor]]:
+        fake_b = self.generators(real_a)
+        terms = {"loss_G_GAN": losses.generator_adversarial_loss(self.gan_mode, self.judge(torch.cat([real_a, fake_b], 1))),
+                 "loss_G_L1": F.l1_loss(fake_b.float(), real_b.float()) * self.l1_weight}
+        return terms, {"B": fake_b}
+
+    def translate(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"B": _unwrapped(self.generators)(real_a)}
+
+    def discriminator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor,
+                            fakes: dict[str, torch.Tensor]) -> tuple[Terms, Terms]:
+        fake_b = fakes["B"]
+        pred_real, pred_fake = self.discriminators(real_a, real_b, fake_b)
+        loss = losses.discriminator_adversarial_loss(self.gan_mode, pred_real, pred_fake)
+        if self.gan_mode == "wgangp":
+            loss = loss + self.gp_weight * losses.gradient_penalty(
+                self.judge, torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b], 1))
+        return {"loss_D": loss / self.d_ratio}, {"acc_D": losses.discriminator_accuracy(self.gan_mode, pred_real,
+                                                                                         pred_fake)}
+
+
+OBJECTIVES = {"cyclegan": CycleGANObjective, "pix2pix": Pix2PixObjective}
+
+
+def check_objective_options(config: TrainConfig) -> None:
+    """Raise ConfigError if the loss options do not fit the model's objective."""
+    OBJECTIVES[config.model.model].check_options(config.loss, config.model)
+
+
+def build_objective(config: TrainConfig, generators: nn.Module, discriminators: nn.Module,
+                    judges: dict[str, nn.Module]):
+    return OBJECTIVES[config.model.model](config.loss, config.model, generators, discriminators, judges)
+
+
+def _changed(loss: LossConfig, names: tuple[str, ...]) -> list[str]:
+    defaults = {f.name: f.default for f in fields(LossConfig)}
+    flags = {f.name: f.metadata.get("flag") or "--" + f.name.replace("_", "-") for f in fields(LossConfig)}
+    return [flags[name] for name in names if getattr(loss, name) != defaults[name]]
+
+
+def _unwrapped(module: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel or torch.compile's wrapper."""
+    module = getattr(module, "_orig_mod", module)
+    return getattr(module, "module", module)
