@@ -26,6 +26,9 @@ DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("instance", "batch", "none")
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 PADDING_TYPES = ("reflect", "replicate", "zero")
+UPSAMPLINGS = ("transposed", "resize_conv", "antialias")
+# The augmentations a --diff-augment policy names, comma-separated (cyclegan.augment).
+DIFF_AUGMENTATIONS = ("color", "translation", "cutout")
 GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 CYCLES = ("both", "forward", "backward", "none")
 LR_POLICIES = ("linear", "step", "cosine", "plateau")
@@ -45,6 +48,17 @@ MODEL_DEFAULTS = {
     "pix2pix": {"model": {"net_g": "unet_256", "norm": "batch"},
                 "loss": {"gan_mode": "vanilla", "pool_size": 0, "lambda_identity": 0.0}},
 }
+
+
+def parse_policy(policy: str) -> tuple[str, ...]:
+    """The augmentations that a --diff-augment policy ("color,translation,cutout"; "" for none)
+    names, in order. Raises ConfigError for a name that is not one of DIFF_AUGMENTATIONS."""
+    names = tuple(name.strip() for name in policy.split(",") if name.strip())
+    unknown = [name for name in names if name not in DIFF_AUGMENTATIONS]
+    if unknown:
+        raise ConfigError(f"unknown augmentation(s) in --diff-augment {policy!r}: {', '.join(unknown)}; "
+                          f"use a comma-separated list of {', '.join(DIFF_AUGMENTATIONS)}")
+    return names
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
@@ -92,6 +106,20 @@ class ModelConfig:
     use_dropout: bool = option(False, "Dropout (0.5) in the generator; the paper's CycleGAN uses none.",
                                flag="--dropout", negative_flag="--no-dropout")
     padding_type: str = option("reflect", "Padding in the ResNet generator.", choices=PADDING_TYPES)
+    upsample: str = option("transposed", "Up-sampling in the ResNet generator: transposed (stride-2 transposed "
+                           "convolution, the paper's), resize_conv (nearest-neighbour 2x, then a 3x3 convolution, "
+                           "against checkerboard artifacts; Odena et al. 2016) or antialias (CUT's: zeros between the "
+                           "pixels and a [1,3,3,1] blur, i.e. bilinear 2x, then a 3x3 convolution; Park et al. 2020).",
+                           choices=UPSAMPLINGS)
+    antialias: bool = option(False, "Anti-aliased down-sampling as in CUT (Zhang 2019): each stride-2 convolution of "
+                             "the ResNet generator and the PatchGAN becomes a stride-1 one followed by a [1,2,1] blur "
+                             "pool. CUT's networks are --antialias --upsample antialias.",
+                             flag="--antialias", negative_flag="--no-antialias")
+    spectral_norm: bool = option(False, "Spectral normalisation of every discriminator convolution (Miyato et al. "
+                                 "2018). The discriminators then have no norm layers (--norm applies to the "
+                                 "generators only): a data-dependent norm would undo the Lipschitz bound that "
+                                 "spectral norm gives, and SN-GAN uses none; their convolutions get biases instead.",
+                                 flag="--spectral-norm", negative_flag="--no-spectral-norm")
     input_nc: int = option(3, "Channels of domain A images (1 = grayscale, 3 = RGB).")
     output_nc: int = option(3, "Channels of domain B images (1 = grayscale, 3 = RGB).")
 
@@ -118,6 +146,10 @@ class LossConfig:
     d_ratio: float = option(2.0, "The discriminator loss is divided by this to slow D down (2 = the reference's 0.5 factor).")
     d_steps: int = option(1, "Discriminator updates per generator update (the generator steps every d_steps iterations).")
     pool_size: int | None = option(None, "Size of the history of generated images shown to the discriminators (0 disables).")
+    diff_augment: str = option("", "Differentiable augmentation (DiffAugment, Zhao et al. 2020) of every image the "
+                               "discriminators see, real and generated alike: a comma-separated policy of color "
+                               "(brightness, saturation, contrast), translation (up to 1/8 of the side, zero filled) "
+                               "and cutout (a square of half the side), e.g. color,translation,cutout. Empty: off.")
 
 
 @dataclass
@@ -267,6 +299,7 @@ class TrainConfig:
                               "pass --lambda-identity 0")
         if self.model.model == "cyclegan" and not self.loss.gan and self.loss.cycle == "none":
             raise ConfigError("--no-gan with --cycle none leaves no loss to train with")
+        parse_policy(self.loss.diff_augment)
         if self.data.data is None and (self.data.domain_a is None or self.data.domain_b is None):
             raise ConfigError("no training data: give --data DIR (with trainA/ and trainB/) "
                               "or both --domain-a DIR and --domain-b DIR")

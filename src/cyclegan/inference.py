@@ -55,7 +55,8 @@ def load_generator(path: str | Path, direction: str = "AtoB") -> tuple[torch.nn.
     input_nc, output_nc = ((config.output_nc, config.input_nc) if direction == "BtoA"
                            else (config.input_nc, config.output_nc))
     generator = build_generator(config.net_g, input_nc, output_nc, config.ngf, config.norm, config.use_dropout,
-                                config.padding_type, init_type="normal", init_gain=0.02)
+                                config.padding_type, init_type="normal", init_gain=0.02,
+                                upsample=config.upsample, antialias=config.antialias)
     ckpt.load_weights(files.weights, {name: generator})
     info = {"net_g": config.net_g, "input_nc": input_nc, "output_nc": output_nc, "ngf": config.ngf,
             "norm": config.norm, "checkpoint": str(files.weights), "direction": direction}

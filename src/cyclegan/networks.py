@@ -13,6 +13,12 @@ a convolution that is followed by a norm layer has a bias only with instance nor
 norm has its own learned shift, so a bias would be redundant; with norm "none" the reference
 also leaves the bias out. The first and last convolutions that have no norm after them always
 have a bias. Because of this rule the three norms give three distinguishable key sets.
+
+Optional improvements, all off by default (so the networks above are the reference's): resize-
+convolution up-sampling (Odena et al. 2016) and anti-aliased down- and up-sampling (Zhang 2019,
+as in CUT, Park et al. 2020) in the ResNet generator, anti-aliased down-sampling and spectral
+normalisation (Miyato et al. 2018) in the discriminators. They change the layer lists and so the
+state-dict keys; `cyclegan.reference_format` knows only the reference layouts.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrizations, parametrize
 
-from cyclegan.config import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, PADDING_TYPES
+from cyclegan.config import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, PADDING_TYPES, UPSAMPLINGS
 from cyclegan.errors import ConfigError
+from cyclegan.layers.antialias import BlurDownsample, BlurUpsample
 from cyclegan.layers.instance_norm import FastInstanceNorm2d
 from cyclegan.layers.nnpack import NnpackConv2d
 
@@ -66,6 +74,9 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
     (the paper's choice, gain 0.02), "xavier" xavier_normal(gain), "kaiming"
     kaiming_normal(a=0, mode="fan_in") (gain is not used), "orthogonal" orthogonal(gain).
     Their biases are set to 0. BatchNorm2d weights are drawn from N(1, gain), biases set to 0.
+    A spectrally normalised layer (the only parametrization these networks use) has its
+    unnormalised weight drawn, then its normalisation registered anew, so that the power
+    iteration starts from vectors estimated for the new weight rather than the old one.
     """
     _check_choice("init type", init_type, INIT_TYPES)
     weighted = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
@@ -73,6 +84,9 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
 
     def init_module(module: nn.Module) -> None:
         if isinstance(module, weighted):
+            spectral = parametrize.is_parametrized(module, "weight")
+            if spectral:
+                parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
             if init_type == "normal":
                 nn.init.normal_(module.weight, 0.0, init_gain)
             elif init_type == "xavier":
@@ -83,6 +97,8 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
                 nn.init.orthogonal_(module.weight, gain=init_gain)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+            if spectral:
+                parametrizations.spectral_norm(module)
         elif isinstance(module, nn.BatchNorm2d) and module.affine:
             nn.init.normal_(module.weight, 1.0, init_gain)
             nn.init.zeros_(module.bias)
@@ -153,15 +169,28 @@ class ResnetGenerator(nn.Module):
     `model` has the reference's indices: with 9 blocks the convolutions are `model.1`,
     `model.4`, `model.7`, blocks `model.10` to `model.18`, transposed convolutions `model.19`
     and `model.22`, and the last convolution `model.26`.
+
+    Options beyond the paper (the layer lists follow CUT's, so the indices after them shift):
+    `antialias` makes each down-sampling a stride-1 conv3x3, norm, ReLU, then a blur pool
+    (`BlurDownsample`, [1, 2, 1] as CUT), so the features alias less. `upsample` "resize_conv"
+    replaces each transposed convolution by nearest-neighbour 2x up-sampling and a stride-1
+    conv3x3 (Odena et al. 2016): every output pixel then gets the same number of kernel taps, so
+    the up-sampling itself cannot make the checkerboard pattern a stride-2 transposed conv3x3
+    makes. "antialias" does the same with CUT's `BlurUpsample` (zeros, then a [1, 3, 3, 1] blur)
+    in place of the nearest-neighbour copy. The 3x3 convolutions after a resize pad with zeros,
+    as the stride-2 ones they replace; the new stride-1 3x3 convolutions are `NnpackConv2d`, as
+    the blocks' are.
     """
 
     size_multiple = 4
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64,
                  norm: str = "instance", use_dropout: bool = False, n_blocks: int = 9,
-                 padding_type: str = "reflect") -> None:
+                 padding_type: str = "reflect", upsample: str = "transposed",
+                 antialias: bool = False) -> None:
         super().__init__()
         _check_choice("padding type", padding_type, PADDING_TYPES)
+        _check_choice("up-sampling", upsample, UPSAMPLINGS)
         if n_blocks < 0:
             raise ConfigError(f"n_blocks must be >= 0, got {n_blocks}")
         norm_layer = get_norm_layer(norm)
@@ -174,20 +203,33 @@ class ResnetGenerator(nn.Module):
             nn.ReLU(True),
         ]
         for mult in (1, 2):
-            layers += [
-                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1,
-                          bias=use_bias),
-                norm_layer(ngf * mult * 2),
-                nn.ReLU(True),
-            ]
+            channels = ngf * mult * 2
+            if antialias:
+                layers += [
+                    NnpackConv2d(ngf * mult, channels, kernel_size=3, padding=1, bias=use_bias),
+                    norm_layer(channels),
+                    nn.ReLU(True),
+                    BlurDownsample(channels),
+                ]
+            else:
+                layers += [
+                    nn.Conv2d(ngf * mult, channels, kernel_size=3, stride=2, padding=1,
+                              bias=use_bias),
+                    norm_layer(channels),
+                    nn.ReLU(True),
+                ]
         layers += [ResnetBlock(ngf * 4, padding_type, norm, use_dropout) for _ in range(n_blocks)]
         for mult in (4, 2):
-            layers += [
-                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, kernel_size=3, stride=2,
-                                   padding=1, output_padding=1, bias=use_bias),
-                norm_layer(ngf * mult // 2),
-                nn.ReLU(True),
-            ]
+            channels = ngf * mult // 2
+            if upsample == "transposed":
+                layers.append(nn.ConvTranspose2d(ngf * mult, channels, kernel_size=3, stride=2,
+                                                 padding=1, output_padding=1, bias=use_bias))
+            else:
+                resize = (nn.Upsample(scale_factor=2, mode="nearest") if upsample == "resize_conv"
+                          else BlurUpsample(ngf * mult))
+                layers += [resize,
+                           NnpackConv2d(ngf * mult, channels, kernel_size=3, padding=1, bias=use_bias)]
+            layers += [norm_layer(channels), nn.ReLU(True)]
         layers += [
             nn.ReflectionPad2d(3),
             NnpackConv2d(ngf, output_nc, kernel_size=7, padding=0),
@@ -285,31 +327,43 @@ class NLayerDiscriminator(nn.Module):
     convolutions with LeakyReLU(0.2); channels double per layer up to 8 ndf. The output is a
     map of raw scores (no sigmoid; the loss decides), e.g. 30x30 for a 256x256 input and 6x6
     for 64x64. Defaults: 3 input channels, ndf 64, 3 layers, instance norm.
+
+    Options beyond the paper, as in CUT's PatchGAN: `antialias` makes each stride-2 convolution
+    a stride-1 one followed (after its norm and LeakyReLU) by a blur pool; the output size stays
+    the same. `spectral_norm`: see `spectral_normalised_convs`; the norm layers become
+    nn.Identity (same indices) and every convolution has a bias.
     """
 
     def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3,
-                 norm: str = "instance") -> None:
+                 norm: str = "instance", antialias: bool = False, spectral_norm: bool = False) -> None:
         super().__init__()
         if n_layers < 1:
             raise ConfigError(f"n_layers must be >= 1, got {n_layers}")
-        norm_layer = get_norm_layer(norm)
-        use_bias = _uses_bias(norm)
+        norm_layer = get_norm_layer("none" if spectral_norm else norm)
+        use_bias = spectral_norm or _uses_bias(norm)
+        first_stride = 1 if antialias else 2
         layers: list[nn.Module] = [
-            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
+            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=first_stride, padding=1),
             nn.LeakyReLU(0.2, True),
         ]
+        if antialias:
+            layers.append(BlurDownsample(ndf))
         mult = 1
         for n in range(1, n_layers + 1):
             prev_mult, mult = mult, min(2 ** n, 8)
-            stride = 2 if n < n_layers else 1
+            strided = n < n_layers
             layers += [
-                nn.Conv2d(ndf * prev_mult, ndf * mult, kernel_size=4, stride=stride, padding=1,
-                          bias=use_bias),
+                nn.Conv2d(ndf * prev_mult, ndf * mult, kernel_size=4,
+                          stride=2 if strided and not antialias else 1, padding=1, bias=use_bias),
                 norm_layer(ndf * mult),
                 nn.LeakyReLU(0.2, True),
             ]
+            if strided and antialias:
+                layers.append(BlurDownsample(ndf * mult))
         layers.append(nn.Conv2d(ndf * mult, 1, kernel_size=4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
+        if spectral_norm:
+            spectral_normalised_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -320,13 +374,14 @@ class PixelDiscriminator(nn.Module):
 
     conv1x1(ndf) - LeakyReLU(0.2) - conv1x1(2 ndf) - norm - LeakyReLU(0.2) - conv1x1(1), as the
     reference, where the last convolution follows the bias rule of the middle one. Defaults:
-    3 input channels, ndf 64, instance norm.
+    3 input channels, ndf 64, instance norm. `spectral_norm` as in `NLayerDiscriminator`.
     """
 
-    def __init__(self, input_nc: int = 3, ndf: int = 64, norm: str = "instance") -> None:
+    def __init__(self, input_nc: int = 3, ndf: int = 64, norm: str = "instance",
+                 spectral_norm: bool = False) -> None:
         super().__init__()
-        norm_layer = get_norm_layer(norm)
-        use_bias = _uses_bias(norm)
+        norm_layer = get_norm_layer("none" if spectral_norm else norm)
+        use_bias = spectral_norm or _uses_bias(norm)
         self.net = nn.Sequential(
             nn.Conv2d(input_nc, ndf, kernel_size=1),
             nn.LeakyReLU(0.2, True),
@@ -335,9 +390,31 @@ class PixelDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, True),
             nn.Conv2d(ndf * 2, 1, kernel_size=1, bias=use_bias),
         )
+        if spectral_norm:
+            spectral_normalised_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def spectral_normalised_convs(net: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) of every convolution of `net`, in place.
+
+    Each weight is divided by its largest singular value, estimated by one power iteration per
+    forward pass in training mode (torch.nn.utils.parametrizations.spectral_norm), which bounds
+    each layer's Lipschitz constant by 1. The discriminators that use it have no norm layers:
+    instance or batch norm rescales activations by statistics of the data, which undoes that
+    bound, and SN-GAN's discriminators have none. Each weight's state-dict key becomes
+    `<conv>.parametrizations.weight.original`, beside the power iteration's vectors
+    `<conv>.parametrizations.weight.0._u` and `._v`, which are saved too so that a resumed run
+    continues the same estimate. Because every training-mode call advances the estimate, judging
+    real and fake images in one batched call and in two calls gives slightly different results.
+    """
+    convs = [module for module in net.modules()
+             if isinstance(module, nn.Conv2d) and not parametrize.is_parametrized(module, "weight")]
+    for conv in convs:
+        parametrizations.spectral_norm(conv)
+    return net
 
 
 def _check_positive(**values: int) -> None:
@@ -349,40 +426,51 @@ def _check_positive(**values: int) -> None:
 def build_generator(net_g: str = "resnet_9blocks", input_nc: int = 3, output_nc: int = 3,
                     ngf: int = 64, norm: str = "instance", use_dropout: bool = False,
                     padding_type: str = "reflect", init_type: str = "normal",
-                    init_gain: float = 0.02) -> nn.Module:
+                    init_gain: float = 0.02, upsample: str = "transposed",
+                    antialias: bool = False) -> nn.Module:
     """Build and initialise one of GENERATORS. The defaults are the CycleGAN paper's:
     ResNet with 9 blocks, 3 -> 3 channels, ngf 64, instance norm, no dropout, reflect padding,
-    weights N(0, 0.02). `padding_type` only applies to the ResNet generators.
+    weights N(0, 0.02), transposed-convolution up-sampling, plain strided down-sampling.
+    `padding_type`, `upsample` and `antialias` only apply to the ResNet generators; a U-Net with
+    `upsample` or `antialias` other than the default raises ConfigError.
     """
     _check_choice("generator", net_g, GENERATORS)
     _check_choice("norm", norm, NORMS)
     _check_choice("padding type", padding_type, PADDING_TYPES)
     _check_choice("init type", init_type, INIT_TYPES)
+    _check_choice("up-sampling", upsample, UPSAMPLINGS)
     _check_positive(input_nc=input_nc, output_nc=output_nc, ngf=ngf)
     if net_g in _RESNET_BLOCKS:
         net: nn.Module = ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout,
-                                         _RESNET_BLOCKS[net_g], padding_type)
+                                         _RESNET_BLOCKS[net_g], padding_type, upsample, antialias)
     else:
+        if upsample != "transposed" or antialias:
+            raise ConfigError(f"--upsample {upsample} and --antialias apply to the ResNet generators only; "
+                              f"leave them at their defaults with --netG {net_g}")
         net = UnetGenerator(input_nc, output_nc, UNET_DOWNS[net_g], ngf, norm, use_dropout)
     return init_weights(net, init_type, init_gain)
 
 
 def build_discriminator(net_d: str = "basic", input_nc: int = 3, ndf: int = 64,
                         n_layers_d: int = 3, norm: str = "instance", init_type: str = "normal",
-                        init_gain: float = 0.02) -> nn.Module:
+                        init_gain: float = 0.02, antialias: bool = False,
+                        spectral_norm: bool = False) -> nn.Module:
     """Build and initialise one of DISCRIMINATORS. The defaults are the CycleGAN paper's:
     the 70x70 PatchGAN ("basic", which is "n_layers" with 3 layers; `n_layers_d` only applies
     to "n_layers"), 3 input channels, ndf 64, instance norm, weights N(0, 0.02).
+    `antialias` blurs before each stride-2 sub-sampling of the PatchGANs (the pixel
+    discriminator has none, so it is unchanged); `spectral_norm` normalises every convolution
+    and drops the norm layers (`spectral_normalised_convs`).
     """
     _check_choice("discriminator", net_d, DISCRIMINATORS)
     _check_choice("norm", norm, NORMS)
     _check_choice("init type", init_type, INIT_TYPES)
     _check_positive(input_nc=input_nc, ndf=ndf, n_layers_d=n_layers_d)
     if net_d == "pixel":
-        net: nn.Module = PixelDiscriminator(input_nc, ndf, norm)
+        net: nn.Module = PixelDiscriminator(input_nc, ndf, norm, spectral_norm)
     else:
         n_layers = 3 if net_d == "basic" else n_layers_d
-        net = NLayerDiscriminator(input_nc, ndf, n_layers, norm)
+        net = NLayerDiscriminator(input_nc, ndf, n_layers, norm, antialias, spectral_norm)
     return init_weights(net, init_type, init_gain)
 
 

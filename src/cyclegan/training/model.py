@@ -15,12 +15,14 @@ from cyclegan.networks import build_discriminator, build_generator
 
 def _generator(config: ModelConfig, input_nc: int, output_nc: int) -> nn.Module:
     return build_generator(config.net_g, input_nc, output_nc, config.ngf, config.norm, config.use_dropout,
-                           config.padding_type, config.init_type, config.init_gain)
+                           config.padding_type, config.init_type, config.init_gain,
+                           upsample=config.upsample, antialias=config.antialias)
 
 
 def _discriminator(config: ModelConfig, input_nc: int) -> nn.Module:
     return build_discriminator(config.net_d, input_nc, config.ndf, config.n_layers_d, config.norm,
-                               config.init_type, config.init_gain)
+                               config.init_type, config.init_gain,
+                               antialias=config.antialias, spectral_norm=config.spectral_norm)
 
 
 class CycleGenerators(nn.Module):

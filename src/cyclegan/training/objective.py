@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cyclegan import losses
+from cyclegan.augment import augment_for_discriminator, diff_augment
 from cyclegan.config import LossConfig, ModelConfig, TrainConfig
 from cyclegan.errors import ConfigError
 
@@ -51,6 +52,9 @@ class CycleGANObjective:
                                  if loss.lambda_identity > 0 else {})
         self.gp_weight = loss.gp_weight
         self.d_ratio = loss.d_ratio
+        # DiffAugment: the discriminators see every image, real or generated, through the same
+        # random augmentations, in their own update and as critics of the generators.
+        self.augmentation = loss.diff_augment
 
     @staticmethod
     def check_options(loss: LossConfig, model: ModelConfig) -> None:
@@ -70,8 +74,9 @@ class CycleGANObjective:
         images = self.generators(real_a, real_b, identity=bool(self.identity_weights))
         terms: Terms = {}
         if self.adversarial:
-            terms["loss_G_AB"] = losses.generator_adversarial_loss(self.gan_mode, self.judges["B"](images["fake_b"]))
-            terms["loss_G_BA"] = losses.generator_adversarial_loss(self.gan_mode, self.judges["A"](images["fake_a"]))
+            for name, domain in (("loss_G_AB", "B"), ("loss_G_BA", "A")):
+                seen = diff_augment(images[f"fake_{domain.lower()}"], self.augmentation)
+                terms[name] = losses.generator_adversarial_loss(self.gan_mode, self.judges[domain](seen))
         originals = {"A": real_a, "B": real_b}
         for domain, weight in self.cycle_weights.items():
             reconstructed = images[f"reconstructed_{domain.lower()}"]
@@ -90,13 +95,15 @@ class CycleGANObjective:
                             fakes: dict[str, torch.Tensor]) -> tuple[Terms, Terms]:
         """Each discriminator's loss (divided by d_ratio) and its accuracy, from the real images and
         the generated ones the trainer took from the image history."""
-        predictions = self.discriminators(real_a, fakes["A"], real_b, fakes["B"])
+        seen = {domain: augment_for_discriminator(real, fakes[domain], self.augmentation)
+                for domain, real in (("A", real_a), ("B", real_b))}
+        predictions = self.discriminators(*seen["A"], *seen["B"])
         terms, accuracies = {}, {}
-        for domain, real in (("A", real_a), ("B", real_b)):
+        for domain in ("A", "B"):
             pred_real, pred_fake = predictions[domain]
             loss = losses.discriminator_adversarial_loss(self.gan_mode, pred_real, pred_fake)
             if self.gan_mode == "wgangp":
-                loss = loss + self.gp_weight * losses.gradient_penalty(self.judges[domain], real, fakes[domain])
+                loss = loss + self.gp_weight * losses.gradient_penalty(self.judges[domain], *seen[domain])
             terms[f"loss_D_{domain}"] = loss / self.d_ratio
             accuracies[f"acc_D_{domain}"] = losses.discriminator_accuracy(self.gan_mode, pred_real, pred_fake)
         return terms, accuracies
@@ -112,7 +119,10 @@ class Pix2PixObjective:
     # CycleGAN options with no meaning here; each must keep its default. The pool and the
     # identity weight default to 0 for pix2pix (config.MODEL_DEFAULTS).
     NOT_APPLICABLE = {"gan": "--no-gan", "d_steps": "--d-steps", "pool_size": "--pool-size", "cycle": "--cycle",
-                      "lambda_identity": "--lambda-identity", "lambda_a": "--lambda-A", "lambda_b": "--lambda-B"}
+                      "lambda_identity": "--lambda-identity", "lambda_a": "--lambda-A", "lambda_b": "--lambda-B",
+                      # Its discriminator sees input and output stacked: augmenting that pair
+                      # consistently is not what DiffAugment defines.
+                      "diff_augment": "--diff-augment"}
 
     def __init__(self, loss: LossConfig, model: ModelConfig, generators: nn.Module, discriminators: nn.Module,
                  judges: dict[str, nn.Module]):
@@ -132,7 +142,7 @@ class Pix2PixObjective:
         unused = [flag for name, flag in cls.NOT_APPLICABLE.items() if getattr(loss, name) != getattr(defaults, name)]
         if unused:
             raise ConfigError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to --model "
-                              "pix2pix (no cycle, identity term or image history); leave them out")
+                              "pix2pix; leave them out")
 
     trains_discriminators = True
 
