@@ -33,7 +33,7 @@ GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 CYCLES = ("both", "forward", "backward", "none")
 LR_POLICIES = ("linear", "step", "cosine", "plateau")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # The two translation directions of a CycleGAN checkpoint: AtoB applies G_AB, BtoA applies G_BA.
 DIRECTIONS = ("AtoB", "BtoA")
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -192,7 +192,9 @@ class RunConfig:
     runs_dir: str = option("runs", "Folder holding all runs.")
     seed: int = option(0, "Random seed; on CPU the same seed repeats a run exactly.")
     device: str = option("auto", "Device: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.")
-    precision: str = option("fp32", "Arithmetic: fp32, bf16 (autocast) or fp16 (autocast with loss scaling, CUDA).",
+    precision: str = option("auto", "Arithmetic: auto (the fastest measured for the device, see docs/PERFORMANCE.md; "
+                            "the choice is printed at start and saved in config.json), fp32, bf16 (autocast) or "
+                            "fp16 (autocast with loss scaling, CUDA).",
                             choices=PRECISIONS)
     channels_last: bool = option(False, "Keep activations in channels-last memory layout (often faster with bf16).",
                                  flag="--channels-last", negative_flag="--no-channels-last")

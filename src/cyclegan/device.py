@@ -1,7 +1,19 @@
-"""Choosing where to compute and in what precision."""
+"""Choosing where to compute and in what precision.
+
+`--precision auto` (the default) picks, per device and per job, the arithmetic measured fastest
+there; docs/PERFORMANCE.md has the table behind each rule and the commands that measured it:
+
+    training      fp32 on every device: on GPUs at batch 1 bf16 autocast measured slower than
+                  fp32; on CPUs with native bf16 it measured faster, but its quality parity on
+                  the CPU has not been shown yet, so the CPU rule awaits that study
+    translation   fp32 (with the NNPACK convolutions on a CPU), except bf16 on a GPU with native
+                  bf16 for images of BF16_TRANSLATION_PIXELS and more, where bf16 measured faster
+"""
 from __future__ import annotations
 
 import contextlib
+import functools
+from pathlib import Path
 
 import torch
 
@@ -31,6 +43,55 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# From this image area up, bf16 translation measured faster than fp32 on a GPU (the measured
+# sizes are in docs/PERFORMANCE.md: slower at 512x512, faster at 1024x768).
+BF16_TRANSLATION_PIXELS = 1024 * 768
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no flags to read, so no claim of native bf16
+        return frozenset()
+    return frozenset(word for line in text.splitlines() if line.startswith("flags") for word in line.split())
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 natively: a CPU with AVX-512 BF16 or AMX, a CUDA GPU of
+    compute capability 8.0 (Ampere) or newer. Elsewhere bf16 is emulated, and far slower."""
+    if device.type == "cpu":
+        return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    return False
+
+
+def training_precision(requested: str, device: torch.device) -> tuple[str, str]:
+    """(precision, why) for training: `requested` itself unless it is "auto"."""
+    if requested != "auto":
+        return requested, "as asked"
+    if device.type == "cpu" and has_native_bf16(device):
+        return "fp32", "auto: this CPU has native bf16, but bf16 training awaits its quality study on CPUs"
+    return "fp32", f"auto: measured fastest for training on {device.type.upper()}"
+
+
+def translation_precision(requested: str, device: torch.device, pixels: int) -> str:
+    """The precision for translating an image of `pixels` pixels: `requested` unless "auto"."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda" and has_native_bf16(device) and pixels >= BF16_TRANSLATION_PIXELS:
+        return "bf16"
+    return "fp32"
+
+
+def describe_translation_precision(requested: str, device: torch.device) -> str:
+    """One line saying what `translation_precision` will pick on `device`."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda" and has_native_bf16(device):
+        return f"auto: fp32, bf16 for images of {BF16_TRANSLATION_PIXELS // 1000}k pixels and more"
+    return "auto: fp32" + (" with NNPACK convolutions" if device.type == "cpu" else "")
 
 
 def autocast(device: torch.device, precision: str):

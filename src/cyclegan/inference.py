@@ -21,7 +21,7 @@ from PIL import Image
 
 from cyclegan.config import BACKENDS, DIRECTIONS, ModelConfig
 from cyclegan.data.images import image_to_tensor, list_images, load_image, save_image_atomic, tensor_to_image
-from cyclegan.device import autocast, select_device
+from cyclegan.device import autocast, select_device, translation_precision
 from cyclegan.errors import CheckpointError, ConfigError, UnreadableImageError
 from cyclegan.networks import build_generator, size_multiple
 from cyclegan.reference_format import load_reference_generator
@@ -103,7 +103,7 @@ class Translator:
     (`overlap` px, blended) so memory stays bounded by the tile size.
     """
 
-    def __init__(self, generator: torch.nn.Module, info: dict, device: str = "auto", precision: str = "fp32",
+    def __init__(self, generator: torch.nn.Module, info: dict, device: str = "auto", precision: str = "auto",
                  tile: int | None = None, overlap: int = 32, channels_last: bool | None = None,
                  nnpack: bool = True):
         self.device = select_device(device)
@@ -115,9 +115,9 @@ class Translator:
         # layout, beat channels-last; without them channels-last was the faster one there. On a
         # GPU channels-last was slower.
         if channels_last is None:
-            # (Under bf16 autocast the NNPACK path does not apply.)
+            # (Under bf16 autocast the NNPACK path does not apply; "auto" is fp32 on a CPU.)
             channels_last = self.device.type == "cpu" and not (nnpack and nnpack_available()
-                                                               and precision == "fp32")
+                                                               and precision in ("auto", "fp32"))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.generator.to(memory_format=torch.channels_last)
@@ -135,13 +135,13 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, direction: str = "AtoB", device: str = "auto",
-                        precision: str = "fp32", backend: str = "auto", tile: int | None = None,
+                        precision: str = "auto", backend: str = "auto", tile: int | None = None,
                         overlap: int = 32, channels_last: bool | None = None,
                         nnpack: bool = True) -> "Translator":
         if resolve_backend(path, backend) == "onnxruntime":
             from cyclegan.export import load_onnx_generator
 
-            if precision != "fp32":
+            if precision not in ("auto", "fp32"):
                 raise ConfigError("--precision applies to the torch backend; an ONNX model runs as exported (fp32)")
             generator, info = load_onnx_generator(path, device)
             # onnxruntime places the work itself; torch only hands it contiguous CPU tensors.
@@ -164,7 +164,8 @@ class Translator:
         minimum = 2 * self.multiple if self.info["net_g"].startswith("resnet") else self.multiple
         padded, (height, width) = pad_to_multiple(batch.to(self.device), self.multiple, minimum)
         padded = padded.contiguous(memory_format=self.memory_format)
-        with autocast(self.device, self.precision):
+        precision = translation_precision(self.precision, self.device, height * width)
+        with autocast(self.device, precision):
             output = generator(padded)
         return output[..., :height, :width].float()
 

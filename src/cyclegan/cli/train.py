@@ -34,7 +34,10 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, "object | Non
     if not saved_path.exists():
         raise ConfigError(f"cannot resume: {saved_path} not found (is {run_dir} a run folder written by cyclegan train?)")
     saved = TrainConfig.load(saved_path)
-    requested = merge(saved, given_options(args))
+    given = given_options(args)
+    if given.get("run", {}).get("precision") == "auto":  # the run already chose; keep its choice
+        del given["run"]["precision"]
+    requested = merge(saved, given)
     differences = config_differences(saved, requested)
     if differences:
         raise ConfigError("cannot resume with a different configuration; these options differ from the "
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     config, resume = resolve_config(args)
     trainer = Trainer(config, resume=resume)
+    if trainer.dist.is_main:
+        print(f"precision:   {config.run.precision} ({trainer.precision_reason})")
     if resume is not None and trainer.dist.is_main:
         print(f"resuming {trainer.run_dir} at iteration {trainer.iteration} (epoch {trainer.epoch + 1})")
     try:

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
                         help="Which generator to apply (ignored for files holding one generator: .pth, "
                              "downloaded models, .onnx).")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="Arithmetic precision.")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="Arithmetic precision (auto: the fastest measured for the device and image size).")
     parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                         help="Run the model with PyTorch or onnxruntime (auto: onnxruntime for .onnx files).")
     parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
@@ -45,6 +46,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cyclegan.device import describe_translation_precision
     from cyclegan.inference import Translator, describe
     from cyclegan.zoo import resolve_model_argument
 
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
                                             backend=args.backend, tile=args.tile, overlap=args.overlap,
                                             channels_last=args.channels_last, nnpack=args.nnpack)
     print(f"model: {describe(translator.info)}")
+    print(f"precision: {describe_translation_precision(translator.precision, translator.device)}")
 
     def progress(paths):
         return tqdm(paths, unit="img", disable=args.no_progress, dynamic_ncols=True)

@@ -130,11 +130,12 @@ def run_config_size(checkpoint: str | Path) -> int | None:
         return None
 
 
-def _load_translators(checkpoint: str | Path, device: str) -> tuple[dict[str, Translator], dict[str, str]]:
+def _load_translators(checkpoint: str | Path, device: str,
+                      precision: str = "auto") -> tuple[dict[str, Translator], dict[str, str]]:
     translators, skipped, first_error = {}, {}, None
     for direction in DIRECTIONS:
         try:
-            translator = Translator.from_checkpoint(checkpoint, direction, device)
+            translator = Translator.from_checkpoint(checkpoint, direction, device, precision)
         except CheckpointError as error:
             skipped[direction] = f"the checkpoint has no generator for {direction} ({error})"
             first_error = first_error or error
@@ -169,7 +170,7 @@ def _runs_of_equal_shape(items: list[torch.Tensor], batch_size: int):
 
 def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str | None = None,
              size: int | None = None, fid: bool | None = None, inception_weights: str | Path | None = None,
-             device: str = "auto", segmenter_size: int | None = None, segmenter_steps: int | None = None,
+             device: str = "auto", precision: str = "auto", segmenter_size: int | None = None, segmenter_steps: int | None = None,
              segmenter_seed: int = 0, cache_dir: str | Path | None = None, batch_size: int = 8,
              kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
              log: Callable[[str], None] | None = None) -> dict:
@@ -214,7 +215,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     info = describe_dataset(data_dir, labels_domain)
     if size is None:
         size = run_config_size(checkpoint)
-    translators, skipped = _load_translators(checkpoint, device)
+    translators, skipped = _load_translators(checkpoint, device, precision)
     notes: list[str] = []
     inception = _inception_network(fid, inception_weights, device, notes, say)  # fails early if --fid cannot work
 

@@ -86,7 +86,7 @@ class Limits:
 
 
 def load_translators(checkpoint: str | Path, directions: list[str] | None = None, device: str = "auto",
-                     precision: str = "fp32") -> dict[str, Translator]:
+                     precision: str = "auto") -> dict[str, Translator]:
     """One Translator per direction: both for our checkpoints, "AtoB" alone for an official `.pth`
     (a single generator). `directions` restricts what is served."""
     wanted = list(directions or DIRECTIONS)

@@ -24,7 +24,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.data.check import fatal_problems
 from cyclegan.data.datasets import collate_samples
 from cyclegan.data.layout import check_batchable, iterations_per_epoch, layout_of, training_dataset
-from cyclegan.device import autocast, select_device
+from cyclegan.device import autocast, select_device, training_precision
 from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, DatasetError
 from cyclegan.fileio import unwritable_reason
 from cyclegan.layers.nnpack import use_nnpack
@@ -72,6 +72,9 @@ class Trainer:
         device = select_device(config.run.device)
         self.dist = Distributed.from_environment(device)
         self.device = self.dist.device(device)
+        # "auto" becomes the precision it stands for here, so config.json (and a resumed run) says
+        # what was used.
+        config.run.precision, self.precision_reason = training_precision(config.run.precision, self.device)
         self.run_dir = Path(config.run.runs_dir) / config.run.name
         self.checkpoint_dir = self.run_dir / "checkpoints"
         unwritable = unwritable_reason(self.run_dir)
