@@ -66,7 +66,7 @@ def test_logged_values_are_reduced_where_the_backend_can_reduce_them(monkeypatch
     import torch
     import torch.distributed as dist
 
-    from cyclegan.training import distributed
+    from cyclegan import distributed
 
     monkeypatch.setattr(dist, "get_backend", lambda: "nccl")
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)

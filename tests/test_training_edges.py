@@ -134,3 +134,19 @@ def test_the_summary_line_counts_completed_epochs(tiny_dataset, tmp_path, capsys
 def test_a_run_stopped_inside_an_epoch_counts_only_the_completed_ones(tiny_dataset, tmp_path):
     result = Trainer(tiny_config(tiny_dataset, tmp_path / "runs", max_iters=8)).train()
     assert (result.iteration, result.epoch) == (8, 1)
+
+
+# --- fast paths that apply elsewhere ---------------------------------------------------------------
+
+def test_cuda_graphs_change_nothing_on_a_cpu(tiny_dataset, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    weights = {}
+    for graphs in (False, True):
+        config = tiny_config(tiny_dataset, tmp_path / "runs", max_iters=3)
+        config.run.name, config.run.cuda_graphs = f"graphs_{graphs}", graphs
+        result = Trainer(config).train()
+        weights[graphs] = load_file(str(result.checkpoint))
+    assert weights[False].keys() == weights[True].keys()
+    assert all(torch.equal(weights[False][key], weights[True][key]) for key in weights[False])

@@ -200,6 +200,10 @@ class RunConfig:
                                  flag="--channels-last", negative_flag="--no-channels-last")
     compile: bool = option(False, "Compile the networks with torch.compile (slow first iterations, faster after).",
                            flag="--compile", negative_flag="--no-compile")
+    cuda_graphs: bool = option(False, "On a CUDA GPU, capture the networks of the training step in CUDA graphs "
+                               "(torch.compile's reduce-overhead mode): at batch 1 the GPU otherwise waits for the "
+                               "host to launch each kernel. Off until measured on a GPU (docs/PERFORMANCE.md); "
+                               "no effect elsewhere.", flag="--cuda-graphs", negative_flag="--no-cuda-graphs")
     batch_generator_calls: bool = option(True, "Run the generator calls that are independent per image as one batch "
                                          "(same result with instance norm; never done with batch norm).",
                                          flag="--batch-generator-calls", negative_flag="--no-batch-generator-calls")
@@ -228,7 +232,7 @@ SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "dat
 RESUMABLE_FIELDS = {
     ("run", "max_iters"), ("run", "save_every"), ("run", "keep_last"), ("run", "log_every"),
     ("run", "gallery_every"), ("run", "gallery_size"), ("run", "tensorboard"), ("run", "progress"),
-    ("run", "skip_nonfinite"), ("run", "compile"), ("run", "nnpack"), ("run", "max_minutes"),
+    ("run", "skip_nonfinite"), ("run", "compile"), ("run", "cuda_graphs"), ("run", "nnpack"), ("run", "max_minutes"),
     ("run", "device"), ("run", "runs_dir"), ("data", "num_workers"), ("data", "data"),
     ("data", "domain_a"), ("data", "domain_b"),
 }

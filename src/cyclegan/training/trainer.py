@@ -29,7 +29,7 @@ from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, Dataset
 from cyclegan.fileio import unwritable_reason
 from cyclegan.layers.nnpack import use_nnpack
 from cyclegan.training import checkpoint as ckpt
-from cyclegan.training.distributed import Distributed
+from cyclegan.distributed import Distributed
 from cyclegan.training.gallery import Gallery
 from cyclegan.training.model import build_model
 from cyclegan.training.objective import build_objective, check_objective_options
@@ -111,9 +111,13 @@ class Trainer:
         # The modules whose forward does one update's work; under torchrun wrapped in DDP.
         self.generators = self.dist.wrap(self.model.generators, self.device)
         self.discriminators = self.dist.wrap(self.model.discriminators, self.device)
-        if config.run.compile:
-            self.generators = torch.compile(self.generators)
-            self.discriminators = torch.compile(self.discriminators)
+        graphs = config.run.cuda_graphs and self.device.type == "cuda"
+        if config.run.compile or graphs:
+            # CUDA graphs replay the step's kernels without the host launching each one; the image
+            # history's random choice stays on the host, between the captured networks.
+            mode = "reduce-overhead" if graphs else None
+            self.generators = torch.compile(self.generators, mode=mode)
+            self.discriminators = torch.compile(self.discriminators, mode=mode)
         self.objective = build_objective(config, self.generators, self.discriminators, self.model.judges())
 
         optim = config.optim

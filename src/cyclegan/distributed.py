@@ -1,9 +1,10 @@
-"""Data-parallel training with torchrun: one process per GPU (or CPU, with gloo), many nodes.
+"""Several processes with torchrun: one per GPU (or CPU, with gloo), many nodes.
 
-`torchrun --nproc_per_node N -m cyclegan train ...` sets RANK, WORLD_SIZE and LOCAL_RANK;
-`Distributed.from_environment()` reads them and joins the process group. Each rank trains on a
-disjoint shard of every epoch, DistributedDataParallel averages the gradients, and only rank 0
-writes logs, galleries and checkpoints.
+`torchrun --nproc_per_node N -m cyclegan train ...` (or `... translate ...`) sets RANK, WORLD_SIZE
+and LOCAL_RANK; `Distributed.from_environment()` reads them and joins the process group. In
+training each rank trains on a disjoint shard of every epoch, DistributedDataParallel averages the
+gradients, and only rank 0 writes logs, galleries and checkpoints; in translation each rank
+translates its share of the files and rank 0 reports for all.
 """
 from __future__ import annotations
 
