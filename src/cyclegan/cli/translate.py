@@ -48,8 +48,8 @@ def register(subparsers) -> None:
         "videos", "Videos (mp4, mov, mkv, webm, avi) keep their frame count, timestamps, size, sound and "
                   "orientation. Needs PyAV: pip install 'cyclegan[video]'.")
     video.add_argument("--batch-size", type=int, default=4, metavar="N",
-                       help="Video frames per generator call; larger batches help on a GPU, not on a CPU "
-                            "(default: %(default)s).")
+                       help="Video frames per generator call: on a GPU larger batches can keep it busier, on a "
+                            "CPU they do not speed it up (default: %(default)s).")
     video.add_argument("--video-codec", default=None, metavar="CODEC",
                        help="Encoder of the translated videos (default: libx264, i.e. H.264; libvpx-vp9 for "
                             "WebM).")
