@@ -465,7 +465,8 @@ class _Sink:
         self.container = av.open(str(path), "w", format=output_format, options=options)
         self.audio = {}  # source stream index -> output stream
         # Audio that arrives before the first translated frame waits: the header, written with the
-        # first packet, must list every stream, and the video stream needs that frame's size.
+        # first packet, must list every stream, the video stream needs that frame's size, and the
+        # source knows its --start shift once it has decoded that frame.
         self._early_audio: list = []
 
     def __enter__(self) -> "_Sink":
