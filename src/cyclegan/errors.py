@@ -16,6 +16,11 @@ class UnreadableImageError(CycleGANError):
     """One image file cannot be decoded; the message names the file and the reason."""
 
 
+class UnreadableVideoError(UnreadableImageError):
+    """One video cannot be read (damaged, truncated, a codec without a decoder, or PyAV missing);
+    reported like an unreadable image, naming the file and the reason."""
+
+
 class CheckpointError(CycleGANError):
     """A checkpoint is missing, damaged, or does not fit the requested model."""
 

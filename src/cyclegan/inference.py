@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -22,13 +22,14 @@ from PIL import Image
 from cyclegan.config import BACKENDS, DIRECTIONS, ModelConfig
 from cyclegan.data.images import image_to_tensor, list_images, load_image, save_image_atomic, tensor_to_image
 from cyclegan.device import autocast, select_device, translation_precision
-from cyclegan.errors import CheckpointError, ConfigError, UnreadableImageError
-from cyclegan.networks import build_generator, size_multiple
-from cyclegan.reference_format import load_reference_generator
+from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, UnreadableImageError
 from cyclegan.layers.nnpack import available as nnpack_available
 from cyclegan.layers.nnpack import use_nnpack
+from cyclegan.networks import build_generator, size_multiple
+from cyclegan.reference_format import load_reference_generator
 from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
 from cyclegan.training import checkpoint as ckpt
+from cyclegan.video import VideoOptions, VideoResult, is_video, list_videos, output_name, translate_video
 
 # Images decoded ahead of the network, and encodings still being written, in translate_files:
 # enough to keep the model busy, few enough that huge images do not pile up in memory.
@@ -79,6 +80,7 @@ def pad_to_multiple(batch: torch.Tensor, multiple: int, minimum: int = 0) -> tup
 class TranslationReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # written, but with something to know (see VideoResult)
 
 
 def resolve_backend(path: str | Path, backend: str = "auto") -> str:
@@ -181,23 +183,37 @@ class Translator:
         output = self.translate_tensor(image_to_tensor(image).unsqueeze(0))
         return tensor_to_image(output[0].cpu())
 
+    def translate_video(self, src: str | Path, dst: str | Path, **options) -> VideoResult:
+        """Translate the video `src` into the file `dst`, keeping its frame count, timestamps, size,
+        sound and orientation; `options` are those of `cyclegan.video.VideoOptions` (batch_size,
+        codec, crf, start, duration, frames_dir, progress)."""
+        return translate_video(self, src, dst, VideoOptions(**options))
+
     def translate_files(self, inputs: Iterable[str | Path], out_dir: str | Path,
-                        progress: Callable[[Iterable], Iterable] | None = None) -> TranslationReport:
-        """Translate image files and folders into `out_dir`, keeping file names and formats.
+                        progress: Callable[[Iterable], Iterable] | None = None,
+                        video: VideoOptions | None = None) -> TranslationReport:
+        """Translate image files, videos and folders into `out_dir`, keeping file names and formats.
 
         Unreadable files are reported in the result and the rest are still translated. Two inputs
         with the same name (from different folders) get `_1`, `_2`... rather than overwriting.
         Decoding the next images and encoding the finished ones run in worker threads while the
-        network computes (PIL and torch release the GIL for their heavy parts).
+        network computes (PIL and torch release the GIL for their heavy parts). Videos, recognised
+        by content, go through `cyclegan.video` with the `video` options, after the images.
         """
+        video = video or VideoOptions()
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         report = TranslationReport()
         paths = expand_inputs(inputs, report)
+        kinds = {path: is_video(path) for path in paths}
+        videos = [path for path in paths if kinds[path]]
+        paths = [path for path in paths if not kinds[path]]
+        if videos:
+            video.check()  # before any image is translated
         with ThreadPoolExecutor(max_workers=_PREFETCH, thread_name_prefix="translate-io") as pool:
             loading: dict[int, Future] = {}
             saving: deque[Future] = deque()
-            for index, path in enumerate(progress(paths) if progress else paths):
+            for index, path in enumerate(progress(paths) if progress and paths else paths):
                 for ahead in range(index, min(index + _PREFETCH + 1, len(paths))):
                     if ahead not in loading:
                         loading[ahead] = pool.submit(load_image, paths[ahead], self.input_channels)
@@ -213,6 +229,16 @@ class Translator:
                     saving.popleft().result()  # re-raises a failed write (a full disk) here
             for pending in saving:
                 pending.result()
+        for path in videos:
+            target = _unused_name(out_dir / output_name(path, video.codec), report.written)
+            frames_dir = video.frames_dir and Path(video.frames_dir) / target.stem
+            try:
+                result = translate_video(self, path, target, replace(video, frames_dir=frames_dir))
+            except CycleGANError as error:  # this video only (damaged, or a part it does not have)
+                report.failed.append((path, str(error)))
+                continue
+            report.written.append(target)
+            report.notes.extend(result.notes)
         return report
 
 
@@ -225,12 +251,12 @@ def _unused_name(target: Path, taken: list[Path]) -> Path:
 
 
 def expand_inputs(inputs: Iterable[str | Path], report: TranslationReport) -> list[Path]:
-    """Files as given, folders as their images (sorted); missing paths go to report.failed."""
+    """Files as given, folders as their images and videos (sorted); missing paths go to report.failed."""
     paths: list[Path] = []
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            paths.extend(list_images(item))
+            paths.extend(sorted(list_images(item) + list_videos(item)))
         elif item.is_file():
             paths.append(item)
         else:
