@@ -85,6 +85,27 @@ def translation_precision(requested: str, device: torch.device, pixels: int) -> 
     return "fp32"
 
 
+# Bytes of GPU memory one image of one pixel needs in a generator's forward pass, per filter of
+# its first layer: a deliberately generous bound on the activations alive at once (the largest
+# maps are the full-resolution ngf-channel ones, a few of them at a time), so that the batch
+# chosen below leaves room for the allocator's slack.
+_BYTES_PER_PIXEL_AND_FILTER = 64
+# A batch larger than this gains nothing measurable: the GPU is already busy.
+MAX_TRANSLATION_BATCH = 32
+
+
+def translation_batch_size(device: torch.device, pixels: int, ngf: int | None = None) -> int:
+    """How many images of `pixels` pixels to translate in one call on `device`.
+
+    One on a CPU, whose NNPACK convolutions take images one at a time anyway; on a GPU as many as
+    half of its free memory holds, up to MAX_TRANSLATION_BATCH."""
+    if device.type != "cuda":
+        return 1
+    free, _total = torch.cuda.mem_get_info(device)
+    per_image = pixels * (ngf if isinstance(ngf, int) else 64) * _BYTES_PER_PIXEL_AND_FILTER
+    return max(1, min(MAX_TRANSLATION_BATCH, free // 2 // max(1, per_image)))
+
+
 def describe_translation_precision(requested: str, device: torch.device) -> str:
     """One line saying what `translation_precision` will pick on `device`."""
     if requested != "auto":

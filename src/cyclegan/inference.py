@@ -21,7 +21,7 @@ from PIL import Image
 
 from cyclegan.config import BACKENDS, DIRECTIONS, ModelConfig
 from cyclegan.data.images import image_to_tensor, list_images, load_image, save_image_atomic, tensor_to_image
-from cyclegan.device import autocast, select_device, translation_precision
+from cyclegan.device import autocast, select_device, translation_batch_size, translation_precision
 from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, UnreadableImageError
 from cyclegan.layers.nnpack import available as nnpack_available
 from cyclegan.layers.nnpack import use_nnpack
@@ -191,46 +191,38 @@ class Translator:
 
     def translate_files(self, inputs: Iterable[str | Path], out_dir: str | Path,
                         progress: Callable[[Iterable], Iterable] | None = None,
-                        video: VideoOptions | None = None) -> TranslationReport:
+                        video: VideoOptions | None = None, batch_size: int | None = None,
+                        shard: tuple[int, int] = (0, 1)) -> TranslationReport:
         """Translate image files, videos and folders into `out_dir`, keeping file names and formats.
 
         Unreadable files are reported in the result and the rest are still translated. Two inputs
         with the same name (from different folders) get `_1`, `_2`... rather than overwriting.
         Decoding the next images and encoding the finished ones run in worker threads while the
-        network computes (PIL and torch release the GIL for their heavy parts). Videos, recognised
-        by content, go through `cyclegan.video` with the `video` options, after the images.
+        network computes (PIL and torch release the GIL for their heavy parts). Consecutive images
+        of the same size go through the network together, `batch_size` at a time (None: as many as
+        `device.translation_batch_size` allows for the device). Videos, recognised by content, go
+        through `cyclegan.video` with the `video` options, after the images.
+
+        `shard=(rank, world_size)` translates every world_size-th file from the rank-th on, with
+        the output names all shards agree on (under torchrun, each process its share); files that
+        are missing altogether are reported by rank 0 only.
         """
         video = video or VideoOptions()
+        rank, world_size = shard
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         report = TranslationReport()
-        paths = expand_inputs(inputs, report)
+        paths = expand_inputs(inputs, report if rank == 0 else TranslationReport())
         kinds = {path: is_video(path) for path in paths}
         videos = [path for path in paths if kinds[path]]
-        paths = [path for path in paths if not kinds[path]]
+        images = [path for path in paths if not kinds[path]]
         if videos:
             video.check()  # before any image is translated
-        with ThreadPoolExecutor(max_workers=_PREFETCH, thread_name_prefix="translate-io") as pool:
-            loading: dict[int, Future] = {}
-            saving: deque[Future] = deque()
-            for index, path in enumerate(progress(paths) if progress and paths else paths):
-                for ahead in range(index, min(index + _PREFETCH + 1, len(paths))):
-                    if ahead not in loading:
-                        loading[ahead] = pool.submit(load_image, paths[ahead], self.input_channels)
-                try:
-                    image = loading.pop(index).result()
-                except UnreadableImageError as error:
-                    report.failed.append((path, str(error)))
-                    continue
-                target = _unused_name(out_dir / path.name, report.written)
-                saving.append(pool.submit(save_image_atomic, self(image), target))
-                report.written.append(target)
-                while len(saving) > _PREFETCH:
-                    saving.popleft().result()  # re-raises a failed write (a full disk) here
-            for pending in saving:
-                pending.result()
-        for path in videos:
-            target = _unused_name(out_dir / output_name(path, video.codec), report.written)
+        taken: list[Path] = []
+        image_targets = [_claim(out_dir / path.name, taken) for path in images]
+        video_targets = [_claim(out_dir / output_name(path, video.codec), taken) for path in videos]
+        self._translate_images(list(zip(images, image_targets))[rank::world_size], report, progress, batch_size)
+        for path, target in list(zip(videos, video_targets))[rank::world_size]:
             frames_dir = video.frames_dir and Path(video.frames_dir) / target.stem
             try:
                 result = translate_video(self, path, target, replace(video, frames_dir=frames_dir))
@@ -241,12 +233,60 @@ class Translator:
             report.notes.extend(result.notes)
         return report
 
+    def _translate_images(self, plan: list[tuple[Path, Path]], report: TranslationReport,
+                          progress: Callable[[Iterable], Iterable] | None, batch_size: int | None) -> None:
+        group: list[tuple[Image.Image, Path]] = []  # decoded images of one size, waiting for the network
 
-def _unused_name(target: Path, taken: list[Path]) -> Path:
+        with ThreadPoolExecutor(max_workers=_PREFETCH, thread_name_prefix="translate-io") as pool:
+            loading: dict[int, Future] = {}
+            saving: deque[Future] = deque()
+
+            def save(image: Image.Image, target: Path) -> None:
+                saving.append(pool.submit(save_image_atomic, image, target))
+                report.written.append(target)
+                while len(saving) > _PREFETCH + len(group):
+                    saving.popleft().result()  # re-raises a failed write (a full disk) here
+
+            def flush() -> None:
+                if group:
+                    batch = torch.stack([image_to_tensor(image) for image, _target in group])
+                    outputs = self.translate_tensor(batch).cpu()
+                    for output, (_image, target) in zip(outputs, group):
+                        save(tensor_to_image(output), target)
+                    group.clear()
+
+            for index, (path, target) in enumerate(progress(plan) if progress and plan else plan):
+                for ahead in range(index, min(index + _PREFETCH + 1, len(plan))):
+                    if ahead not in loading:
+                        loading[ahead] = pool.submit(load_image, plan[ahead][0], self.input_channels)
+                try:
+                    image = loading.pop(index).result()
+                except UnreadableImageError as error:
+                    report.failed.append((path, str(error)))
+                    continue
+                if self.tile is not None and max(image.size) > self.tile:
+                    flush()
+                    save(self(image), target)
+                    continue
+                if group and group[0][0].size != image.size:
+                    flush()
+                group.append((image, target))
+                limit = batch_size or translation_batch_size(self.device, image.width * image.height,
+                                                             self.info.get("ngf"))
+                if len(group) >= limit:
+                    flush()
+            flush()
+            for pending in saving:
+                pending.result()
+
+
+def _claim(target: Path, taken: list[Path]) -> Path:
+    """`target`, or `target` with `_1`, `_2`... if an earlier input took that name; recorded in `taken`."""
     candidate, counter = target, 0
     while candidate in taken:
         counter += 1
         candidate = target.with_name(f"{target.stem}_{counter}{target.suffix}")
+    taken.append(candidate)
     return candidate
 
 

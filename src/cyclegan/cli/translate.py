@@ -44,13 +44,14 @@ def register(subparsers) -> None:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="Channels-last memory layout (default: the faster one measured for the device: "
                              "contiguous, except on a CPU without the NNPACK path).")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="Images of one size, and video frames, per generator call (default: for images, "
+                             "chosen for the device: 1 on a CPU, whose convolutions take one image at a time, as "
+                             "many as half the free memory holds on a GPU; 4 video frames).")
     parser.add_argument("--no-progress", action="store_true", help="Do not show a progress bar.")
     video = parser.add_argument_group(
         "videos", "Videos (mp4, mov, mkv, webm, avi) keep their frame count, timestamps, size, sound and "
                   "orientation. Needs PyAV: pip install 'cyclegan[video]'.")
-    video.add_argument("--batch-size", type=int, default=4, metavar="N",
-                       help="Video frames per generator call: on a GPU larger batches can keep it busier, on a "
-                            "CPU they do not speed it up (default: %(default)s).")
     video.add_argument("--video-codec", default=None, metavar="CODEC",
                        help="Encoder of the translated videos (default: libx264, i.e. H.264; libvpx-vp9 for "
                             "WebM).")
@@ -68,34 +69,57 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cyclegan.device import describe_translation_precision
+    """Under torchrun each process translates its share of the files (on its own GPU, if any) and
+    rank 0 reports for all."""
+    from cyclegan.device import describe_translation_precision, select_device
+    from cyclegan.distributed import Distributed
+    from cyclegan.errors import ConfigError
     from cyclegan.inference import Translator, describe
     from cyclegan.video import VideoOptions
     from cyclegan.zoo import resolve_model_argument
 
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     checkpoint = resolve_model_argument(args.checkpoint)
-    translator = Translator.from_checkpoint(checkpoint, args.direction, args.device, args.precision,
-                                            backend=args.backend, tile=args.tile, overlap=args.overlap,
-                                            channels_last=args.channels_last, nnpack=args.nnpack)
-    print(f"model: {describe(translator.info)}")
-    print(f"precision: {describe_translation_precision(translator.precision, translator.device)}")
+    dist = Distributed.from_environment(select_device(args.device))
+    try:
+        device = str(dist.device(select_device(args.device)))
+        translator = Translator.from_checkpoint(checkpoint, args.direction, device, args.precision,
+                                                backend=args.backend, tile=args.tile, overlap=args.overlap,
+                                                channels_last=args.channels_last, nnpack=args.nnpack)
+        show = dist.is_main and not args.no_progress
+        if dist.is_main:
+            print(f"model: {describe(translator.info)}")
+            print(f"precision: {describe_translation_precision(translator.precision, translator.device)}")
+            if dist.enabled:
+                print(f"processes: {dist.world_size}, each translating every {dist.world_size}th file")
 
-    def progress(paths):
-        return tqdm(paths, unit="img", disable=args.no_progress, dynamic_ncols=True)
+        def progress(paths):
+            return tqdm(paths, unit="img", disable=not show, dynamic_ncols=True)
 
-    def video_progress(total, name):
-        return tqdm(total=total, desc=name, unit="frame", disable=args.no_progress, dynamic_ncols=True)
+        def video_progress(total, name):
+            return tqdm(total=total, desc=name, unit="frame", disable=not show, dynamic_ncols=True)
 
-    video = VideoOptions(batch_size=args.batch_size, codec=args.video_codec, crf=args.video_crf,
-                         start=args.start, duration=args.duration,
-                         frames_dir=args.frames_dir and Path(args.frames_dir), progress=video_progress)
-    report = translator.translate_files(args.inputs, args.out, progress=progress, video=video)
-    print(f"translated {len(report.written)} file(s) into {args.out}")
-    for note in report.notes:
+        video = VideoOptions(batch_size=args.batch_size or VideoOptions.batch_size, codec=args.video_codec,
+                             crf=args.video_crf, start=args.start, duration=args.duration,
+                             frames_dir=args.frames_dir and Path(args.frames_dir), progress=video_progress)
+        report = translator.translate_files(args.inputs, args.out, progress=progress, video=video,
+                                            batch_size=args.batch_size, shard=(dist.rank, dist.world_size))
+        reports = dist.gather((len(report.written), report.notes, report.failed))
+    except BaseException:
+        dist.close(wait_for_others=False)
+        raise
+    dist.close()
+    if not dist.is_main:  # rank 0 reports, and exits non-zero, for all
+        return 0
+    written = sum(count for count, _notes, _failed in reports)
+    failed = [failure for _count, _notes, failures in reports for failure in failures]
+    print(f"translated {written} file(s) into {args.out}")
+    for note in (note for _count, notes, _failed in reports for note in notes):
         print(f"note: {note}")
-    if report.failed:
-        print(f"could not translate {len(report.failed)} file(s):", file=sys.stderr)
-        for _path, reason in report.failed:
+    if failed:
+        print(f"could not translate {len(failed)} file(s):", file=sys.stderr)
+        for _path, reason in failed:
             print(f"  {reason}", file=sys.stderr)
         return 1
     return 0

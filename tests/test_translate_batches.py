@@ -1,0 +1,111 @@
+"""Translating many files: images of one size batched together, and the files shared among torchrun processes."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cyclegan.config import ModelConfig
+from cyclegan.device import MAX_TRANSLATION_BATCH, translation_batch_size
+from cyclegan.inference import Translator
+from cyclegan.training.checkpoint import save_checkpoint
+from cyclegan.training.model import CycleGAN
+
+from conftest import write_images
+
+CUDA = torch.device("cuda")
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    config = ModelConfig(net_g="resnet_6blocks", ngf=8, ndf=8)
+    torch.manual_seed(0)
+    model = CycleGAN(config)
+    save_checkpoint(tmp_path / "run" / "checkpoints", model.networks(), config, None, epoch=0, iteration=0)
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """Seven images: a run of two 32x32, one 40x32, a run of four 32x32."""
+    folder = tmp_path / "images"
+    sizes = [(32, 32)] * 2 + [(40, 32)] + [(32, 32)] * 4
+    for index, size in enumerate(sizes):
+        write_images(folder, 1, size=size, seed=index, prefix=f"img{index}")
+    return folder
+
+
+def batch_sizes_seen(translator, monkeypatch):
+    seen = []
+    original = translator.translate_tensor
+    monkeypatch.setattr(translator, "translate_tensor", lambda batch: seen.append(batch.shape[0]) or original(batch))
+    return seen
+
+
+def test_consecutive_images_of_one_size_share_a_call_up_to_the_batch_size(run_dir, mixed_folder, tmp_path,
+                                                                           monkeypatch):
+    translator = Translator.from_checkpoint(run_dir, device="cpu")
+    seen = batch_sizes_seen(translator, monkeypatch)
+    report = translator.translate_files([mixed_folder], tmp_path / "batched", batch_size=3)
+    assert seen == [2, 1, 3, 1]
+    assert [path.name for path in report.written] == [f"img{i}_000.png" for i in range(7)]
+
+
+def test_batched_translations_equal_one_at_a_time(run_dir, mixed_folder, tmp_path):
+    translator = Translator.from_checkpoint(run_dir, device="cpu")
+    translator.translate_files([mixed_folder], tmp_path / "one", batch_size=1)
+    translator.translate_files([mixed_folder], tmp_path / "four", batch_size=4)
+    for path in sorted((tmp_path / "one").iterdir()):
+        single = np.asarray(Image.open(path), dtype=int)
+        batched = np.asarray(Image.open(tmp_path / "four" / path.name), dtype=int)
+        assert np.abs(single - batched).max() <= 1, path.name
+
+
+def test_on_a_cpu_the_default_is_one_image_per_call(run_dir, mixed_folder, tmp_path, monkeypatch):
+    translator = Translator.from_checkpoint(run_dir, device="cpu")
+    seen = batch_sizes_seen(translator, monkeypatch)
+    translator.translate_files([mixed_folder], tmp_path / "out")
+    assert seen == [1] * 7
+
+
+def test_on_a_gpu_the_batch_fills_half_the_free_memory_up_to_a_limit(monkeypatch):
+    free = 8 * 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 80 * 2**30))
+    # A 256x256 image with ngf 64 is budgeted 65,536 px * 64 filters * 64 bytes = 256 MiB; 4 GiB hold 16.
+    assert translation_batch_size(CUDA, 256 * 256, 64) == 16
+    assert translation_batch_size(CUDA, 4000 * 3000, 64) == 1
+    assert translation_batch_size(CUDA, 64 * 64, 64) == MAX_TRANSLATION_BATCH
+    assert translation_batch_size(torch.device("cpu"), 64 * 64, 64) == 1
+
+
+def test_a_batch_size_below_one_is_refused(run_dir, mixed_folder, tmp_path, capsys):
+    from cyclegan.cli import main
+
+    assert main(["translate", str(run_dir), str(mixed_folder), "--out", str(tmp_path / "o"), "--batch-size", "0",
+                 "--no-progress"]) == 2
+    assert "--batch-size must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_two_processes_translate_each_file_exactly_once_and_report_failures_once(run_dir, mixed_folder, tmp_path):
+    other = tmp_path / "other"
+    write_images(other, 1, size=(32, 32), seed=99, prefix="img0")  # the same name as a file of the first folder
+    (other / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "cyclegan", "translate", str(run_dir), str(mixed_folder), str(other),
+                             "--out", str(out), "--device", "cpu", "--no-progress"],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode != 0  # the broken file
+    expected = sorted([f"img{i}_000.png" for i in range(7)] + ["img0_000_1.png"])
+    assert sorted(path.name for path in out.iterdir()) == expected
+    assert result.stdout.count("translated 8 file(s) into") == 1
+    assert result.stderr.count("could not translate 1 file(s):") == 1
+    assert len([line for line in result.stderr.splitlines() if "broken.png" in line]) == 1
+    single = tmp_path / "single"
+    Translator.from_checkpoint(run_dir, device="cpu").translate_files([mixed_folder, other], single)
+    for name in expected:  # the same outputs as one process
+        assert np.array_equal(np.asarray(Image.open(out / name)), np.asarray(Image.open(single / name))), name
