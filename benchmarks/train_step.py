@@ -37,14 +37,15 @@ class Variant:
     """A candidate configuration of the Trainer, written as e.g. `bf16+cl+compile`.
 
     Tokens: fp32, bf16 or fp16 (precision; fp16 needs CUDA), cl (channels-last), nobatch (six
-    separate generator calls instead of the batched three), compile (torch.compile), nonnpack (no
-    NNPACK convolutions on the CPU).
+    separate generator calls instead of the batched three), compile (torch.compile), graphs (CUDA
+    graphs, --cuda-graphs), nonnpack (no NNPACK convolutions on the CPU).
     """
 
     precision: str = RunConfig.precision
     channels_last: bool = RunConfig.channels_last
     batch_generator_calls: bool = RunConfig.batch_generator_calls
     compile: bool = RunConfig.compile
+    cuda_graphs: bool = RunConfig.cuda_graphs
     nnpack: bool = RunConfig.nnpack
 
     @property
@@ -56,6 +57,8 @@ class Variant:
             tokens.append("nobatch")
         if self.compile:
             tokens.append("compile")
+        if self.cuda_graphs:
+            tokens.append("graphs")
         if not self.nnpack:
             tokens.append("nonnpack")
         return "+".join(tokens)
@@ -63,7 +66,7 @@ class Variant:
     @classmethod
     def parse(cls, text: str) -> "Variant":
         values = {"precision": "fp32", "channels_last": False, "batch_generator_calls": True, "compile": False,
-                  "nnpack": True}
+                  "cuda_graphs": False, "nnpack": True}
         for token in text.strip().split("+"):
             if token in ("fp32", "bf16", "fp16"):
                 values["precision"] = token
@@ -73,11 +76,14 @@ class Variant:
                 values["batch_generator_calls"] = False
             elif token == "compile":
                 values["compile"] = True
+            elif token == "graphs":
+                values["cuda_graphs"] = True
             elif token == "nonnpack":
                 values["nnpack"] = False
             else:
                 raise ValueError(f"unknown variant token {token!r} in {text!r}; "
-                                 "use fp32, bf16 or fp16, optionally with +cl, +nobatch, +compile, +nonnpack")
+                                 "use fp32, bf16 or fp16, optionally with +cl, +nobatch, +compile, +graphs, "
+                                 "+nonnpack")
         return cls(**values)
 
 
@@ -166,6 +172,7 @@ def build_trainer(variant: Variant, args: argparse.Namespace, workdir: Path) -> 
     run.runs_dir, run.name, run.device = str(workdir / "runs"), variant.name, str(args.device)
     run.precision, run.channels_last = variant.precision, variant.channels_last
     run.batch_generator_calls, run.compile = variant.batch_generator_calls, variant.compile
+    run.cuda_graphs = variant.cuda_graphs
     run.nnpack = variant.nnpack
     run.progress, run.tensorboard, run.gallery_size = False, False, 1
     return Trainer(config)
@@ -230,14 +237,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ndf", type=int, default=None, help="Discriminator filters (default: --ngf).")
     parser.add_argument("--batch", type=int, default=1, help="Images per domain per iteration (the paper: 1).")
     candidate = parser.add_argument_group("the candidate, when --variants is not given (default: the project's defaults)")
-    candidate.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=defaults.precision)
+    candidate.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=defaults.precision)
     candidate.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=defaults.channels_last)
     candidate.add_argument("--batch-generator-calls", action=argparse.BooleanOptionalAction,
                            default=defaults.batch_generator_calls)
     candidate.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults.compile)
     candidate.add_argument("--nnpack", action=argparse.BooleanOptionalAction, default=defaults.nnpack)
     parser.add_argument("--variants", default=None,
-                        help="Comma-separated candidates, each fp32|bf16|fp16 with optional +cl, +nobatch, +compile, +nonnpack "
+                        help="Comma-separated candidates, each fp32|bf16|fp16 with optional +cl, +nobatch, +compile, +graphs, +nonnpack "
                              "(e.g. fp32,bf16,bf16+cl). The reference always runs as well.")
     parser.add_argument("--repeats", type=int, default=5, help="Timed iterations per variant.")
     parser.add_argument("--warmup", type=int, default=2,

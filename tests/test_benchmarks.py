@@ -158,3 +158,15 @@ def test_nnpack_benchmark_reports_every_shape():
         ("3x3", "8->8", "32x32", "1"), ("3x3", "8->8", "32x32", "2"),
         ("7x7", "3->64", "32x32", "1"), ("7x7", "3->64", "32x32", "2"),
         ("7x7", "64->3", "32x32", "1"), ("7x7", "64->3", "32x32", "2")]
+
+
+def test_translate_folder_times_the_reference_loop_and_each_batch_size(tmp_path):
+    out = tmp_path / "folder.json"
+    result = run_script("translate_folder.py", "--device", "cpu", "--size", "32", "--count", "3", "--netG",
+                        "resnet_6blocks", *TINY, "--batches", "auto,2", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert [row[0] for row in table_rows(result.stdout, "reference")] == ["reference"]
+    assert [" ".join(row[:2]) for row in table_rows(result.stdout, "batch")] == ["batch auto", "batch 2"]
+    report = json.loads(out.read_text())
+    assert sorted(report["times"]) == ["batch 2", "batch auto", "reference"]
+    assert all(len(values) == 1 for values in report["times"].values())
