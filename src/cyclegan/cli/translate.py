@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cyclegan.config import DIRECTIONS, PRECISIONS
-
 from tqdm import tqdm
+
+from cyclegan.cli import reference
+from cyclegan.cli.arguments import (add_backend_argument, add_device_argument, add_direction_argument,
+                                    add_precision_argument, add_progress_argument)
 
 
 def register(subparsers) -> None:
@@ -16,18 +18,20 @@ def register(subparsers) -> None:
                     "reference-code generator (*.pth), a downloaded pretrained model (by name, see "
                     "`cyclegan models`) or an ONNX export. The architecture is read from the file. Images "
                     "keep their size and file name; unreadable files are reported and the rest still "
-                    "translated.")
+                    "translated.",
+        epilog="The reference's test script's spellings work too: --results_dir is --out, --gpu_ids -1 is "
+               "--device cpu and --gpu_ids N is --device cuda:N; its other options get a note saying what to "
+               "do instead.")
     parser.add_argument("checkpoint", help="Run folder (runs/<name>), checkpoint .safetensors, official *_net_G*.pth, "
                                            "downloaded model name (horse2zebra) or exported .onnx.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="Image files and/or folders of images.")
-    parser.add_argument("--out", required=True, help="Output folder (created if needed).")
-    parser.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
-                        help="Which generator to apply (ignored for files holding one generator: .pth, "
-                             "downloaded models, .onnx).")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="Arithmetic precision.")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
-                        help="Run the model with PyTorch or onnxruntime (auto: onnxruntime for .onnx files).")
+    parser.add_argument("--out", *reference.TRANSLATE_ALIASES["out"], required=True,
+                        help="Output folder (created if needed).")
+    add_direction_argument(parser, help="Which generator to apply (ignored for files holding one generator: "
+                                        ".pth, downloaded models, .onnx).")
+    add_device_argument(parser)
+    add_precision_argument(parser)
+    add_backend_argument(parser)
     parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
                         help="Translate images larger than SIZE px in overlapping SIZE x SIZE tiles, so memory "
                              "is bounded by the tile rather than the image (e.g. 512).")
@@ -40,7 +44,8 @@ def register(subparsers) -> None:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="Channels-last memory layout (default: the faster one measured for the device: "
                              "contiguous, except on a CPU without the NNPACK path).")
-    parser.add_argument("--no-progress", action="store_true", help="Do not show a progress bar.")
+    add_progress_argument(parser)
+    reference.add_translate_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {describe(translator.info)}")
 
     def progress(paths):
-        return tqdm(paths, unit="img", disable=args.no_progress, dynamic_ncols=True)
+        return tqdm(paths, unit="img", disable=not args.progress, dynamic_ncols=True)
 
     report = translator.translate_files(args.inputs, args.out, progress=progress)
     print(f"translated {len(report.written)} image(s) into {args.out}")
