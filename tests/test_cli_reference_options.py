@@ -249,7 +249,9 @@ def test_a_refused_reference_option_says_what_to_use_instead(argv, message, caps
 def test_a_dataset_mode_that_does_not_fit_the_model_is_refused(argv, model, tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), *argv]) == 2
     error = capsys.readouterr().err
-    assert error.startswith(f"cyclegan train: error: --dataset_mode {argv[1]} is not supported with --model {model}")
+    assert error == (f"cyclegan train: error: --dataset_mode {argv[1]} does not fit --model {model}: the layout "
+                     "follows --model: cyclegan reads unpaired trainA/ and trainB/ (the reference's unaligned), "
+                     "pix2pix aligned A|B pairs (aligned)\n")
 
 
 def test_the_dataset_mode_of_the_model_is_accepted(tmp_path, capsys):

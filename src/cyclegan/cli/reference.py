@@ -71,6 +71,7 @@ class Note:
     refuse: bool = False  # stop, because ignoring it would change the experiment
     takes_value: bool = True
     same_as_ours: tuple[str, ...] = ()  # values asking for what this command does anyway
+    keep_as: str | None = None  # where an accepted value is kept for a check after parsing
 
     def message(self, flag: str) -> str:
         return f"{flag} is {'not supported' if self.refuse else 'ignored'}: {self.advice}"
@@ -99,8 +100,10 @@ TRAIN_NOTES = [
          "--domain-b", refuse=True, same_as_ours=("train",)),
     Note(("--direction",), "swap the domains instead: --domain-a DATA/trainB --domain-b DATA/trainA",
          refuse=True, same_as_ours=("AtoB",)),
-    Note(("--dataset_mode",), "--model decides: cyclegan reads unpaired trainA/ and trainB/ (the reference's "
-         "unaligned), pix2pix aligned A|B pairs (aligned)", refuse=True, same_as_ours=("unaligned", "aligned")),
+    # Which of the two values fits depends on --model, possibly from --config: check_dataset_mode.
+    Note(("--dataset_mode",), "the layout follows --model: cyclegan reads unpaired trainA/ and trainB/ (the "
+         "reference's unaligned), pix2pix aligned A|B pairs (aligned)", refuse=True,
+         same_as_ours=("unaligned", "aligned"), keep_as="reference_dataset_mode"),
     Note(("--max_dataset_size",), "train on a folder holding only the images to use (cyclegan data prepare "
          "unpaired makes one)", refuse=True, same_as_ours=("inf",)),
     Note(("--suffix",), "write the whole run name in --name", refuse=True, same_as_ours=("",)),
@@ -158,8 +161,8 @@ class NoteAction(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         if self.note.takes_value and _same_value(values, self.note.same_as_ours):
-            if option_string == "--dataset_mode":  # which value matches depends on --model: checked later
-                setattr(namespace, "reference_dataset_mode", values)
+            if self.note.keep_as:
+                setattr(namespace, self.note.keep_as, values)
             return
         if self.note.refuse:
             raise argparse.ArgumentError(None, self.note.message(option_string))
@@ -207,11 +210,9 @@ def _add_notes(parser: argparse.ArgumentParser, notes: list[Note]) -> None:
 
 
 def check_dataset_mode(args: argparse.Namespace, model: str) -> None:
-    """--dataset_mode unaligned asks for a cyclegan, aligned for a pix2pix; anything else is refused."""
+    """--dataset_mode unaligned asks for a cyclegan, aligned for a pix2pix (any other value was
+    refused while parsing)."""
     mode = getattr(args, "reference_dataset_mode", None)
     if mode is not None and mode != {"cyclegan": "unaligned", "pix2pix": "aligned"}.get(model):
-        raise ConfigError(f"--dataset_mode {mode} is not supported with --model {model}: "
-                          + TRAIN_NOTES_BY_FLAG["--dataset_mode"].advice)
-
-
-TRAIN_NOTES_BY_FLAG = {flag: note for note in TRAIN_NOTES for flag in note.flags}
+        note = next(note for note in TRAIN_NOTES if note.flags == ("--dataset_mode",))
+        raise ConfigError(f"--dataset_mode {mode} does not fit --model {model}: {note.advice}")
