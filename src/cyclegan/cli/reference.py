@@ -112,8 +112,7 @@ TRAIN_NOTES = [
 MODEL_FILE = ("give the model as the first argument: a run folder (runs/NAME), a checkpoint .safetensors or "
               "the reference's *_net_G.pth")
 ARCHITECTURE = "the architecture is read from the model file"
-OWN_SIZE = ("translate keeps each image's own size (the reference's --preprocess none); resize the images "
-            "first for another size")
+OWN_SIZE = "translate keeps each image's own size (--preprocess none); resize the images first for another size"
 INPUTS = "translate reads the files and folders given as arguments"
 
 TRANSLATE_NOTES = [
