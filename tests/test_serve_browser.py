@@ -1,11 +1,13 @@
 """The page of `cyclegan serve` used as a person would, in Debian's headless Chromium driven by Playwright.
 
 Playwright never downloads a browser here: it drives /usr/bin/chromium (`make test` installs it
-with apt). Without chromium or the playwright package these tests are skipped, saying why.
+with apt). Without chromium or the playwright package these tests are skipped, saying why; under
+CI=true they fail instead, so that a CI run never passes without them.
 """
 from __future__ import annotations
 
 import base64
+import importlib
 import os
 import shutil
 from pathlib import Path
@@ -13,10 +15,26 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[web]'")
-pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install -e '.[web]'")
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="the playwright package is not installed: pip install -e '.[test]'")
+ON_CI = os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def unavailable(reason: str):
+    """Skip, saying why; under CI=true, fail saying why."""
+    if ON_CI:
+        pytest.fail(f"CI=true needs the browser tests, but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require(module: str, reason: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        unavailable(reason)
+
+
+require("starlette", "the web extra is not installed: pip install -e '.[web]'")
+require("uvicorn", "the web extra is not installed: pip install -e '.[web]'")
+sync_api = require("playwright.sync_api", "the playwright package is not installed: pip install -e '.[test]'")
 
 from test_serve_api import make_tiny_checkpoint, png_bytes  # noqa: E402
 
@@ -44,13 +62,13 @@ def server(tiny_checkpoint):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).is_file():
-        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install -y chromium, "
+        unavailable(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install -y chromium, "
                     "which `make test` does when apt is available)")
     with sync_api.sync_playwright() as playwright:
         try:
             launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         except sync_api.Error as error:
-            pytest.skip(f"{CHROMIUM} does not start under Playwright: {str(error).splitlines()[0]}")
+            unavailable(f"{CHROMIUM} does not start under Playwright: {str(error).splitlines()[0]}")
         yield launched
         launched.close()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cyclegan.cli import reference
+from cyclegan.cli.arguments import CommandParser
 from cyclegan.errors import CycleGANError
 
 # Each module adds its subcommand(s) to the parser and sets `func` on them.
@@ -13,7 +15,8 @@ COMMAND_MODULES = ["train", "translate", "demo", "data", "serve", "models", "exp
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    # Every subcommand's parser is a CommandParser too (add_subparsers takes the parent's class).
+    parser = CommandParser(
         prog="cyclegan",
         description="Unpaired image-to-image translation with CycleGAN (Zhu et al., ICCV 2017).",
     )
@@ -32,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         split = argv.index("--")
         argv, passthrough = argv[:split], argv[split + 1:]
     args = parser.parse_args(argv)
+    if passthrough and not getattr(args, "takes_passthrough", False):
+        parser.exit(2, f"cyclegan {args.command}: error: unrecognized arguments after --: {' '.join(passthrough)}\n")
     args.passthrough = passthrough
+    for note in getattr(args, reference.NOTES, ()):  # reference-code options that change nothing here
+        print(f"cyclegan {args.command}: note: {note}", file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except CycleGANError as error:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cyclegan.cli.arguments import add_progress_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser(
@@ -25,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.add_argument("--base-url", default=None,
                           help="mirror with the official layout (default: $CYCLEGAN_DATASETS_URL"
                                " or http://efrosgans.eecs.berkeley.edu)")
-    download.add_argument("--no-progress", dest="progress", action="store_false",
-                          help="do not show a progress bar")
+    add_progress_argument(download)
     download.set_defaults(func=run_download)
 
     _register_prepare(commands)
@@ -109,7 +110,7 @@ def _register_prepare(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_check(commands: argparse._SubParsersAction) -> None:
-    from cyclegan.data.transforms import PREPROCESS_MODES
+    from cyclegan.config import PREPROCESS_MODES
 
     check = commands.add_parser(
         "check", help="report what a dataset holds and what would hurt training",

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+from cyclegan.cli.arguments import add_device_argument, add_progress_argument
+
 # A small model on 64 px synthetic scenes: big enough to learn visibly, small enough that the
 # whole demo (data, training, translation) fits in about five minutes on two CPU cores. Labels
 # <-> photo has no use for the identity loss (label colours are not photo colours), as in the
@@ -33,12 +35,12 @@ def register(subparsers) -> None:
     parser.add_argument("--train-size", type=int, default=600, help="Synthetic training scenes per domain.")
     parser.add_argument("--test-size", type=int, default=50, help="Synthetic test scenes (paired, with ground truth).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the data and the training.")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
+    add_device_argument(parser)
     parser.add_argument("--no-scores", action="store_true",
                         help="Skip the evaluation (per-pixel / per-class accuracy and IoU against the ground truth).")
     parser.add_argument("--segmenter-steps", type=int, default=300,
                         help="Training steps of the segmenter behind the labels -> photo score (cached afterwards).")
-    parser.add_argument("--no-progress", action="store_true", help="Do not show progress bars.")
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {section: dict(values) for section, values in DEMO_SETTINGS.items()}
     overrides["data"]["data"] = str(data_dir)
     overrides["run"].update(name=run_name, runs_dir=str(out / "runs"), seed=args.seed, device=args.device,
-                            max_iters=args.iterations, max_minutes=args.minutes, progress=not args.no_progress)
+                            max_iters=args.iterations, max_minutes=args.minutes, progress=args.progress)
     config = merge(TrainConfig(), overrides)
     # Two epochs (constant, then linear decay) spread over exactly `iterations` steps.
     epoch = iterations_per_epoch(len(training_dataset(config)), config.data.batch_size)

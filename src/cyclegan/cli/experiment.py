@@ -27,7 +27,7 @@ def register(subparsers) -> None:
                         help="Extra flags for every `cyclegan evaluate`, as one string; write it with = when it "
                              "starts with a dash: --eval-flags=--no-fid.")
     parser.add_argument("--columns", help="Comma-separated metric keys to show in results.md (default: all).")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, takes_passthrough=True)
 
 
 def run(args: argparse.Namespace) -> int:

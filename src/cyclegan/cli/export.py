@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cyclegan.config import DIRECTIONS
+from cyclegan.cli.arguments import add_direction_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,8 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="run folder, checkpoint .safetensors, official *.pth or a "
                                            "downloaded model's name")
     parser.add_argument("--onnx", required=True, help="the .onnx file to write")
-    parser.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
-                        help="which generator to export (ignored for files holding one generator)")
+    add_direction_argument(parser, help="which generator to export (ignored for files holding one generator)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: 17)")
     parser.set_defaults(func=run)
 

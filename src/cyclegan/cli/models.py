@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cyclegan.cli.arguments import add_progress_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser(
@@ -28,8 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="mirror with the official layout (default: $CYCLEGAN_MODELS_URL or "
                                "http://efrosgans.eecs.berkeley.edu)")
     download.add_argument("--sha256", default=None, help="expected SHA-256 of the .pth; a mismatch is an error")
-    download.add_argument("--no-progress", dest="progress", action="store_false",
-                          help="do not show a progress bar")
+    add_progress_argument(download)
     download.set_defaults(func=run_download)
 
     convert = commands.add_parser(

@@ -6,6 +6,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
+from cyclegan.cli import reference
 from cyclegan.config import SECTIONS, TrainConfig, model_default_text
 
 
@@ -19,9 +20,17 @@ def _value_type(field: dataclasses.Field, owner: type):
     return args[0] if args else hint
 
 
+def _spellings(flag: str, aliases: tuple[str, ...] = ()) -> list[str]:
+    """`flag`, its snake_case spelling (the reference's) and further aliases, each once."""
+    return list(dict.fromkeys([flag, reference.snake_case(flag) or flag, *aliases]))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, sections=tuple(SECTIONS)) -> None:
     """Add one flag per config field. Defaults are left out of the namespace (SUPPRESS), so that
-    only the flags a user actually typed override a config file or a resumed run's config."""
+    only the flags a user actually typed override a config file or a resumed run's config.
+
+    Each flag also answers to the reference code's spellings of it (`cyclegan.cli.reference`),
+    listed on the same help line."""
     for section_name in sections:
         section_cls = SECTIONS[section_name]
         group = parser.add_argument_group(f"{section_name} options", section_cls.__doc__.splitlines()[0])
@@ -30,15 +39,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections=tuple(SECTION
             default = model_default_text(section_name, field.name) or field.default
             help_text = field.metadata["help"] + f" (default: {default})"
             value_type = _value_type(field, section_cls)
+            flags = _spellings(_flag(field), reference.TRAIN_ALIASES.get((section_name, field.name), ()))
             if value_type is bool:
-                group.add_argument(_flag(field), dest=dest, action="store_true", default=argparse.SUPPRESS,
+                group.add_argument(*flags, dest=dest, action="store_true", default=argparse.SUPPRESS,
                                    help=help_text)
                 negative = field.metadata.get("negative_flag") or "--no-" + field.name.replace("_", "-")
-                group.add_argument(negative, dest=dest, action="store_false", default=argparse.SUPPRESS,
-                                   help=f"Opposite of {_flag(field)}.")
+                group.add_argument(*_spellings(negative), dest=dest, action="store_false",
+                                   default=argparse.SUPPRESS, help=f"Opposite of {_flag(field)}.")
             else:
-                group.add_argument(_flag(field), dest=dest, type=value_type, default=argparse.SUPPRESS,
-                                   choices=field.metadata.get("choices"), help=help_text,
+                group.add_argument(*flags, dest=dest, type=reference.value_type(section_name, field.name, value_type),
+                                   default=argparse.SUPPRESS, choices=field.metadata.get("choices"), help=help_text,
                                    metavar=None if field.metadata.get("choices") else field.name.upper())
 
 

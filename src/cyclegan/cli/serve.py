@@ -5,7 +5,7 @@ import argparse
 import importlib.util
 import sys
 
-from cyclegan.config import DIRECTIONS, PRECISIONS
+from cyclegan.cli.arguments import add_device_argument, add_direction_argument, add_precision_argument
 from cyclegan.errors import CycleGANError
 
 # Module names of the `web` extra (python-multipart installs as `python_multipart`, older ones as `multipart`).
@@ -25,8 +25,8 @@ def register(subparsers) -> None:
                         help="Address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the "
                              "server to the network).")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks a free one).")
-    parser.add_argument("--direction", choices=DIRECTIONS, action="append",
-                        help="Serve only this direction (repeatable; default: every direction the checkpoint holds).")
+    add_direction_argument(parser, repeatable=True,
+                           help="Serve only this direction (repeatable; default: every direction the checkpoint holds).")
     parser.add_argument("--max-upload-mb", type=float, default=20.0,
                         help="Largest accepted upload in MiB (default: 20).")
     parser.add_argument("--max-pixels", type=int, default=40_000_000,
@@ -37,9 +37,8 @@ def register(subparsers) -> None:
                         help="Requests allowed to wait for a worker; more are answered 503 (default: 16).")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="Seconds a request may take, waiting included, before it is answered 504 (default: 60).")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="Arithmetic precision (auto: the fastest measured for the device and image size).")
+    add_device_argument(parser)
+    add_precision_argument(parser)
     parser.set_defaults(func=run)
 
 

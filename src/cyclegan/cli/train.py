@@ -5,6 +5,7 @@ import argparse
 import signal
 from pathlib import Path
 
+from cyclegan.cli import reference
 from cyclegan.cli.options import add_config_arguments, config_from_args, given_options, merge
 from cyclegan.config import TrainConfig, config_differences
 from cyclegan.errors import ConfigError
@@ -14,19 +15,27 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="Train a CycleGAN on two folders of images.",
         description="Train a CycleGAN. Defaults follow the paper (ResNet-9, 70x70 PatchGAN, LSGAN, lambda 10, "
-                    "identity 0.5, pool 50, Adam 2e-4, 100 + 100 epochs). Everything is written to runs/<name>/.")
+                    "identity 0.5, pool 50, Adam 2e-4, 100 + 100 epochs). Everything is written to runs/<name>/.",
+        epilog="The reference code's spellings work too: every option in snake_case (--lambda_A, --gan_mode, "
+               "--no_flip), --dataroot, --n_epochs, --n_epochs_decay, --checkpoints_dir, --num_threads, "
+               "--lr_decay_iters, --model cycle_gan and --gpu_ids (-1: --device cpu; N: --device cuda:N). Its "
+               "display and logging options are ignored with a note; the few that cannot be honoured stop "
+               "with one saying what to use instead.")
     parser.add_argument("--config", metavar="FILE", help="JSON config file (as written to runs/<name>/config.json); "
                                                          "flags given on the command line override it.")
     parser.add_argument("--resume", metavar="RUN", help="Continue the run in this folder (runs/<name>) from its latest "
                                                         "checkpoint; its saved config is used, so no flag needs repeating.")
     add_config_arguments(parser)
+    reference.add_train_options(parser)
     parser.set_defaults(func=run)
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, "object | None"]:
     """The config to train with, and the checkpoint to resume from (or None)."""
     if not args.resume:
-        return config_from_args(args), None
+        config = config_from_args(args)
+        reference.check_dataset_mode(args, config.model.model)
+        return config, None
     from cyclegan.training.checkpoint import find_checkpoint
 
     run_dir = Path(args.resume)
@@ -44,6 +53,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, "object | Non
                           "saved run: " + "; ".join(differences) + ". Start a new run (--name) to change them")
     # The run keeps its folder even when resumed from elsewhere: name and runs-dir come from the path.
     requested.run.name, requested.run.runs_dir = run_dir.name, str(run_dir.parent)
+    reference.check_dataset_mode(args, requested.model.model)
     return requested, find_checkpoint(run_dir)
 
 

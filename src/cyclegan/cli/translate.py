@@ -5,10 +5,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from cyclegan.config import DIRECTIONS, PRECISIONS
-from cyclegan.video import DEFAULT_CRF, parse_time
-
 from tqdm import tqdm
+
+from cyclegan.cli import reference
+from cyclegan.cli.arguments import (add_backend_argument, add_device_argument, add_direction_argument,
+                                    add_precision_argument, add_progress_argument)
+from cyclegan.video import DEFAULT_CRF, parse_time
 
 
 def register(subparsers) -> None:
@@ -18,20 +20,21 @@ def register(subparsers) -> None:
                     "reference-code generator (*.pth), a downloaded pretrained model (by name, see "
                     "`cyclegan models`) or an ONNX export. The architecture is read from the file. Images "
                     "keep their size and file name; unreadable files are reported and the rest still "
-                    "translated.")
+                    "translated.",
+        epilog="The reference's test script's spellings work too: --results_dir is --out, --gpu_ids -1 is "
+               "--device cpu and --gpu_ids N is --device cuda:N; its other options get a note saying what to "
+               "do instead.")
     parser.add_argument("checkpoint", help="Run folder (runs/<name>), checkpoint .safetensors, official *_net_G*.pth, "
                                            "downloaded model name (horse2zebra) or exported .onnx.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="Image files, videos and/or folders of them (videos are recognised by content).")
-    parser.add_argument("--out", required=True, help="Output folder (created if needed).")
-    parser.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
-                        help="Which generator to apply (ignored for files holding one generator: .pth, "
-                             "downloaded models, .onnx).")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="Arithmetic precision (auto: the fastest measured for the device and image size).")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
-                        help="Run the model with PyTorch or onnxruntime (auto: onnxruntime for .onnx files).")
+    parser.add_argument("--out", *reference.TRANSLATE_ALIASES["out"], required=True,
+                        help="Output folder (created if needed).")
+    add_direction_argument(parser, help="Which generator to apply (ignored for files holding one generator: "
+                                        ".pth, downloaded models, .onnx).")
+    add_device_argument(parser)
+    add_precision_argument(parser)
+    add_backend_argument(parser)
     parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
                         help="Translate images larger than SIZE px in overlapping SIZE x SIZE tiles, so memory "
                              "is bounded by the tile rather than the image (e.g. 512).")
@@ -44,11 +47,11 @@ def register(subparsers) -> None:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="Channels-last memory layout (default: the faster one measured for the device: "
                              "contiguous, except on a CPU without the NNPACK path).")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+    parser.add_argument("--batch-size", "--batch_size", type=int, default=None, metavar="N",
                         help="Images of one size, and video frames, per generator call (default: for images, "
                              "chosen for the device: 1 on a CPU, whose convolutions take one image at a time, as "
                              "many as half the free memory holds on a GPU; 4 video frames).")
-    parser.add_argument("--no-progress", action="store_true", help="Do not show a progress bar.")
+    add_progress_argument(parser)
     video = parser.add_argument_group(
         "videos", "Videos (mp4, mov, mkv, webm, avi) keep their frame count, timestamps, size, sound and "
                   "orientation. Needs PyAV: pip install 'cyclegan[video]'.")
@@ -65,6 +68,7 @@ def register(subparsers) -> None:
                             "there.")
     video.add_argument("--duration", type=parse_time, default=None, metavar="TIME",
                        help="Translate only TIME (seconds, MM:SS or HH:MM:SS) of each video.")
+    reference.add_translate_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         translator = Translator.from_checkpoint(checkpoint, args.direction, device, args.precision,
                                                 backend=args.backend, tile=args.tile, overlap=args.overlap,
                                                 channels_last=args.channels_last, nnpack=args.nnpack)
-        show = dist.is_main and not args.no_progress
+        show = dist.is_main and args.progress
         if dist.is_main:
             print(f"model: {describe(translator.info)}")
             print(f"precision: {describe_translation_precision(translator.precision, translator.device)}")
