@@ -18,7 +18,7 @@ from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.evaluation.evaluate import describe_dataset, evaluate
 from cyclegan.evaluation.segmentation import CITYSCAPES
 from cyclegan.evaluation.segmenter import train_segmenter, train_synthetic_segmenter
-from cyclegan.training.checkpoint import save_checkpoint
+from cyclegan.checkpoint import save_checkpoint
 from cyclegan.training.model import build_model
 
 SEGMENTER = ["--segmenter-size", "32", "--segmenter-steps", "3"]

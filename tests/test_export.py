@@ -13,7 +13,7 @@ from cyclegan.export import TOLERANCE, export_onnx, load_onnx_generator
 from cyclegan.inference import Translator, load_generator
 from cyclegan.networks import build_generator
 from cyclegan.tiling import translate_tiled
-from cyclegan.training.checkpoint import save_checkpoint
+from cyclegan.checkpoint import save_checkpoint
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra: pip install -e '.[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="ONNX inference needs the onnx extra: pip install -e '.[onnx]'")

@@ -45,7 +45,7 @@ def test_checkpoint_files_get_the_umask_permissions_too(tmp_path):
     import torch
 
     from cyclegan.config import ModelConfig
-    from cyclegan.training.checkpoint import save_checkpoint
+    from cyclegan.checkpoint import save_checkpoint
 
     previous = os.umask(0o022)
     try:

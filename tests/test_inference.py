@@ -10,7 +10,7 @@ from cyclegan.layers import nnpack
 from cyclegan.errors import CheckpointError
 from cyclegan.inference import Translator, pad_to_multiple
 from cyclegan.networks import ResnetGenerator, UnetGenerator
-from cyclegan.training.checkpoint import save_checkpoint
+from cyclegan.checkpoint import save_checkpoint
 from cyclegan.training.model import CycleGAN
 from cyclegan.layers.nnpack import NnpackConv2d
 

@@ -10,7 +10,7 @@ from cyclegan.cli import main
 from cyclegan.config import TrainConfig
 from cyclegan.inference import Translator
 from cyclegan.networks import ResnetGenerator
-from cyclegan.training import checkpoint as ckpt
+from cyclegan import checkpoint as ckpt
 from cyclegan.training.trainer import Trainer
 from cyclegan.layers.nnpack import NnpackConv2d, use_nnpack
 

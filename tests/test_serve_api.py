@@ -33,7 +33,7 @@ from cyclegan.cli import main  # noqa: E402
 from cyclegan.config import ModelConfig  # noqa: E402
 from cyclegan.errors import ConfigError  # noqa: E402
 from cyclegan.serving import Limits, ServerThread, bind_socket, create_app, is_loopback_host, load_translators  # noqa: E402
-from cyclegan.training.checkpoint import save_checkpoint  # noqa: E402
+from cyclegan.checkpoint import save_checkpoint  # noqa: E402
 from cyclegan.training.model import CycleGAN  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

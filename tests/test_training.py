@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from cyclegan.cli import main
 from cyclegan.errors import CheckpointError, ConfigError, DatasetError
-from cyclegan.training import checkpoint as ckpt
+from cyclegan import checkpoint as ckpt
 from cyclegan.training.trainer import NonFiniteLossError, Trainer, epoch_order
 
 from conftest import tiny_config, write_images

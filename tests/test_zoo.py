@@ -15,7 +15,7 @@ from cyclegan.cli import main
 from cyclegan.errors import CheckpointError, DownloadError
 from cyclegan.inference import Translator, load_generator
 from cyclegan.networks import NLayerDiscriminator, ResnetGenerator
-from cyclegan.training.checkpoint import read_metadata
+from cyclegan.checkpoint import read_metadata
 from http_server import serve_files
 
 OFFICIAL_NAMES = [

@@ -28,7 +28,7 @@ from cyclegan.reference_format import load_reference_generator
 from cyclegan.layers.nnpack import available as nnpack_available
 from cyclegan.layers.nnpack import use_nnpack
 from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
-from cyclegan.training import checkpoint as ckpt
+from cyclegan import checkpoint as ckpt
 
 # Images decoded ahead of the network, and encodings still being written, in translate_files:
 # enough to keep the model busy, few enough that huge images do not pile up in memory.

@@ -30,7 +30,7 @@ from cyclegan.download import download_file, sha256_of
 from cyclegan.errors import CheckpointError
 from cyclegan.fileio import write_atomic
 from cyclegan.reference_format import load_reference_generator
-from cyclegan.training import checkpoint as ckpt
+from cyclegan import checkpoint as ckpt
 
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu"
 BASE_URL_ENV = "CYCLEGAN_MODELS_URL"

@@ -27,7 +27,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, "object | Non
     """The config to train with, and the checkpoint to resume from (or None)."""
     if not args.resume:
         return config_from_args(args), None
-    from cyclegan.training.checkpoint import find_checkpoint
+    from cyclegan.checkpoint import find_checkpoint
 
     run_dir = Path(args.resume)
     saved_path = run_dir / "config.json"

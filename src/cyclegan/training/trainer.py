@@ -31,7 +31,7 @@ from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, Dataset
 from cyclegan.fileio import unwritable_reason
 from cyclegan.networks import size_multiple
 from cyclegan.layers.nnpack import use_nnpack
-from cyclegan.training import checkpoint as ckpt
+from cyclegan import checkpoint as ckpt
 from cyclegan.training.distributed import Distributed
 from cyclegan.training.model import build_model
 from cyclegan.training.pool import ImagePool
