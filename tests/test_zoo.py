@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from cyclegan import zoo
+from cyclegan.checkpoint import load_generator, read_metadata
 from cyclegan.cli import main
 from cyclegan.errors import CheckpointError, DownloadError
-from cyclegan.inference import Translator, load_generator
+from cyclegan.inference import Translator
 from cyclegan.networks import NLayerDiscriminator, ResnetGenerator
-from cyclegan.checkpoint import read_metadata
 from http_server import serve_files
 
 OFFICIAL_NAMES = [
@@ -109,7 +109,7 @@ def test_download_converts_to_a_checkpoint_that_translates_exactly_as_the_origin
         ("resnet_9blocks", 8, "instance", 3, 3)
 
     translator = Translator.from_checkpoint(path, device="cpu", channels_last=False, nnpack=False)
-    assert translator.info["direction"] == "as trained"
+    assert translator.spec.direction is None  # a single generator, of no direction of its own
     image = torch.rand(1, 3, 36, 52) * 2 - 1
     with torch.no_grad():
         assert torch.equal(translator.translate_tensor(image), generator(image))
@@ -207,9 +207,9 @@ def test_convert_writes_a_checkpoint_equivalent_to_the_pth(tmp_path, official, c
     source.write_bytes(data)
     assert main(["models", "convert", str(source), str(tmp_path / "g.safetensors")]) == 0
     assert "resnet_9blocks 3->3 channels, ngf 8, instance norm" in capsys.readouterr().out
-    converted, info = load_generator(tmp_path / "g.safetensors")
+    converted, spec = load_generator(tmp_path / "g.safetensors")
     original, _ = load_generator(source)
-    assert info["net_g"] == "resnet_9blocks" and info["ngf"] == 8
+    assert spec.net_g == "resnet_9blocks" and spec.ngf == 8
     image = torch.rand(2, 3, 32, 40) * 2 - 1
     with torch.no_grad():
         assert torch.equal(converted(image), original(image))
@@ -236,8 +236,8 @@ def test_a_single_generator_file_is_used_whatever_the_direction(tmp_path):
     generator = ResnetGenerator(3, 1, ngf=8, n_blocks=6).eval()
     architecture = {"net_g": "resnet_6blocks", "input_nc": 3, "output_nc": 1, "ngf": 8, "norm": "instance"}
     zoo.save_generator(tmp_path / "g.safetensors", generator, architecture)
-    loaded, info = load_generator(tmp_path / "g.safetensors", "BtoA")
-    assert (info["input_nc"], info["output_nc"], info["direction"]) == (3, 1, "as trained")
+    loaded, spec = load_generator(tmp_path / "g.safetensors", "BtoA")
+    assert (spec.input_nc, spec.output_nc, spec.direction) == (3, 1, None)
     image = torch.rand(1, 3, 16, 16) * 2 - 1
     with torch.no_grad():
         assert torch.equal(loaded(image), generator(image))

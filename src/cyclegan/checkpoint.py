@@ -1,9 +1,12 @@
-"""Checkpoints: weights in safetensors with the model config inside, training state beside them.
+"""Our checkpoint file format: weights in safetensors with the model config inside, training
+state beside them. Training writes it; inference, export, the zoo, evaluation and serving read
+it through this module alone, without importing the trainer.
 
 Layout of a run's `checkpoints/` folder::
 
     iter_00001200.safetensors   weights of G_AB, G_BA, D_A, D_B ("G_AB.model.1.weight", ...);
-                                metadata: format, model config (JSON), epoch, iteration
+                                metadata: format, model config (JSON), networks, epoch,
+                                iteration
     iter_00001200.state.pt      optimisers, schedules, image pools, RNG states, position in epoch
                                 (plain tensors and numbers: loads with torch.load(weights_only=True))
     latest.json                 {"weights": "iter_00001200.safetensors", "state": ...}
@@ -11,6 +14,10 @@ Layout of a run's `checkpoints/` folder::
 Each file is written to a temporary name and renamed, and `latest.json` is replaced only after
 both files of a checkpoint are complete, so a crash at any moment leaves the previous
 checkpoint as "latest".
+
+A pix2pix checkpoint holds G_AB and D. A file holding a single generator (`networks` = "G_AB":
+an official model converted by the zoo) has no direction of its own: `load_generator` applies
+it whatever direction is asked, and its `GeneratorSpec.direction` is None.
 """
 from __future__ import annotations
 
@@ -20,15 +27,59 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from cyclegan.config import ModelConfig
-from cyclegan.errors import CheckpointError
+from cyclegan.config import DIRECTIONS, ModelConfig
+from cyclegan.errors import CheckpointError, ConfigError
 from cyclegan.fileio import write_atomic, write_text_atomic
+from cyclegan.networks import build_generator, size_multiple
 
 FORMAT = "cyclegan/1"
 LATEST = "latest.json"
+# The generator applying each direction, as named in the weights ("G_AB.model.1.weight").
+GENERATOR_NAMES = {"AtoB": "G_AB", "BtoA": "G_BA"}
+# The `networks` metadata of a file holding one generator without a direction of its own.
+SINGLE_GENERATOR = "G_AB"
+REFERENCE_SUFFIXES = (".pth", ".pt")
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What a loaded generator is: its architecture, where it came from, how it runs.
+
+    `direction` is "AtoB" or "BtoA" for a generator taken from a checkpoint of a run (a pix2pix
+    run has AtoB only), and None for a file holding a single generator (an official `.pth`, a
+    converted zoo model, an ONNX export), which is used whatever direction is asked. `ngf` and
+    `norm` are None where the file does not record them (an ONNX export may not). For an ONNX
+    export, `backend` is "onnxruntime", `providers` its execution providers and
+    `exported_direction` the direction it was exported from, when known.
+    """
+
+    net_g: str
+    input_nc: int
+    output_nc: int
+    ngf: int | None
+    norm: str | None
+    source: str
+    direction: str | None = None
+    use_dropout: bool = False
+    backend: str = "torch"
+    providers: tuple[str, ...] = ()
+    exported_direction: str | None = None
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (the caller pads)."""
+        return size_multiple(self.net_g)
+
+    def describe(self) -> str:
+        """One line for people: "resnet_9blocks 3->3 channels, ngf 64, instance norm, from FILE"."""
+        ngf = "?" if self.ngf is None else self.ngf
+        norm = "?" if self.norm is None else self.norm
+        backend = f" (onnxruntime, {', '.join(self.providers)})" if self.backend == "onnxruntime" else ""
+        return (f"{self.net_g} {self.input_nc}->{self.output_nc} channels, ngf {ngf}, {norm} norm, "
+                f"from {self.source}{backend}")
 
 
 @dataclass
@@ -68,16 +119,37 @@ def _write_checkpoint(folder: Path, modules, model_config, training_state, epoch
     for stale in folder.glob(".*.tmp"):  # left by a writer that was killed mid-write
         stale.unlink(missing_ok=True)
 
-    tensors = {f"{name}.{key}": value.detach().cpu().contiguous()
-               for name, module in modules.items() for key, value in module.state_dict().items()}
-    metadata = {"format": FORMAT, "model_config": json.dumps(asdict(model_config)),
-                "networks": ",".join(modules), "epoch": str(epoch), "iteration": str(iteration)}
-    write_atomic(weights_path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+    metadata = {**format_metadata(model_config, list(modules)), "epoch": str(epoch), "iteration": str(iteration)}
+    write_atomic(weights_path, lambda temporary: save_file(_tensors(modules), str(temporary), metadata=metadata))
     if state_path is not None:
         write_atomic(state_path, lambda temporary: torch.save(training_state, temporary))
     pointer = {"weights": weights_path.name, "state": state_path.name if state_path else None,
                "epoch": epoch, "iteration": iteration}
     write_text_atomic(folder / LATEST, json.dumps(pointer, indent=2) + "\n")
+
+
+def format_metadata(model_config: ModelConfig, networks: list[str]) -> dict[str, str]:
+    """The safetensors metadata that makes a weights file one of ours: format, model config and
+    the networks it holds."""
+    return {"format": FORMAT, "model_config": json.dumps(asdict(model_config)), "networks": ",".join(networks)}
+
+
+def _tensors(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    return {f"{name}.{key}": value.detach().cpu().contiguous()
+            for name, module in modules.items() for key, value in module.state_dict().items()}
+
+
+def save_single_generator(path: str | Path, generator: torch.nn.Module, model_config: ModelConfig,
+                          metadata: dict[str, str] | None = None) -> Path:
+    """Write one generator without a direction of its own (a converted official model), atomically.
+
+    `metadata` (provenance: source, sha256, ...) is stored beside the format's own keys.
+    """
+    path = Path(path)
+    header = {**(metadata or {}), **format_metadata(model_config, [SINGLE_GENERATOR])}
+    write_atomic(path, lambda temporary: save_file(_tensors({SINGLE_GENERATOR: generator}), str(temporary),
+                                                   metadata=header))
+    return path
 
 
 def prune_checkpoints(folder: Path, keep_last: int) -> list[Path]:
@@ -128,8 +200,6 @@ def find_checkpoint(path: str | Path) -> CheckpointFiles:
 
 
 def read_metadata(weights_path: Path) -> dict:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
             return dict(handle.metadata() or {})
@@ -138,7 +208,11 @@ def read_metadata(weights_path: Path) -> dict:
 
 
 def load_model_config(weights_path: Path) -> ModelConfig:
-    metadata = read_metadata(weights_path)
+    """The architecture saved in one of our weights files; CheckpointError for a foreign file."""
+    return _model_config(weights_path, read_metadata(weights_path))
+
+
+def _model_config(weights_path: Path, metadata: dict) -> ModelConfig:
     if metadata.get("format") != FORMAT or "model_config" not in metadata:
         raise CheckpointError(f"{weights_path} has no cyclegan model config in its metadata; it was not written "
                               "by this project (for official *.pth generators use them directly or convert them)")
@@ -169,3 +243,63 @@ def load_training_state(state_path: Path) -> dict:
         return torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for damaged files
         raise CheckpointError(f"training state {state_path} cannot be read ({error})") from error
+
+
+def is_reference_file(path: str | Path) -> bool:
+    """A generator saved by the reference implementation (`*.pth`): weights without architecture."""
+    path = Path(path)
+    return path.suffix in REFERENCE_SUFFIXES and path.is_file()
+
+
+def generator_directions(path: str | Path) -> tuple[str, ...]:
+    """The directions whose generator `path` holds, as trained: ("AtoB", "BtoA") for a CycleGAN
+    checkpoint, ("AtoB",) for a pix2pix one, and () for a file holding a single generator without
+    a direction (an official `.pth`, a converted zoo model), which `load_generator` applies whatever
+    the direction asked. Reads metadata only."""
+    if is_reference_file(path):
+        return ()
+    networks = _networks(read_metadata(find_checkpoint(path).weights))
+    if networks == [SINGLE_GENERATOR]:
+        return ()
+    return tuple(direction for direction, name in GENERATOR_NAMES.items() if networks is None or name in networks)
+
+
+def _networks(metadata: dict) -> list[str] | None:
+    """The networks a weights file names (None if it does not say)."""
+    return metadata["networks"].split(",") if metadata.get("networks") else None
+
+
+def load_generator(path: str | Path, direction: str = "AtoB") -> tuple[torch.nn.Module, GeneratorSpec]:
+    """The generator for `direction` (in eval mode) and its description.
+
+    `path` is a run folder, its checkpoints/ folder, one of our weights files, or an official
+    reference `.pth`. A file holding a single generator (`.pth`, converted zoo model) gives that
+    generator whatever the direction, with `spec.direction` None. Raises CheckpointError for a
+    file that cannot be read or has no generator for `direction` (BtoA of a pix2pix run).
+    """
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"unknown direction '{direction}'; choose AtoB or BtoA")
+    if is_reference_file(path):
+        # Imported here: reference_format builds GeneratorSpecs, so it imports this module.
+        from cyclegan.reference_format import load_reference_generator
+
+        return load_reference_generator(path)
+    files = find_checkpoint(path)
+    metadata = read_metadata(files.weights)
+    config = _model_config(files.weights, metadata)
+    networks = _networks(metadata)
+    if networks == [SINGLE_GENERATOR]:
+        name, direction = SINGLE_GENERATOR, None
+    else:
+        name = GENERATOR_NAMES[direction]
+        if networks is not None and name not in networks:
+            raise CheckpointError(f"{files.weights} holds no {direction} generator ({name}), only "
+                                  f"{', '.join(networks)}; use direction AtoB")
+    input_nc, output_nc = ((config.output_nc, config.input_nc) if direction == "BtoA"
+                           else (config.input_nc, config.output_nc))
+    generator = build_generator(config.net_g, input_nc, output_nc, config.ngf, config.norm, config.use_dropout,
+                                config.padding_type, init_type="normal", init_gain=0.02)
+    load_weights(files.weights, {name: generator})
+    spec = GeneratorSpec(config.net_g, input_nc, output_nc, config.ngf, config.norm, str(files.weights),
+                         direction, config.use_dropout)
+    return generator.eval(), spec

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cyclegan.checkpoint import GeneratorSpec
 from cyclegan.config import GENERATORS
 from cyclegan.errors import CheckpointError
 from cyclegan.networks import UNET_DOWNS, build_generator
@@ -180,9 +181,10 @@ def generator_from_state_dict(state_dict: dict) -> tuple[nn.Module, dict]:
     return net.eval(), architecture
 
 
-def load_reference_generator(path: str | Path) -> tuple[torch.nn.Module, dict]:
+def load_reference_generator(path: str | Path) -> tuple[torch.nn.Module, GeneratorSpec]:
     """An official reference-code generator file (`*_net_G*.pth`, the zoo's `horse2zebra.pth`),
-    read as plain tensors (never unpickled code), with its architecture inferred from the keys."""
+    read as plain tensors (never unpickled code), with its architecture inferred from the keys.
+    It holds a single generator, so its spec has no direction."""
     path = Path(path)
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
@@ -192,4 +194,4 @@ def load_reference_generator(path: str | Path) -> tuple[torch.nn.Module, dict]:
     if isinstance(state_dict, dict) and "state_dict" in state_dict:
         state_dict = state_dict["state_dict"]
     generator, architecture = generator_from_state_dict(state_dict)
-    return generator.eval(), {**architecture, "checkpoint": str(path), "direction": "as trained"}
+    return generator.eval(), GeneratorSpec(source=str(path), direction=None, **architecture)

@@ -45,14 +45,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cyclegan.inference import Translator, describe
+    from cyclegan.inference import Translator
     from cyclegan.zoo import resolve_model_argument
 
     checkpoint = resolve_model_argument(args.checkpoint)
     translator = Translator.from_checkpoint(checkpoint, args.direction, args.device, args.precision,
                                             backend=args.backend, tile=args.tile, overlap=args.overlap,
                                             channels_last=args.channels_last, nnpack=args.nnpack)
-    print(f"model: {describe(translator.info)}")
+    print(f"model: {translator.spec.describe()}")
 
     def progress(paths):
         return tqdm(paths, unit="img", disable=args.no_progress, dynamic_ncols=True)
