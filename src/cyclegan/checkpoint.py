@@ -6,7 +6,7 @@ Layout of a run's `checkpoints/` folder::
 
     iter_00001200.safetensors   weights of G_AB, G_BA, D_A, D_B ("G_AB.model.1.weight", ...);
                                 metadata: format, model config (JSON), networks, epoch,
-                                iteration
+                                iteration, the cyclegan version that wrote it
     iter_00001200.state.pt      optimisers, schedules, image pools, RNG states, position in epoch
                                 (plain tensors and numbers: loads with torch.load(weights_only=True))
     latest.json                 {"weights": "iter_00001200.safetensors", "state": ...}
@@ -22,6 +22,7 @@ it whatever direction is asked, and its `GeneratorSpec.direction` is None.
 from __future__ import annotations
 
 import errno
+import importlib.metadata
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from cyclegan import __version__
 from cyclegan.config import DIRECTIONS, ModelConfig
 from cyclegan.errors import CheckpointError, ConfigError
 from cyclegan.fileio import write_atomic, write_text_atomic
@@ -42,6 +44,14 @@ GENERATOR_NAMES = {"AtoB": "G_AB", "BtoA": "G_BA"}
 # The `networks` metadata of a file holding one generator without a direction of its own.
 SINGLE_GENERATOR = "G_AB"
 REFERENCE_SUFFIXES = (".pth", ".pt")
+
+
+def package_version() -> str:
+    """The installed cyclegan's version, recorded in every file written, named in load errors."""
+    try:
+        return importlib.metadata.version("cyclegan")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return __version__
 
 
 @dataclass(frozen=True)
@@ -129,9 +139,10 @@ def _write_checkpoint(folder: Path, modules, model_config, training_state, epoch
 
 
 def format_metadata(model_config: ModelConfig, networks: list[str]) -> dict[str, str]:
-    """The safetensors metadata that makes a weights file one of ours: format, model config and
-    the networks it holds."""
-    return {"format": FORMAT, "model_config": json.dumps(asdict(model_config)), "networks": ",".join(networks)}
+    """The safetensors metadata that makes a weights file one of ours: format, model config,
+    the networks it holds and the version that wrote it."""
+    return {"format": FORMAT, "model_config": json.dumps(asdict(model_config)), "networks": ",".join(networks),
+            "cyclegan_version": package_version()}
 
 
 def _tensors(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
@@ -208,7 +219,8 @@ def read_metadata(weights_path: Path) -> dict:
 
 
 def load_model_config(weights_path: Path) -> ModelConfig:
-    """The architecture saved in one of our weights files; CheckpointError for a foreign file."""
+    """The architecture saved in one of our weights files; CheckpointError for a foreign file, or
+    for settings this version does not know (naming them and the version that wrote the file)."""
     return _model_config(weights_path, read_metadata(weights_path))
 
 
@@ -216,9 +228,20 @@ def _model_config(weights_path: Path, metadata: dict) -> ModelConfig:
     if metadata.get("format") != FORMAT or "model_config" not in metadata:
         raise CheckpointError(f"{weights_path} has no cyclegan model config in its metadata; it was not written "
                               "by this project (for official *.pth generators use them directly or convert them)")
-    values = json.loads(metadata["model_config"])
-    known = set(ModelConfig.__dataclass_fields__)
-    return ModelConfig(**{key: value for key, value in values.items() if key in known})
+    try:
+        values = json.loads(metadata["model_config"])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{weights_path}: the model config in its metadata is damaged ({error})") from error
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{weights_path}: the model config in its metadata is not a JSON object")
+    unknown = sorted(set(values) - set(ModelConfig.__dataclass_fields__))
+    if unknown:
+        writer = metadata.get("cyclegan_version")
+        written_by = f"cyclegan {writer}" if writer else "an unknown (older or newer) version"
+        raise CheckpointError(f"{weights_path} has model settings this version does not know "
+                              f"({', '.join(unknown)}): written by {written_by}, this is cyclegan "
+                              f"{package_version()}; upgrade cyclegan (or use the version that wrote it)")
+    return ModelConfig(**values)
 
 
 def load_weights(weights_path: Path, modules: dict[str, torch.nn.Module], device: torch.device | str = "cpu") -> None:
