@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from cyclegan import zoo
 from cyclegan.checkpoint import load_generator, read_metadata
 from cyclegan.cli import main
 from cyclegan.errors import CheckpointError, DownloadError
+from cyclegan.fileio import CACHE_ENV
 from cyclegan.inference import Translator
 from cyclegan.networks import NLayerDiscriminator, ResnetGenerator
 from http_server import serve_files
@@ -76,10 +78,10 @@ def test_unknown_model_name_is_refused_with_the_closest_known_name():
 
 
 def test_cache_folder_comes_from_argument_then_environment_then_home(monkeypatch, tmp_path):
-    monkeypatch.delenv(zoo.CACHE_ENV, raising=False)
-    assert zoo.cache_dir() == zoo.DEFAULT_CACHE.expanduser()
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "env"))
-    assert zoo.cache_dir() == tmp_path / "env"
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    assert zoo.cache_dir() == Path("~/.cache/cyclegan/models").expanduser()
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "env"))  # the cache root: models go to its models/
+    assert zoo.cache_dir() == tmp_path / "env" / "models"
     assert zoo.cache_dir(tmp_path / "flag") == tmp_path / "flag"
 
 
@@ -179,13 +181,13 @@ def test_a_download_that_is_not_a_generator_is_a_checkpoint_error_and_deleted(tm
 def test_cli_download_honours_the_environment_and_translate_takes_the_model_name(
         tmp_path, official, monkeypatch, capsys):
     _, data = official
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     Image.new("RGB", (30, 22), (120, 80, 40)).save(tmp_path / "photo.png")
     with serve_files({SERVED_PATH: data}) as server:
         monkeypatch.setenv(zoo.BASE_URL_ENV, server.url)
         assert main(["models", "download", "horse2zebra", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert f"horse2zebra is ready in {tmp_path / 'cache' / 'horse2zebra.safetensors'}" in out
+    assert f"horse2zebra is ready in {tmp_path / 'cache' / 'models' / 'horse2zebra.safetensors'}" in out
     assert hashlib.sha256(data).hexdigest() in out
 
     assert main(["translate", "horse2zebra", str(tmp_path / "photo.png"), "--out", str(tmp_path / "out"),
@@ -194,7 +196,7 @@ def test_cli_download_honours_the_environment_and_translate_takes_the_model_name
 
 
 def test_translate_with_a_model_name_not_yet_downloaded_says_how_to_get_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     assert main(["translate", "style_monet", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "run `cyclegan models download style_monet` first" in capsys.readouterr().err
 

@@ -5,9 +5,9 @@ The reference project publishes one generator per direction as a bare state dict
 with the same layout can be used with `base_url=`, CLI `--base-url`, or the environment
 variable CYCLEGAN_MODELS_URL). `download_model` fetches one with `download_file` (resumable,
 atomic, size-checked) and converts it to a single-generator safetensors file in the cache
-(`~/.cache/cyclegan/models`, or $CYCLEGAN_CACHE): weights under `G_AB.`, metadata as our
-checkpoints have (format, model config), so `Translator.from_checkpoint(file)` and
-`cyclegan translate NAME` use it directly.
+(`$CYCLEGAN_CACHE/models`, default `~/.cache/cyclegan/models`): weights under `G_AB.`, metadata
+as our checkpoints have (format, model config, version), so `Translator.from_checkpoint(file)`
+and `cyclegan translate NAME` use it directly.
 
 Checksums: the reference project does not publish hashes of its model files, so none is
 checked by default (`KNOWN_SHA256` is empty on purpose rather than filled with values we
@@ -27,12 +27,11 @@ from cyclegan import checkpoint as ckpt
 from cyclegan.config import ModelConfig
 from cyclegan.download import download_file, sha256_of
 from cyclegan.errors import CheckpointError
+from cyclegan.fileio import cache_root
 from cyclegan.reference_format import load_reference_generator
 
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu"
 BASE_URL_ENV = "CYCLEGAN_MODELS_URL"
-CACHE_ENV = "CYCLEGAN_CACHE"
-DEFAULT_CACHE = Path("~/.cache/cyclegan/models")
 # The architecture fields a converted model records (build_generator's arguments).
 _ARCHITECTURE = ("net_g", "input_nc", "output_nc", "ngf", "norm", "use_dropout")
 
@@ -93,8 +92,9 @@ def resolve_base_url(base_url: str | None = None) -> str:
 
 
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:
-    """The folder of converted models: `cache`, else $CYCLEGAN_CACHE, else ~/.cache/cyclegan/models."""
-    return Path(cache or os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
+    """The folder of converted models: `cache`, else `models/` in the cache root
+    ($CYCLEGAN_CACHE/models, default ~/.cache/cyclegan/models)."""
+    return Path(cache).expanduser() if cache else cache_root() / "models"
 
 
 def cached_model_path(name: str, cache: str | os.PathLike | None = None) -> Path:

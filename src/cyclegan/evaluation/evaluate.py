@@ -171,10 +171,10 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     size from its config.json, else the images' own size); `fid` None computes FID/KID when
     Inception weights are found and notes why not otherwise, True requires them, False skips
     them; `segmenter_size`/`segmenter_steps`/`segmenter_seed`/`cache_dir` set the FCN-score
-    segmenter (defaults: 64 px for synthetic, 128 px for Cityscapes, 600 steps, the cache
-    in ~/.cache/cyclegan/segmenters); KID averages `kid_subsets` subsets of
-    min(`kid_subset_size`, images / 2) images, so that small test sets still give a spread;
-    `log` receives progress lines.
+    segmenter (defaults: 64 px for synthetic, 128 px for Cityscapes, 600 steps, the cache in
+    $CYCLEGAN_CACHE/segmenters, else ~/.cache/cyclegan/segmenters); KID averages `kid_subsets`
+    subsets of min(`kid_subset_size`, images / 2) images, so that small test sets still give a
+    spread; `log` receives progress lines.
 
     Returns a JSON-ready dict (a score that cannot be computed is None, and so is a non-finite
     one such as the PSNR of identical images)::
