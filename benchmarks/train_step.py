@@ -270,8 +270,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         except ValueError as error:
             parser.error(str(error))
     else:
-        candidates = [Variant(args.precision, args.channels_last, args.batch_generator_calls, args.compile,
-                              args.nnpack)]
+        candidates = [Variant(precision=args.precision, channels_last=args.channels_last,
+                              batch_generator_calls=args.batch_generator_calls, compile=args.compile,
+                              nnpack=args.nnpack)]
     args.names = [REFERENCE] + list(dict.fromkeys(variant.name for variant in candidates))
     common.check_counts(parser, {"--repeats": args.repeats, "--probe-iterations": args.probe_iterations},
                         args.warmup)

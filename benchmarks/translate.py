@@ -21,6 +21,7 @@ import torch
 
 import common
 import conv_throughput
+from cyclegan.checkpoint import GeneratorSpec
 from cyclegan.inference import Translator
 from cyclegan.networks import build_generator
 
@@ -72,15 +73,14 @@ def size_label(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def make_generator(args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
+def make_generator(args: argparse.Namespace) -> tuple[torch.nn.Module, GeneratorSpec]:
     torch.manual_seed(0)
     generator = build_generator(args.netG, 3, 3, args.ngf, "instance").eval().to(args.device)
-    info = {"net_g": args.netG, "input_nc": 3, "output_nc": 3, "ngf": args.ngf, "norm": "instance",
-            "checkpoint": "random weights", "direction": "AtoB"}
-    return generator, info
+    return generator, GeneratorSpec(args.netG, 3, 3, args.ngf, "instance", "random weights", "AtoB")
 
 
-def build_step(name: str, generator: torch.nn.Module, info: dict, batch: torch.Tensor, copy_weights: bool = True):
+def build_step(name: str, generator: torch.nn.Module, spec: GeneratorSpec, batch: torch.Tensor,
+               copy_weights: bool = True):
     """A no-argument callable translating `batch` with variant `name` (the reference, or a
     Translator with the variant's precision and layout). Candidates, and the reference, work on a
     copy of `generator` unless `copy_weights` is False."""
@@ -94,7 +94,7 @@ def build_step(name: str, generator: torch.nn.Module, info: dict, batch: torch.T
 
         return reference
     variant = Variant.parse(name)
-    translator = Translator(copy.deepcopy(generator) if copy_weights else generator, info, device=str(batch.device),
+    translator = Translator(copy.deepcopy(generator) if copy_weights else generator, spec, device=str(batch.device),
                             precision=variant.precision, channels_last=variant.channels_last,
                             nnpack=variant.nnpack)
     return lambda: translator.translate_tensor(batch)
@@ -114,8 +114,8 @@ def probe_arguments(args: argparse.Namespace, size: tuple[int, int], name: str) 
 
 
 def run_memory_probe(args: argparse.Namespace) -> int:
-    generator, info = make_generator(args)
-    step = build_step(args.memory_probe, generator, info, make_batch(args.sizes[0], args.batch, args.device),
+    generator, spec = make_generator(args)
+    step = build_step(args.memory_probe, generator, spec, make_batch(args.sizes[0], args.batch, args.device),
                          copy_weights=False)
     rss_after_setup = common.peak_rss_bytes()
     for _ in range(args.probe_iterations):
@@ -176,12 +176,12 @@ def main(argv=None) -> int:
     print(f"translation, {args.netG}, ngf {args.ngf}, batch {args.batch}; {args.repeats} timed calls per variant "
           "and size, alternating")
     machine = common.announce(args.device, args.names)
-    generator, info = make_generator(args)
+    generator, spec = make_generator(args)
     results: dict[str, dict] = {}
     rows = []
     for size in args.sizes:
         batch = make_batch(size, args.batch, args.device)
-        steps = {name: build_step(name, generator, info, batch) for name in args.names}
+        steps = {name: build_step(name, generator, spec, batch) for name in args.names}
         flops = common.count_flops(steps[REFERENCE])
         for name, step in steps.items():
             if name != REFERENCE:

@@ -86,8 +86,6 @@ def test_the_package_has_no_import_cycle():
                                     "cyclegan.serving.app", "cyclegan.checkpoint", "cyclegan.reference_format"])
 def test_applying_a_model_never_imports_the_training_package(module):
     graph = import_graph()
-    if module not in graph:
-        pytest.skip(f"{module} does not exist")
     reachable, frontier = set(), [module]
     while frontier:
         for target in graph[frontier.pop()]:

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cyclegan import checkpoint as ckpt
 from cyclegan.cli import main
 from cyclegan.inference import Translator
-from cyclegan.training import checkpoint as ckpt
 from cyclegan.training import trainer as trainer_module
 
 ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

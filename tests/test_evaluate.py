@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import SHARED_DATA
+from cyclegan.checkpoint import save_checkpoint
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
 from cyclegan.data.synth import generate_synthetic_dataset
@@ -18,7 +19,6 @@ from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.evaluation.evaluate import describe_dataset, evaluate
 from cyclegan.evaluation.segmentation import CITYSCAPES
 from cyclegan.evaluation.segmenter import train_segmenter, train_synthetic_segmenter
-from cyclegan.training.checkpoint import save_checkpoint
 from cyclegan.training.model import build_model
 
 SEGMENTER = ["--segmenter-size", "32", "--segmenter-steps", "3"]

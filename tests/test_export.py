@@ -6,14 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
+from cyclegan.checkpoint import load_generator, save_checkpoint
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
 from cyclegan.errors import CheckpointError, ConfigError
 from cyclegan.export import TOLERANCE, export_onnx, load_onnx_generator
-from cyclegan.inference import Translator, load_generator
+from cyclegan.inference import Translator
 from cyclegan.networks import build_generator
 from cyclegan.tiling import translate_tiled
-from cyclegan.training.checkpoint import save_checkpoint
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra: pip install -e '.[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="ONNX inference needs the onnx extra: pip install -e '.[onnx]'")
@@ -72,8 +72,8 @@ def test_the_other_direction_exports_its_own_generator(run_checkpoint, tmp_path,
     assert main(["export", str(run_checkpoint), "--onnx", str(out), "--direction", "BtoA"]) == 0
     printed = capsys.readouterr().out
     assert "max abs difference from PyTorch on a random 2x1x68x72 input" in printed
-    generator, info = load_onnx_generator(out, "cpu")
-    assert (info["input_nc"], info["output_nc"], info["exported_direction"]) == (1, 3, "BtoA")
+    generator, spec = load_onnx_generator(out, "cpu")
+    assert (spec.input_nc, spec.output_nc, spec.exported_direction) == (1, 3, "BtoA")
     assert generator(torch.zeros(1, 1, 12, 16)).shape == (1, 3, 12, 16)
 
 

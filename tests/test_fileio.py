@@ -1,10 +1,11 @@
-"""Atomic writes: all or nothing, and ordinary permissions."""
+"""Atomic writes: all or nothing, and ordinary permissions; the cache root."""
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
-from cyclegan.fileio import write_bytes_atomic
+from cyclegan.fileio import CACHE_ENV, write_bytes_atomic
 
 
 def test_atomic_write_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
@@ -45,7 +46,7 @@ def test_checkpoint_files_get_the_umask_permissions_too(tmp_path):
     import torch
 
     from cyclegan.config import ModelConfig
-    from cyclegan.training.checkpoint import save_checkpoint
+    from cyclegan.checkpoint import save_checkpoint
 
     previous = os.umask(0o022)
     try:
@@ -54,3 +55,15 @@ def test_checkpoint_files_get_the_umask_permissions_too(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(files.weights.stat().st_mode) == 0o644
+
+
+def test_cyclegan_cache_is_the_root_of_the_models_and_the_segmenters_caches(monkeypatch, tmp_path):
+    from cyclegan import zoo
+    from cyclegan.evaluation import segmenter
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    assert zoo.cache_dir() == tmp_path / "cache" / "models"
+    assert segmenter.cache_dir() == tmp_path / "cache" / "segmenters"
+    monkeypatch.setenv(CACHE_ENV, "~/elsewhere")
+    assert zoo.cache_dir() == Path.home() / "elsewhere" / "models"
+    assert segmenter.cache_dir() == Path.home() / "elsewhere" / "segmenters"

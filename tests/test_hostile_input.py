@@ -19,13 +19,13 @@ import pytest
 import torch
 from PIL import Image
 
+from cyclegan import checkpoint as ckpt
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
 from cyclegan.data.check import check_dataset
 from cyclegan.data.datasets import SkippedImageWarning
 from cyclegan.data.images import load_image
 from cyclegan.errors import DatasetError
-from cyclegan.training import checkpoint as ckpt
 from cyclegan.training import trainer as trainer_module
 from cyclegan.training.model import build_model
 from cyclegan.training.trainer import Trainer

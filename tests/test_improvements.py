@@ -22,7 +22,7 @@ from cyclegan.cli import build_parser
 from cyclegan.cli.options import config_from_args
 from cyclegan.config import ModelConfig, TrainConfig
 from cyclegan.errors import CheckpointError, ConfigError
-from cyclegan.inference import load_generator
+from cyclegan.checkpoint import load_generator
 from cyclegan.layers.antialias import BlurDownsample, BlurUpsample, binomial_filter
 from cyclegan.layers.instance_norm import FastInstanceNorm2d
 from cyclegan.networks import (
@@ -35,7 +35,7 @@ from cyclegan.networks import (
     init_weights,
 )
 from cyclegan.reference_format import generator_from_state_dict, infer_generator_architecture
-from cyclegan.training import checkpoint as ckpt
+from cyclegan import checkpoint as ckpt
 from cyclegan.training.model import build_model
 
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 from PIL import Image
 
+from cyclegan.checkpoint import save_checkpoint
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
 from cyclegan.layers import nnpack
-from cyclegan.errors import CheckpointError
-from cyclegan.inference import Translator, pad_to_multiple
+from cyclegan.errors import CheckpointError, ConfigError
+from cyclegan.inference import Translator, load_translators, pad_to_multiple
 from cyclegan.networks import ResnetGenerator, UnetGenerator
-from cyclegan.training.checkpoint import save_checkpoint
 from cyclegan.training.model import CycleGAN
 from cyclegan.layers.nnpack import NnpackConv2d
 
@@ -86,6 +86,35 @@ def test_translate_command_passes_the_layout_and_nnpack_flags(checkpoint, tmp_pa
         assert np.abs(pixels.astype(int) - outputs["--no-channels-last"][name].astype(int)).max() <= 1
 
 
+def test_load_translators_gives_every_direction_of_a_cyclegan_checkpoint_with_its_own_generator(checkpoint):
+    run, _weights, model = checkpoint
+    translators = load_translators(run, device="cpu", channels_last=False, nnpack=False)
+    assert list(translators) == ["AtoB", "BtoA"]
+    assert [translator.spec.direction for translator in translators.values()] == ["AtoB", "BtoA"]
+    image = torch.rand(1, 3, 32, 36) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(translators["AtoB"].translate_tensor(image), model.G_AB.eval()(image), atol=1e-6)
+        assert torch.allclose(translators["BtoA"].translate_tensor(image), model.G_BA.eval()(image), atol=1e-6)
+    assert list(load_translators(run, ["BtoA", "AtoB"], device="cpu")) == ["BtoA", "AtoB"]
+
+
+def test_load_translators_gives_a_single_generator_as_AtoB_and_refuses_BtoA_naming_the_file(tmp_path):
+    torch.manual_seed(0)
+    torch.save(ResnetGenerator(3, 3, ngf=4, n_blocks=6).state_dict(), tmp_path / "latest_net_G.pth")
+    single = load_translators(tmp_path / "latest_net_G.pth", device="cpu")
+    assert list(single) == ["AtoB"] and single["AtoB"].spec.direction is None
+    with pytest.raises(ConfigError) as raised:
+        load_translators(tmp_path / "latest_net_G.pth", ["AtoB", "BtoA"], device="cpu")
+    assert str(raised.value) == (f"{tmp_path / 'latest_net_G.pth'} holds a single generator, which is served as "
+                                 "AtoB; ask for AtoB or leave the direction out")
+
+
+def test_load_translators_refuses_an_unknown_direction(checkpoint):
+    run, _weights, _model = checkpoint
+    with pytest.raises(ConfigError, match="unknown direction 'AtoC'; choose AtoB or BtoA"):
+        load_translators(run, ["AtoC"], device="cpu")
+
+
 def test_padding_reaches_the_multiple_and_is_cropped_back():
     batch = torch.zeros(1, 3, 30, 41)
     padded, (height, width) = pad_to_multiple(batch, 4)
@@ -112,7 +141,7 @@ def test_official_reference_state_dict_loads_and_gives_the_same_outputs(tmp_path
     torch.save(state, tmp_path / "latest_net_G_A.pth")
     translator = Translator.from_checkpoint(tmp_path / "latest_net_G_A.pth", device="cpu", channels_last=False,
                                             nnpack=False)
-    assert translator.info["net_g"] == "resnet_9blocks" and translator.info["ngf"] == 8
+    assert translator.spec.net_g == "resnet_9blocks" and translator.spec.ngf == 8
     image = torch.rand(1, 3, 32, 48) * 2 - 1
     with torch.no_grad():
         assert torch.equal(translator.translate_tensor(image), reference(image))

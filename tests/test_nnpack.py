@@ -5,12 +5,12 @@ import torch.nn.functional as F
 
 from safetensors.torch import load_file
 
+from cyclegan import checkpoint as ckpt
 from cyclegan.layers import nnpack
 from cyclegan.cli import main
 from cyclegan.config import TrainConfig
 from cyclegan.inference import Translator
 from cyclegan.networks import ResnetGenerator
-from cyclegan.training import checkpoint as ckpt
 from cyclegan.training.trainer import Trainer
 from cyclegan.layers.nnpack import NnpackConv2d, use_nnpack
 
@@ -102,13 +102,13 @@ def test_layers_are_plain_convolutions_until_turned_on(counted):
 
 def test_translator_uses_nnpack_on_the_cpu_unless_told_not_to(counted):
     torch.manual_seed(0)
-    info = {"net_g": "resnet_6blocks", "input_nc": 3, "output_nc": 3, "ngf": 4, "norm": "instance"}
+    spec = ckpt.GeneratorSpec("resnet_6blocks", 3, 3, 4, "instance", "random weights")
     image = torch.rand(1, 3, 132, 128) * 2 - 1  # 33x32 feature maps in the residual blocks
-    fast = Translator(ResnetGenerator(3, 3, ngf=4, n_blocks=6), info, device="cpu")
+    fast = Translator(ResnetGenerator(3, 3, ngf=4, n_blocks=6), spec, device="cpu")
     assert fast.memory_format == torch.contiguous_format
     out_fast = fast.translate_tensor(image)
     assert len(counted) == 14  # 12 in the blocks, 2 of 7x7
-    plain = Translator(fast.generator, info, device="cpu", nnpack=False, channels_last=False)
+    plain = Translator(fast.generator, spec, device="cpu", nnpack=False, channels_last=False)
     out_plain = plain.translate_tensor(image)
     assert len(counted) == 14
     assert relative_error(out_fast, out_plain) < 1e-4

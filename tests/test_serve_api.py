@@ -29,12 +29,12 @@ from PIL import Image
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[web]'")
 pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install -e '.[web]'")
 
+from cyclegan.checkpoint import save_checkpoint  # noqa: E402
 from cyclegan.cli import main  # noqa: E402
 from cyclegan.config import ModelConfig  # noqa: E402
 from cyclegan.errors import ConfigError  # noqa: E402
 from cyclegan.serving import Limits, ServerThread, bind_socket, create_app, is_loopback_host, load_translators  # noqa: E402
-from cyclegan.training.checkpoint import save_checkpoint  # noqa: E402
-from cyclegan.training.model import CycleGAN  # noqa: E402
+from cyclegan.training.model import CycleGAN, build_model  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -305,6 +305,23 @@ def test_an_official_single_generator_is_served_as_AtoB_only(tmp_path, translato
         assert list(request(running.url + "/info").json()["directions"]) == ["AtoB"]
         assert post_image(running.url, png_bytes(20, 12)).image().size == (20, 12)
         assert post_image(running.url, png_bytes(20, 12), direction="BtoA").status == 400
+
+
+def test_a_pix2pix_run_is_served_in_its_one_direction(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(model="pix2pix", net_g="resnet_6blocks", ngf=8, ndf=8))
+    weights = save_checkpoint(tmp_path / "checkpoints", model.networks(), model.config, None, epoch=1,
+                              iteration=1).weights
+
+    translators = load_translators(tmp_path, device="cpu")
+
+    assert list(translators) == ["AtoB"]
+    with pytest.raises(ConfigError, match=f"{weights.parent.parent} holds no BtoA generator, only AtoB"):
+        load_translators(tmp_path, ["BtoA"], device="cpu")
+    with ServerThread(create_app(translators, TEST_LIMITS)) as running:
+        assert request(running.url + "/info").json()["directions"] == {
+            "AtoB": {"input_channels": 3, "output_channels": 3}}
+        assert post_image(running.url, png_bytes(20, 12)).image().size == (20, 12)
 
 
 def test_directions_can_be_restricted(tiny_checkpoint):

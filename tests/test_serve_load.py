@@ -43,7 +43,7 @@ class GatedTranslator(Translator):
     """A real translator that waits until the test opens its gate: a deliberately slow model."""
 
     def __init__(self, translator: Translator):
-        super().__init__(translator.generator, translator.info, "cpu")
+        super().__init__(translator.generator, translator.spec, "cpu")
         self.gate = threading.Event()
         self.started = threading.Semaphore(0)
 

@@ -11,13 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
+from cyclegan.checkpoint import GeneratorSpec
 from cyclegan.cli import main
 from cyclegan.errors import ConfigError
 from cyclegan.inference import Translator
 from cyclegan.networks import build_generator
 from cyclegan.tiling import blend_weights, tile_starts, translate_tiled, with_image_statistics
 
-RESNET_INFO = {"net_g": "resnet_6blocks", "input_nc": 3, "output_nc": 3, "ngf": 8}
+RESNET_SPEC = GeneratorSpec("resnet_6blocks", 3, 3, 8, "instance", "random weights")
 
 
 def photo_like(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
@@ -80,9 +81,9 @@ def test_tiling_an_identity_translation_gives_back_the_image_exactly():
 
 def test_tile_and_overlap_are_checked_against_the_generator():
     with pytest.raises(ConfigError, match="multiple of 4"):
-        Translator(tiny_generator(), RESNET_INFO, "cpu", tile=50)
+        Translator(tiny_generator(), RESNET_SPEC, "cpu", tile=50)
     with pytest.raises(ConfigError, match="a quarter of the tile"):
-        Translator(tiny_generator(), RESNET_INFO, "cpu", tile=64, overlap=20)
+        Translator(tiny_generator(), RESNET_SPEC, "cpu", tile=64, overlap=20)
 
 
 # --- closeness to the untiled result -------------------------------------------------------------
@@ -92,8 +93,8 @@ def test_without_instance_norm_tiled_output_equals_untiled_up_to_rounding(norm):
     # Only instance norm depends on the whole image; everything else is local, so a generous
     # overlap hides the tile borders completely (measured: at most 1 level, mean < 0.01).
     generator, image = tiny_generator(norm), photo_like(192, 128)
-    untiled = levels(Translator(generator, RESNET_INFO, "cpu")(image))
-    tiled = levels(Translator(generator, RESNET_INFO, "cpu", tile=64, overlap=16)(image))
+    untiled = levels(Translator(generator, RESNET_SPEC, "cpu")(image))
+    tiled = levels(Translator(generator, RESNET_SPEC, "cpu", tile=64, overlap=16)(image))
     assert np.abs(tiled - untiled).max() <= 1
 
 
@@ -117,9 +118,9 @@ def test_with_instance_norm_tiles_use_whole_image_statistics_and_stay_close_to_u
     # this image with 96 px tiles: mean 6.6 levels (of 255) off the untiled result with statistics
     # of the whole image, 14.2 with each tile's own. Trained models: see the issue notes.
     generator, image = tiny_generator("instance"), photo_like(192, 128)
-    translator = Translator(generator, RESNET_INFO, "cpu")
+    translator = Translator(generator, RESNET_SPEC, "cpu")
     untiled = levels(translator(image))
-    tiled = levels(Translator(generator, RESNET_INFO, "cpu", tile=96, overlap=24)(image))
+    tiled = levels(Translator(generator, RESNET_SPEC, "cpu", tile=96, overlap=24)(image))
     per_tile = levels(translate_tiled(image, translator.translate_tensor, 96, 24))
     assert tiled.shape == untiled.shape
     assert np.abs(tiled - untiled).mean() < 8
@@ -133,6 +134,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
     import torch
     from torch import nn
     from PIL import Image
+    from cyclegan.checkpoint import GeneratorSpec
     from cyclegan.inference import Translator
 
     def peak_mb():
@@ -141,12 +143,12 @@ MEMORY_SCRIPT = textwrap.dedent("""
     # As wide as an ngf-8 generator's first layer but cheap (1x1 convolutions), so the run stays
     # fast on a small CPU: one full-size activation of a 3000x2000 image is 192 MB.
     net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.InstanceNorm2d(8), nn.ReLU(), nn.Conv2d(8, 3, 1), nn.Tanh())
-    info = {"net_g": "resnet_6blocks", "input_nc": 3, "output_nc": 3, "ngf": 8}
+    spec = GeneratorSpec("resnet_6blocks", 3, 3, 8, "instance", "random weights")
     image = Image.linear_gradient("L").resize((3000, 2000)).convert("RGB")
     before = peak_mb()
-    assert Translator(net, info, "cpu", tile=512, overlap=32)(image).size == (3000, 2000)
+    assert Translator(net, spec, "cpu", tile=512, overlap=32)(image).size == (3000, 2000)
     tiled = peak_mb() - before
-    assert Translator(net, info, "cpu")(image).size == (3000, 2000)
+    assert Translator(net, spec, "cpu")(image).size == (3000, 2000)
     untiled = peak_mb() - before  # the untiled peak is the higher one, so this is its growth
     print(f"{tiled:.0f} {untiled:.0f}")
 """)

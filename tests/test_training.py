@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from cyclegan import checkpoint as ckpt
 from cyclegan.cli import main
 from cyclegan.errors import CheckpointError, ConfigError, DatasetError
-from cyclegan.training import checkpoint as ckpt
 from cyclegan.training.trainer import NonFiniteLossError, Trainer, epoch_order
 
 from conftest import tiny_config, write_images

@@ -11,7 +11,7 @@ from PIL import Image
 from cyclegan.config import ModelConfig
 from cyclegan.device import MAX_TRANSLATION_BATCH, translation_batch_size
 from cyclegan.inference import Translator
-from cyclegan.training.checkpoint import save_checkpoint
+from cyclegan.checkpoint import save_checkpoint
 from cyclegan.training.model import CycleGAN
 
 from conftest import write_images

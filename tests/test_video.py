@@ -18,7 +18,7 @@ from cyclegan.cli import main
 from cyclegan.config import ModelConfig
 from cyclegan.errors import ConfigError, UnreadableVideoError
 from cyclegan.inference import Translator
-from cyclegan.training.checkpoint import save_checkpoint
+from cyclegan.checkpoint import save_checkpoint
 from cyclegan.training.model import CycleGAN
 from cyclegan.video import VideoOptions, is_video, output_name, parse_time, translate_video
 

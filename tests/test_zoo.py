@@ -5,17 +5,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
 from cyclegan import zoo
+from cyclegan.checkpoint import load_generator, read_metadata
 from cyclegan.cli import main
 from cyclegan.errors import CheckpointError, DownloadError
-from cyclegan.inference import Translator, load_generator
+from cyclegan.fileio import CACHE_ENV
+from cyclegan.inference import Translator
 from cyclegan.networks import NLayerDiscriminator, ResnetGenerator
-from cyclegan.training.checkpoint import read_metadata
 from http_server import serve_files
 
 OFFICIAL_NAMES = [
@@ -76,10 +78,10 @@ def test_unknown_model_name_is_refused_with_the_closest_known_name():
 
 
 def test_cache_folder_comes_from_argument_then_environment_then_home(monkeypatch, tmp_path):
-    monkeypatch.delenv(zoo.CACHE_ENV, raising=False)
-    assert zoo.cache_dir() == zoo.DEFAULT_CACHE.expanduser()
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "env"))
-    assert zoo.cache_dir() == tmp_path / "env"
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    assert zoo.cache_dir() == Path("~/.cache/cyclegan/models").expanduser()
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "env"))  # the cache root: models go to its models/
+    assert zoo.cache_dir() == tmp_path / "env" / "models"
     assert zoo.cache_dir(tmp_path / "flag") == tmp_path / "flag"
 
 
@@ -109,7 +111,7 @@ def test_download_converts_to_a_checkpoint_that_translates_exactly_as_the_origin
         ("resnet_9blocks", 8, "instance", 3, 3)
 
     translator = Translator.from_checkpoint(path, device="cpu", channels_last=False, nnpack=False)
-    assert translator.info["direction"] == "as trained"
+    assert translator.spec.direction is None  # a single generator, of no direction of its own
     image = torch.rand(1, 3, 36, 52) * 2 - 1
     with torch.no_grad():
         assert torch.equal(translator.translate_tensor(image), generator(image))
@@ -179,13 +181,13 @@ def test_a_download_that_is_not_a_generator_is_a_checkpoint_error_and_deleted(tm
 def test_cli_download_honours_the_environment_and_translate_takes_the_model_name(
         tmp_path, official, monkeypatch, capsys):
     _, data = official
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     Image.new("RGB", (30, 22), (120, 80, 40)).save(tmp_path / "photo.png")
     with serve_files({SERVED_PATH: data}) as server:
         monkeypatch.setenv(zoo.BASE_URL_ENV, server.url)
         assert main(["models", "download", "horse2zebra", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert f"horse2zebra is ready in {tmp_path / 'cache' / 'horse2zebra.safetensors'}" in out
+    assert f"horse2zebra is ready in {tmp_path / 'cache' / 'models' / 'horse2zebra.safetensors'}" in out
     assert hashlib.sha256(data).hexdigest() in out
 
     assert main(["translate", "horse2zebra", str(tmp_path / "photo.png"), "--out", str(tmp_path / "out"),
@@ -194,7 +196,7 @@ def test_cli_download_honours_the_environment_and_translate_takes_the_model_name
 
 
 def test_translate_with_a_model_name_not_yet_downloaded_says_how_to_get_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     assert main(["translate", "style_monet", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "run `cyclegan models download style_monet` first" in capsys.readouterr().err
 
@@ -207,9 +209,9 @@ def test_convert_writes_a_checkpoint_equivalent_to_the_pth(tmp_path, official, c
     source.write_bytes(data)
     assert main(["models", "convert", str(source), str(tmp_path / "g.safetensors")]) == 0
     assert "resnet_9blocks 3->3 channels, ngf 8, instance norm" in capsys.readouterr().out
-    converted, info = load_generator(tmp_path / "g.safetensors")
+    converted, spec = load_generator(tmp_path / "g.safetensors")
     original, _ = load_generator(source)
-    assert info["net_g"] == "resnet_9blocks" and info["ngf"] == 8
+    assert spec.net_g == "resnet_9blocks" and spec.ngf == 8
     image = torch.rand(2, 3, 32, 40) * 2 - 1
     with torch.no_grad():
         assert torch.equal(converted(image), original(image))
@@ -236,8 +238,8 @@ def test_a_single_generator_file_is_used_whatever_the_direction(tmp_path):
     generator = ResnetGenerator(3, 1, ngf=8, n_blocks=6).eval()
     architecture = {"net_g": "resnet_6blocks", "input_nc": 3, "output_nc": 1, "ngf": 8, "norm": "instance"}
     zoo.save_generator(tmp_path / "g.safetensors", generator, architecture)
-    loaded, info = load_generator(tmp_path / "g.safetensors", "BtoA")
-    assert (info["input_nc"], info["output_nc"], info["direction"]) == (3, 1, "as trained")
+    loaded, spec = load_generator(tmp_path / "g.safetensors", "BtoA")
+    assert (spec.input_nc, spec.output_nc, spec.direction) == (3, 1, None)
     image = torch.rand(1, 3, 16, 16) * 2 - 1
     with torch.no_grad():
         assert torch.equal(loaded(image), generator(image))

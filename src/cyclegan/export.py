@@ -21,15 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cyclegan.checkpoint import GeneratorSpec, load_generator
+from cyclegan.config import DIRECTIONS, GENERATORS
 from cyclegan.errors import CheckpointError, ConfigError
-from cyclegan.networks import GENERATORS, size_multiple
+from cyclegan.fileio import write_atomic
 
 FORMAT = "cyclegan-onnx/1"
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "translated"
 # The exported graph is accepted when it matches PyTorch this closely on [-1, 1] outputs.
 TOLERANCE = 1e-4
-_METADATA_KEYS = ("net_g", "input_nc", "output_nc", "ngf", "norm", "size_multiple", "direction", "source")
 
 
 def _require(module: str):
@@ -44,7 +45,7 @@ def _require(module: str):
 @dataclass
 class ExportReport:
     path: Path
-    info: dict
+    spec: GeneratorSpec  # of the exported generator, as loaded from the checkpoint
     check_shape: tuple[int, ...]
     max_abs_diff: float
 
@@ -55,15 +56,13 @@ class ExportReport:
 
 def export_onnx(checkpoint: str | Path, out: str | Path, direction: str = "AtoB",
                 opset: int = DEFAULT_OPSET) -> ExportReport:
-    """Export the `direction` generator of `checkpoint` (anything `load_generator` takes) to `out`.
+    """Export the `direction` generator of `checkpoint` (anything `checkpoint.load_generator`
+    takes) to `out`.
 
     Batch, height and width are dynamic; height and width must be multiples of the generator's
     size multiple (stored as metadata `size_multiple`; `cyclegan translate` pads to it). The
     result is compared with PyTorch on a random batch of 2 at a size other than the traced one.
     """
-    from cyclegan.fileio import write_atomic
-    from cyclegan.inference import load_generator
-
     onnx = _require("onnx")
     _require("onnxruntime")
     if opset < 17:
@@ -73,10 +72,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, direction: str = "AtoB"
         raise ConfigError(f"the ONNX file should end in .onnx, got {out}")
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise ConfigError(f"{checkpoint} is already an ONNX model")
-    generator, info = load_generator(checkpoint, direction)
-    multiple = size_multiple(info["net_g"])
+    generator, spec = load_generator(checkpoint, direction)
+    multiple = spec.size_multiple
     side = max(64, multiple)
-    traced = torch.rand(1, info["input_nc"], side, side) * 2 - 1
+    traced = torch.rand(1, spec.input_nc, side, side) * 2 - 1
 
     def write(temporary: Path) -> None:
         dynamic = {0: "batch", 2: "height", 3: "width"}
@@ -89,15 +88,17 @@ def export_onnx(checkpoint: str | Path, out: str | Path, direction: str = "AtoB"
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic}, **legacy)
         model = onnx.load(str(temporary))
-        metadata = {"format": FORMAT, **{key: str(info.get(key, "")) for key in _METADATA_KEYS},
-                    "size_multiple": str(multiple), "source": Path(info["checkpoint"]).name}
+        metadata = {"format": FORMAT, "net_g": spec.net_g, "input_nc": str(spec.input_nc),
+                    "output_nc": str(spec.output_nc), "ngf": _text(spec.ngf), "norm": _text(spec.norm),
+                    "size_multiple": str(multiple), "direction": _text(spec.direction),
+                    "source": Path(spec.source).name}
         onnx.helper.set_model_props(model, metadata)
         onnx.checker.check_model(model)
         onnx.save(model, str(temporary))
 
     write_atomic(out, write)
 
-    check = torch.rand(2, info["input_nc"], side + multiple, side + 2 * multiple) * 2 - 1
+    check = torch.rand(2, spec.input_nc, side + multiple, side + 2 * multiple) * 2 - 1
     with torch.no_grad():
         expected = generator(check).numpy()
     session, _ = _session(out, "cpu")
@@ -105,7 +106,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, direction: str = "AtoB"
     if actual.shape != expected.shape:
         raise CheckpointError(f"the exported model gives shape {actual.shape} for input {tuple(check.shape)}, "
                               f"PyTorch {expected.shape}")
-    return ExportReport(out, info, tuple(check.shape), float(np.abs(actual - expected).max()))
+    return ExportReport(out, spec, tuple(check.shape), float(np.abs(actual - expected).max()))
+
+
+def _text(value) -> str:
+    """A metadata value: ONNX metadata holds strings, "" for what is unknown."""
+    return "" if value is None else str(value)
 
 
 def _providers(device: str) -> list:
@@ -154,8 +160,9 @@ class OnnxRuntimeGenerator(torch.nn.Module):
         return torch.from_numpy(self.session.run([self.output_name], {self.input_name: array})[0])
 
 
-def load_onnx_generator(path: str | Path, device: str = "auto") -> tuple[OnnxRuntimeGenerator, dict]:
-    """An exported generator ready to run, and its description as `load_generator` gives it.
+def load_onnx_generator(path: str | Path, device: str = "auto") -> tuple[OnnxRuntimeGenerator, GeneratorSpec]:
+    """An exported generator ready to run, and its description. It holds a single generator, so
+    the spec's `direction` is None; `exported_direction` says which one it was exported from.
 
     Raises CheckpointError for a file that onnxruntime cannot load or that was not written by
     `export_onnx` (the metadata that says how to feed the model is missing).
@@ -167,14 +174,14 @@ def load_onnx_generator(path: str | Path, device: str = "auto") -> tuple[OnnxRun
                               "written by `cyclegan export` can be used, as their input size rules are known")
     try:
         input_nc, output_nc = int(metadata["input_nc"]), int(metadata["output_nc"])
-        ngf = int(metadata["ngf"]) if metadata.get("ngf", "").isdigit() else "?"
+        ngf = int(metadata["ngf"]) if metadata.get("ngf", "").isdigit() else None
     except (KeyError, ValueError) as error:
         raise CheckpointError(f"{path} has damaged cyclegan metadata ({error})") from error
-    info = {"net_g": metadata["net_g"], "input_nc": input_nc, "output_nc": output_nc, "ngf": ngf,
-            "norm": metadata.get("norm", "?"), "checkpoint": str(path), "direction": "as trained",
-            "exported_direction": metadata.get("direction", "?"), "backend": "onnxruntime",
-            "providers": session.get_providers()}
-    return OnnxRuntimeGenerator(session), info
+    exported = metadata.get("direction")
+    spec = GeneratorSpec(metadata["net_g"], input_nc, output_nc, ngf, metadata.get("norm") or None, str(path),
+                         direction=None, backend="onnxruntime", providers=tuple(session.get_providers()),
+                         exported_direction=exported if exported in DIRECTIONS else None)
+    return OnnxRuntimeGenerator(session), spec
 
 
 __all__ = ["export_onnx", "load_onnx_generator", "OnnxRuntimeGenerator", "ExportReport", "DEFAULT_OPSET"]

@@ -1,4 +1,5 @@
-"""Crash-safe file writing: a reader sees either the old file or the complete new one, never half."""
+"""Crash-safe file writing (a reader sees either the old file or the complete new one, never
+half), and where the project caches what it downloads or trains once."""
 from __future__ import annotations
 
 import contextlib
@@ -6,6 +7,15 @@ import os
 import secrets
 from pathlib import Path
 from typing import Callable, Iterator
+
+CACHE_ENV = "CYCLEGAN_CACHE"
+DEFAULT_CACHE_ROOT = Path("~/.cache/cyclegan")
+
+
+def cache_root() -> Path:
+    """The root of every cache: $CYCLEGAN_CACHE, else ~/.cache/cyclegan. Each kind of cached
+    file has its own folder in it: `models/` (the zoo), `segmenters/` (evaluation)."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_ROOT).expanduser()
 
 
 @contextlib.contextmanager

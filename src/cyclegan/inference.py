@@ -5,6 +5,8 @@ pretrained generator (`cyclegan models`), an official reference-code generator (
 or an ONNX export (run with onnxruntime); the architecture comes from the file, so no training
 flag is ever repeated. Calling it on a PIL image returns a PIL image of the same size; with
 `tile` set, large images go through the network in overlapping tiles (`cyclegan.tiling`).
+`load_translators(path)` gives one Translator per direction the file holds, as `cyclegan
+serve`, `evaluate` and `demo` use them.
 """
 from __future__ import annotations
 
@@ -19,49 +21,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cyclegan.config import BACKENDS, DIRECTIONS, ModelConfig
+from cyclegan.checkpoint import GeneratorSpec, generator_directions, load_generator
+from cyclegan.config import BACKENDS, DIRECTIONS
 from cyclegan.data.images import image_to_tensor, list_images, load_image, save_image_atomic, tensor_to_image
 from cyclegan.device import autocast, select_device, translation_batch_size, translation_precision
-from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, UnreadableImageError
+from cyclegan.errors import ConfigError, CycleGANError, UnreadableImageError
+from cyclegan.export import load_onnx_generator
 from cyclegan.layers.nnpack import available as nnpack_available
 from cyclegan.layers.nnpack import use_nnpack
-from cyclegan.networks import build_generator, size_multiple
-from cyclegan.reference_format import load_reference_generator
 from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
-from cyclegan.training import checkpoint as ckpt
 from cyclegan.video import VideoOptions, VideoResult, is_video, list_videos, output_name, translate_video
 
 # Images decoded ahead of the network, and encodings still being written, in translate_files:
 # enough to keep the model busy, few enough that huge images do not pile up in memory.
 _PREFETCH = 2
-
-
-def load_generator(path: str | Path, direction: str = "AtoB") -> tuple[torch.nn.Module, dict]:
-    """The generator for `direction` and a description of it ({net_g, input_nc, output_nc, ...}).
-
-    Our checkpoints hold both directions. An official reference `.pth`, and a pretrained model
-    converted from one (a safetensors file holding only G_AB), hold one generator, which is
-    used whatever the requested direction.
-    """
-    if direction not in DIRECTIONS:
-        raise ConfigError(f"unknown direction '{direction}'; choose AtoB or BtoA")
-    path = Path(path)
-    if path.suffix in (".pth", ".pt") and path.is_file():
-        return load_reference_generator(path)
-    files = ckpt.find_checkpoint(path)
-    config = ckpt.load_model_config(files.weights)
-    if ckpt.read_metadata(files.weights).get("networks") == "G_AB":
-        direction = "as trained"  # a single generator, e.g. a converted official model
-    name = "G_BA" if direction == "BtoA" else "G_AB"
-    input_nc, output_nc = ((config.output_nc, config.input_nc) if direction == "BtoA"
-                           else (config.input_nc, config.output_nc))
-    generator = build_generator(config.net_g, input_nc, output_nc, config.ngf, config.norm, config.use_dropout,
-                                config.padding_type, init_type="normal", init_gain=0.02,
-                                upsample=config.upsample, antialias=config.antialias)
-    ckpt.load_weights(files.weights, {name: generator})
-    info = {"net_g": config.net_g, "input_nc": input_nc, "output_nc": output_nc, "ngf": config.ngf,
-            "norm": config.norm, "checkpoint": str(files.weights), "direction": direction}
-    return generator.eval(), info
 
 
 def pad_to_multiple(batch: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -105,12 +78,12 @@ class Translator:
     (`overlap` px, blended) so memory stays bounded by the tile size.
     """
 
-    def __init__(self, generator: torch.nn.Module, info: dict, device: str = "auto", precision: str = "auto",
-                 tile: int | None = None, overlap: int = 32, channels_last: bool | None = None,
-                 nnpack: bool = True):
+    def __init__(self, generator: torch.nn.Module, spec: GeneratorSpec, device: str = "auto",
+                 precision: str = "auto", tile: int | None = None, overlap: int = 32,
+                 channels_last: bool | None = None, nnpack: bool = True):
         self.device = select_device(device)
         self.generator = generator.to(self.device).eval()
-        self.info = info
+        self.spec = spec
         self.precision = precision
         # None: the layout measured faster for the device (benchmarks/translate.py, figures in
         # docs/PERFORMANCE.md). On a CPU the NNPACK convolutions, which need the contiguous
@@ -126,7 +99,7 @@ class Translator:
         # NNPACK's convolutions where they measured faster (CPU, float32, contiguous
         # layout, large enough feature maps; see cyclegan.layers.nnpack); a no-op elsewhere.
         use_nnpack(self.generator, nnpack)
-        self.multiple = size_multiple(info["net_g"])
+        self.multiple = spec.size_multiple
         if tile is not None:
             check_tiling(tile, overlap, self.multiple)
             # Tiles are normalised with statistics of the whole image (see cyclegan.tiling); those
@@ -140,20 +113,21 @@ class Translator:
                         precision: str = "auto", backend: str = "auto", tile: int | None = None,
                         overlap: int = 32, channels_last: bool | None = None,
                         nnpack: bool = True) -> "Translator":
+        """The generator of `direction` in `path` (see `cyclegan.checkpoint.load_generator`); a file
+        holding a single generator (`.pth`, converted zoo model, `.onnx`) gives it whatever the
+        direction. `backend` "auto" runs `.onnx` files with onnxruntime, everything else with torch."""
         if resolve_backend(path, backend) == "onnxruntime":
-            from cyclegan.export import load_onnx_generator
-
             if precision not in ("auto", "fp32"):
                 raise ConfigError("--precision applies to the torch backend; an ONNX model runs as exported (fp32)")
-            generator, info = load_onnx_generator(path, device)
+            generator, spec = load_onnx_generator(path, device)
             # onnxruntime places the work itself; torch only hands it contiguous CPU tensors.
-            return cls(generator, info, "cpu", precision, tile, overlap, channels_last=False)
-        generator, info = load_generator(path, direction)
-        return cls(generator, info, device, precision, tile, overlap, channels_last, nnpack)
+            return cls(generator, spec, "cpu", precision, tile, overlap, channels_last=False)
+        generator, spec = load_generator(path, direction)
+        return cls(generator, spec, device, precision, tile, overlap, channels_last, nnpack)
 
     @property
     def input_channels(self) -> int:
-        return self.info["input_nc"]
+        return self.spec.input_nc
 
     def translate_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [-1, 1] -> (N, C', H, W) in [-1, 1]."""
@@ -163,7 +137,7 @@ class Translator:
     def _run(self, generator: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
         # Instance norm needs more than one value per channel at the bottleneck: tiny images
         # (1x1, 3x3) are padded to at least two bottleneck pixels.
-        minimum = 2 * self.multiple if self.info["net_g"].startswith("resnet") else self.multiple
+        minimum = 2 * self.multiple if self.spec.net_g.startswith("resnet") else self.multiple
         padded, (height, width) = pad_to_multiple(batch.to(self.device), self.multiple, minimum)
         padded = padded.contiguous(memory_format=self.memory_format)
         precision = translation_precision(self.precision, self.device, height * width)
@@ -272,7 +246,7 @@ class Translator:
                     flush()
                 group.append((image, target))
                 limit = batch_size or translation_batch_size(self.device, image.width * image.height,
-                                                             self.info.get("ngf"))
+                                                             self.spec.ngf)
                 if len(group) >= limit:
                     flush()
             flush()
@@ -304,11 +278,32 @@ def expand_inputs(inputs: Iterable[str | Path], report: TranslationReport) -> li
     return paths
 
 
-def describe(info: dict) -> str:
-    backend = f" (onnxruntime, {', '.join(info['providers'])})" if info.get("backend") == "onnxruntime" else ""
-    return (f"{info['net_g']} {info['input_nc']}->{info['output_nc']} channels, ngf {info['ngf']}, "
-            f"{info.get('norm', '?')} norm, from {info['checkpoint']}{backend}")
+def load_translators(path: str | Path, directions: Iterable[str] | None = None, device: str = "auto",
+                     precision: str = "auto", **translator_options) -> dict[str, Translator]:
+    """One Translator per direction of `path`, in the order asked: by default every direction it holds.
+
+    A CycleGAN checkpoint holds AtoB and BtoA, a pix2pix run AtoB only; a file holding a single
+    generator (official `.pth`, converted zoo model, `.onnx` export) gives it as AtoB. Asking for
+    a direction the file does not hold is a ConfigError naming the file. `translator_options` are
+    those of `Translator.from_checkpoint` (backend, tile, overlap, channels_last, nnpack).
+    """
+    wanted = list(dict.fromkeys(directions or ()))
+    unknown = [direction for direction in wanted if direction not in DIRECTIONS]
+    if unknown:
+        raise ConfigError(f"unknown direction '{unknown[0]}'; choose AtoB or BtoA")
+    if resolve_backend(path, translator_options.get("backend", "auto")) == "onnxruntime":
+        held = ()  # an export holds one generator
+    else:
+        held = generator_directions(path)
+    available = held or ("AtoB",)
+    missing = [direction for direction in wanted if direction not in available]
+    if missing:
+        what = ("holds a single generator, which is served as AtoB" if not held
+                else f"holds no {missing[0]} generator, only {', '.join(held)}")
+        raise ConfigError(f"{path} {what}; ask for {' and '.join(available)} or leave the direction out")
+    return {direction: Translator.from_checkpoint(path, direction, device, precision, **translator_options)
+            for direction in wanted or available}
 
 
-__all__ = ["Translator", "load_generator", "load_reference_generator", "pad_to_multiple", "resolve_backend",
-           "TranslationReport", "DIRECTIONS", "BACKENDS", "ModelConfig"]
+__all__ = ["Translator", "load_translators", "pad_to_multiple", "resolve_backend", "expand_inputs",
+           "TranslationReport"]

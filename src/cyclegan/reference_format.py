@@ -182,7 +182,8 @@ def generator_from_state_dict(state_dict: dict) -> tuple[nn.Module, dict]:
 
 def load_reference_generator(path: str | Path) -> tuple[torch.nn.Module, dict]:
     """An official reference-code generator file (`*_net_G*.pth`, the zoo's `horse2zebra.pth`),
-    read as plain tensors (never unpickled code), with its architecture inferred from the keys."""
+    read as plain tensors (never unpickled code), and its architecture as inferred from the keys
+    (`infer_generator_architecture`)."""
     path = Path(path)
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
@@ -192,4 +193,4 @@ def load_reference_generator(path: str | Path) -> tuple[torch.nn.Module, dict]:
     if isinstance(state_dict, dict) and "state_dict" in state_dict:
         state_dict = state_dict["state_dict"]
     generator, architecture = generator_from_state_dict(state_dict)
-    return generator.eval(), {**architecture, "checkpoint": str(path), "direction": "as trained"}
+    return generator.eval(), architecture

@@ -5,9 +5,9 @@ The reference project publishes one generator per direction as a bare state dict
 with the same layout can be used with `base_url=`, CLI `--base-url`, or the environment
 variable CYCLEGAN_MODELS_URL). `download_model` fetches one with `download_file` (resumable,
 atomic, size-checked) and converts it to a single-generator safetensors file in the cache
-(`~/.cache/cyclegan/models`, or $CYCLEGAN_CACHE): weights under `G_AB.`, metadata as our
-checkpoints have (format, model config), so `Translator.from_checkpoint(file)` and
-`cyclegan translate NAME` use it directly.
+(`$CYCLEGAN_CACHE/models`, default `~/.cache/cyclegan/models`): weights under `G_AB.`, metadata
+as our checkpoints have (format, model config, version), so `Translator.from_checkpoint(file)`
+and `cyclegan translate NAME` use it directly.
 
 Checksums: the reference project does not publish hashes of its model files, so none is
 checked by default (`KNOWN_SHA256` is empty on purpose rather than filled with values we
@@ -17,27 +17,23 @@ is recorded in the converted file's metadata (`source_sha256`) and printed by th
 from __future__ import annotations
 
 import difflib
-import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
+from cyclegan import checkpoint as ckpt
 from cyclegan.config import ModelConfig
 from cyclegan.download import download_file, sha256_of
 from cyclegan.errors import CheckpointError
-from cyclegan.fileio import write_atomic
+from cyclegan.fileio import cache_root
 from cyclegan.reference_format import load_reference_generator
-from cyclegan.training import checkpoint as ckpt
 
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu"
 BASE_URL_ENV = "CYCLEGAN_MODELS_URL"
-CACHE_ENV = "CYCLEGAN_CACHE"
-DEFAULT_CACHE = Path("~/.cache/cyclegan/models")
-# The generator's name inside a single-generator file: it translates "AtoB" as it was trained.
-SINGLE_GENERATOR = "G_AB"
+# The architecture fields a converted model records (build_generator's arguments).
+_ARCHITECTURE = ("net_g", "input_nc", "output_nc", "ngf", "norm", "use_dropout")
 
 
 @dataclass(frozen=True)
@@ -96,8 +92,9 @@ def resolve_base_url(base_url: str | None = None) -> str:
 
 
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:
-    """The folder of converted models: `cache`, else $CYCLEGAN_CACHE, else ~/.cache/cyclegan/models."""
-    return Path(cache or os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
+    """The folder of converted models: `cache`, else `models/` in the cache root
+    ($CYCLEGAN_CACHE/models, default ~/.cache/cyclegan/models)."""
+    return Path(cache).expanduser() if cache else cache_root() / "models"
 
 
 def cached_model_path(name: str, cache: str | os.PathLike | None = None) -> Path:
@@ -119,21 +116,13 @@ def resolve_model_argument(value: str | os.PathLike, cache: str | os.PathLike | 
 
 def save_generator(path: str | os.PathLike, generator: torch.nn.Module, architecture: dict,
                    metadata: dict[str, str] | None = None) -> Path:
-    """Write one generator as a checkpoint that `inference.load_generator` reads.
-
-    The weights are stored as `G_AB.<key>`, the metadata carries our checkpoint format and a
-    model config built from `architecture` (as from `reference_format.infer_generator_architecture`),
-    plus `networks` = "G_AB", which marks the file as holding a single generator.
+    """Write one generator as a single-generator checkpoint (`checkpoint.save_single_generator`),
+    which `checkpoint.load_generator` reads; its model config is built from `architecture` (as
+    from `reference_format.infer_generator_architecture`), `metadata` records its provenance.
     """
-    path = Path(path)
     known = set(ModelConfig.__dataclass_fields__)
     config = ModelConfig(**{key: value for key, value in architecture.items() if key in known})
-    tensors = {f"{SINGLE_GENERATOR}.{key}": value.detach().cpu().contiguous()
-               for key, value in generator.state_dict().items()}
-    header = {**(metadata or {}), "format": ckpt.FORMAT, "model_config": json.dumps(asdict(config)),
-              "networks": SINGLE_GENERATOR}
-    write_atomic(path, lambda temporary: save_file(tensors, str(temporary), metadata=header))
-    return path
+    return ckpt.save_single_generator(path, generator, config, metadata)
 
 
 def convert_reference_generator(source: str | os.PathLike, dest: str | os.PathLike,
@@ -149,8 +138,8 @@ def convert_reference_generator(source: str | os.PathLike, dest: str | os.PathLi
         raise CheckpointError(f"the converted model must be a .safetensors file, got {dest}")
     if not source.is_file():
         raise CheckpointError(f"{source} does not exist")
-    generator, info = load_reference_generator(source)
-    architecture = {key: info[key] for key in ("net_g", "input_nc", "output_nc", "ngf", "norm", "use_dropout")}
+    generator, inferred = load_reference_generator(source)
+    architecture = {key: inferred[key] for key in _ARCHITECTURE}
     provenance = {"source": source.name, "source_sha256": sha256_of(source), **(metadata or {})}
     save_generator(dest, generator, architecture, provenance)
     return architecture
@@ -188,7 +177,7 @@ def _is_converted(path: Path, sha256: str | None) -> bool:
         metadata = ckpt.read_metadata(path)
     except CheckpointError:
         return False  # damaged: download and convert again
-    if metadata.get("format") != ckpt.FORMAT or metadata.get("networks") != SINGLE_GENERATOR:
+    if metadata.get("format") != ckpt.FORMAT or metadata.get("networks") != ckpt.SINGLE_GENERATOR:
         return False
     return sha256 is None or metadata.get("source_sha256") == sha256
 

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from cyclegan.config import TrainConfig
     from cyclegan.data.layout import iterations_per_epoch, training_dataset
     from cyclegan.data.synth import generate_synthetic_dataset
-    from cyclegan.inference import Translator
+    from cyclegan.inference import load_translators
     from cyclegan.training.trainer import Trainer
 
     out = Path(args.out)
@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
 
     print("[3/4] translating the test images")
     translations = {}
+    translators = load_translators(result.run_dir, device=args.device)
     for direction, folder in (("AtoB", "testA"), ("BtoA", "testB")):
-        translator = Translator.from_checkpoint(result.run_dir, direction, device=args.device)
+        translator = translators[direction]
         target = out / f"translated_{direction}"
         report = translator.translate_files([data_dir / folder], target)
         translations[direction] = (target, len(report.written))

@@ -59,7 +59,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from cyclegan.training.checkpoint import read_metadata
+    from cyclegan.checkpoint import read_metadata
     from cyclegan.zoo import download_model
 
     path = download_model(args.name, cache=args.cache, base_url=args.base_url, sha256=args.sha256,

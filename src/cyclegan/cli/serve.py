@@ -52,13 +52,12 @@ def require_web_extra() -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_web_extra()
-    from cyclegan.inference import describe
+    from cyclegan.inference import load_translators
     from cyclegan.serving.app import (
         Limits,
         bind_socket,
         create_app,
         is_loopback_host,
-        load_translators,
         server_url,
         uvicorn_server,
     )
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(translators, limits)
     sock = bind_socket(args.host, args.port)
     first = next(iter(translators.values()))
-    print(f"model: {describe(first.info)}")
+    print(f"model: {first.spec.describe()}")
     print(f"directions: {', '.join(translators)} on {first.device}; {limits.workers} worker(s), queue {limits.queue}")
     if not is_loopback_host(args.host):
         print(f"warning: listening on {args.host}, reachable from other machines; the server has no "

@@ -36,7 +36,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, "object | Non
         config = config_from_args(args)
         reference.check_dataset_mode(args, config.model.model)
         return config, None
-    from cyclegan.training.checkpoint import find_checkpoint
+    from cyclegan.checkpoint import find_checkpoint
 
     run_dir = Path(args.resume)
     saved_path = run_dir / "config.json"

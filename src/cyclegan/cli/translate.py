@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from cyclegan.device import describe_translation_precision, select_device
     from cyclegan.distributed import Distributed
     from cyclegan.errors import ConfigError
-    from cyclegan.inference import Translator, describe
+    from cyclegan.inference import load_translators
     from cyclegan.video import VideoOptions
     from cyclegan.zoo import resolve_model_argument
 
@@ -88,12 +88,12 @@ def run(args: argparse.Namespace) -> int:
     dist = Distributed.from_environment(select_device(args.device))
     try:
         device = str(dist.device(select_device(args.device)))
-        translator = Translator.from_checkpoint(checkpoint, args.direction, device, args.precision,
-                                                backend=args.backend, tile=args.tile, overlap=args.overlap,
-                                                channels_last=args.channels_last, nnpack=args.nnpack)
+        translator = load_translators(checkpoint, [args.direction], device, args.precision, backend=args.backend,
+                                      tile=args.tile, overlap=args.overlap, channels_last=args.channels_last,
+                                      nnpack=args.nnpack)[args.direction]
         show = dist.is_main and args.progress
         if dist.is_main:
-            print(f"model: {describe(translator.info)}")
+            print(f"model: {translator.spec.describe()}")
             print(f"precision: {describe_translation_precision(translator.precision, translator.device)}")
             if dist.enabled:
                 print(f"processes: {dist.world_size}, each translating every {dist.world_size}th file")

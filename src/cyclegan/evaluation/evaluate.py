@@ -32,7 +32,7 @@ from PIL import Image
 
 from cyclegan.data.images import list_images, load_image
 from cyclegan.data.layout import test_folders
-from cyclegan.errors import CheckpointError, ConfigError, DatasetError
+from cyclegan.errors import ConfigError, DatasetError
 from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.evaluation.image_metrics import psnr, read_image_tensor, ssim
 from cyclegan.evaluation.segmentation import (CITYSCAPES, CITYSCAPES_LABELS, LabelSet, confusion_matrix,
@@ -40,10 +40,11 @@ from cyclegan.evaluation.segmentation import (CITYSCAPES, CITYSCAPES_LABELS, Lab
                                               read_class_ids, segmentation_scores)
 from cyclegan.evaluation.segmenter import DEFAULT_STEPS, Segmenter, train_segmenter, train_synthetic_segmenter
 from cyclegan.fileio import write_text_atomic
-from cyclegan.inference import Translator
+from cyclegan.inference import Translator, load_translators
 
 DOMAINS = ("A", "B")
-DIRECTIONS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}
+# The source and target domain of each translation direction.
+DIRECTION_DOMAINS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}
 CITYSCAPES_NAME = re.compile(r"^[a-z]+_\d{6}_\d{6}")
 DEFAULT_SEGMENTER_SIZE = {"synthetic": 64, "cityscapes": 128}
 # Subsets of 1000 as Binkowski et al., but never more than half the test set: with small test
@@ -130,23 +131,13 @@ def run_config_size(checkpoint: str | Path) -> int | None:
         return None
 
 
-def _load_translators(checkpoint: str | Path, device: str,
-                      precision: str = "auto") -> tuple[dict[str, Translator], dict[str, str]]:
-    translators, skipped, first_error = {}, {}, None
-    for direction in DIRECTIONS:
-        try:
-            translator = Translator.from_checkpoint(checkpoint, direction, device, precision)
-        except CheckpointError as error:
-            skipped[direction] = f"the checkpoint has no generator for {direction} ({error})"
-            first_error = first_error or error
-            continue
-        if direction == "BtoA" and translator.info.get("direction") == "as trained":
-            skipped[direction] = "the file holds a single generator, evaluated as AtoB"
-            continue
-        translators[direction] = translator
-    if not translators:
-        raise first_error
-    return translators, skipped
+def _skipped_directions(translators: dict[str, Translator]) -> dict[str, str]:
+    """Why the directions a checkpoint does not hold are not scored."""
+    if "BtoA" in translators:
+        return {}
+    if translators["AtoB"].spec.direction is None:
+        return {"BtoA": "the file holds a single generator, evaluated as AtoB"}
+    return {"BtoA": "the checkpoint has no generator for BtoA (a pix2pix run translates AtoB only)"}
 
 
 def _to_uint8(tensor: torch.Tensor) -> torch.Tensor:
@@ -181,10 +172,10 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     size from its config.json, else the images' own size); `fid` None computes FID/KID when
     Inception weights are found and notes why not otherwise, True requires them, False skips
     them; `segmenter_size`/`segmenter_steps`/`segmenter_seed`/`cache_dir` set the FCN-score
-    segmenter (defaults: 64 px for synthetic, 128 px for Cityscapes, 600 steps, the cache
-    in ~/.cache/cyclegan/segmenters); KID averages `kid_subsets` subsets of
-    min(`kid_subset_size`, images / 2) images, so that small test sets still give a spread;
-    `log` receives progress lines.
+    segmenter (defaults: 64 px for synthetic, 128 px for Cityscapes, 600 steps, the cache in
+    $CYCLEGAN_CACHE/segmenters, else ~/.cache/cyclegan/segmenters); KID averages `kid_subsets`
+    subsets of min(`kid_subset_size`, images / 2) images, so that small test sets still give a
+    spread; `log` receives progress lines.
 
     Returns a JSON-ready dict (a score that cannot be computed is None, and so is a non-finite
     one such as the PSNR of identical images)::
@@ -215,15 +206,16 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     info = describe_dataset(data_dir, labels_domain)
     if size is None:
         size = run_config_size(checkpoint)
-    translators, skipped = _load_translators(checkpoint, device, precision)
+    translators = load_translators(checkpoint, device=device, precision=precision)
+    skipped = _skipped_directions(translators)
     notes: list[str] = []
     inception = _inception_network(fid, inception_weights, device, notes, say)  # fails early if --fid cannot work
 
     channels = {}
     for direction, translator in translators.items():
-        source, target = DIRECTIONS[direction]
-        channels.setdefault(source, translator.info["input_nc"])
-        channels.setdefault(target, translator.info["output_nc"])
+        source, target = DIRECTION_DOMAINS[direction]
+        channels.setdefault(source, translator.spec.input_nc)
+        channels.setdefault(target, translator.spec.output_nc)
     paths = {domain: list_images(folder) for domain, folder in zip(DOMAINS, test_folders(info.root))}
     for domain in DOMAINS:
         if not paths[domain]:
@@ -235,7 +227,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     fake: dict[str, list[torch.Tensor]] = {}
     directions: dict[str, dict] = {direction: {"skipped": reason} for direction, reason in skipped.items()}
     for direction, translator in translators.items():
-        source, target = DIRECTIONS[direction]
+        source, target = DIRECTION_DOMAINS[direction]
         back = translators.get("BtoA" if direction == "AtoB" else "AtoB")
         say(f"translating test{source} -> {target}")
         fake[direction], cycle_l1 = _translate(translator, back, real[source], batch_size)
@@ -255,7 +247,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
         "seconds": round(time.perf_counter() - started, 1),
         "dataset": {"kind": info.kind, "labels_domain": info.labels_domain,
                     "classes": list(info.label_set.names) if info.label_set else None},
-        "directions": {direction: directions[direction] for direction in DIRECTIONS if direction in directions},
+        "directions": {direction: directions[direction] for direction in DIRECTION_DOMAINS if direction in directions},
         "segmentation": segmentation,
         "notes": notes,
     })
@@ -319,7 +311,7 @@ def _add_fid(directions: dict, fake: dict, real: dict, network: fid_metrics.Ince
              kid_subset_size: int, notes: list[str], say: Callable[[str], None]) -> None:
     real_features: dict[str, np.ndarray] = {}
     for direction, generated in fake.items():
-        target = DIRECTIONS[direction][1]
+        target = DIRECTION_DOMAINS[direction][1]
         if len(generated) < 2 or len(real[target]) < 2:
             notes.append(f"FID/KID of {direction} not computed: they need at least 2 images per set")
             continue

@@ -11,10 +11,11 @@ accuracy on the real test photos as the ceiling a perfect generator could reach.
   `train_synthetic_segmenter` renders its own labelled scenes with `synth.render_scene`, from
   a seed stream that no split of the dataset uses.
 
-A trained segmenter is cached as `<cache>/segmenters/<name>.safetensors` plus a `.json` of
-metadata; the name holds a hash of the settings and of the training data (file contents, or
-the synthetic renderer's output), so changing either trains a new one. The cache folder is
-`$CYCLEGAN_CACHE/segmenters`, default `~/.cache/cyclegan/segmenters`.
+A trained segmenter is cached as `<name>.safetensors` plus a `.json` of metadata; the name
+holds a hash of the settings and of the training data (file contents, or the synthetic
+renderer's output), so changing either trains a new one. The cache folder is `segmenters/` in
+the cache root (`fileio.cache_root`): `$CYCLEGAN_CACHE/segmenters`, default
+`~/.cache/cyclegan/segmenters`.
 """
 from __future__ import annotations
 
@@ -38,11 +39,9 @@ from cyclegan.device import select_device
 from cyclegan.errors import CheckpointError, ConfigError, DatasetError
 from cyclegan.evaluation.image_metrics import read_image_tensor
 from cyclegan.evaluation.segmentation import IGNORE, SYNTHETIC, LabelSet, read_class_ids
-from cyclegan.fileio import write_atomic, write_text_atomic
+from cyclegan.fileio import cache_root, write_atomic, write_text_atomic
 
 FORMAT = "cyclegan-segmenter/1"
-CACHE_ENV = "CYCLEGAN_CACHE"
-DEFAULT_CACHE = Path("~/.cache/cyclegan")
 # The synthetic dataset draws its splits from streams 0-2 (synth.SPLITS); the segmenter's own
 # labelled training scenes come from this one, so they never repeat a dataset scene.
 SYNTHETIC_STREAM = 1000
@@ -128,7 +127,7 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
     """Where segmenters are cached: `cache`, else $CYCLEGAN_CACHE/segmenters, else ~/.cache/cyclegan/segmenters."""
     if cache is not None:
         return Path(cache).expanduser()
-    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser() / "segmenters"
+    return cache_root() / "segmenters"
 
 
 def train_segmenter(photos_dir: str | os.PathLike, labels_dir: str | os.PathLike, classes: LabelSet,

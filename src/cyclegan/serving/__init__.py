@@ -6,7 +6,9 @@
         print(server.url)
 
 `cyclegan serve` does the same from the command line; see `cyclegan.serving.app` for the API.
+`load_translators` is `cyclegan.inference.load_translators`, re-exported for this use.
 """
-from cyclegan.serving.app import Limits, ServerThread, bind_socket, create_app, is_loopback_host, load_translators
+from cyclegan.inference import load_translators
+from cyclegan.serving.app import Limits, ServerThread, bind_socket, create_app, is_loopback_host
 
 __all__ = ["Limits", "ServerThread", "bind_socket", "create_app", "is_loopback_host", "load_translators"]

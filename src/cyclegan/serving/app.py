@@ -42,9 +42,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cyclegan.config import DIRECTIONS
 from cyclegan.data.images import IMAGE_EXTENSIONS, load_image
 from cyclegan.errors import ConfigError, UnreadableImageError
-from cyclegan.inference import DIRECTIONS, Translator
+from cyclegan.inference import Translator
 
 log = logging.getLogger("cyclegan.serving")
 
@@ -83,23 +84,6 @@ class Limits:
             raise ConfigError(f"serving limit queue must be 0 or more, got {self.queue}")
         if not self.timeout_s > 0:
             raise ConfigError(f"serving limit timeout_s must be positive, got {self.timeout_s}")
-
-
-def load_translators(checkpoint: str | Path, directions: list[str] | None = None, device: str = "auto",
-                     precision: str = "auto") -> dict[str, Translator]:
-    """One Translator per direction: both for our checkpoints, "AtoB" alone for an official `.pth`
-    (a single generator). `directions` restricts what is served."""
-    wanted = list(directions or DIRECTIONS)
-    translators: dict[str, Translator] = {}
-    for direction in wanted:
-        translator = Translator.from_checkpoint(checkpoint, direction, device, precision)
-        if translator.info.get("direction") == "as trained":  # inference's mark of a single-generator file
-            if direction != "AtoB":
-                raise ConfigError(f"{checkpoint} holds a single generator, which is served as AtoB; "
-                                  "leave out --direction or use --direction AtoB")
-            return {"AtoB": translator}
-        translators[direction] = translator
-    return translators
 
 
 class Busy(Exception):
@@ -195,15 +179,15 @@ def translate_upload(translator: Translator, data: bytes, name: str) -> bytes:
 
 def describe_service(translators: dict[str, Translator], limits: Limits) -> dict:
     """What GET /info returns."""
-    info = next(iter(translators.values())).info
+    first = next(iter(translators.values()))
     return {
-        "architecture": info.get("net_g"),
-        "ngf": info.get("ngf"),
-        "norm": info.get("norm"),
-        "checkpoint": Path(info.get("checkpoint", "")).name,
-        "device": str(next(iter(translators.values())).device),
-        "directions": {direction: {"input_channels": translator.info["input_nc"],
-                                   "output_channels": translator.info["output_nc"]}
+        "architecture": first.spec.net_g,
+        "ngf": first.spec.ngf,
+        "norm": first.spec.norm,
+        "checkpoint": Path(first.spec.source).name,
+        "device": str(first.device),
+        "directions": {direction: {"input_channels": translator.spec.input_nc,
+                                   "output_channels": translator.spec.output_nc}
                        for direction, translator in translators.items()},
         "default_direction": next(iter(translators)),
         "formats": list(ACCEPTED_FORMATS),

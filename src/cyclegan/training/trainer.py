@@ -28,7 +28,7 @@ from cyclegan.device import autocast, select_device, training_precision
 from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, DatasetError
 from cyclegan.fileio import unwritable_reason
 from cyclegan.layers.nnpack import use_nnpack
-from cyclegan.training import checkpoint as ckpt
+from cyclegan import checkpoint as ckpt
 from cyclegan.distributed import Distributed
 from cyclegan.training.gallery import Gallery
 from cyclegan.training.model import build_model

@@ -1,0 +1,328 @@
+"""Our checkpoint file format: weights in safetensors with the model config inside, training
+state beside them. Training writes it; inference, export, the zoo, evaluation and serving read
+it through this module alone, without importing the trainer.
+
+Layout of a run's `checkpoints/` folder::
+
+    iter_00001200.safetensors   weights of G_AB, G_BA, D_A, D_B ("G_AB.model.1.weight", ...);
+                                metadata: format, model config (JSON), networks, epoch,
+                                iteration, the cyclegan version that wrote it
+    iter_00001200.state.pt      optimisers, schedules, image pools, RNG states, position in epoch
+                                (plain tensors and numbers: loads with torch.load(weights_only=True))
+    latest.json                 {"weights": "iter_00001200.safetensors", "state": ...}
+
+Each file is written to a temporary name and renamed, and `latest.json` is replaced only after
+both files of a checkpoint are complete, so a crash at any moment leaves the previous
+checkpoint as "latest".
+
+A pix2pix checkpoint holds G_AB and D. A file holding a single generator (`networks` = "G_AB":
+an official model converted by the zoo) has no direction of its own: `load_generator` applies
+it whatever direction is asked, and its `GeneratorSpec.direction` is None.
+"""
+from __future__ import annotations
+
+import errno
+import importlib.metadata
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from cyclegan import __version__
+from cyclegan.config import DIRECTIONS, ModelConfig
+from cyclegan.errors import CheckpointError, ConfigError
+from cyclegan.fileio import write_atomic, write_text_atomic
+from cyclegan.networks import build_generator, size_multiple
+from cyclegan.reference_format import load_reference_generator
+
+FORMAT = "cyclegan/1"
+LATEST = "latest.json"
+# The generator applying each direction, as named in the weights ("G_AB.model.1.weight").
+GENERATOR_NAMES = {"AtoB": "G_AB", "BtoA": "G_BA"}
+# The `networks` metadata of a file holding one generator without a direction of its own.
+SINGLE_GENERATOR = "G_AB"
+REFERENCE_SUFFIXES = (".pth", ".pt")
+
+
+def package_version() -> str:
+    """The installed cyclegan's version, recorded in every file written, named in load errors."""
+    try:
+        return importlib.metadata.version("cyclegan")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return __version__
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What a loaded generator is: its architecture, where it came from, how it runs.
+
+    `direction` is "AtoB" or "BtoA" for a generator taken from a checkpoint of a run (a pix2pix
+    run has AtoB only), and None for a file holding a single generator (an official `.pth`, a
+    converted zoo model, an ONNX export), which is used whatever direction is asked. `ngf` and
+    `norm` are None where the file does not record them (an ONNX export may not). For an ONNX
+    export, `backend` is "onnxruntime", `providers` its execution providers and
+    `exported_direction` the direction it was exported from, when known.
+    """
+
+    net_g: str
+    input_nc: int
+    output_nc: int
+    ngf: int | None
+    norm: str | None
+    source: str
+    direction: str | None = None
+    use_dropout: bool = False
+    backend: str = "torch"
+    providers: tuple[str, ...] = ()
+    exported_direction: str | None = None
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (the caller pads)."""
+        return size_multiple(self.net_g)
+
+    def describe(self) -> str:
+        """One line for people: "resnet_9blocks 3->3 channels, ngf 64, instance norm, from FILE"."""
+        ngf = "?" if self.ngf is None else self.ngf
+        norm = "?" if self.norm is None else self.norm
+        backend = f" (onnxruntime, {', '.join(self.providers)})" if self.backend == "onnxruntime" else ""
+        return (f"{self.net_g} {self.input_nc}->{self.output_nc} channels, ngf {ngf}, {norm} norm, "
+                f"from {self.source}{backend}")
+
+
+@dataclass
+class CheckpointFiles:
+    weights: Path
+    state: Path | None
+
+
+def checkpoint_stem(iteration: int) -> str:
+    return f"iter_{iteration:08d}"
+
+
+def save_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], model_config: ModelConfig,
+                    training_state: dict | None, *, epoch: int, iteration: int, keep_last: int = 0) -> CheckpointFiles:
+    """Write one checkpoint atomically, point latest.json at it, then prune old ones."""
+    folder = Path(folder)
+    stem = checkpoint_stem(iteration)
+    weights_path = folder / f"{stem}.safetensors"
+    state_path = folder / f"{stem}.state.pt" if training_state is not None else None
+    try:
+        _write_checkpoint(folder, modules, model_config, training_state, epoch, iteration, weights_path, state_path)
+    except OSError as error:
+        previous = read_latest(folder) if folder.is_dir() else None
+        full = " (the disk is full)" if error.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        kept = (f"the previous checkpoint {previous.weights.name} is intact" if previous
+                else "there is no earlier checkpoint")
+        raise CheckpointError(f"cannot write checkpoint {stem} in {folder}: {error.strerror or error}{full}; "
+                              f"{kept}") from error
+    if keep_last > 0:
+        prune_checkpoints(folder, keep_last)
+    return CheckpointFiles(weights_path, state_path)
+
+
+def _write_checkpoint(folder: Path, modules, model_config, training_state, epoch, iteration, weights_path,
+                      state_path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".*.tmp"):  # left by a writer that was killed mid-write
+        stale.unlink(missing_ok=True)
+
+    metadata = {**format_metadata(model_config, list(modules)), "epoch": str(epoch), "iteration": str(iteration)}
+    write_atomic(weights_path, lambda temporary: save_file(_tensors(modules), str(temporary), metadata=metadata))
+    if state_path is not None:
+        write_atomic(state_path, lambda temporary: torch.save(training_state, temporary))
+    pointer = {"weights": weights_path.name, "state": state_path.name if state_path else None,
+               "epoch": epoch, "iteration": iteration}
+    write_text_atomic(folder / LATEST, json.dumps(pointer, indent=2) + "\n")
+
+
+def format_metadata(model_config: ModelConfig, networks: list[str]) -> dict[str, str]:
+    """The safetensors metadata that makes a weights file one of ours: format, model config,
+    the networks it holds and the version that wrote it."""
+    return {"format": FORMAT, "model_config": json.dumps(asdict(model_config)), "networks": ",".join(networks),
+            "cyclegan_version": package_version()}
+
+
+def _tensors(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    return {f"{name}.{key}": value.detach().cpu().contiguous()
+            for name, module in modules.items() for key, value in module.state_dict().items()}
+
+
+def save_single_generator(path: str | Path, generator: torch.nn.Module, model_config: ModelConfig,
+                          metadata: dict[str, str] | None = None) -> Path:
+    """Write one generator without a direction of its own (a converted official model), atomically.
+
+    `metadata` (provenance: source, sha256, ...) is stored beside the format's own keys.
+    """
+    path = Path(path)
+    header = {**(metadata or {}), **format_metadata(model_config, [SINGLE_GENERATOR])}
+    write_atomic(path, lambda temporary: save_file(_tensors({SINGLE_GENERATOR: generator}), str(temporary),
+                                                   metadata=header))
+    return path
+
+
+def prune_checkpoints(folder: Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest `keep_last` checkpoints; never the one latest.json names."""
+    latest = read_latest(folder)
+    weights = sorted(folder.glob("iter_*.safetensors"))
+    removed = []
+    for path in weights[:-keep_last]:
+        if latest is not None and path == latest.weights:
+            continue
+        for companion in (path, path.with_suffix(".state.pt")):
+            if companion.exists():
+                companion.unlink()
+                removed.append(companion)
+    return removed
+
+
+def read_latest(folder: Path) -> CheckpointFiles | None:
+    pointer_path = Path(folder) / LATEST
+    if not pointer_path.exists():
+        return None
+    try:
+        pointer = json.loads(pointer_path.read_text())
+        weights = Path(folder) / pointer["weights"]
+        state = Path(folder) / pointer["state"] if pointer.get("state") else None
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{pointer_path} is damaged ({error}); pass one of the iter_*.safetensors "
+                              "files in that folder explicitly") from error
+    return CheckpointFiles(weights, state)
+
+
+def find_checkpoint(path: str | Path) -> CheckpointFiles:
+    """Resolve what a user typed: a run folder, its checkpoints/ folder, or a weights file."""
+    path = Path(path)
+    if path.is_dir():
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        latest = read_latest(folder)
+        if latest is None:
+            raise CheckpointError(f"no checkpoint in {path}: expected {folder / LATEST}; "
+                                  "a run writes one at the end of each epoch (or use --max-iters / --save-every)")
+        if not latest.weights.exists():
+            raise CheckpointError(f"{folder / LATEST} names {latest.weights.name}, which is missing")
+        return latest
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    state = path.with_name(path.name.replace(".safetensors", ".state.pt"))
+    return CheckpointFiles(path, state if path.suffix == ".safetensors" and state.exists() else None)
+
+
+def read_metadata(weights_path: Path) -> dict:
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{weights_path} is not a readable safetensors checkpoint ({error})") from error
+
+
+def load_model_config(weights_path: Path) -> ModelConfig:
+    """The architecture saved in one of our weights files; CheckpointError for a foreign file, or
+    for settings this version does not know (naming them and the version that wrote the file)."""
+    return _model_config(weights_path, read_metadata(weights_path))
+
+
+def _model_config(weights_path: Path, metadata: dict) -> ModelConfig:
+    if metadata.get("format") != FORMAT or "model_config" not in metadata:
+        raise CheckpointError(f"{weights_path} has no cyclegan model config in its metadata; it was not written "
+                              "by this project (for official *.pth generators use them directly or convert them)")
+    try:
+        values = json.loads(metadata["model_config"])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{weights_path}: the model config in its metadata is damaged ({error})") from error
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{weights_path}: the model config in its metadata is not a JSON object")
+    unknown = sorted(set(values) - set(ModelConfig.__dataclass_fields__))
+    if unknown:
+        writer = metadata.get("cyclegan_version")
+        written_by = f"cyclegan {writer}" if writer else "an unknown (older or newer) version"
+        raise CheckpointError(f"{weights_path} has model settings this version does not know "
+                              f"({', '.join(unknown)}): written by {written_by}, this is cyclegan "
+                              f"{package_version()}; upgrade cyclegan (or use the version that wrote it)")
+    return ModelConfig(**values)
+
+
+def load_weights(weights_path: Path, modules: dict[str, torch.nn.Module], device: torch.device | str = "cpu") -> None:
+    """Load the named networks' weights, strictly: every key present and of the right shape."""
+    try:
+        tensors = load_file(str(weights_path), device=str(device))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{weights_path} cannot be read ({error}); it may be truncated or damaged") from error
+    for name, module in modules.items():
+        prefix = f"{name}."
+        state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+        if not state:
+            raise CheckpointError(f"{weights_path} holds no weights for network {name}")
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f"{weights_path}: weights of {name} do not fit the model: {error}") from error
+
+
+def load_training_state(state_path: Path) -> dict:
+    try:
+        return torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for damaged files
+        raise CheckpointError(f"training state {state_path} cannot be read ({error})") from error
+
+
+def is_reference_file(path: str | Path) -> bool:
+    """A generator saved by the reference implementation (`*.pth`): weights without architecture."""
+    path = Path(path)
+    return path.suffix in REFERENCE_SUFFIXES and path.is_file()
+
+
+def generator_directions(path: str | Path) -> tuple[str, ...]:
+    """The directions whose generator `path` holds, as trained: ("AtoB", "BtoA") for a CycleGAN
+    checkpoint, ("AtoB",) for a pix2pix one, and () for a file holding a single generator without
+    a direction (an official `.pth`, a converted zoo model), which `load_generator` applies whatever
+    the direction asked. Reads metadata only."""
+    if is_reference_file(path):
+        return ()
+    networks = _networks(read_metadata(find_checkpoint(path).weights))
+    if networks == [SINGLE_GENERATOR]:
+        return ()
+    return tuple(direction for direction, name in GENERATOR_NAMES.items() if networks is None or name in networks)
+
+
+def _networks(metadata: dict) -> list[str] | None:
+    """The networks a weights file names (None if it does not say)."""
+    return metadata["networks"].split(",") if metadata.get("networks") else None
+
+
+def load_generator(path: str | Path, direction: str = "AtoB") -> tuple[torch.nn.Module, GeneratorSpec]:
+    """The generator for `direction` (in eval mode) and its description.
+
+    `path` is a run folder, its checkpoints/ folder, one of our weights files, or an official
+    reference `.pth`. A file holding a single generator (`.pth`, converted zoo model) gives that
+    generator whatever the direction, with `spec.direction` None. Raises CheckpointError for a
+    file that cannot be read or has no generator for `direction` (BtoA of a pix2pix run).
+    """
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"unknown direction '{direction}'; choose AtoB or BtoA")
+    if is_reference_file(path):
+        generator, architecture = load_reference_generator(path)
+        return generator, GeneratorSpec(source=str(path), direction=None, **architecture)  # one generator
+    files = find_checkpoint(path)
+    metadata = read_metadata(files.weights)
+    config = _model_config(files.weights, metadata)
+    networks = _networks(metadata)
+    if networks == [SINGLE_GENERATOR]:
+        name, direction = SINGLE_GENERATOR, None
+    else:
+        name = GENERATOR_NAMES[direction]
+        if networks is not None and name not in networks:
+            raise CheckpointError(f"{files.weights} holds no {direction} generator ({name}), only "
+                                  f"{', '.join(networks)}; use direction AtoB")
+    input_nc, output_nc = ((config.output_nc, config.input_nc) if direction == "BtoA"
+                           else (config.input_nc, config.output_nc))
+    generator = build_generator(config.net_g, input_nc, output_nc, config.ngf, config.norm, config.use_dropout,
+                                config.padding_type, init_type="normal", init_gain=0.02,
+                                upsample=config.upsample, antialias=config.antialias)
+    load_weights(files.weights, {name: generator})
+    spec = GeneratorSpec(config.net_g, input_nc, output_nc, config.ngf, config.norm, str(files.weights),
+                         direction, config.use_dropout)
+    return generator.eval(), spec
