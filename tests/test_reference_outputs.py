@@ -85,17 +85,11 @@ def test_the_generator_converted_to_safetensors_reproduces_it_too(reference, tmp
     assert grey_level_difference(tmp_path / "out" / INPUT, reference) <= GREY_LEVELS
 
 
-CHANNELS_LAST_GROUP_NORM = (
-    "on a CPU, instance norm of channels-last activations without gradients runs F.group_norm, whose "
-    "channels-last kernel (torch 2.13) loses float32 precision when a channel's mean is large against "
-    "its spread, and the output misses the reference's by more than the tolerance")
-
-
 @pytest.mark.parametrize("nnpack, channels_last", [
     (True, False),
     (False, False),
     # Without NNPACK a CPU translator defaults to channels-last.
-    pytest.param(False, None, marks=pytest.mark.xfail(reason=CHANNELS_LAST_GROUP_NORM, strict=True)),
+    (False, None),
 ], ids=["nnpack", "no-nnpack contiguous", "no-nnpack channels-last"])
 def test_every_cpu_path_reproduces_the_reference_float_output(reference, nnpack, channels_last):
     translator = Translator.from_checkpoint(reference / GENERATOR, device="cpu", nnpack=nnpack,

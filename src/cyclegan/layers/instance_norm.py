@@ -19,9 +19,13 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     Which formulation is fastest was measured per layout on a CPU (benchmarks/instance_norm.py;
     figures in docs/PERFORMANCE.md): with a gradient, group norm with one group per channel on
     contiguous input and batch norm in training mode over each single image (the same statistics)
-    on channels-last input; forward only, group norm in both layouts. Other devices (measured on
-    none) and ONNX export (whose graph keeps its InstanceNormalization node) get
-    `F.instance_norm` itself.
+    on channels-last input; forward only, group norm on contiguous input. Forward only on
+    channels-last input, group norm was fastest too, but torch 2.13's channels-last group-norm
+    kernel loses float32 precision when a channel's mean is large against its spread (the
+    reference's own output was missed by more than 1e-4, tests/test_reference_outputs.py), so
+    that case computes the statistics in two passes, which keep the layout and the precision.
+    Other devices (measured on none) and ONNX export (whose graph keeps its
+    InstanceNormalization node) get `F.instance_norm` itself.
     """
     if x.dim() != 4 or x.device.type != "cpu" or torch.onnx.is_in_onnx_export():
         # torch 2.13's CPU instance norm returns a wrong input gradient for a channels-last single
@@ -30,8 +34,11 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
         # make by a copy anyway.
         return F.instance_norm(x.contiguous(), eps=eps)
     channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    if not channels_last or not (torch.is_grad_enabled() and x.requires_grad):
+    if not channels_last:
         return F.group_norm(x, x.shape[1], eps=eps)
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        centred = x - x.mean(dim=(2, 3), keepdim=True)
+        return centred * torch.rsqrt(centred.square().mean(dim=(2, 3), keepdim=True) + eps)
     images = [F.batch_norm(image, None, None, training=True, eps=eps) for image in x.split(1)]
     return images[0] if len(images) == 1 else torch.cat(images)
 
