@@ -6,10 +6,13 @@
 #   benchmarks/gpu.sh parity OUT   # bf16 vs fp32 training over 4 seeds on the synthetic set (64 px)
 #   benchmarks/gpu.sh paths  OUT   # CUDA code paths end to end: fp16 train, resume, translate, export
 #   benchmarks/gpu.sh compile OUT  # the training iteration with torch.compile
+#   benchmarks/gpu.sh fast  OUT    # CUDA graphs (target 3x the reference iteration at 256 px) with
+#                                  # loss curves against the uncaptured step, batched translation of
+#                                  # a folder (target 5x the reference's images/s), --precision auto
 #
 # Each part writes its tables (*.txt, *.json, *.md) into OUT.
 set -euo pipefail
-part=${1:?usage: benchmarks/gpu.sh speed|parity|paths|compile OUT}
+part=${1:?usage: benchmarks/gpu.sh speed|parity|paths|compile|fast OUT}
 OUT=$(realpath -m "${2:?usage: benchmarks/gpu.sh PART OUT}")
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -35,6 +38,32 @@ compile)
     python "$BENCH/train_step.py" --device cuda --size 256 --variants bf16+cl,bf16+cl+compile --repeats 40 --warmup 5 \
         --no-memory --json "$OUT/train256_compile.json" | tee "$OUT/train256_compile.txt"
     ;;
+fast)
+    # 1. The training iteration, 256 px ResNet-9, batch 1: uncaptured, CUDA graphs, torch.compile.
+    python "$BENCH/train_step.py" --device cuda --size 256 --variants fp32,fp32+graphs,fp32+compile \
+        --repeats 40 --warmup 10 --no-memory --json "$OUT/train256_graphs.json" | tee "$OUT/train256_graphs.txt"
+    # 2. Loss curves with and without CUDA graphs: the same 300 iterations, same seed.
+    data="$OUT/synth64"
+    [ -d "$data" ] || python -m cyclegan data synth "$data" --size 64 --train 200 --test 20 --seed 0
+    for graphs in --no-cuda-graphs --cuda-graphs; do
+        python -m cyclegan train --data "$data" --runs-dir "$OUT/runs" --name "curve$graphs" --max-iters 300 \
+            --epochs 1 --epochs-decay 1 --netG resnet_6blocks --ngf 32 --load-size 72 --crop-size 64 \
+            --num-workers 2 --no-progress --no-tensorboard --log-every 10 $graphs
+    done
+    python - "$OUT/runs/curve--no-cuda-graphs/log.jsonl" "$OUT/runs/curve--cuda-graphs/log.jsonl" <<'PY' | tee "$OUT/curves.txt"
+import json, sys
+plain, graphs = ([json.loads(line) for line in open(path)] for path in sys.argv[1:])
+for key in ("loss_G_AB", "loss_G_BA", "loss_cycle_A", "loss_cycle_B", "loss_D_A", "loss_D_B"):
+    a, b = [r[key] for r in plain if key in r], [r[key] for r in graphs if key in r]
+    worst = max(abs(x - y) / max(abs(x), 1e-8) for x, y in zip(a, b))
+    print(f"{key}: {len(a)} logged points, largest relative difference {worst:.2e}, last {a[-1]:.4f} vs {b[-1]:.4f}")
+PY
+    # 3. A folder of 64 images at 256 px: the reference's loop against translate_files per batch size.
+    python "$BENCH/translate_folder.py" --device cuda --size 256 --count 64 --batches auto,1,8,16 --repeats 5 \
+        --warmup 1 --precision fp32 --json "$OUT/folder256.json" | tee "$OUT/folder256.txt"
+    python "$BENCH/translate_folder.py" --device cuda --size 1024 --count 16 --batches auto,1 --repeats 3 \
+        --warmup 1 --precision auto --json "$OUT/folder1024_auto.json" | tee "$OUT/folder1024_auto.txt"
+    ;;
 parity)
     data="$OUT/synth64"
     [ -d "$data" ] || python -m cyclegan data synth "$data" --size 64 --train 600 --test 100 --seed 0
@@ -57,7 +86,7 @@ paths)
     python -m cyclegan export "$OUT/runs/fp16" --onnx "$OUT/g.onnx" || echo "export failed (exit $?)"
     ;;
 *)
-    echo "unknown part $part: use speed, parity, paths or compile" >&2
+    echo "unknown part $part: use speed, parity, paths, compile or fast" >&2
     exit 2
     ;;
 esac
