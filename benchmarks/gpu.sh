@@ -9,10 +9,18 @@
 #   benchmarks/gpu.sh fast  OUT    # CUDA graphs (target 3x the reference iteration at 256 px) with
 #                                  # loss curves against the uncaptured step, batched translation of
 #                                  # a folder (target 5x the reference's images/s), --precision auto
+#   benchmarks/gpu.sh study OUT    # issue #13's improvements study: 6 variants x 3 seeds, Cityscapes 64 px
+#   benchmarks/gpu.sh parity128 OUT  # reference parity, 3 seeds at once (Cityscapes 128 px, 3,600 iterations)
 #
-# Each part writes its tables (*.txt, *.json, *.md) into OUT.
+# Each part writes its tables (*.txt, *.json, *.md) into OUT. The study and parity128 read
+# Cityscapes from $SHARED/cityscapes (default ../shared/data, as benchmarks/reference_parity.sh), which
+# does not travel to a lent machine by itself: copy ../shared/data/cityscapes (17 MB) into an ignored
+# folder of the checkout, carry it, and set SHARED to its parent. Those two parts also leave their
+# runs (checkpoints included) under OUT, more files than a lent machine sends back: give them a
+# scratch folder and copy back OUT/*.txt and OUT/*.tar.gz (the tables, logs, scores and loss logs
+# of every run, without weights), e.g. `benchmarks/gpu.sh study /tmp/s && cp /tmp/s/*.txt /tmp/s/*.tar.gz "$OUT"`.
 set -euo pipefail
-part=${1:?usage: benchmarks/gpu.sh speed|parity|paths|compile|fast OUT}
+part=${1:?usage: benchmarks/gpu.sh speed|parity|paths|compile|fast|study|parity128 OUT}
 OUT=$(realpath -m "${2:?usage: benchmarks/gpu.sh PART OUT}")
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -85,8 +93,58 @@ paths)
         --no-progress
     python -m cyclegan export "$OUT/runs/fp16" --onnx "$OUT/g.onnx" || echo "export failed (exit $?)"
     ;;
+study)
+    # The CPU's study script (benchmarks/improvements_study.sh: same setting, same commands) with six
+    # runs at once. Sizing, estimated from docs/PERFORMANCE.md's H100 figures (not yet measured for
+    # this study): the bf16/fp32 parity trained 8 runs of 2,000 iterations of this very model (64 px,
+    # ResNet-6, ngf 16) four at a time in 3.5 minutes, i.e. about 0.045 s per iteration per run with
+    # four sharing the GPU (at batch 1 the host, not the GPU, sets the pace, hence several runs at
+    # once). Assume 0.06 s with six at once on 16 host cores, and 1.3x for the options (blur layers,
+    # spectral norm's power iteration and DiffAugment add small kernels): 1,000 iterations take about
+    # 80 s, plus about 30 s per run to start the processes and evaluate (8 + 8 test images); 18 runs,
+    # six at a time, are three rounds of about 110 s = 5.5 minutes, plus the warm-up (one 1-iteration
+    # run evaluated first, which trains the FCN-score segmenter once, about a minute): about 6.5
+    # minutes, inside the ~8 planned with room for the guesses to be 20% off. FID and KID are skipped
+    # there (the Inception weights, ~85 MB, are more than a call can carry), so the study's primary
+    # scores are the two class IoUs. ITERS=... PARALLEL=... override the sizing.
+    PARALLEL=${PARALLEL:-6} ITERS=${ITERS:-1000} "$BENCH/improvements_study.sh" "$OUT/improvements" \
+        | tee "$OUT/study.txt"
+    tar -czf "$OUT/improvements.tar.gz" -C "$OUT" --exclude=checkpoints --exclude=gallery \
+        --exclude='*.safetensors' improvements
+    ;;
+parity128)
+    # benchmarks/reference_parity.sh for seeds 0, 1 and 2 at once, training on the GPU (the script
+    # evaluates on the CPU, as the seed-0 run of docs/RESULTS.md was). Sizing: the 128 px ResNet-6
+    # iteration took 0.039 s alone on the H100 at ngf 64 (docs/PERFORMANCE.md), host-bound, so ngf 32
+    # costs about the same; three at once, about 0.05 s: 3,600 iterations in about 3 minutes, plus
+    # start-up and 20 epoch-end checkpoints. Meanwhile a 1-iteration CPU run is evaluated in the
+    # background, which trains and caches the FCN-score segmenter (600 steps at 128 px: 202 s on one
+    # thread of the development machine; 8 threads here), so that the three evaluations find it
+    # cached and take seconds: about 4-5 minutes in all, inside the 10-minute limit.
+    SHARED=${SHARED:-../shared/data}
+    export SHARED
+    warm="$OUT/reference_parity_warm_up"
+    (OMP_NUM_THREADS=8 python -m cyclegan train --data "$SHARED/cityscapes" --runs-dir "$warm" --name run --seed 0 \
+         --device cpu --max-iters 1 --epochs 1 --epochs-decay 1 --load-size 143 --crop-size 128 \
+         --netG resnet_6blocks --ngf 32 --num-workers 0 --no-progress --no-tensorboard \
+     && OMP_NUM_THREADS=8 python -m cyclegan evaluate "$warm/run" --data "$SHARED/cityscapes" --size 128 --no-fid \
+         --device cpu) > "$OUT/parity128_warm_up.txt" 2>&1 &
+    warm_pid=$!
+    pids=()
+    for seed in 0 1 2; do
+        "$BENCH/reference_parity.sh" "$seed" "$OUT/reference_parity" > "$OUT/parity128_seed$seed.txt" 2>&1 &
+        pids+=($!)
+    done
+    failed=0
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    wait "$warm_pid" || echo "segmenter warm-up failed: see $OUT/parity128_warm_up.txt"
+    "$BENCH/reference_parity.sh" summary "$OUT/reference_parity" | tee "$OUT/parity128.txt"
+    tar -czf "$OUT/reference_parity.tar.gz" -C "$OUT" --exclude=checkpoints --exclude=gallery \
+        --exclude='*.safetensors' reference_parity
+    [ "$failed" = 0 ] || { echo "a seed failed: see $OUT/parity128_seed*.txt" >&2; exit 1; }
+    ;;
 *)
-    echo "unknown part $part: use speed, parity, paths, compile or fast" >&2
+    echo "unknown part $part: use speed, parity, paths, compile, fast, study or parity128" >&2
     exit 2
     ;;
 esac

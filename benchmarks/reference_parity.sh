@@ -3,14 +3,17 @@
 # defaults on the setting the reference was run on, one seed per call, evaluated against the
 # ground truth. Usage, from the repository root with the venv active:
 #   benchmarks/reference_parity.sh SEED [OUT]        (one run, about an hour on one CPU thread)
-#   benchmarks/reference_parity.sh summary [OUT]     (mean and spread of every finished seed)
-# A run that was stopped resumes where its last checkpoint left it when called again.
+#   benchmarks/reference_parity.sh summary [OUT]     (mean and spread of every finished seed, beside
+#                                                     the reference code's numbers: seed_summary.py)
+# A run that was stopped resumes where its last checkpoint left it when called again. Seeds may run
+# at once (benchmarks/gpu.sh parity128 runs three on a GPU).
 set -euo pipefail
+cyclegan() { python -m cyclegan "$@"; }  # the package need not be installed, only importable
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 SHARED=${SHARED:-../shared/data}
 OUT=${2:-experiments/reference_parity}
 if [ "$1" = summary ]; then
-    exec python benchmarks/seed_summary.py "$OUT"/seed*/evaluation.json
+    exec python "$(dirname "$0")/seed_summary.py" "$OUT"/seed*/evaluation.json
 fi
 SEED=$1
 RUN="$OUT/seed$SEED"

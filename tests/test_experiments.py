@@ -3,10 +3,12 @@ import csv
 
 import pytest
 
-from cyclegan.cli import main
+from cyclegan.cli import build_parser, main
+from cyclegan.cli.options import config_from_args
 from cyclegan.data.synth import generate_synthetic_dataset
 from cyclegan.errors import ConfigError
-from cyclegan.experiments import budget_flags, flatten, paired_training_data, run_suite, train_command
+from cyclegan.experiments import (SUITES, budget_flags, flatten, paired_training_data, run_suite, train_command,
+                                  variant_slug)
 
 from conftest import write_images
 
@@ -61,3 +63,56 @@ def test_experiment_command_trains_evaluates_and_writes_tables_with_the_commands
     assert "cyclegan train --data" in commands and "--lambda-A 10 --lambda-B 10" in commands
     assert "cyclegan evaluate" in commands and "--no-fid" in commands
     assert "| lambda=10 | 2 |" in capsys.readouterr().out
+
+
+def test_the_improvements_suite_runs_each_option_alone_and_all_together_against_the_paper_defaults():
+    assert [(variant.name, variant.flags, variant.paired) for variant in SUITES["improvements"]] == [
+        ("paper defaults", [], False),
+        ("resize-conv up-sampling", ["--upsample", "resize_conv"], False),
+        ("anti-aliased sampling", ["--antialias", "--upsample", "antialias"], False),
+        ("spectral norm", ["--spectral-norm"], False),
+        ("DiffAugment", ["--diff-augment", "color,translation,cutout"], False),
+        ("all", ["--antialias", "--upsample", "antialias", "--spectral-norm", "--diff-augment",
+                 "color,translation,cutout"], False),
+    ]
+    chosen = {}
+    for variant in SUITES["improvements"]:
+        config = config_from_args(build_parser().parse_args(["train", "--data", "d", *variant.flags]))
+        chosen[variant.name] = (config.model.upsample, config.model.antialias, config.model.spectral_norm,
+                                config.loss.diff_augment)
+    assert chosen == {
+        "paper defaults": ("transposed", False, False, ""),
+        "resize-conv up-sampling": ("resize_conv", False, False, ""),
+        "anti-aliased sampling": ("antialias", True, False, ""),
+        "spectral norm": ("transposed", False, True, ""),
+        "DiffAugment": ("transposed", False, False, "color,translation,cutout"),
+        "all": ("antialias", True, True, "color,translation,cutout"),
+    }
+    assert [variant_slug(v.name) for v in SUITES["improvements"]] == [
+        "paper_defaults", "resize_conv_up_sampling", "anti_aliased_sampling", "spectral_norm", "diffaugment", "all"]
+
+
+def test_an_unknown_variant_is_refused_with_the_suites_variants(tmp_path):
+    write_images(tmp_path / "trainA", 2, prefix="a")
+    write_images(tmp_path / "trainB", 2, prefix="b")
+    with pytest.raises(ConfigError, match="no variant 'spectral'.*paper defaults, resize-conv up-sampling"):
+        run_suite("improvements", tmp_path, tmp_path / "out", iterations=2, only=["spectral"])
+
+
+def test_resume_keeps_the_variants_finished_by_the_same_commands_and_lists_them_with_the_new_ones(tmp_path):
+    data = tmp_path / "synth"
+    generate_synthetic_dataset(data, size=32, n_train=4, n_test=2, seed=0)
+    out = tmp_path / "out"
+    common = ["--data", str(data), "--out", str(out), "--iters", "1",
+              "--eval-flags", f"--no-fid --segmenter-steps 2 --segmenter-size 32 --cache {tmp_path}", "--resume",
+              "--", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32",
+              "--num-workers", "0", "--no-tensorboard", "--lambda-identity", "0"]
+    assert main(["experiment", "lambda", "--only", "lambda=10", *common]) == 0
+    trained = (out / "lambda_10.train.log").stat().st_mtime_ns
+    assert main(["experiment", "lambda", "--only", "lambda=1", *common]) == 0
+    assert (out / "lambda_10.train.log").stat().st_mtime_ns == trained  # kept, not trained again
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(row["variant"], row["status"], row["iterations"]) for row in rows] == [
+        ("lambda=1", "ok", "1"), ("lambda=10", "ok", "1")]
+    commands = (out / "commands.sh").read_text()
+    assert "# lambda=1\n" in commands and "# lambda=10\n" in commands

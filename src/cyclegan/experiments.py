@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cyclegan.data.layout import is_paired, iterations_per_epoch, training_dataset
 from cyclegan.errors import ConfigError, CycleGANError, DatasetError
+from cyclegan.fileio import write_text_atomic
 
 
 @dataclass
@@ -46,7 +47,24 @@ SUITES: dict[str, list[Variant]] = {
     # Does reduced precision change results? (bf16 autocast against float32; see
     # benchmarks/precision_parity.py for the study over several seeds.)
     "precision": [Variant("fp32", ["--precision", "fp32"]), Variant("bf16", ["--precision", "bf16"])],
+    # Issue #13's optional improvements, each alone and all together, against the paper's defaults
+    # (benchmarks/seeded_study.py compares them over seeds; docs/RESULTS.md (e)). Only one
+    # up-sampling can be on, so "all" takes the anti-aliased one, as CUT does.
+    "improvements": [
+        Variant("paper defaults", []),
+        Variant("resize-conv up-sampling", ["--upsample", "resize_conv"]),
+        Variant("anti-aliased sampling", ["--antialias", "--upsample", "antialias"]),
+        Variant("spectral norm", ["--spectral-norm"]),
+        Variant("DiffAugment", ["--diff-augment", "color,translation,cutout"]),
+        Variant("all", ["--antialias", "--upsample", "antialias", "--spectral-norm",
+                        "--diff-augment", "color,translation,cutout"]),
+    ],
 }
+
+
+def variant_slug(name: str) -> str:
+    """The folder name of a variant's run: runs/<slug>, and <slug>.train.log beside it."""
+    return "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
 
 
 def iterations_per_epoch_of(train_argv: list[str]) -> int:
@@ -116,8 +134,13 @@ def _run(command: list[str], log_path: Path) -> float:
 
 def run_suite(suite: str, data: Path, out: Path, *, iterations: int | None = None, minutes: float | None = None,
               seed: int = 0, extra_train_flags: list[str] | None = None, extra_eval_flags: list[str] | None = None,
-              only: list[str] | None = None, columns: list[str] | None = None) -> list[dict]:
-    """Train and evaluate every variant of `suite`; write results.csv, results.md and commands.sh."""
+              only: list[str] | None = None, columns: list[str] | None = None, resume: bool = False) -> list[dict]:
+    """Train and evaluate every variant of `suite`; write results.csv, results.md and commands.sh.
+
+    With `resume`, a variant already trained and evaluated in `out` by the same commands is kept
+    as it is (and listed in the tables even when `only` leaves it out), and a training that was
+    interrupted continues from its last checkpoint; without it every selected variant starts
+    afresh. What a variant ran is recorded in `out/<slug>.run.json`."""
     if suite not in SUITES:
         raise ConfigError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
     if (iterations is None) == (minutes is None):
@@ -125,37 +148,64 @@ def run_suite(suite: str, data: Path, out: Path, *, iterations: int | None = Non
     data, out = Path(data), Path(out)
     if not (data / "trainA").is_dir() or not (data / "trainB").is_dir():
         raise DatasetError(f"{data} needs trainA/ and trainB/ (and testA/ testB/ for the evaluation)")
-    variants = [v for v in SUITES[suite] if not only or v.name in only]
+    unknown = sorted(set(only or []) - {v.name for v in SUITES[suite]})
+    if unknown:
+        raise ConfigError(f"suite '{suite}' has no variant {', '.join(map(repr, unknown))}; "
+                          f"its variants: {', '.join(v.name for v in SUITES[suite])}")
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     commands = ["#!/usr/bin/env bash", f"# suite {suite}: the exact commands of every row of results.md", "set -e"]
-    for variant in variants:
+    for variant in SUITES[suite]:
+        selected = not only or variant.name in only
+        slug = variant_slug(variant.name)
+        record = _read_record(out / f"{slug}.run.json")
+        if not selected and not (resume and record.get("row")):
+            continue
         train_data = paired_training_data(data, out) if variant.paired else data
         if train_data is None:
             rows.append({"variant": variant.name, "status": "skipped: no paired training data"})
             continue
-        slug = "".join(ch if ch.isalnum() else "_" for ch in variant.name.lower()).strip("_")
         run_dir = out / "runs" / slug
         train = train_command(train_data, out / "runs", slug, seed, iterations, minutes,
                               [*(extra_train_flags or []), *variant.flags])
         evaluate = [sys.executable, "-m", "cyclegan", "evaluate", str(run_dir), "--data", str(data),
                     "--out", str(run_dir / "evaluation.json"), *(extra_eval_flags or [])]
-        commands += [f"# {variant.name}", _display(train), _display(evaluate)]
-        if run_dir.exists():
+        planned = {"variant": variant.name, "train": _display(train), "evaluate": _display(evaluate)}
+        same = resume and all(record.get(key) == value for key, value in planned.items())
+        if same and record.get("row") and (run_dir / "evaluation.json").exists():
+            rows.append(record["row"])
+            commands += [f"# {variant.name}", planned["train"], planned["evaluate"]]
+            continue
+        if not selected:
+            continue  # finished by other commands: neither kept nor run
+        commands += [f"# {variant.name}", planned["train"], planned["evaluate"]]
+        if same and (run_dir / "checkpoints" / "latest.json").exists():
+            train = [sys.executable, "-m", "cyclegan", "train", "--resume", str(run_dir), "--no-progress"]
+        elif run_dir.exists():
             import shutil
 
             shutil.rmtree(run_dir)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / f"{slug}.run.json", json.dumps(planned, indent=2) + "\n")
         train_seconds = _run(train, out / f"{slug}.train.log")
         eval_seconds = _run(evaluate, out / f"{slug}.evaluate.log")
         iterations_done = _iterations(run_dir)
         report = json.loads((run_dir / "evaluation.json").read_text())
-        rows.append({"variant": variant.name, "status": "ok", "iterations": iterations_done,
-                     "train_minutes": round(train_seconds / 60, 2), "eval_minutes": round(eval_seconds / 60, 2),
-                     **flatten(report)})
+        row = {"variant": variant.name, "status": "ok", "iterations": iterations_done,
+               "train_minutes": round(train_seconds / 60, 2), "eval_minutes": round(eval_seconds / 60, 2),
+               **flatten(report)}
+        rows.append(row)
+        write_text_atomic(out / f"{slug}.run.json", json.dumps({**planned, "row": row}, indent=2) + "\n")
     (out / "commands.sh").write_text("\n".join(commands) + "\n")
     write_tables(rows, out, suite, columns, iterations, minutes, seed, extra_train_flags or [])
     return rows
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _display(command: list[str]) -> str:

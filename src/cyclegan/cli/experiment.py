@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     from cyclegan.experiments import SUITES
 
     parser = subparsers.add_parser(
-        "experiment", help="Train and evaluate a suite of variants (ablation, lambda, d_ratio, lr) under one budget.",
+        "experiment", help="Train and evaluate a suite of variants (ablation, lambda, improvements, ...) under one budget.",
         description="Trains every variant of a suite with the same data, seed and budget by running `cyclegan "
                     "train`, evaluates each with `cyclegan evaluate`, and writes results.md, results.csv and "
                     "commands.sh (the exact commands of every row) into --out. Flags after `--` go to every "
@@ -27,6 +27,10 @@ def register(subparsers) -> None:
                         help="Extra flags for every `cyclegan evaluate`, as one string; write it with = when it "
                              "starts with a dash: --eval-flags=--no-fid.")
     parser.add_argument("--columns", help="Comma-separated metric keys to show in results.md (default: all).")
+    parser.add_argument("--resume", action="store_true",
+                        help="Keep the variants already trained and evaluated in --out by the same commands (they "
+                             "stay in the tables), and continue an interrupted training from its last checkpoint; "
+                             "without it every variant run starts afresh.")
     parser.set_defaults(func=run, takes_passthrough=True)
 
 
@@ -39,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
     rows = run_suite(args.suite, Path(args.data), Path(args.out), iterations=args.iters, minutes=args.minutes,
                      seed=args.seed, extra_train_flags=train_flags, extra_eval_flags=shlex.split(args.eval_flags),
                      only=args.only.split(",") if args.only else None,
-                     columns=args.columns.split(",") if args.columns else None)
+                     columns=args.columns.split(",") if args.columns else None, resume=args.resume)
     print((Path(args.out) / "results.md").read_text())
     return 0 if all(row.get("status") == "ok" for row in rows) else 1
