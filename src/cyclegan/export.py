@@ -7,8 +7,8 @@ than the one traced. `load_onnx_generator(path)` gives a module-like wrapper aro
 onnxruntime session that `inference.Translator` drives like any generator (padding, tiling).
 
 The graph is traced with PyTorch's TorchScript-based exporter (`dynamo=False`): for these
-convolution-only networks it gives the same graph as the newer torch.export-based one, in about
-1 s instead of 10-20 s on a small CPU, and without the extra `onnxscript` dependency.
+convolution-only networks it gives the same graph as the newer torch.export-based one, many times
+faster on a small CPU, and without the extra `onnxscript` dependency.
 Both onnx and onnxruntime come with the optional extra: `pip install 'cyclegan[onnx]'`.
 """
 from __future__ import annotations
