@@ -18,7 +18,7 @@ start-up alone (`import torch`, `cyclegan train --help`, ...) and lists, from `p
 which packages the start-up imports spend their time in. See README.md.
 
     python benchmarks/train_process.py --size 128 --netG resnet_6blocks --ngf 32 --ndf 64 \
-        --iterations 2,12 --repeats 3 --threads 1 --json process.json
+        --iterations 2,8 --repeats 3 --threads 1 --json process.json
 """
 from __future__ import annotations
 
