@@ -16,6 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,7 +28,10 @@ import conv_throughput
 from cyclegan.config import ModelConfig, RunConfig, TrainConfig
 from cyclegan.networks import build_discriminator, build_generator
 from cyclegan.training.pool import ImagePool
-from cyclegan.training.trainer import Trainer
+
+if TYPE_CHECKING:  # imported when used: reference_train.py imports this module for
+    # ReferenceIteration, and the reference's start-up should not include the project's trainer
+    from cyclegan.training.trainer import Trainer
 
 REFERENCE = "reference"
 
@@ -124,7 +128,9 @@ class ReferenceIteration:
         target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
         return F.mse_loss(prediction, target)
 
-    def __call__(self, real_A: torch.Tensor, real_B: torch.Tensor) -> None:
+    def __call__(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One iteration; returns the loss terms as tensors (reading them waits for the device,
+        so the caller does it only when it prints them, as the reference code does)."""
         fake_B = self.G_A(real_A)
         rec_A = self.G_B(fake_B)
         fake_A = self.G_B(real_B)
@@ -143,13 +149,17 @@ class ReferenceIteration:
 
         set_requires_grad([self.D_A, self.D_B], True)
         self.optimizer_D.zero_grad()
-        for discriminator, real, pool, fake in ((self.D_A, real_B, self.pool_B, fake_B),
-                                                (self.D_B, real_A, self.pool_A, fake_A)):
+        losses_D = {}
+        for name, discriminator, real, pool, fake in (("D_A", self.D_A, real_B, self.pool_B, fake_B),
+                                                      ("D_B", self.D_B, real_A, self.pool_A, fake_A)):
             pooled = pool.query(fake)
             loss_D = (self.gan_loss(discriminator(real), True)
                       + self.gan_loss(discriminator(pooled.detach()), False)) * 0.5
             loss_D.backward()
+            losses_D[name] = loss_D.detach()
         self.optimizer_D.step()
+        losses = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle": loss_cycle, "idt_A": loss_idt_A, "idt_B": loss_idt_B}
+        return {**losses_D, **{name: value.detach() for name, value in losses.items()}}
 
 
 def write_dataset(root: Path, size: int) -> Path:
@@ -163,6 +173,8 @@ def write_dataset(root: Path, size: int) -> Path:
 
 
 def build_trainer(variant: Variant, args: argparse.Namespace, workdir: Path) -> Trainer:
+    from cyclegan.training.trainer import Trainer
+
     config = TrainConfig()
     config.model.net_g, config.model.ngf, config.model.ndf = args.netG, args.ngf, args.ndf
     config.data.data = str(workdir / "data")

@@ -406,3 +406,83 @@ def test_seed_summary_puts_the_seeds_beside_the_reference_codes_numbers(tmp_path
 def test_seed_summary_says_when_no_seed_has_finished(tmp_path):
     result = run_script("seed_summary.py", str(tmp_path / "seed*" / "evaluation.json"))
     assert result.returncode == 1 and "no finished seeds" in result.stderr
+
+def load_train_process(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports its neighbour `common`
+    return importlib.import_module("train_process")
+
+
+def test_train_process_times_both_programs_whole_at_two_iteration_counts(tmp_path):
+    from conftest import write_images
+
+    for domain in ("trainA", "trainB"):
+        write_images(tmp_path / "data" / domain, 3, size=(40, 40), seed=len(domain))
+    out = tmp_path / "process.json"
+    result = run_script("train_process.py", "--data", str(tmp_path / "data"), "--size", "32", "--ngf", "4",
+                        "--ndf", "4", "--iterations", "1,2", "--repeats", "1", "--threads", "1", "--no-startup",
+                        "--workdir", str(tmp_path), "--json", str(out))
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "fixed CPU s" in result.stdout and "1st iter s" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "train_process" and report["config"]["iterations"] == [1, 2]
+    assert report["startup"] is None
+    assert report["commands"]["project"][1:5] == ["-m", "cyclegan", "train", "--data"]
+    assert set(report["runs"]) == set(report["variants"]) == {"project", "reference"}
+    for program, by_count in report["runs"].items():
+        assert list(by_count) == ["1", "2"]
+        for count, (run,) in by_count.items():
+            # Both log every iteration; each milestone is [wall s, CPU s] from the process start.
+            assert len(run["logs"]) == int(count)
+            assert 0 < run["ready"][0] <= run["logs"][0][0] <= run["wall"]
+            assert 0 < run["cpu"] and run["peak_rss"] > 0 and run["output_bytes"] > 0
+        variant = report["variants"][program]
+        assert set(variant["fit"]) == {"wall", "cpu"} and len(variant["fit"]["cpu"]["per_round"]) == 1
+        assert variant["milestones"]["first_iteration"]["wall"] > 0
+    assert report["ratios"]["peak_rss"] > 0 and report["ratios"]["fixed_cpu"] is not None
+    assert not list(tmp_path.glob("bench-process-*")), "the runs' folders are removed"
+
+
+def test_train_process_splits_fixed_and_per_iteration_cost_from_hand_made_timings(monkeypatch):
+    train_process = load_train_process(monkeypatch)
+
+    def run(wall, cpu, peak=100):  # started at once, ready after 3 s, one iteration logged per 2 s, 1.5 s to exit
+        logs = [[wall - 1.5 - 2 * i, cpu - 0.5 - i] for i in reversed(range(int((wall - 4.5) // 2)))]
+        return {"wall": wall, "cpu": cpu, "peak_rss": peak, "ready": [3.0, 2.0], "logs": logs, "output_bytes": 7}
+
+    # Project: medians 11 s at 2 iterations and 31 s at 12 -> 2 s/iteration, 7 s fixed. Per round:
+    # (10, 30) -> 6 s + 2 s/it; (12, 33) -> 7.8 s + 2.1 s/it; (11, 31) -> 7 s + 2 s/it.
+    # Reference: medians 8.5 s and 18.5 s -> 1 s/iteration, 6.5 s fixed.
+    runs = {"project": {2: [run(10, 5, 300), run(12, 6, 300), run(11, 5.5, 320)],
+                        12: [run(30, 15, 310), run(33, 16.5, 310), run(31, 15.5, 310)]},
+            "reference": {2: [run(8, 4), run(9, 4.5), run(8.5, 4)], 12: [run(18, 9), run(19, 9.5), run(18.5, 9)]}}
+    analysis = train_process.analyse(runs, (2, 12))
+    project, reference = analysis["variants"]["project"], analysis["variants"]["reference"]
+    assert project["fit"]["wall"]["fixed"] == pytest.approx(7.0)
+    assert project["fit"]["wall"]["per_iteration"] == pytest.approx(2.0)
+    assert [r["fixed"] for r in project["fit"]["wall"]["per_round"]] == pytest.approx([6.0, 7.8, 7.0])
+    assert [r["per_iteration"] for r in project["fit"]["wall"]["per_round"]] == pytest.approx([2.0, 2.1, 2.0])
+    assert project["fit"]["cpu"]["fixed"] == pytest.approx(5.5 - 2 * 1.0)  # CPU medians 5.5 and 15.5
+    assert reference["fit"]["wall"]["fixed"] == pytest.approx(6.5)
+    assert reference["fit"]["wall"]["per_iteration"] == pytest.approx(1.0)
+    assert project["iterations"]["2"]["wall"]["median"] == 11 and project["peak_rss"] == 310
+    assert project["milestones"]["ready"] == {"wall": 3.0, "cpu": 2.0}
+    assert project["milestones"]["end"] == {"wall": pytest.approx(1.5), "cpu": pytest.approx(0.5)}
+    ratios = analysis["ratios"]
+    assert ratios["fixed_wall"] == pytest.approx(7.0 / 6.5) and ratios["per_iteration_wall"] == pytest.approx(2.0)
+    assert ratios["wall_2"] == pytest.approx(11 / 8.5) and ratios["peak_rss"] == pytest.approx(3.1)
+    assert ratios["end_wall"] == pytest.approx(1.0)
+
+
+def test_train_process_sums_import_time_per_top_level_package(monkeypatch):
+    train_process = load_train_process(monkeypatch)
+    importtime = ("import time: self [us] | cumulative | imported package\n"
+                  "import time:      1500 |       1500 |     torch._C\n"
+                  "import time:       500 |       2000 |   torch\n"
+                  "import time:       250 |        250 | cyclegan.cli\n"
+                  "a warning that is no import line\n")
+    assert train_process.imports_by_package(importtime) == {"torch": 0.002, "cyclegan": 0.00025}
+
+
+def test_train_process_needs_two_increasing_iteration_counts():
+    result = run_script("train_process.py", "--iterations", "12,2")
+    assert result.returncode == 2 and "two counts N1,N2 with 1 <= N1 < N2" in result.stderr

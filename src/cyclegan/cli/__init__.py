@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import sys
 
 from cyclegan.cli import reference
@@ -27,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # At exit, Python runs full garbage collections over every object still alive: about a second
+    # of CPU once torch and torch._dynamo are loaded (docs/PERFORMANCE.md, "Whole process"). The
+    # process is ending and nothing there needs collecting, so the heap is frozen first (atexit runs
+    # before those collections; registered once however often main is called).
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after a bare `--` is passed through untouched (e.g. `experiment ... -- TRAIN FLAGS`).
