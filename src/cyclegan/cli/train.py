@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         return 128 + result.stopped_by_signal if result.stopped_by_signal is not None else 0
     print(f"run folder:  {result.run_dir}")
     print(f"checkpoint:  {result.checkpoint}")
-    print(f"gallery:     {result.run_dir / 'gallery' / 'index.html'}")
+    gallery = result.run_dir / "gallery" / "index.html"
+    if gallery.exists():  # not with --gallery-size 0
+        print(f"gallery:     {gallery}")
     print(f"plots:       {result.run_dir / 'losses.png'}, {result.run_dir / 'accuracy.png'}")
     print(f"iterations:  {result.iteration} in {result.seconds:.1f} s; epochs completed: {result.epoch}")
     if result.skipped_files:
