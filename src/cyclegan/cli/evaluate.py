@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cyclegan.config import PICKS
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -18,6 +20,9 @@ def register(subparsers) -> None:
     parser.add_argument("checkpoint", help="Run folder (runs/<name>), checkpoint .safetensors, official *_net_G*.pth "
                                            "or downloaded model name.")
     parser.add_argument("--data", required=True, help="Dataset folder with testA/ and testB/.")
+    parser.add_argument("--pick", choices=PICKS, default="latest",
+                        help="Which checkpoint of a run folder: latest, or best (the best validation score of "
+                             "training, checkpoints/best.json) (default: latest).")
     parser.add_argument("--labels-domain", choices=("A", "B"), default=None,
                         help="Which domain holds the colour label maps (default: detected; synthetic: A, "
                              "Cityscapes as in ../shared/data: B).")
@@ -48,13 +53,15 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cyclegan.evaluation.evaluate import evaluate, format_report, write_report
+    from cyclegan.training.checkpoint import find_checkpoint
     from cyclegan.zoo import resolve_model_argument
 
     def log(message: str) -> None:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
 
-    result = evaluate(resolve_model_argument(args.checkpoint), args.data, labels_domain=args.labels_domain,
+    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
+    result = evaluate(checkpoint, args.data, labels_domain=args.labels_domain,
                       size=args.size, fid=args.fid, inception_weights=args.inception_weights, device=args.device,
                       segmenter_size=args.segmenter_size, segmenter_steps=args.segmenter_steps,
                       segmenter_seed=args.segmenter_seed, cache_dir=args.cache, batch_size=args.batch_size, log=log)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cyclegan.config import DIRECTIONS
+from cyclegan.config import DIRECTIONS, PICKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="run folder, checkpoint .safetensors, official *.pth or a "
                                            "downloaded model's name")
     parser.add_argument("--onnx", required=True, help="the .onnx file to write")
+    parser.add_argument("--pick", choices=PICKS, default="latest",
+                        help="which checkpoint of a run folder: latest, or best (the best validation score of "
+                             "training, checkpoints/best.json) (default: latest)")
     parser.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
                         help="which generator to export (ignored for files holding one generator)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: 17)")
@@ -26,9 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from cyclegan.export import DEFAULT_OPSET, TOLERANCE, export_onnx
     from cyclegan.inference import describe
+    from cyclegan.training.checkpoint import find_checkpoint
     from cyclegan.zoo import resolve_model_argument
 
-    checkpoint = resolve_model_argument(args.checkpoint)
+    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
     report = export_onnx(checkpoint, args.onnx, args.direction, args.opset or DEFAULT_OPSET)
     print(f"wrote {report.path}: {describe(report.info)}")
     shape = "x".join(str(n) for n in report.check_shape)

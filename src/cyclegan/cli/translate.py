@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cyclegan.config import DIRECTIONS, PRECISIONS
+from cyclegan.config import DIRECTIONS, PICKS, PRECISIONS
 
 from tqdm import tqdm
 
@@ -21,6 +21,9 @@ def register(subparsers) -> None:
                                            "downloaded model name (horse2zebra) or exported .onnx.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="Image files and/or folders of images.")
     parser.add_argument("--out", required=True, help="Output folder (created if needed).")
+    parser.add_argument("--pick", choices=PICKS, default="latest",
+                        help="Which checkpoint of a run folder: latest, or best (the best validation score of "
+                             "training, checkpoints/best.json) (default: latest).")
     parser.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
                         help="Which generator to apply (ignored for files holding one generator: .pth, "
                              "downloaded models, .onnx).")
@@ -46,9 +49,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cyclegan.inference import Translator, describe
+    from cyclegan.training.checkpoint import find_checkpoint
     from cyclegan.zoo import resolve_model_argument
 
-    checkpoint = resolve_model_argument(args.checkpoint)
+    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
     translator = Translator.from_checkpoint(checkpoint, args.direction, args.device, args.precision,
                                             backend=args.backend, tile=args.tile, overlap=args.overlap,
                                             channels_last=args.channels_last, nnpack=args.nnpack)
