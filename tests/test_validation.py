@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from cyclegan.cli import main
 from cyclegan.config import TrainConfig
 from cyclegan.data.layout import held_out_images, training_dataset, validation_images
-from cyclegan.errors import ConfigError
+from cyclegan.errors import ConfigError, DatasetError
 from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.training import checkpoint as ckpt
 from cyclegan.training.trainer import Trainer
@@ -308,3 +308,12 @@ def test_with_the_installed_inception_network_the_scores_are_real_numbers(datase
     (record,) = evaluations(tmp_path / "runs" / "tiny")
     assert record["fid_AtoB"] > 0 and record["fid_BtoA"] > 0 and record["kid"] is not None
     assert json.loads((tmp_path / "runs" / "tiny" / "checkpoints" / "best.json").read_text())["iteration"] == 6
+
+
+def test_a_folder_of_one_image_cannot_hold_one_out(tmp_path):
+    write_images(tmp_path / "data" / "trainA", 1, prefix="a")
+    write_images(tmp_path / "data" / "trainB", 4, prefix="b")
+    config = tiny_config(tmp_path / "data", tmp_path / "runs")
+    config.validation.val_fraction = 0.5
+    with pytest.raises(DatasetError, match="trainA holds 1 image.*too few to hold one out"):
+        Trainer(config)

@@ -132,6 +132,9 @@ def held_out_images(config: TrainConfig, layout: DatasetLayout | None = None) ->
     held_out: set[Path] = set()
     for index, folder in enumerate(folders):
         paths = list_images(folder)
+        if len(paths) < 2:
+            raise DatasetError(f"{folder} holds {len(paths)} image(s): too few to hold one out for validation "
+                               "(--val-fraction); add images or leave the option out")
         count = min(len(paths) - 1, max(1, round(fraction * len(paths))))
         order = np.random.default_rng([config.run.seed, index, 0x7A1]).permutation(len(paths))
         held_out.update(paths[i] for i in order[:count])
@@ -174,8 +177,8 @@ def validation_images(config: TrainConfig, layout: DatasetLayout | None = None) 
     if layout.kind == "unpaired":
         domains = {}
         for domain, folder, channels in (("A", folders[0], model.input_nc), ("B", folders[1], model.output_nc)):
-            files = [path for path in list_images(folder) if keep is None or keep(path)]
-            domains[domain] = SingleFolderDataset(files or folder, channels, **preparation)
+            files = folder if keep is None else [path for path in list_images(folder) if keep(path)]
+            domains[domain] = SingleFolderDataset(files, channels, **preparation)
         return ValidationImages(source, domains=domains)
     pairs = AlignedDataset(folders[0], folders[1], model.input_nc, model.output_nc, flip=False, random=False,
                            keep=keep, **preparation)

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 # enough to say so while the run can still be changed.
 D_WINDOW = 10
 D_ACCURACY = 0.99
-# Healthy translations keep much of the inputs' variety, and even an untrained generator's
-# outputs differ about half as much as its inputs; a twentieth is one image with small changes.
+# Healthy translations keep much of the inputs' variety, and even an untrained generator's outputs
+# differ from one another a good part as much as its inputs do; a twentieth is one image with
+# small changes.
 COLLAPSE_SPREAD = 0.05
 # In [-1, 1] units, 1% of the value range: below what any translation changes on average.
 COPY_CHANGE = 0.02

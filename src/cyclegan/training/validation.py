@@ -118,7 +118,8 @@ class QualityTracker:
              f"{when}; best checkpoint by {self.select_by}")
         if self._inception_missing:
             pixel_score = self.select_by.split("_")[0] in ("cycle", "l1")
-            _say(f"note: {self._inception_missing}; validation tracks the cycle error only"
+            tracked = "the cycle error" if len(self.directions) == 2 else "the L1 distance to the paired target"
+            _say(f"note: {self._inception_missing}; validation tracks {tracked} only"
                  + ("" if pixel_score else f", and keeps no best checkpoint by {self.select_by}"))
 
     def due_after(self, iteration: int) -> bool:
