@@ -1,13 +1,16 @@
 """Shared fixtures: tiny real image folders and tiny model configs (ngf 8, 32x32)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cyclegan.config import TrainConfig
+from cyclegan.evaluation import fid as fid_metrics
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -70,3 +73,33 @@ def tiny_config(data: Path, runs_dir: Path, **run) -> TrainConfig:
     for key, value in run.items():
         setattr(config.run, key, value)
     return config
+
+
+class FakeInception(torch.nn.Module):
+    """Stands in for the FID network: same input contract (3 x 299 x 299), 2048 features, cheap."""
+
+    def __init__(self):
+        super().__init__()
+        self.project = torch.nn.Linear(48, 2048)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1] == 3 and x.shape[2] == 299 and x.shape[3] == 299
+        assert bool(x.min() >= -1.0) and bool(x.max() <= 0.9921875)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+        return torch.relu(self.project(pooled))
+
+
+@pytest.fixture
+def fake_inception(tmp_path):
+    torch.manual_seed(1)
+    path = tmp_path / "fake_inception.pt"
+    with warnings.catch_warnings():  # TorchScript is deprecated in recent torch; the real network is one
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(FakeInception()).save(str(path))
+    return path
+
+
+@pytest.fixture
+def no_inception(monkeypatch):
+    monkeypatch.delenv(fid_metrics.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(fid_metrics, "WEIGHTS_PACKAGE", "no_such_package_for_cyclegan_tests")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from cyclegan.checkpoint import save_checkpoint
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
 from cyclegan.data.synth import generate_synthetic_dataset
-from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.evaluation.evaluate import describe_dataset, evaluate
 from cyclegan.evaluation.segmentation import CITYSCAPES
 from cyclegan.evaluation.segmenter import train_segmenter, train_synthetic_segmenter
@@ -47,36 +45,6 @@ def segmenter_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cyclegan_run(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("runs") / "tiny")
-
-
-class FakeInception(torch.nn.Module):
-    """Stands in for the FID network: same input contract (3 x 299 x 299), 2048 features, cheap."""
-
-    def __init__(self):
-        super().__init__()
-        self.project = torch.nn.Linear(48, 2048)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert x.shape[1] == 3 and x.shape[2] == 299 and x.shape[3] == 299
-        assert bool(x.min() >= -1.0) and bool(x.max() <= 0.9921875)
-        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
-        return torch.relu(self.project(pooled))
-
-
-@pytest.fixture
-def fake_inception(tmp_path):
-    torch.manual_seed(1)
-    path = tmp_path / "fake_inception.pt"
-    with warnings.catch_warnings():  # TorchScript is deprecated in recent torch; the real network is one
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(FakeInception()).save(str(path))
-    return path
-
-
-@pytest.fixture
-def no_inception(monkeypatch):
-    monkeypatch.delenv(fid_metrics.WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(fid_metrics, "WEIGHTS_PACKAGE", "no_such_package_for_cyclegan_tests")
 
 
 def in_unit_range(value) -> bool:

@@ -10,6 +10,8 @@ Layout of a run's `checkpoints/` folder::
     iter_00001200.state.pt      optimisers, schedules, image pools, RNG states, position in epoch
                                 (plain tensors and numbers: loads with torch.load(weights_only=True))
     latest.json                 {"weights": "iter_00001200.safetensors", "state": ...}
+    best.json                   the checkpoint with the best validation score, when the run tracks
+                                one: latest.json's keys plus "select_by" and "score"
 
 Each file is written to a temporary name and renamed, and `latest.json` is replaced only after
 both files of a checkpoint are complete, so a crash at any moment leaves the previous
@@ -32,7 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from cyclegan import __version__
-from cyclegan.config import DIRECTIONS, ModelConfig
+from cyclegan.config import DIRECTIONS, PICKS, ModelConfig
 from cyclegan.errors import CheckpointError, ConfigError
 from cyclegan.fileio import write_atomic, write_text_atomic
 from cyclegan.networks import build_generator, size_multiple
@@ -40,6 +42,7 @@ from cyclegan.reference_format import load_reference_generator
 
 FORMAT = "cyclegan/1"
 LATEST = "latest.json"
+BEST = "best.json"
 # The generator applying each direction, as named in the weights ("G_AB.model.1.weight").
 GENERATOR_NAMES = {"AtoB": "G_AB", "BtoA": "G_BA"}
 # The `networks` metadata of a file holding one generator without a direction of its own.
@@ -165,12 +168,12 @@ def save_single_generator(path: str | Path, generator: torch.nn.Module, model_co
 
 
 def prune_checkpoints(folder: Path, keep_last: int) -> list[Path]:
-    """Delete all but the newest `keep_last` checkpoints; never the one latest.json names."""
-    latest = read_latest(folder)
+    """Delete all but the newest `keep_last` checkpoints; never one that latest.json or best.json names."""
+    named = {files.weights for files in (read_latest(folder), read_pointer(folder / BEST)) if files is not None}
     weights = sorted(folder.glob("iter_*.safetensors"))
     removed = []
     for path in weights[:-keep_last]:
-        if latest is not None and path == latest.weights:
+        if path in named:
             continue
         for companion in (path, path.with_suffix(".state.pt")):
             if companion.exists():
@@ -180,31 +183,62 @@ def prune_checkpoints(folder: Path, keep_last: int) -> list[Path]:
 
 
 def read_latest(folder: Path) -> CheckpointFiles | None:
-    pointer_path = Path(folder) / LATEST
+    return read_pointer(Path(folder) / LATEST)
+
+
+def read_pointer(pointer_path: Path) -> CheckpointFiles | None:
+    """The checkpoint that latest.json or best.json names; None when the file does not exist."""
+    pointer = read_pointer_record(pointer_path)
+    if pointer is None:
+        return None
+    state = pointer_path.parent / pointer["state"] if pointer.get("state") else None
+    return CheckpointFiles(pointer_path.parent / pointer["weights"], state)
+
+
+def read_pointer_record(pointer_path: Path) -> dict | None:
+    """The contents of latest.json or best.json (at least "weights" and "state"); None when the
+    file does not exist."""
+    pointer_path = Path(pointer_path)
     if not pointer_path.exists():
         return None
     try:
         pointer = json.loads(pointer_path.read_text())
-        weights = Path(folder) / pointer["weights"]
-        state = Path(folder) / pointer["state"] if pointer.get("state") else None
+        if not isinstance(pointer["weights"], str) or not isinstance(pointer.get("state") or "", str):
+            raise TypeError("the weights and state entries must be file names")
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise CheckpointError(f"{pointer_path} is damaged ({error}); pass one of the iter_*.safetensors "
                               "files in that folder explicitly") from error
-    return CheckpointFiles(weights, state)
+    return pointer
 
 
-def find_checkpoint(path: str | Path) -> CheckpointFiles:
-    """Resolve what a user typed: a run folder, its checkpoints/ folder, or a weights file."""
+def write_best(folder: Path, files: CheckpointFiles, record: dict) -> None:
+    """Point best.json at `files`, with `record` (epoch, iteration, select_by, score) beside them."""
+    pointer = {"weights": files.weights.name, "state": files.state.name if files.state else None, **record}
+    write_text_atomic(Path(folder) / BEST, json.dumps(pointer, indent=2) + "\n")
+
+
+def find_checkpoint(path: str | Path, pick: str = "latest") -> CheckpointFiles:
+    """Resolve what a user typed: a run folder or its checkpoints/ folder (its latest checkpoint,
+    or with `pick` "best" the one with the best validation score), or a weights file."""
     path = Path(path)
+    if pick not in PICKS:
+        raise CheckpointError(f"unknown checkpoint choice {pick!r}; choose {' or '.join(PICKS)}")
     if path.is_dir():
         folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        latest = read_latest(folder)
-        if latest is None:
-            raise CheckpointError(f"no checkpoint in {path}: expected {folder / LATEST}; "
+        pointer = folder / (BEST if pick == "best" else LATEST)
+        files = read_pointer(pointer)
+        if files is None and pick == "best":
+            raise CheckpointError(f"{path} has no best checkpoint (no {BEST}: a run keeps one only when it scores "
+                                  "itself on validation images); train with valA/ and valB/ or --val-fraction, "
+                                  "or use --pick latest")
+        if files is None:
+            raise CheckpointError(f"no checkpoint in {path}: expected {pointer}; "
                                   "a run writes one at the end of each epoch (or use --max-iters / --save-every)")
-        if not latest.weights.exists():
-            raise CheckpointError(f"{folder / LATEST} names {latest.weights.name}, which is missing")
-        return latest
+        if not files.weights.exists():
+            raise CheckpointError(f"{pointer} names {files.weights.name}, which is missing")
+        return files
+    if pick == "best":
+        raise CheckpointError(f"--pick best needs a run folder, not the file {path}")
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     state = path.with_name(path.name.replace(".safetensors", ".state.pt"))

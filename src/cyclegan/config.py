@@ -37,6 +37,15 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # The two translation directions of a CycleGAN checkpoint: AtoB applies G_AB, BtoA applies G_BA.
 DIRECTIONS = ("AtoB", "BtoA")
 BACKENDS = ("auto", "torch", "onnxruntime")
+# The validation scores a run can pick its best checkpoint by, per model (all lower-is-better): a
+# sum over the model's directions ("kid") or one direction's ("kid_AtoB"). pix2pix has AtoB only, and
+# the L1 distance to the paired target instead of the cycle error.
+MODEL_SCORES = {"cyclegan": ("kid", "fid", "cycle", "kid_AtoB", "kid_BtoA", "fid_AtoB", "fid_BtoA", "cycle_AtoB",
+                             "cycle_BtoA"),
+                "pix2pix": ("kid", "fid", "l1", "kid_AtoB", "fid_AtoB", "l1_AtoB")}
+SCORES = tuple(dict.fromkeys(MODEL_SCORES["cyclegan"] + MODEL_SCORES["pix2pix"]))
+# Which checkpoint of a run a command uses: the newest, or the one with the best validation score.
+PICKS = ("latest", "best")
 
 
 # Each model's own defaults for the options whose paper value differs between CycleGAN (Zhu et al.
@@ -225,7 +234,25 @@ class RunConfig:
     skip_nonfinite: bool = option(False, "On a NaN/inf loss skip that update and count it, instead of stopping the run.")
 
 
-SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "data": DataConfig, "run": RunConfig}
+@dataclass
+class ValidationConfig:
+    """Quality tracked while training: scores on validation images, the best checkpoint, warnings."""
+
+    eval_every: int | None = option(None, "Score the generators on the validation images every N iterations "
+                                    "(default: at each epoch end; 0: never). Validation images are valA/ and valB/ "
+                                    "(pix2pix: val/ or paired valA/ valB/), else those --val-fraction holds out; "
+                                    "never the test folders.")
+    eval_images: int = option(50, "Validation images translated per direction at each evaluation (the first, "
+                              "evenly spread over the sorted files when there are more).")
+    val_fraction: float = option(0.0, "Hold out this fraction of the training images (chosen by --seed, never "
+                                 "trained on) as validation images, for datasets without valA/ and valB/.")
+    select_by: str = option("kid", "The validation score that picks the best checkpoint (lower is better): kid or "
+                            "fid (summed over both directions), cycle, l1 (pix2pix: to the paired target), or one "
+                            "direction's, e.g. kid_AtoB.", choices=SCORES)
+
+
+SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "data": DataConfig, "run": RunConfig,
+            "validation": ValidationConfig}
 
 # Fields that may change when a run is resumed; any other difference would make the resumed run a
 # different experiment than the one whose state it inherits.
@@ -234,7 +261,7 @@ RESUMABLE_FIELDS = {
     ("run", "gallery_every"), ("run", "gallery_size"), ("run", "tensorboard"), ("run", "progress"),
     ("run", "skip_nonfinite"), ("run", "compile"), ("run", "cuda_graphs"), ("run", "nnpack"), ("run", "max_minutes"),
     ("run", "device"), ("run", "runs_dir"), ("data", "num_workers"), ("data", "data"),
-    ("data", "domain_a"), ("data", "domain_b"),
+    ("data", "domain_a"), ("data", "domain_b"), ("validation", "eval_every"),
 }
 
 
@@ -247,6 +274,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
         _resolve_model_defaults("model", self.model, self.model.model)
@@ -306,6 +334,17 @@ class TrainConfig:
         if self.model.model == "cyclegan" and not self.loss.gan and self.loss.cycle == "none":
             raise ConfigError("--no-gan with --cycle none leaves no loss to train with")
         parse_policy(self.loss.diff_augment)
+        if self.validation.eval_every is not None and self.validation.eval_every < 0:
+            raise ConfigError(f"--eval-every must be 0 (off) or more, got {self.validation.eval_every}")
+        if self.validation.eval_images < 2:
+            raise ConfigError(f"--eval-images must be at least 2 (KID and FID compare sets of images), "
+                              f"got {self.validation.eval_images}")
+        if not 0.0 <= self.validation.val_fraction < 1.0:
+            raise ConfigError(f"--val-fraction must be at least 0 and below 1, got {self.validation.val_fraction}")
+        scores = MODEL_SCORES[self.model.model]
+        if self.validation.select_by not in scores:
+            raise ConfigError(f"--select-by {self.validation.select_by} is not a score of --model {self.model.model}; "
+                              f"choose one of {', '.join(scores)}")
         if self.data.data is None and (self.data.domain_a is None or self.data.domain_b is None):
             raise ConfigError("no training data: give --data DIR (with trainA/ and trainB/) "
                               "or both --domain-a DIR and --domain-b DIR")

@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 import difflib
 
-from cyclegan.config import BACKENDS, DIRECTIONS, PRECISIONS, RunConfig
+from cyclegan.config import BACKENDS, DIRECTIONS, PICKS, PRECISIONS, RunConfig
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -98,6 +98,13 @@ def add_direction_argument(parser: argparse.ArgumentParser, help: str, repeatabl
         parser.add_argument("--direction", choices=DIRECTIONS, action="append", help=help)
     else:
         parser.add_argument("--direction", choices=DIRECTIONS, default="AtoB", help=help)
+
+
+def add_pick_argument(parser: argparse.ArgumentParser) -> None:
+    """--pick latest|best: which checkpoint of a run folder."""
+    parser.add_argument("--pick", choices=PICKS, default="latest",
+                        help="Which checkpoint of a run folder: latest, or best (the best validation score of "
+                             "training, checkpoints/best.json) (default: latest).")
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:

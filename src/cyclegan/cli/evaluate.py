@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cyclegan.cli.arguments import add_device_argument, add_precision_argument
+from cyclegan.cli.arguments import add_device_argument, add_pick_argument, add_precision_argument
 
 
 def register(subparsers) -> None:
@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("checkpoint", help="Run folder (runs/<name>), checkpoint .safetensors, official *_net_G*.pth "
                                            "or downloaded model name.")
     parser.add_argument("--data", required=True, help="Dataset folder with testA/ and testB/.")
+    add_pick_argument(parser)
     parser.add_argument("--labels-domain", choices=("A", "B"), default=None,
                         help="Which domain holds the colour label maps (default: detected; synthetic: A, "
                              "Cityscapes as in ../shared/data: B).")
@@ -51,13 +52,15 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cyclegan.evaluation.evaluate import evaluate, format_report, write_report
+    from cyclegan.checkpoint import find_checkpoint
     from cyclegan.zoo import resolve_model_argument
 
     def log(message: str) -> None:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
 
-    result = evaluate(resolve_model_argument(args.checkpoint), args.data, labels_domain=args.labels_domain,
+    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
+    result = evaluate(checkpoint, args.data, labels_domain=args.labels_domain,
                       size=args.size, fid=args.fid, inception_weights=args.inception_weights, device=args.device,
                       precision=args.precision,
                       segmenter_size=args.segmenter_size, segmenter_steps=args.segmenter_steps,

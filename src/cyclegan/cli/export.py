@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cyclegan.cli.arguments import add_direction_argument
+from cyclegan.cli.arguments import add_direction_argument, add_pick_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="run folder, checkpoint .safetensors, official *.pth or a "
                                            "downloaded model's name")
     parser.add_argument("--onnx", required=True, help="the .onnx file to write")
+    add_pick_argument(parser)
     add_direction_argument(parser, help="which generator to export (ignored for files holding one generator)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: 17)")
     parser.set_defaults(func=run)
@@ -24,9 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cyclegan.export import DEFAULT_OPSET, TOLERANCE, export_onnx
+    from cyclegan.checkpoint import find_checkpoint
     from cyclegan.zoo import resolve_model_argument
 
-    checkpoint = resolve_model_argument(args.checkpoint)
+    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
     report = export_onnx(checkpoint, args.onnx, args.direction, args.opset or DEFAULT_OPSET)
     print(f"wrote {report.path}: {report.spec.describe()}")
     shape = "x".join(str(n) for n in report.check_shape)

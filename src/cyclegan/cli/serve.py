@@ -5,7 +5,8 @@ import argparse
 import importlib.util
 import sys
 
-from cyclegan.cli.arguments import add_device_argument, add_direction_argument, add_precision_argument
+from cyclegan.cli.arguments import (add_device_argument, add_direction_argument, add_pick_argument,
+                                    add_precision_argument)
 from cyclegan.errors import CycleGANError
 
 # Module names of the `web` extra (python-multipart installs as `python_multipart`, older ones as `multipart`).
@@ -21,6 +22,7 @@ def register(subparsers) -> None:
                     "(POST /translate, GET /info, GET /health). Needs the web extra: pip install 'cyclegan[web]'.")
     parser.add_argument("checkpoint",
                         help="Run folder (runs/<name>), checkpoint .safetensors, or official *_net_G*.pth.")
+    add_pick_argument(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="Address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the "
                              "server to the network).")
@@ -65,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
                     workers=args.workers, queue=args.queue, timeout_s=args.timeout)
     directions = list(dict.fromkeys(args.direction)) if args.direction else None
-    translators = load_translators(args.checkpoint, directions, args.device, args.precision)
+    from cyclegan.checkpoint import find_checkpoint
+
+    translators = load_translators(find_checkpoint(args.checkpoint, args.pick).weights, directions, args.device,
+                                   args.precision)
     app = create_app(translators, limits)
     sock = bind_socket(args.host, args.port)
     first = next(iter(translators.values()))

@@ -81,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"gallery:     {gallery}")
     print(f"plots:       {result.run_dir / 'losses.png'}, {result.run_dir / 'accuracy.png'}")
     print(f"iterations:  {result.iteration} in {result.seconds:.1f} s; epochs completed: {result.epoch}")
+    if result.eval_seconds:
+        share = result.eval_seconds / max(result.seconds - result.eval_seconds, 1e-9)
+        print(f"validation:  {result.eval_seconds:.1f} s of evaluations ({share:.1%} of the training time); "
+              f"scores in {result.run_dir / 'metrics.jsonl'}, {result.run_dir / 'metrics.png'}")
+    if result.best_checkpoint is not None:
+        print(f"best:        {result.best_checkpoint} (--pick best)")
     if result.skipped_files:
         print(f"skipped {len(result.skipped_files)} unreadable file(s):")
         for path in result.skipped_files:

@@ -30,6 +30,7 @@ def register(subparsers) -> None:
                         help="Image files, videos and/or folders of them (videos are recognised by content).")
     parser.add_argument("--out", *reference.TRANSLATE_ALIASES["out"], required=True,
                         help="Output folder (created if needed).")
+    add_pick_argument(parser)
     add_direction_argument(parser, help="Which generator to apply (ignored for files holding one generator: "
                                         ".pth, downloaded models, .onnx).")
     add_device_argument(parser)
@@ -78,13 +79,14 @@ def run(args: argparse.Namespace) -> int:
     from cyclegan.device import describe_translation_precision, select_device
     from cyclegan.distributed import Distributed
     from cyclegan.errors import ConfigError
+    from cyclegan.checkpoint import find_checkpoint
     from cyclegan.inference import load_translators
     from cyclegan.video import VideoOptions
     from cyclegan.zoo import resolve_model_argument
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    checkpoint = resolve_model_argument(args.checkpoint)
+    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
     dist = Distributed.from_environment(select_device(args.device))
     try:
         device = str(dist.device(select_device(args.device)))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,8 @@ class UnalignedDataset(Dataset):
     the reference code. Tensors are (input_nc, H, W) for A and (output_nc, H, W) for B, in
     [-1, 1]. Call `set_epoch` at the start of every epoch to get new random choices; with
     `persistent_workers=True` DataLoader workers keep their own copy of the dataset, so
-    create a new iterator after `set_epoch` without that option.
+    create a new iterator after `set_epoch` without that option. `keep`, when given, chooses
+    the files used (a run's training images without those it holds out for validation).
     """
 
     def __init__(
@@ -124,9 +125,13 @@ class UnalignedDataset(Dataset):
         serial_batches: bool = False,
         seed: int = 0,
         size_multiple: int = 4,
+        keep: Callable[[Path], bool] | None = None,
     ) -> None:
         self.paths_a, skipped_a = _scan_folder(dir_a, "domain A", preprocess)
         self.paths_b, skipped_b = _scan_folder(dir_b, "domain B", preprocess)
+        if keep is not None:
+            self.paths_a = _kept(self.paths_a, keep, dir_a)
+            self.paths_b = _kept(self.paths_b, keep, dir_b)
         _check_channels("input_nc", input_nc)
         _check_channels("output_nc", output_nc)
         check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
@@ -193,6 +198,15 @@ class UnalignedDataset(Dataset):
             f"{paths[0].parent}: none of its {len(paths)} images can be decoded ({reasons}). "
             "Replace the damaged files."
         )
+
+
+def _kept(paths: list[Path], keep: Callable[[Path], bool], folder) -> list[Path]:
+    """The paths that `keep` accepts; DatasetError when it accepts none."""
+    kept = [path for path in paths if keep(path)]
+    if not kept:
+        raise DatasetError(f"{folder}: none of its {len(paths)} usable images is left once the training and the "
+                           "validation images are told apart (--val-fraction); add images or change --val-fraction")
+    return kept
 
 
 def collate_samples(samples: list[dict]) -> dict:
@@ -268,12 +282,14 @@ class AlignedDataset(Dataset):
     trainA/trainB of a paired set) or from one folder of A|B side-by-side images (`dir_b`
     None; A is the left half, as in the official pix2pix datasets). Both images of a pair
     get the very same crop and flip: the random draws of `[seed, epoch, index]` are replayed
-    for each. Stems present in only one folder are left out with a warning naming them.
+    for each. Stems present in only one folder are left out with a warning naming them. `keep`,
+    when given, chooses the pairs used by their A file (or A|B file).
     """
 
     def __init__(self, dir_a, dir_b=None, input_nc: int = 3, output_nc: int = 3,
                  preprocess: str = "resize_and_crop", load_size: int = 286, crop_size: int = 256,
-                 flip: bool = True, seed: int = 0, size_multiple: int = 4, random: bool = True) -> None:
+                 flip: bool = True, seed: int = 0, size_multiple: int = 4, random: bool = True,
+                 keep: Callable[[Path], bool] | None = None) -> None:
         _check_channels("input_nc", input_nc)
         _check_channels("output_nc", output_nc)
         check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
@@ -293,6 +309,9 @@ class AlignedDataset(Dataset):
             if not self.pairs:
                 raise DatasetError(f"{dir_a} and {dir_b} share no file names (stems), so they hold no pairs; "
                                    "paired training needs the same name for an image and its counterpart")
+        if keep is not None:
+            kept = set(_kept([path_a for path_a, _ in self.pairs], keep, dir_a))
+            self.pairs = [pair for pair in self.pairs if pair[0] in kept]
         self.skipped = skipped
         self.input_nc, self.output_nc = input_nc, output_nc
         self.preprocess_options = dict(mode=preprocess, load_size=load_size, crop_size=crop_size, flip=flip,

@@ -9,7 +9,12 @@ the evaluation ask it rather than look for folders themselves:
     aligned    train/ of A|B side-by-side images, the official pix2pix format, with val/ or test/
                beside it
 
-testA/ and testB/ (for the aligned format: val/ or test/) hold the test images when present.
+testA/ and testB/ (for the aligned format: test/, else val/) hold the test images when present.
+
+Validation images, which a run scores itself on while it trains, are valA/ and valB/ (for the
+aligned format: val/) when both are present; else a run may hold out a fraction of its training
+images (--val-fraction), chosen by its seed and then never trained on. The test folders are never
+validation images, so that test scores stay honest.
 """
 from __future__ import annotations
 
@@ -17,11 +22,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from cyclegan.config import TrainConfig
-from cyclegan.data.datasets import AlignedDataset, UnalignedDataset
+from cyclegan.data.datasets import AlignedDataset, SingleFolderDataset, UnalignedDataset
 from cyclegan.data.images import list_images, open_image_header
 from cyclegan.data.transforms import preprocessed_size, varies_in_size
-from cyclegan.errors import DatasetError
+from cyclegan.errors import ConfigError, DatasetError
 from cyclegan.networks import size_multiple
 
 KINDS = ("unpaired", "paired", "aligned")
@@ -34,10 +41,16 @@ class DatasetLayout:
     train_b: Path | None  # None for "aligned"
     test_a: Path | None  # for "aligned": the folder of A|B test images
     test_b: Path | None
+    val_a: Path | None = None  # for "aligned": the folder of A|B validation images
+    val_b: Path | None = None
 
     @property
     def has_test_set(self) -> bool:
         return self.test_a is not None and (self.test_b is not None or self.kind == "aligned")
+
+    @property
+    def has_validation_set(self) -> bool:
+        return self.val_a is not None and (self.val_b is not None or self.kind == "aligned")
 
 
 def find_layout(data: str | Path | None = None, domain_a: str | Path | None = None,
@@ -53,13 +66,17 @@ def find_layout(data: str | Path | None = None, domain_a: str | Path | None = No
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
     if paired and not (root / "trainA").is_dir() and (root / "train").is_dir():
-        test = next((root / name for name in ("val", "test") if (root / name).is_dir()), None)
-        return DatasetLayout("aligned", root / "train", None, test, None)
+        test = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
+        val = root / "val" if (root / "val").is_dir() else None
+        return DatasetLayout("aligned", root / "train", None, test, None, val, None)
     missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
     if missing:
         raise DatasetError(f"{root} has no {' or '.join(missing)}/ folder; a dataset needs trainA/ and trainB/ "
                            "(or give two folders with --domain-a and --domain-b)")
-    return DatasetLayout("paired" if paired else "unpaired", root / "trainA", root / "trainB", *test_folders(root))
+    val_a, val_b = root / "valA", root / "valB"
+    validation = (val_a, val_b) if val_a.is_dir() and val_b.is_dir() else (None, None)
+    return DatasetLayout("paired" if paired else "unpaired", root / "trainA", root / "trainB", *test_folders(root),
+                         *validation)
 
 
 def test_folders(data: str | Path) -> tuple[Path | None, Path | None]:
@@ -87,15 +104,85 @@ def layout_of(config: TrainConfig) -> DatasetLayout:
 
 
 def training_dataset(config: TrainConfig, layout: DatasetLayout | None = None):
-    """The dataset a run of `config` trains on (its length is the images per epoch)."""
+    """The dataset a run of `config` trains on (its length is the images per epoch): the training
+    folders less the images held out for validation."""
     layout = layout or layout_of(config)
     data, model = config.data, config.model
+    held_out = held_out_images(config, layout)
     common = dict(input_nc=model.input_nc, output_nc=model.output_nc, preprocess=data.preprocess,
                   load_size=data.load_size, crop_size=data.crop_size, flip=data.flip, seed=config.run.seed,
-                  size_multiple=size_multiple(model.net_g))
+                  size_multiple=size_multiple(model.net_g),
+                  keep=(lambda path: path not in held_out) if held_out else None)
     if layout.kind == "unpaired":
         return UnalignedDataset(layout.train_a, layout.train_b, serial_batches=data.serial_batches, **common)
     return AlignedDataset(layout.train_a, layout.train_b, **common)
+
+
+def held_out_images(config: TrainConfig, layout: DatasetLayout | None = None) -> frozenset[Path]:
+    """The training images a run holds out as validation images (--val-fraction; none when the
+    dataset has validation folders): in each training folder (for pairs: of their A files), that
+    fraction of its image files, at least one and never all, drawn by the run's seed from the
+    sorted names. So the split depends only on the seed and the file names, and a resumed run
+    holds out the very same images."""
+    layout = layout or layout_of(config)
+    fraction = config.validation.val_fraction
+    if fraction <= 0 or layout.has_validation_set:
+        return frozenset()
+    folders = (layout.train_a, layout.train_b) if layout.kind == "unpaired" else (layout.train_a,)
+    held_out: set[Path] = set()
+    for index, folder in enumerate(folders):
+        paths = list_images(folder)
+        if len(paths) < 2:
+            raise DatasetError(f"{folder} holds {len(paths)} image(s): too few to hold one out for validation "
+                               "(--val-fraction); add images or leave the option out")
+        count = min(len(paths) - 1, max(1, round(fraction * len(paths))))
+        order = np.random.default_rng([config.run.seed, index, 0x7A1]).permutation(len(paths))
+        held_out.update(paths[i] for i in order[:count])
+    return frozenset(held_out)
+
+
+@dataclass(frozen=True)
+class ValidationImages:
+    """The images a run scores itself on while it trains, prepared as the training images are but
+    centre-cropped and never flipped: `domains` ("A", "B") for unpaired data, `pairs` for paired
+    data. `source` says where they come from."""
+
+    source: str
+    domains: dict[str, SingleFolderDataset] | None = None
+    pairs: AlignedDataset | None = None
+
+
+def validation_images(config: TrainConfig, layout: DatasetLayout | None = None) -> ValidationImages | None:
+    """The validation images of a run (see the module's docstring), or None when it has none.
+    Raises ConfigError for --val-fraction on a dataset that has validation folders."""
+    layout = layout or layout_of(config)
+    fraction = config.validation.val_fraction
+    if layout.has_validation_set and fraction > 0:
+        folders = "val/" if layout.kind == "aligned" else "valA/ and valB/"
+        raise ConfigError(f"the dataset has {folders}, which the run scores itself on; leave out --val-fraction")
+    if not layout.has_validation_set and fraction <= 0:
+        return None
+    data, model = config.data, config.model
+    preparation = dict(preprocess=data.preprocess, load_size=data.load_size, crop_size=data.crop_size,
+                       size_multiple=size_multiple(model.net_g))
+    if layout.has_validation_set:
+        folders = [layout.val_a, layout.val_b]
+        source = "val/" if layout.kind == "aligned" else "valA/ and valB/"
+        keep = None
+    else:
+        held_out = held_out_images(config, layout)
+        folders = [layout.train_a, layout.train_b]
+        source = f"{fraction * 100:g}% of the training images (held out)"
+        keep = held_out.__contains__
+    if layout.kind == "unpaired":
+        domains = {}
+        for domain, folder, channels in (("A", folders[0], model.input_nc), ("B", folders[1], model.output_nc)):
+            files = folder if keep is None else [path for path in list_images(folder) if keep(path)]
+            domains[domain] = SingleFolderDataset(files, channels, **preparation)
+        return ValidationImages(source, domains=domains)
+    pairs = AlignedDataset(folders[0], folders[1], model.input_nc, model.output_nc, flip=False, random=False,
+                           keep=keep, **preparation)
+    return ValidationImages(source, pairs=pairs)
 
 
 def iterations_per_epoch(images: int, batch_size: int, world_size: int = 1) -> int:

@@ -320,7 +320,7 @@ def _add_fid(directions: dict, fake: dict, real: dict, network: fid_metrics.Ince
         if target not in real_features:
             real_features[target] = network(_to_float(image) for image in real[target])
         features = network(_to_float(image) for image in generated)
-        subset_size = min(kid_subset_size, max(2, len(features) // 2), max(2, len(real_features[target]) // 2))
+        subset_size = fid_metrics.kid_subset_size(len(features), len(real_features[target]), kid_subset_size)
         kid_mean, kid_std = fid_metrics.kid_from_features(features, real_features[target], kid_subsets, subset_size)
         directions[direction]["fid"] = fid_metrics.fid_from_features(features, real_features[target])
         directions[direction]["kid"] = {"mean": kid_mean, "std": kid_std, "subset_size": subset_size,

@@ -170,6 +170,13 @@ def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
     return mean_term + float(traces - 2 * cross)
 
 
+def kid_subset_size(count1: int, count2: int, largest: int = 1000) -> int:
+    """The KID subset size for sets of `count1` and `count2` images: `largest` (Binkowski et al.'s
+    1000), but never more than half of either set (and at least 2): subsets as large as a small set
+    would all be the whole set, giving one value and a std of 0."""
+    return min(largest, max(2, count1 // 2), max(2, count2 // 2))
+
+
 def kid_from_features(features1: np.ndarray, features2: np.ndarray, subsets: int = 100,
                       subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """KID: mean and std over `subsets` random subsets of the unbiased MMD^2 estimate.
@@ -194,4 +201,5 @@ def kid_from_features(features1: np.ndarray, features2: np.ndarray, subsets: int
 
 
 __all__ = ["InceptionFeatures", "InceptionWeightsNotFound", "find_inception_weights", "resize_bilinear_legacy",
-           "feature_statistics", "frechet_distance", "fid_from_features", "kid_from_features", "WEIGHTS_ENV"]
+           "feature_statistics", "frechet_distance", "fid_from_features", "kid_from_features", "kid_subset_size",
+           "WEIGHTS_ENV"]

@@ -18,7 +18,7 @@ from cyclegan.data.transforms import preprocess
 from cyclegan.device import autocast
 from cyclegan.errors import DatasetError, UnreadableImageError
 from cyclegan.networks import size_multiple
-from cyclegan.training.report import GALLERY_COLUMNS, save_gallery
+from cyclegan.training.report import GALLERY_COLUMNS, quality_section, save_gallery
 
 
 class Gallery:
@@ -100,4 +100,4 @@ class Gallery:
                     columns = GALLERY_COLUMNS
             finally:
                 model.train()
-        return save_gallery(run_dir / "gallery", epoch, rows, columns)
+        return save_gallery(run_dir / "gallery", epoch, rows, columns, preamble=quality_section(run_dir))

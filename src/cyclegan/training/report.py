@@ -1,4 +1,5 @@
-"""What a run shows while it learns: the JSON-lines log, loss and accuracy plots, an HTML gallery."""
+"""What a run shows while it learns: the JSON-lines logs, loss, accuracy and validation plots, an HTML
+gallery with the validation scores and the warnings."""
 from __future__ import annotations
 
 import html
@@ -48,16 +49,25 @@ class MetricsLog:
         record = {"iteration": iteration, "epoch": epoch}
         record.update({key: total / self._counts[key] for key, total in self._sums.items()})
         record.update(extra or {})
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in record.items():
-                if key not in ("iteration", "epoch") and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, iteration)
-            self.writer.flush()
+        append_record(self.path, record)
+        self.add_scalars(record, iteration)
         self._sums.clear()
         self._counts.clear()
         return record
+
+    def add_scalars(self, values: dict, iteration: int, prefix: str = "") -> None:
+        """Mirror the numbers of `values` (not iteration, epoch or flags) to TensorBoard, when on."""
+        if self.writer is None or not self.enabled:
+            return
+        for key, value in values.items():
+            if key not in ("iteration", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(prefix + key, value, iteration)
+        self.writer.flush()
+
+    def add_text(self, tag: str, text: str, iteration: int) -> None:
+        if self.writer is not None and self.enabled:
+            self.writer.add_text(tag, text, iteration)
+            self.writer.flush()
 
     def due(self, iteration: int) -> bool:
         return iteration % self.every == 0
@@ -65,6 +75,12 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append `record` as one line of a JSON-lines file."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 def read_log(path: Path) -> list[dict]:
@@ -131,15 +147,97 @@ def plot_history(log_path: Path, out_dir: Path) -> list[Path]:
     return written
 
 
+# The validation scores drawn in metrics.png, one panel per score, one line per direction.
+SCORE_PANELS = (("kid", "KID (mean ± std over subsets)"), ("fid", "FID"), ("cycle", "cycle error |x - F(G(x))|"),
+                ("l1", "L1 to the paired target"))
+
+
+def plot_metrics(metrics_path: Path, out_dir: Path) -> Path | None:
+    """Draw metrics.png from metrics.jsonl: each validation score per direction over training, the
+    best checkpoint marked. Returns the file written (None without evaluations)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [record for record in read_log(metrics_path) if "warning" not in record]
+    panels = [(score, title) for score, title in SCORE_PANELS
+              if any(record.get(score) is not None for record in records)]
+    if not panels:
+        return None
+    best = [record["iteration"] for record in records if record.get("best")]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), dpi=100, squeeze=False)
+    for axis, (score, title) in zip(axes[:, 0], panels):
+        for direction in ("AtoB", "BtoA"):
+            points = [(record["iteration"], record[f"{score}_{direction}"], record.get(f"{score}_{direction}_std"))
+                      for record in records if record.get(f"{score}_{direction}") is not None]
+            if not points:
+                continue
+            iterations, values, spreads = zip(*points)
+            axis.plot(iterations, values, marker="o", markersize=3, linewidth=1.2, label=direction)
+            if all(spread is not None for spread in spreads):
+                axis.fill_between(iterations, [v - s for v, s in zip(values, spreads)],
+                                  [v + s for v, s in zip(values, spreads)], alpha=0.2)
+        if best:
+            axis.axvline(best[-1], color="grey", linewidth=0.8, linestyle="--", label="best")
+        axis.set_title(title, fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(loc="best", fontsize=8)
+    axes[-1, 0].set_xlabel("iteration")
+    figure.tight_layout()
+    path = Path(out_dir) / "metrics.png"
+    write_atomic(path, lambda temporary: figure.savefig(temporary, format="png"))
+    plt.close(figure)
+    return path
+
+
+def quality_section(run_dir: Path, rows: int = 10) -> str:
+    """HTML for the gallery page: the newest validation scores (metrics.jsonl), the plot of them and
+    every warning of the run (log.jsonl and metrics.jsonl); empty when there is none of these."""
+    run_dir = Path(run_dir)
+    metrics = read_log(run_dir / "metrics.jsonl")
+    evaluations = [record for record in metrics if "warning" not in record]
+    warnings = sorted((record for record in read_log(run_dir / "log.jsonl") + metrics if "warning" in record),
+                      key=lambda record: record["iteration"])
+    parts = []
+    if evaluations:
+        columns = [key for key in evaluations[-1] if key.split("_")[0] in ("kid", "fid", "cycle", "l1")
+                   and not key.endswith("_std")]
+        parts.append("<h2>Validation scores</h2><p>Lower is better; newest first. The best checkpoint "
+                     "(<code>--pick best</code>) is marked.</p>")
+        if (run_dir / "metrics.png").exists():
+            parts.append("<img src='../metrics.png' alt='validation scores' style='height:auto;max-width:100%'>")
+        header = "".join(f"<th>{html.escape(name)}</th>" for name in ["iteration", "epoch", *columns, "seconds"])
+        body = []
+        for record in reversed(evaluations[-rows:]):
+            cells = [str(record["iteration"]), str(record["epoch"])]
+            cells += [_number(record.get(name)) for name in columns]
+            cells.append(f"{record.get('seconds', 0):.1f}")
+            style = " style='font-weight:bold'" if record.get("best") else ""
+            body.append(f"<tr{style}>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+        parts.append(f"<table border='1' cellspacing='0' cellpadding='3'><tr>{header}</tr>{''.join(body)}</table>")
+    if warnings:
+        parts.append("<h2>Warnings</h2><ul>")
+        parts.extend(f"<li>iteration {record['iteration']}: {html.escape(record['message'])}</li>"
+                     for record in warnings)
+        parts.append("</ul>")
+    return "\n".join(parts)
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 GALLERY_COLUMNS = ("input", "translated", "reconstructed", "identity")
 
 
 def save_gallery(gallery_dir: Path, epoch: int, rows: dict[str, list[list[Image.Image]]],
-                 columns: tuple[str, ...] = GALLERY_COLUMNS) -> Path:
+                 columns: tuple[str, ...] = GALLERY_COLUMNS, preamble: str = "") -> Path:
     """Save this epoch's strips and rebuild index.html (newest epoch first).
 
     `rows` maps a direction ("A to B", "B to A") to a list of samples, each a list of images in
-    `columns` order; each sample becomes one horizontal strip PNG.
+    `columns` order; each sample becomes one horizontal strip PNG. `preamble` is HTML shown
+    above the strips (the validation scores and warnings).
     """
     gallery_dir = Path(gallery_dir)
     epoch_dir = gallery_dir / f"epoch_{epoch:04d}"
@@ -149,7 +247,7 @@ def save_gallery(gallery_dir: Path, epoch: int, rows: dict[str, list[list[Image.
         for index, images in enumerate(samples):
             strip = _hstack([image.convert("RGB") for image in images])
             write_atomic(epoch_dir / f"{tag}_{index}.png", lambda temporary: strip.save(temporary, format="PNG"))
-    write_text_atomic(gallery_dir / "index.html", _gallery_html(gallery_dir, list(rows), columns))
+    write_text_atomic(gallery_dir / "index.html", _gallery_html(gallery_dir, list(rows), columns, preamble))
     return gallery_dir / "index.html"
 
 
@@ -163,10 +261,10 @@ def _hstack(images: list[Image.Image]) -> Image.Image:
     return strip
 
 
-def _gallery_html(gallery_dir: Path, directions: list[str], columns: tuple[str, ...]) -> str:
+def _gallery_html(gallery_dir: Path, directions: list[str], columns: tuple[str, ...], preamble: str = "") -> str:
     parts = ["<!doctype html><meta charset='utf-8'><title>CycleGAN gallery</title>",
              "<style>body{font-family:sans-serif} img{image-rendering:pixelated;height:128px;margin:2px}"
-             " h2{margin-top:1.5em}</style>",
+             " h2{margin-top:1.5em}</style>", preamble,
              f"<h1>Translations per epoch</h1><p>Each strip: {' | '.join(columns)}.</p>"]
     for epoch_dir in sorted(gallery_dir.glob("epoch_*"), reverse=True):
         parts.append(f"<h2>{html.escape(epoch_dir.name.replace('_', ' '))}</h2>")

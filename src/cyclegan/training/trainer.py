@@ -36,6 +36,7 @@ from cyclegan.training.objective import build_objective, check_objective_options
 from cyclegan.training.pool import ImagePool
 from cyclegan.training.report import MetricsLog, plot_history, truncate_log
 from cyclegan.training.schedules import LearningRateSchedule
+from cyclegan.training.validation import QualityTracker
 
 
 class NonFiniteLossError(CycleGANError):
@@ -53,6 +54,8 @@ class TrainResult:
     stopped_by_signal: int | None = None
     seconds: float = 0.0
     is_main_process: bool = True
+    eval_seconds: float = 0.0  # of `seconds`, spent scoring the validation images
+    best_checkpoint: Path | None = None
 
 
 def epoch_order(length: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
@@ -98,6 +101,7 @@ class Trainer:
         self.skipped_files: set[str] = {str(path) for path, _reason in self.dataset.skipped}
         self.iterations_per_epoch = iterations_per_epoch(len(self.dataset), config.data.batch_size,
                                                          self.dist.world_size)
+        self.quality = QualityTracker(config, layout, self.device, self.run_dir)
 
         if self.device.type == "cuda":
             # The shapes repeat every iteration, so cuDNN's measured choice of algorithm pays for
@@ -142,6 +146,7 @@ class Trainer:
         self.epoch_loss_count = 0
         self.nonfinite_skipped = 0
         self.stop_signal: int | None = None
+        self.saved_at: int | None = None  # the iteration of the last checkpoint this process wrote
         if resume is not None:
             self._restore(resume)
 
@@ -179,6 +184,7 @@ class Trainer:
                 raise CheckpointError(f"{error}. Free some space, then continue with "
                                       f"`cyclegan train --resume {self.run_dir}`") from error
         self.dist.barrier()
+        self.saved_at = self.iteration
         return weights
 
     def _restore(self, files: ckpt.CheckpointFiles) -> None:
@@ -328,6 +334,8 @@ class Trainer:
             truncate_log(self.run_dir / "log.jsonl", self.iteration)
         tensorboard_dir = self.run_dir / "tensorboard" if self.config.run.tensorboard and main else None
         log = MetricsLog(self.run_dir / "log.jsonl", self.config.run.log_every, tensorboard_dir, enabled=main)
+        if main:
+            self.quality.start(self.iteration, log)
         planned = self.planned_iterations()
         progress = tqdm(total=planned, initial=min(self.iteration, planned), unit="it", dynamic_ncols=True,
                         disable=not (self.config.run.progress and main), desc=self.config.run.name)
@@ -349,9 +357,12 @@ class Trainer:
                     values["seconds_per_iteration"] = time.perf_counter() - step_started
                     log.add(values)
                     if log.due(self.iteration):
-                        log.flush(self.iteration, self.epoch + 1, {"lr_G": self.schedule_g.lr, "lr_D": self.schedule_d.lr})
+                        self.quality.observe_log(log.flush(self.iteration, self.epoch + 1,
+                                                           {"lr_G": self.schedule_g.lr, "lr_D": self.schedule_d.lr}))
                     progress.update(1)
                     progress.set_postfix(_postfix(values), refresh=False)
+                    if self.quality.due_after(self.iteration):
+                        self._evaluate()
                     stopping = self.dist.any(self.stop_signal is not None or self._out_of_time(started)) \
                         or self.iteration >= planned
                     if stopping:
@@ -359,10 +370,10 @@ class Trainer:
                     if self.config.run.save_every and self.iteration % self.config.run.save_every == 0:
                         last_checkpoint = self.save()
                 if stopping and self.position < self.iterations_per_epoch:  # stopped inside an epoch
-                    log.flush(self.iteration, self.epoch + 1)
+                    self.quality.observe_log(log.flush(self.iteration, self.epoch + 1))
                     return self._result(self._end_of_period(final=True), started)
                 self._end_epoch()
-                log.flush(self.iteration, self.epoch)
+                self.quality.observe_log(log.flush(self.iteration, self.epoch))
                 last_checkpoint = self._end_of_period(final=stopping or self.epoch >= self.config.total_epochs)
                 if stopping:
                     break
@@ -385,8 +396,10 @@ class Trainer:
         return minutes is not None and time.perf_counter() - started >= minutes * 60
 
     def _end_of_period(self, final: bool) -> Path:
-        """At an epoch end, and when stopping early: checkpoint, plots and (if due) the gallery."""
+        """At an epoch end, and when stopping early: checkpoint, evaluation, plots and gallery (if due)."""
         checkpoint_path = self.save()
+        if self.position == 0 and self.quality.due_at_epoch_end():
+            self._evaluate()
         if self.dist.is_main:
             plot_history(self.run_dir / "log.jsonl", self.run_dir)
             completed_epochs = self.epoch
@@ -395,10 +408,21 @@ class Trainer:
                                    max(completed_epochs, 1) if self.position == 0 else completed_epochs + 1)
         return checkpoint_path
 
+    def _evaluate(self) -> None:
+        """Score the generators on the validation images (training.validation). A new best score
+        keeps this iteration's checkpoint as the best one, written now if there is none yet."""
+        epoch = self.epoch + (self.position > 0)  # the epoch under way, or the one just completed
+        record = self.quality.evaluate(self.model, self.iteration, epoch) if self.dist.is_main else None
+        improves = self.dist.any(self.quality.improves(record))
+        if improves and self.saved_at != self.iteration:
+            self.save()
+        if self.dist.is_main:
+            self.quality.record(record, improves)
+
     def _result(self, checkpoint_path: Path | None, started: float) -> TrainResult:
         return TrainResult(self.run_dir, self.iteration, self.epoch, checkpoint_path, sorted(self.skipped_files),
                            self.nonfinite_skipped, self.stop_signal, time.perf_counter() - started,
-                           self.dist.is_main)
+                           self.dist.is_main, self.quality.seconds, self.quality.best_checkpoint())
 
     # ----------------------------------------------------------------------------- signals
     def _install_signal_handlers(self) -> dict:

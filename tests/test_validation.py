@@ -1,0 +1,319 @@
+"""Quality tracked during training: validation images, metrics.jsonl, the best checkpoint, --pick."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from cyclegan.cli import main
+from cyclegan.config import TrainConfig
+from cyclegan.data.layout import held_out_images, training_dataset, validation_images
+from cyclegan.errors import ConfigError, DatasetError
+from cyclegan.evaluation import fid as fid_metrics
+from cyclegan import checkpoint as ckpt
+from cyclegan.training.trainer import Trainer
+from cyclegan.training.validation import QualityTracker
+
+from conftest import tiny_config, write_images
+
+DIRECTION_KEYS = ["images_{d}", "kid_{d}", "kid_{d}_std", "fid_{d}", "cycle_{d}", "change_{d}", "spread_{d}"]
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """8 + 8 training images (a quarter held out: epochs of 6 iterations) and 2 + 2 test images."""
+    root = tmp_path / "data"
+    write_images(root / "trainA", 8, seed=1, prefix="a")
+    write_images(root / "trainB", 8, seed=2, prefix="b")
+    write_images(root / "testA", 2, seed=3, prefix="ta")
+    write_images(root / "testB", 2, seed=4, prefix="tb")
+    return root
+
+
+def train_argv(data, runs, name, *extra):
+    return ["train", "--data", str(data), "--runs-dir", str(runs), "--name", name, "--netG", "resnet_6blocks",
+            "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32", "--num-workers", "0",
+            "--epochs", "2", "--epochs-decay", "2", "--no-progress", "--no-tensorboard", "--log-every", "1",
+            "--gallery-size", "1", *extra]
+
+
+def records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def evaluations(run):
+    return [record for record in records(run / "metrics.jsonl") if "warning" not in record]
+
+
+@pytest.fixture
+def scripted_cycle(monkeypatch):
+    """Replace the "cycle" score of each evaluation by the next of a list, so that a test decides
+    which evaluation is the best (the scores themselves are tested on their own)."""
+    def script(values):
+        remaining = iter(values)
+        evaluate = QualityTracker.evaluate
+
+        def scripted(self, model, iteration, epoch):
+            return {**evaluate(self, model, iteration, epoch), "cycle": next(remaining)}
+
+        monkeypatch.setattr(QualityTracker, "evaluate", scripted)
+    return script
+
+
+@pytest.fixture
+def inception(monkeypatch, fake_inception):
+    monkeypatch.setenv(fid_metrics.WEIGHTS_ENV, str(fake_inception))
+
+
+# ----------------------------------------------------------------------------------- validation images
+def test_held_out_images_are_chosen_by_the_seed_and_never_trained_on(dataset, tmp_path):
+    config = tiny_config(dataset, tmp_path / "runs")
+    config.validation.val_fraction = 0.25
+    held_out = held_out_images(config)
+    assert held_out == held_out_images(config)
+    assert sorted(path.parent.name for path in held_out) == ["trainA", "trainA", "trainB", "trainB"]
+    training = training_dataset(config)
+    assert len(training) == 6
+    assert not held_out & set(training.paths_a + training.paths_b)
+    assert held_out | set(training.paths_a + training.paths_b) == set((dataset / "trainA").iterdir()) | set(
+        (dataset / "trainB").iterdir())
+    validation = validation_images(config)
+    assert set(validation.domains["A"].paths + validation.domains["B"].paths) == held_out
+    config.run.seed = 1
+    assert held_out_images(config) != held_out
+
+
+def test_a_resumed_run_holds_out_the_same_images_and_keeps_its_fraction(dataset, tmp_path, no_inception):
+    config = tiny_config(dataset, tmp_path / "runs", max_iters=3)
+    config.validation.val_fraction = 0.25
+    first = Trainer(config)
+    first.train()
+    config.run.max_iters = 4
+    resumed = Trainer(config, resume=ckpt.find_checkpoint(first.run_dir))
+    assert (resumed.dataset.paths_a, resumed.dataset.paths_b) == (first.dataset.paths_a, first.dataset.paths_b)
+    assert [resumed.quality.images.domains[d].paths for d in "AB"] == [first.quality.images.domains[d].paths
+                                                                         for d in "AB"]
+    assert TrainConfig.load(first.run_dir / "config.json").validation.val_fraction == 0.25
+    assert main(["train", "--resume", str(first.run_dir), "--val-fraction", "0.5"]) == 2  # another split: refused
+
+
+def test_the_test_folders_are_never_validation_images(tmp_path, inception):
+    root = tmp_path / "data"
+    write_images(root / "trainA", 4, seed=1, prefix="a")
+    write_images(root / "trainB", 4, seed=2, prefix="b")
+    write_images(root / "valA", 3, seed=3, prefix="va")
+    write_images(root / "valB", 2, seed=4, prefix="vb")
+    for folder in ("testA", "testB"):  # files that cannot be read: any use of them would fail
+        (root / folder).mkdir()
+        (root / folder / "t.png").write_bytes(b"not a png")
+    config = tiny_config(root, tmp_path / "runs", max_iters=4)
+    config.optim.epochs, config.optim.epochs_decay = 1, 0
+    trainer = Trainer(config)
+    validation = trainer.quality.images
+    assert validation.source == "valA/ and valB/"
+    assert [path.parent.name for path in validation.domains["A"].paths + validation.domains["B"].paths] == [
+        "valA"] * 3 + ["valB"] * 2
+    trainer.train()
+    (record,) = evaluations(tmp_path / "runs" / "tiny")
+    assert (record["images_AtoB"], record["images_BtoA"]) == (3, 2)
+
+
+def test_validation_options_that_cannot_work_are_refused(dataset, tmp_path):
+    config = tiny_config(dataset, tmp_path / "runs")
+    config.validation.eval_every = 5
+    with pytest.raises(ConfigError, match="--eval-every 5 needs validation images.*--val-fraction"):
+        Trainer(config)
+    write_images(dataset / "valA", 2, prefix="va")
+    write_images(dataset / "valB", 2, prefix="vb")
+    config.validation.val_fraction = 0.1
+    with pytest.raises(ConfigError, match="has valA/ and valB/.*leave out --val-fraction"):
+        Trainer(config)
+    pix2pix = TrainConfig.from_dict({"model": {"model": "pix2pix"}, "data": {"data": str(dataset)},
+                                     "validation": {"select_by": "cycle"}})
+    with pytest.raises(ConfigError, match="--select-by cycle is not a score of --model pix2pix"):
+        pix2pix.validate()
+
+
+# ----------------------------------------------------------------------------------- metrics.jsonl
+def test_each_evaluation_writes_one_record_with_exact_keys_a_plot_and_the_gallery_table(dataset, tmp_path,
+                                                                                         inception, capsys):
+    runs = tmp_path / "runs"
+    assert main(train_argv(dataset, runs, "m", "--val-fraction", "0.25", "--max-iters", "12")) == 0
+    run = runs / "m"
+    found = evaluations(run)
+    expected = ["iteration", "epoch", *(key.format(d="AtoB") for key in DIRECTION_KEYS),
+                *(key.format(d="BtoA") for key in DIRECTION_KEYS), "kid", "fid", "cycle", "seconds",
+                "train_seconds", "best"]
+    assert [list(record) for record in found] == [expected, expected]
+    assert [(r["iteration"], r["epoch"], r["images_AtoB"], r["images_BtoA"]) for r in found] == [(6, 1, 2, 2),
+                                                                                                 (12, 2, 2, 2)]
+    for record in found:
+        assert record["kid"] == pytest.approx(record["kid_AtoB"] + record["kid_BtoA"])
+        assert record["cycle"] == pytest.approx(record["cycle_AtoB"] + record["cycle_BtoA"])
+        assert record["seconds"] > 0 and record["train_seconds"] > 0
+    assert found[0]["best"] is True
+    assert (run / "metrics.png").stat().st_size > 0
+    page = (run / "gallery" / "index.html").read_text()
+    assert "Validation scores" in page and "../metrics.png" in page
+    output = capsys.readouterr()
+    assert "validation: up to 50 images per direction from 25% of the training images (held out)" in output.err
+    assert "of evaluations (" in output.out and "% of the training time)" in output.out
+
+
+def test_pix2pix_scores_its_paired_validation_set_by_kid_and_l1(tmp_path, inception):
+    root = tmp_path / "paired"
+    for folder, seed in (("trainA", 1), ("trainB", 2), ("valA", 3), ("valB", 4)):
+        write_images(root / folder, 4 if folder.startswith("train") else 3, seed=seed, prefix="p")
+    values = tiny_config(root, tmp_path / "runs", max_iters=4).to_dict()
+    values["model"], values["loss"] = {"model": "pix2pix", "net_g": "resnet_6blocks", "ngf": 8, "ndf": 8}, {}
+    config = TrainConfig.from_dict(values)  # the pix2pix paper's defaults for what is not given
+    config.optim.epochs, config.optim.epochs_decay = 1, 0
+    Trainer(config).train()
+    (record,) = evaluations(tmp_path / "runs" / "tiny")
+    assert list(record) == ["iteration", "epoch", "images_AtoB", "kid_AtoB", "kid_AtoB_std", "fid_AtoB", "l1_AtoB",
+                            "change_AtoB", "spread_AtoB", "kid", "fid", "l1", "seconds", "train_seconds", "best"]
+    assert record["images_AtoB"] == 3 and record["kid"] == record["kid_AtoB"] and record["l1"] > 0
+
+
+def test_without_the_inception_network_the_run_says_so_and_tracks_the_cycle_error(dataset, tmp_path, no_inception,
+                                                                                  capsys):
+    runs = tmp_path / "runs"
+    assert main(train_argv(dataset, runs, "n", "--val-fraction", "0.25", "--max-iters", "6")) == 0
+    assert "pip install 'cyclegan[metrics]'; validation tracks the cycle error only, and keeps no best " \
+           "checkpoint by kid" in capsys.readouterr().err
+    (record,) = evaluations(runs / "n")
+    assert (record["kid"], record["fid"], record["kid_AtoB_std"], record["best"]) == (None, None, None, False)
+    assert record["cycle"] > 0
+    assert not (runs / "n" / "checkpoints" / "best.json").exists()
+
+
+def test_eval_every_zero_adds_nothing_and_evaluations_change_no_weight(dataset, tmp_path, inception, capsys):
+    runs = tmp_path / "runs"
+    assert main(train_argv(dataset, runs, "on", "--val-fraction", "0.25", "--max-iters", "8",
+                           "--eval-every", "4")) == 0
+    capsys.readouterr()
+    assert main(train_argv(dataset, runs, "off", "--val-fraction", "0.25", "--max-iters", "8",
+                           "--eval-every", "0")) == 0
+    output = capsys.readouterr()
+    assert "validation" not in output.err and "validation" not in output.out
+    assert sorted(path.name for path in (runs / "off").iterdir()) == [
+        "accuracy.png", "checkpoints", "config.json", "gallery", "log.jsonl", "losses.png"]
+    assert sorted(path.name for path in (runs / "off" / "checkpoints").iterdir()) == [
+        "iter_00000006.safetensors", "iter_00000006.state.pt", "iter_00000008.safetensors", "iter_00000008.state.pt",
+        "latest.json"]
+    assert "Validation" not in (runs / "off" / "gallery" / "index.html").read_text()
+    on = load_file(str(ckpt.find_checkpoint(runs / "on").weights))
+    off = load_file(str(ckpt.find_checkpoint(runs / "off").weights))
+    assert all(torch.equal(on[key], off[key]) for key in off)
+
+
+def test_a_resumed_run_with_evaluations_matches_one_in_one_go(dataset, tmp_path, inception):
+    runs = tmp_path / "runs"
+    flags = ("--val-fraction", "0.25", "--eval-every", "2")
+    assert main(train_argv(dataset, runs, "straight", *flags, "--max-iters", "8")) == 0
+    assert main(train_argv(dataset, runs, "split", *flags, "--max-iters", "5")) == 0
+    assert main(["train", "--resume", str(runs / "split"), "--max-iters", "8", "--no-progress"]) == 0
+    straight = load_file(str(ckpt.find_checkpoint(runs / "straight").weights))
+    resumed = load_file(str(ckpt.find_checkpoint(runs / "split").weights))
+    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+    timing = ("seconds", "train_seconds")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in evaluations(runs / "split")] == [
+        {k: v for k, v in r.items() if k not in timing} for r in evaluations(runs / "straight")]
+
+
+# ----------------------------------------------------------------------------------- the best checkpoint
+def test_best_json_names_the_lowest_score_and_survives_keep_last_1(dataset, tmp_path, no_inception, scripted_cycle):
+    scripted_cycle([3.0, 1.0, 2.0, 4.0])
+    runs = tmp_path / "runs"
+    assert main(train_argv(dataset, runs, "b", "--val-fraction", "0.25", "--eval-every", "2", "--max-iters", "8",
+                           "--select-by", "cycle", "--keep-last", "1")) == 0
+    folder = runs / "b" / "checkpoints"
+    assert [(r["iteration"], r["cycle"], r["best"]) for r in evaluations(runs / "b")] == [
+        (2, 3.0, True), (4, 1.0, True), (6, 2.0, False), (8, 4.0, False)]
+    best = json.loads((folder / "best.json").read_text())
+    assert best == {"weights": "iter_00000004.safetensors", "state": "iter_00000004.state.pt", "epoch": 1,
+                    "iteration": 4, "select_by": "cycle", "score": 1.0}
+    assert sorted(path.name for path in folder.glob("iter_*")) == [
+        "iter_00000004.safetensors", "iter_00000004.state.pt", "iter_00000008.safetensors", "iter_00000008.state.pt"]
+    assert ckpt.find_checkpoint(runs / "b", pick="best").weights == folder / "iter_00000004.safetensors"
+
+
+def test_resume_keeps_the_best_record(dataset, tmp_path, no_inception, scripted_cycle):
+    scripted_cycle([3.0, 1.0, 2.0, 4.0])
+    runs = tmp_path / "runs"
+    flags = ("--val-fraction", "0.25", "--eval-every", "2", "--select-by", "cycle")
+    assert main(train_argv(dataset, runs, "r", *flags, "--max-iters", "4")) == 0
+    assert main(["train", "--resume", str(runs / "r"), "--max-iters", "8", "--no-progress"]) == 0
+    assert [r["best"] for r in evaluations(runs / "r")] == [True, True, False, False]
+    assert json.loads((runs / "r" / "checkpoints" / "best.json").read_text())["iteration"] == 4
+
+
+def test_pick_best_and_latest_translate_and_evaluate_with_their_own_weights(dataset, tmp_path, no_inception,
+                                                                           scripted_cycle, capsys):
+    from cyclegan.inference import Translator
+
+    scripted_cycle([1.0, 2.0])
+    runs = tmp_path / "runs"
+    assert main(train_argv(dataset, runs, "p", "--val-fraction", "0.25", "--eval-every", "3", "--max-iters", "6",
+                           "--select-by", "cycle")) == 0
+    run = runs / "p"
+    source = dataset / "testA" / "ta_000.png"
+    expected = {pick: Translator.from_checkpoint(run / "checkpoints" / name, device="cpu")(Image.open(source))
+                for pick, name in (("best", "iter_00000003.safetensors"), ("latest", "iter_00000006.safetensors"))}
+    assert expected["best"].tobytes() != expected["latest"].tobytes()
+    for pick in ("best", "latest"):
+        assert main(["translate", str(run), str(source), "--out", str(tmp_path / pick), "--pick", pick,
+                     "--device", "cpu", "--no-progress"]) == 0
+        assert Image.open(tmp_path / pick / "ta_000.png").tobytes() == expected[pick].tobytes()
+        assert main(["evaluate", str(run), "--data", str(dataset), "--pick", pick, "--no-fid", "--quiet",
+                     "--device", "cpu", "--out", str(tmp_path / f"{pick}.json")]) == 0
+    assert json.loads((tmp_path / "best.json").read_text())["checkpoint"].endswith("iter_00000003.safetensors")
+    assert json.loads((tmp_path / "latest.json").read_text())["checkpoint"].endswith("iter_00000006.safetensors")
+
+
+def test_pick_best_on_a_run_without_evaluations_says_how_to_get_one(dataset, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(train_argv(dataset, runs, "plain", "--max-iters", "1")) == 0
+    capsys.readouterr()
+    assert main(["translate", str(runs / "plain"), str(dataset / "testA"), "--out", str(tmp_path / "out"),
+                 "--pick", "best", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "has no best checkpoint" in error and "--val-fraction" in error and "--pick latest" in error
+
+
+def test_pruning_never_removes_the_checkpoints_latest_and_best_name(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    config = TrainConfig().model
+    for iteration in (1, 2, 3, 4):
+        files = ckpt.save_checkpoint(tmp_path, {"G_AB": model}, config, {"step": iteration}, epoch=1,
+                                     iteration=iteration)
+        if iteration == 2:
+            ckpt.write_best(tmp_path, files, {"iteration": 2, "select_by": "kid", "score": 0.5})
+    ckpt.prune_checkpoints(tmp_path, keep_last=1)
+    assert sorted(path.name for path in tmp_path.glob("iter_*.safetensors")) == [
+        "iter_00000002.safetensors", "iter_00000004.safetensors"]
+    assert ckpt.find_checkpoint(tmp_path, "best").weights.name == "iter_00000002.safetensors"
+    assert ckpt.find_checkpoint(tmp_path).weights.name == "iter_00000004.safetensors"
+
+
+def test_with_the_installed_inception_network_the_scores_are_real_numbers(dataset, tmp_path):
+    try:
+        fid_metrics.find_inception_weights()
+    except fid_metrics.InceptionWeightsNotFound as error:
+        pytest.skip(f"needs the Inception weights ({error})")
+    config = tiny_config(dataset, tmp_path / "runs", max_iters=6)
+    config.validation.val_fraction = 0.25
+    Trainer(config).train()
+    (record,) = evaluations(tmp_path / "runs" / "tiny")
+    assert record["fid_AtoB"] > 0 and record["fid_BtoA"] > 0 and record["kid"] is not None
+    assert json.loads((tmp_path / "runs" / "tiny" / "checkpoints" / "best.json").read_text())["iteration"] == 6
+
+
+def test_a_folder_of_one_image_cannot_hold_one_out(tmp_path):
+    write_images(tmp_path / "data" / "trainA", 1, prefix="a")
+    write_images(tmp_path / "data" / "trainB", 4, prefix="b")
+    config = tiny_config(tmp_path / "data", tmp_path / "runs")
+    config.validation.val_fraction = 0.5
+    with pytest.raises(DatasetError, match="trainA holds 1 image.*too few to hold one out"):
+        Trainer(config)
