@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from cyclegan.cli import reference
 from cyclegan.cli.arguments import (add_backend_argument, add_device_argument, add_direction_argument,
-                                    add_precision_argument, add_progress_argument)
+                                    add_pick_argument, add_precision_argument, add_progress_argument)
 from cyclegan.video import DEFAULT_CRF, parse_time
 
 
