@@ -317,3 +317,34 @@ def test_a_folder_of_one_image_cannot_hold_one_out(tmp_path):
     config.validation.val_fraction = 0.5
     with pytest.raises(DatasetError, match="trainA holds 1 image.*too few to hold one out"):
         Trainer(config)
+
+
+class RecordingWriter:
+    """Stands in for TensorBoard's SummaryWriter (an optional extra) and keeps what it is given."""
+
+    def __init__(self):
+        self.scalars = {}
+
+    def add_scalar(self, tag, value, step):
+        self.scalars[tag] = (value, step)
+
+    def flush(self):
+        pass
+
+
+def test_the_scores_are_mirrored_to_tensorboard(dataset, tmp_path, inception):
+    from cyclegan.training.report import MetricsLog
+
+    config = tiny_config(dataset, tmp_path / "runs")
+    config.validation.val_fraction = 0.25
+    trainer = Trainer(config)
+    trainer.run_dir.mkdir(parents=True)
+    log = MetricsLog(trainer.run_dir / "log.jsonl")
+    log.writer = RecordingWriter()
+    trainer.quality.start(0, log)
+    record = trainer.quality.evaluate(trainer.model, 0, 1)
+    trainer.quality.record(record, improves=False)
+    assert log.writer.scalars["validation/kid_AtoB"] == (record["kid_AtoB"], 0)
+    assert set(log.writer.scalars) == {f"validation/{key}" for key in (
+        *(key.format(d=d) for d in ("AtoB", "BtoA") for key in DIRECTION_KEYS), "kid", "fid", "cycle", "seconds",
+        "train_seconds")}
