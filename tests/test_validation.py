@@ -157,7 +157,7 @@ def test_each_evaluation_writes_one_record_with_exact_keys_a_plot_and_the_galler
     page = (run / "gallery" / "index.html").read_text()
     assert "Validation scores" in page and "../metrics.png" in page
     output = capsys.readouterr()
-    assert "validation: up to 50 images per direction from 25% of the training images (held out)" in output.err
+    assert "validation: up to 50 images per direction from 25% of the training images (held out)" in output.out
     assert "of evaluations (" in output.out and "% of the training time)" in output.out
 
 
@@ -181,7 +181,7 @@ def test_without_the_inception_network_the_run_says_so_and_tracks_the_cycle_erro
     runs = tmp_path / "runs"
     assert main(train_argv(dataset, runs, "n", "--val-fraction", "0.25", "--max-iters", "6")) == 0
     assert "pip install 'cyclegan[metrics]'; validation tracks the cycle error only, and keeps no best " \
-           "checkpoint by kid" in capsys.readouterr().err
+           "checkpoint by kid" in capsys.readouterr().out
     (record,) = evaluations(runs / "n")
     assert (record["kid"], record["fid"], record["kid_AtoB_std"], record["best"]) == (None, None, None, False)
     assert record["cycle"] > 0

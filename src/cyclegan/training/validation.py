@@ -211,7 +211,7 @@ class QualityTracker:
     # ------------------------------------------------------------------------------ helpers
     def _warn(self, warnings: list[HealthWarning], path: Path | None) -> None:
         for warning in warnings:
-            _say(f"warning (iteration {warning.iteration}): {warning.message}")
+            _say(f"warning (iteration {warning.iteration}): {warning.message}", warning=True)
             if path is not None:
                 append_record(path, warning.record())
             if self._log is not None:
@@ -263,8 +263,9 @@ class QualityTracker:
         return self._inception
 
 
-def _say(message: str) -> None:
-    tqdm.write(message, file=sys.stderr)
+def _say(message: str, warning: bool = False) -> None:
+    """A line above the progress bar: warnings on stderr, what the run tracks on stdout."""
+    tqdm.write(message, file=sys.stderr if warning else sys.stdout)
 
 
 def _sample(dataset, index: int) -> dict | None:
