@@ -85,12 +85,7 @@ def summarize(args: argparse.Namespace) -> bool:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    if argv is None:
-        argv = sys.argv[1:]
-    train_flags: list[str] = []
-    if "--" in argv:
-        split = argv.index("--")
-        argv, train_flags = argv[:split], argv[split + 1:]
+    argv, train_flags = study.split_train_flags(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="Dataset with trainA/ trainB/ testA/ testB/ (not needed with --summarize).")
     parser.add_argument("--out", type=Path, required=True, help="Folder for the experiments and the tables.")

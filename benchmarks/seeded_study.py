@@ -576,13 +576,17 @@ def summarize(study: Study) -> dict | None:
     return result
 
 
+def split_train_flags(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """(this script's arguments, the training flags after a bare `--`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--" not in argv:
+        return argv, []
+    split = argv.index("--")
+    return argv[:split], argv[split + 1:]
+
+
 def parse_args(argv=None) -> tuple[Study, bool]:
-    if argv is None:
-        argv = sys.argv[1:]
-    train_flags: list[str] = []
-    if "--" in argv:
-        split = argv.index("--")
-        argv, train_flags = argv[:split], argv[split + 1:]
+    argv, train_flags = split_train_flags(argv)
     from cyclegan.experiments import SUITES
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
