@@ -87,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
-    dist = Distributed.from_environment(select_device(args.device))
+    device = select_device(args.device)
+    dist = Distributed.from_environment(device)
     try:
-        device = str(dist.device(select_device(args.device)))
+        device = str(dist.device(device))
         translator = load_translators(checkpoint, [args.direction], device, args.precision, backend=args.backend,
                                       tile=args.tile, overlap=args.overlap, channels_last=args.channels_last,
                                       nnpack=args.nnpack)[args.direction]
