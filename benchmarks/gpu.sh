@@ -106,7 +106,9 @@ study)
     # run evaluated first, which trains the FCN-score segmenter once, about a minute): about 6.5
     # minutes, inside the ~8 planned with room for the guesses to be 20% off. FID and KID are skipped
     # there (the Inception weights, ~85 MB, are more than a call can carry), so the study's primary
-    # scores are the two class IoUs. ITERS=... PARALLEL=... override the sizing.
+    # scores are the two class IoUs; and the runs' validation (each holds out 10% of its training
+    # images) tracks the cycle error only and keeps no best checkpoint by KID, so the GPU study
+    # compares final checkpoints. ITERS=... PARALLEL=... override the sizing.
     PARALLEL=${PARALLEL:-6} ITERS=${ITERS:-1000} "$BENCH/improvements_study.sh" "$OUT/improvements" \
         | tee "$OUT/study.txt"
     tar -czf "$OUT/improvements.tar.gz" -C "$OUT" --exclude=checkpoints --exclude=gallery \

@@ -403,6 +403,47 @@ def test_seed_summary_puts_the_seeds_beside_the_reference_codes_numbers(tmp_path
     assert "Verdict: outside the band on" in result.stdout
 
 
+def run_study_script(tmp_path, dataset: str | None) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """benchmarks/improvements_study.sh with a `python` on PATH that records its arguments."""
+    stand_in = tmp_path / "bin" / "python"
+    stand_in.parent.mkdir()
+    stand_in.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$RECORD"\n')
+    stand_in.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stand_in.parent}:{os.environ['PATH']}", "RECORD": str(tmp_path / "argv"),
+           "SHARED": "/data"}
+    env.pop("DATASET", None)
+    if dataset is not None:
+        env["DATASET"] = dataset
+    result = subprocess.run(["bash", str(BENCHMARKS / "improvements_study.sh")], capture_output=True, text=True,
+                            timeout=60, env=env)
+    record = tmp_path / "argv"
+    return result, record.read_text().splitlines() if record.exists() else []
+
+
+@pytest.mark.parametrize("dataset, data, out, identity", [
+    (None, "/data/cityscapes", "experiments/improvements_cityscapes64", ["--lambda-identity", "0"]),
+    ("photo2anime", "/data/photo2anime_animegan", "experiments/improvements_photo2anime64", []),
+])
+def test_the_improvements_study_script_runs_the_study_of_the_chosen_dataset_with_a_validation_split(
+        tmp_path, dataset, data, out, identity):
+    result, argv = run_study_script(tmp_path, dataset)
+    assert result.returncode == 0, result.stderr
+    assert argv[0].endswith("benchmarks/seeded_study.py") and argv[1] == "improvements"
+    assert argv[argv.index("--data") + 1] == data and argv[argv.index("--out") + 1] == out
+    assert argv[argv.index("--seeds") + 1] == "0,1,2" and argv[argv.index("--iters") + 1] == "1000"
+    train_flags = argv[argv.index("--") + 1:]
+    assert train_flags[train_flags.index("--val-fraction") + 1] == "0.1"  # a best checkpoint to score
+    assert [flag for flag in train_flags if flag == "--lambda-identity"] == identity[:1]
+    if identity:
+        assert train_flags[train_flags.index("--lambda-identity") + 1] == identity[1]
+
+
+def test_the_improvements_study_script_names_the_datasets_it_knows(tmp_path):
+    result, argv = run_study_script(tmp_path, "horse2zebra")
+    assert result.returncode == 2 and argv == []
+    assert "DATASET must be cityscapes or photo2anime, got 'horse2zebra'" in result.stderr
+
+
 def test_seed_summary_says_when_no_seed_has_finished(tmp_path):
     result = run_script("seed_summary.py", str(tmp_path / "seed*" / "evaluation.json"))
     assert result.returncode == 1 and "no finished seeds" in result.stderr

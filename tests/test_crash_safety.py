@@ -205,7 +205,13 @@ def test_kill_9_at_random_moments_always_leaves_a_loadable_checkpoint_and_resume
     fresh = train_args(tiny_dataset, runs, "killed", "--epochs", "1000", "--save-every", "1", "--keep-last", "2")
     resume = resume_args(run, "--save-every", "1")
     rng = random.Random(20240611)
-    checkpoints, kills, deadline = [], 0, time.monotonic() + 30
+    # The first run is killed only once it has saved, so that the test does not depend on how fast
+    # a loaded machine reaches the first checkpoint; every later run is killed at a random moment.
+    pid = zygote.start(fresh, log)
+    wait_until(lambda: latest_iteration(run) is not None, 120, "the first checkpoint")
+    os.kill(pid, signal.SIGKILL)
+    assert zygote.wait(60) == -signal.SIGKILL, log.read_text()[-3000:]
+    checkpoints, kills, deadline = [assert_checkpoint_loads(run)], 1, time.monotonic() + 45
 
     while kills < 20 and time.monotonic() < deadline:
         pid = zygote.start(resume if latest_iteration(run) is not None else fresh, log)

@@ -56,3 +56,21 @@ def test_plateau_policy_lowers_the_rate_after_five_epochs_without_improvement():
     # epoch 0 sets the best; epochs 1..5 are bad (patience 5); the 6th bad epoch (epoch 6) cuts the rate.
     assert seen[:7] == [2e-4] * 7
     assert seen[7] == pytest.approx(2e-5)
+
+
+def test_without_a_gamma_each_policy_uses_the_reference_codes_factor():
+    # The reference's StepLR(gamma=0.1) every 50 epochs and ReduceLROnPlateau(factor=0.2, patience=5).
+    assert lrs(schedule("step", step_epochs=50), 101)[50:] == [pytest.approx(2e-5)] * 50 + [pytest.approx(2e-6)]
+    plateau = lrs(schedule("plateau"), 8)  # never improves: cut after the 6th bad epoch
+    assert plateau[:7] == [2e-4] * 7 and plateau[7] == pytest.approx(4e-5)
+
+
+def test_a_gamma_that_is_not_positive_is_refused_before_training():
+    from cyclegan.config import TrainConfig
+    from cyclegan.errors import ConfigError
+
+    config = TrainConfig()
+    config.data.data = "data"
+    config.optim.lr_gamma = 0.0
+    with pytest.raises(ConfigError, match="--lr-gamma must be positive, got 0.0"):
+        config.validate()

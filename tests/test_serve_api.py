@@ -348,22 +348,28 @@ def test_limits_that_cannot_work_are_refused():
         Limits(timeout_s=0)
 
 
+def start_serving(*arguments: str, env: dict | None = None) -> tuple[subprocess.Popen, list[str], str]:
+    """`cyclegan serve ... --port 0` in a process: (process, the lines it printed up to "serving on", its URL)."""
+    process = subprocess.Popen([sys.executable, "-m", "cyclegan", "serve", *arguments, "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("serving on "):
+            break
+    match = re.match(r"serving on (http://127\.0\.0\.1:\d+)", lines[-1] if lines else "")
+    if not match:
+        process.kill()
+        raise AssertionError("".join(lines) + process.stderr.read())
+    return process, lines, match.group(1)
+
+
 def test_the_serve_command_starts_answers_and_stops_on_ctrl_c(tiny_checkpoint):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cyclegan", "serve", str(tiny_checkpoint), "--port", "0", "--device", "cpu",
-         "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process, lines, url = start_serving(str(tiny_checkpoint), "--device", "cpu", "--workers", "1")
     try:
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("serving on "):
-                break
-        match = re.match(r"serving on (http://127\.0\.0\.1:\d+)", lines[-1])
-        assert match, "".join(lines) + process.stderr.read()
         assert lines[0].startswith("model: resnet_6blocks 3->3 channels, ngf 8")
-        assert request(match.group(1) + "/health", timeout=30).json() == {"status": "ok"}
-        assert post_image(match.group(1), png_bytes(12, 20)).image().size == (12, 20)
+        assert request(url + "/health", timeout=30).json() == {"status": "ok"}
+        assert post_image(url, png_bytes(12, 20)).image().size == (12, 20)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         assert "warning" not in process.stderr.read()  # loopback: no warning about being reachable
@@ -371,6 +377,32 @@ def test_the_serve_command_starts_answers_and_stops_on_ctrl_c(tiny_checkpoint):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_serve_command_takes_the_name_of_a_downloaded_official_model(tmp_path, translators):
+    from cyclegan.fileio import CACHE_ENV
+    from cyclegan.zoo import cached_model_path, save_generator
+
+    architecture = {"net_g": "resnet_6blocks", "input_nc": 3, "output_nc": 3, "ngf": 8, "norm": "instance"}
+    save_generator(cached_model_path("horse2zebra", tmp_path / "models"), translators["AtoB"].generator, architecture)
+    process, lines, url = start_serving("horse2zebra", "--device", "cpu", "--workers", "1",
+                                        env={**os.environ, CACHE_ENV: str(tmp_path)})
+    try:
+        assert lines[0].startswith("model: resnet_6blocks 3->3 channels, ngf 8")
+        assert list(request(url + "/info", timeout=30).json()["directions"]) == ["AtoB"]
+        expected = translators["AtoB"](Image.open(BytesIO(png_bytes(20, 12))).convert("RGB"))
+        assert np.array_equal(np.asarray(post_image(url, png_bytes(20, 12)).image()), np.asarray(expected))
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_the_serve_command_says_how_to_download_an_official_model_it_does_not_have(tmp_path, monkeypatch, capsys):
+    from cyclegan.fileio import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    assert main(["serve", "style_monet"]) == 2
+    assert "run `cyclegan models download style_monet` first" in capsys.readouterr().err
 
 
 def test_the_serve_command_reports_a_missing_checkpoint(tmp_path, capsys):

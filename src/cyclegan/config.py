@@ -173,7 +173,8 @@ class OptimConfig:
     epochs_decay: int = option(100, "Epochs over which the learning rate then decays (linear policy: to zero).")
     lr_policy: str = option("linear", "Learning-rate schedule.", choices=LR_POLICIES)
     lr_decay_epochs: int = option(50, "For --lr-policy step: multiply the lr by --lr-gamma every this many epochs.")
-    lr_gamma: float = option(0.1, "Factor of the step and plateau policies.")
+    lr_gamma: float | None = option(None, "Factor of the step and plateau policies (default: 0.1 for step, 0.2 for "
+                                          "plateau, as in the reference code).")
 
 
 @dataclass
@@ -325,6 +326,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
         if self.loss.d_ratio <= 0:
             raise ConfigError(f"--d-ratio must be positive, got {self.loss.d_ratio}")
+        if self.optim.lr_gamma is not None and not self.optim.lr_gamma > 0:
+            raise ConfigError(f"--lr-gamma must be positive, got {self.optim.lr_gamma}")
         if self.model.input_nc not in (1, 3) or self.model.output_nc not in (1, 3):
             raise ConfigError("--input-nc and --output-nc must be 1 (grayscale) or 3 (RGB)")
         if self.loss.lambda_identity > 0 and self.model.input_nc != self.model.output_nc:

@@ -17,11 +17,13 @@ WEB_MODULES = {"starlette": ("starlette",), "uvicorn": ("uvicorn",),
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve", help="Serve a trained model: a web page and an HTTP API.",
-        description="Serve a run folder, a checkpoint file or an official reference-code generator (*.pth) "
+        description="Serve a run folder, a checkpoint file, an official reference-code generator (*.pth) or the "
+                    "name of a downloaded official model (cyclegan models list) "
                     "over HTTP: a page at / to upload an image and download its translation, and an API "
                     "(POST /translate, GET /info, GET /health). Needs the web extra: pip install 'cyclegan[web]'.")
     parser.add_argument("checkpoint",
-                        help="Run folder (runs/<name>), checkpoint .safetensors, or official *_net_G*.pth.")
+                        help="Run folder (runs/<name>), checkpoint .safetensors, official *_net_G*.pth, or the name of "
+                             "a downloaded official model (e.g. horse2zebra).")
     add_pick_argument(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="Address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the "
@@ -68,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
                     workers=args.workers, queue=args.queue, timeout_s=args.timeout)
     directions = list(dict.fromkeys(args.direction)) if args.direction else None
     from cyclegan.checkpoint import find_checkpoint
+    from cyclegan.zoo import resolve_model_argument
 
-    translators = load_translators(find_checkpoint(args.checkpoint, args.pick).weights, directions, args.device,
-                                   args.precision)
+    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
+    translators = load_translators(checkpoint, directions, args.device, args.precision)
     app = create_app(translators, limits)
     sock = bind_socket(args.host, args.port)
     first = next(iter(translators.values()))

@@ -32,18 +32,25 @@ def cosine_factor(epoch: int, total_epochs: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total_epochs) / total_epochs))
 
 
+# The factor of the step and plateau policies when --lr-gamma is not given: the reference code's
+# (its StepLR and ReduceLROnPlateau), so that a run asking for its policy gets its schedule.
+DEFAULT_GAMMA = {"step": 0.1, "plateau": 0.2}
+
+
 class LearningRateSchedule:
     """Sets the lr of an optimizer at the start of every epoch.
 
     linear/step/cosine are pure functions of the epoch; plateau keeps its own state (it multiplies
     the rate by `gamma` when the epoch's mean generator loss has not improved by 1% for 5
-    epochs) and that state is saved with the checkpoint.
+    epochs) and that state is saved with the checkpoint. `gamma` None is the policy's default.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, policy: str, initial_lr: float, epochs: int,
-                 epochs_decay: int, step_epochs: int = 50, gamma: float = 0.1):
+                 epochs_decay: int, step_epochs: int = 50, gamma: float | None = None):
         if policy not in LR_POLICIES:
             raise ConfigError(f"unknown --lr-policy '{policy}'; choose one of {', '.join(LR_POLICIES)}")
+        if gamma is None:
+            gamma = DEFAULT_GAMMA.get(policy, 1.0)
         self.optimizer = optimizer
         self.policy = policy
         self.initial_lr = initial_lr
