@@ -60,6 +60,14 @@ def tiny_dataset(tmp_path) -> Path:
     return root
 
 
+def tiny_train_argv(data, runs, name, *extra, gallery_size: int = 2) -> list[str]:
+    """`cyclegan train` arguments for the model of `tiny_config`: 2 + 2 epochs, a log line per iteration."""
+    return ["train", "--data", str(data), "--runs-dir", str(runs), "--name", name, "--netG", "resnet_6blocks",
+            "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32", "--num-workers", "0",
+            "--epochs", "2", "--epochs-decay", "2", "--no-progress", "--no-tensorboard", "--log-every", "1",
+            "--gallery-size", str(gallery_size), *extra]
+
+
 def tiny_config(data: Path, runs_dir: Path, **run) -> TrainConfig:
     """A model small enough for tests: ResNet-6, ngf/ndf 8, 32x32 crops, no workers."""
     config = TrainConfig()

@@ -65,6 +65,16 @@ def test_without_a_gamma_each_policy_uses_the_reference_codes_factor():
     assert plateau[:7] == [2e-4] * 7 and plateau[7] == pytest.approx(4e-5)
 
 
+def test_the_config_records_the_policys_gamma_and_keeps_a_given_one():
+    from cyclegan.config import TrainConfig
+
+    def gamma(**optim):
+        return TrainConfig.from_dict({"optim": optim}).optim.lr_gamma
+
+    assert (gamma(lr_policy="plateau"), gamma(lr_policy="step"), gamma(lr_policy="linear")) == (0.2, 0.1, None)
+    assert gamma(lr_policy="plateau", lr_gamma=0.5) == 0.5
+
+
 def test_a_gamma_that_is_not_positive_is_refused_before_training():
     from cyclegan.config import TrainConfig
     from cyclegan.errors import ConfigError

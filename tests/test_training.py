@@ -12,14 +12,7 @@ from cyclegan.cli import main
 from cyclegan.errors import CheckpointError, ConfigError, DatasetError
 from cyclegan.training.trainer import NonFiniteLossError, Trainer, epoch_order
 
-from conftest import tiny_config, write_images
-
-
-def tiny_cli(data, runs, name, *extra):
-    return ["train", "--data", str(data), "--runs-dir", str(runs), "--name", name, "--netG", "resnet_6blocks",
-            "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32", "--num-workers", "0",
-            "--epochs", "2", "--epochs-decay", "2", "--no-progress", "--no-tensorboard", "--log-every", "1",
-            "--gallery-size", "2", *extra]
+from conftest import tiny_config, tiny_train_argv, write_images
 
 
 def final_weights(run_dir):
@@ -29,8 +22,8 @@ def final_weights(run_dir):
 @pytest.mark.parametrize("split", [4, 6])  # mid-epoch, and exactly at an epoch end (epochs are 6 iterations)
 def test_n_iterations_then_resume_then_m_more_equals_n_plus_m_in_one_go(tiny_dataset, tmp_path, split):
     runs = tmp_path / "runs"
-    assert main(tiny_cli(tiny_dataset, runs, "straight", "--max-iters", "9")) == 0
-    assert main(tiny_cli(tiny_dataset, runs, "split", "--max-iters", str(split))) == 0
+    assert main(tiny_train_argv(tiny_dataset, runs, "straight", "--max-iters", "9")) == 0
+    assert main(tiny_train_argv(tiny_dataset, runs, "split", "--max-iters", str(split))) == 0
     assert main(["train", "--resume", str(runs / "split"), "--max-iters", "9", "--no-progress"]) == 0
 
     straight, resumed = final_weights(runs / "straight"), final_weights(runs / "split")
@@ -189,7 +182,7 @@ def test_starting_over_an_existing_run_is_refused(tiny_dataset, tmp_path):
 
 def test_resume_refuses_a_different_architecture_and_names_the_field(tiny_dataset, tmp_path, capsys):
     runs = tmp_path / "runs"
-    assert main(tiny_cli(tiny_dataset, runs, "r", "--max-iters", "1")) == 0
+    assert main(tiny_train_argv(tiny_dataset, runs, "r", "--max-iters", "1")) == 0
     assert main(["train", "--resume", str(runs / "r"), "--ngf", "16", "--lambda-A", "5"]) == 2
     error = capsys.readouterr().err
     assert "model.ngf: checkpoint has 8, requested 16" in error
@@ -300,7 +293,7 @@ def test_aligned_pairs_get_the_same_random_crop_and_flip(tmp_path):
 
 def test_a_resumed_run_logs_each_iteration_once(tiny_dataset, tmp_path):
     runs = tmp_path / "runs"
-    assert main(tiny_cli(tiny_dataset, runs, "log", "--max-iters", "3")) == 0
+    assert main(tiny_train_argv(tiny_dataset, runs, "log", "--max-iters", "3")) == 0
     with open(runs / "log" / "log.jsonl", "a") as log:  # written after the checkpoint, then the process died
         log.write(json.dumps({"iteration": 4, "epoch": 1, "loss_D_A": 1.0}) + "\n")
     assert main(["train", "--resume", str(runs / "log"), "--max-iters", "5", "--no-progress"]) == 0

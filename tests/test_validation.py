@@ -15,7 +15,7 @@ from cyclegan import checkpoint as ckpt
 from cyclegan.training.trainer import Trainer
 from cyclegan.training.validation import QualityTracker
 
-from conftest import tiny_config, write_images
+from conftest import tiny_config, tiny_train_argv, write_images
 
 DIRECTION_KEYS = ["images_{d}", "kid_{d}", "kid_{d}_std", "fid_{d}", "cycle_{d}", "change_{d}", "spread_{d}"]
 
@@ -32,10 +32,7 @@ def dataset(tmp_path):
 
 
 def train_argv(data, runs, name, *extra):
-    return ["train", "--data", str(data), "--runs-dir", str(runs), "--name", name, "--netG", "resnet_6blocks",
-            "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32", "--num-workers", "0",
-            "--epochs", "2", "--epochs-decay", "2", "--no-progress", "--no-tensorboard", "--log-every", "1",
-            "--gallery-size", "1", *extra]
+    return tiny_train_argv(data, runs, name, *extra, gallery_size=1)
 
 
 def records(path):

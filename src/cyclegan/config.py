@@ -32,6 +32,9 @@ DIFF_AUGMENTATIONS = ("color", "translation", "cutout")
 GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 CYCLES = ("both", "forward", "backward", "none")
 LR_POLICIES = ("linear", "step", "cosine", "plateau")
+# The factor of the step and plateau policies when --lr-gamma is not given: the reference code's
+# (its StepLR and ReduceLROnPlateau), so that a run asking for its policy gets its schedule.
+LR_GAMMA_DEFAULTS = {"step": 0.1, "plateau": 0.2}
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # The two translation directions of a CycleGAN checkpoint: AtoB applies G_AB, BtoA applies G_BA.
@@ -280,6 +283,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _resolve_model_defaults("model", self.model, self.model.model)
         _resolve_model_defaults("loss", self.loss, self.model.model)
+        if self.optim.lr_gamma is None:  # recorded in config.json as used, like the model's defaults
+            self.optim.lr_gamma = LR_GAMMA_DEFAULTS.get(self.optim.lr_policy)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from cyclegan.config import LR_POLICIES
+from cyclegan.config import LR_GAMMA_DEFAULTS, LR_POLICIES
 from cyclegan.errors import ConfigError
 
 
@@ -32,11 +32,6 @@ def cosine_factor(epoch: int, total_epochs: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total_epochs) / total_epochs))
 
 
-# The factor of the step and plateau policies when --lr-gamma is not given: the reference code's
-# (its StepLR and ReduceLROnPlateau), so that a run asking for its policy gets its schedule.
-DEFAULT_GAMMA = {"step": 0.1, "plateau": 0.2}
-
-
 class LearningRateSchedule:
     """Sets the lr of an optimizer at the start of every epoch.
 
@@ -50,7 +45,7 @@ class LearningRateSchedule:
         if policy not in LR_POLICIES:
             raise ConfigError(f"unknown --lr-policy '{policy}'; choose one of {', '.join(LR_POLICIES)}")
         if gamma is None:
-            gamma = DEFAULT_GAMMA.get(policy, 1.0)
+            gamma = LR_GAMMA_DEFAULTS.get(policy, 1.0)
         self.optimizer = optimizer
         self.policy = policy
         self.initial_lr = initial_lr
