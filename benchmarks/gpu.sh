@@ -47,10 +47,15 @@ compile)
         --no-memory --json "$OUT/train256_compile.json" | tee "$OUT/train256_compile.txt"
     ;;
 fast)
-    # 1. The training iteration, 256 px ResNet-9, batch 1: uncaptured, CUDA graphs, torch.compile.
-    python "$BENCH/train_step.py" --device cuda --size 256 --variants fp32,fp32+graphs,fp32+compile \
+    # Ordered so that a run cut short still returns the two targets first (issue #12).
+    # 1. A folder of 64 images at 256 px: the reference's loop against translate_files per batch size.
+    python "$BENCH/translate_folder.py" --device cuda --size 256 --count 64 --batches auto,1,8,16 --repeats 5 \
+        --warmup 1 --precision fp32 --json "$OUT/folder256.json" | tee "$OUT/folder256.txt"
+    # 2. The training iteration, 256 px ResNet-9, batch 1: uncaptured against CUDA graphs, with the
+    #    kernel time of one iteration of each (the profile's "Self CUDA time total").
+    python "$BENCH/train_step.py" --device cuda --size 256 --variants fp32,fp32+graphs --profile \
         --repeats 40 --warmup 10 --no-memory --json "$OUT/train256_graphs.json" | tee "$OUT/train256_graphs.txt"
-    # 2. Loss curves with and without CUDA graphs: the same 300 iterations, same seed.
+    # 3. Loss curves with and without CUDA graphs: the same 300 iterations, same seed.
     data="$OUT/synth64"
     [ -d "$data" ] || python -m cyclegan data synth "$data" --size 64 --train 200 --test 20 --seed 0
     for graphs in --no-cuda-graphs --cuda-graphs; do
@@ -66,11 +71,12 @@ for key in ("loss_G_AB", "loss_G_BA", "loss_cycle_A", "loss_cycle_B", "loss_D_A"
     worst = max(abs(x - y) / max(abs(x), 1e-8) for x, y in zip(a, b))
     print(f"{key}: {len(a)} logged points, largest relative difference {worst:.2e}, last {a[-1]:.4f} vs {b[-1]:.4f}")
 PY
-    # 3. A folder of 64 images at 256 px: the reference's loop against translate_files per batch size.
-    python "$BENCH/translate_folder.py" --device cuda --size 256 --count 64 --batches auto,1,8,16 --repeats 5 \
-        --warmup 1 --precision fp32 --json "$OUT/folder256.json" | tee "$OUT/folder256.txt"
-    python "$BENCH/translate_folder.py" --device cuda --size 1024 --count 16 --batches auto,1 --repeats 3 \
+    # 4. Large images with --precision auto (the automatic batch is capped by pixels: 2 at 1024 px),
+    #    then torch.compile without graphs for comparison. The H200 ran parts 1-4 in about 320 s.
+    python "$BENCH/translate_folder.py" --device cuda --size 1024 --count 16 --batches auto,1,2,4 --repeats 3 \
         --warmup 1 --precision auto --json "$OUT/folder1024_auto.json" | tee "$OUT/folder1024_auto.txt"
+    python "$BENCH/train_step.py" --device cuda --size 256 --variants fp32,fp32+compile \
+        --repeats 40 --warmup 10 --no-memory --json "$OUT/train256_compile.json" | tee "$OUT/train256_compile.txt"
     ;;
 parity)
     data="$OUT/synth64"
@@ -122,7 +128,9 @@ parity128)
     # start-up and 20 epoch-end checkpoints. Meanwhile a 1-iteration CPU run is evaluated in the
     # background, which trains and caches the FCN-score segmenter (600 steps at 128 px: 202 s on one
     # thread of the development machine; 8 threads here), so that the three evaluations find it
-    # cached and take seconds: about 4-5 minutes in all, inside the 10-minute limit.
+    # cached and take seconds: about 4-5 minutes in all, inside the 10-minute limit. Measured on the
+    # H200 (2026-11-30, the segmenter's cache carried along with CYCLEGAN_CACHE): 177 s of training
+    # per seed, three at once, 206 s for the whole part.
     SHARED=${SHARED:-../shared/data}
     export SHARED
     warm="$OUT/reference_parity_warm_up"

@@ -403,6 +403,19 @@ def test_seed_summary_puts_the_seeds_beside_the_reference_codes_numbers(tmp_path
     assert "Verdict: outside the band on" in result.stdout
 
 
+def test_seed_summary_keeps_two_runs_of_the_same_seed_name_from_two_machines_apart(tmp_path):
+    for machine, pixel_accuracy in (("cpu", 0.589), ("gpu", 0.575)):
+        folder = tmp_path / machine / "seed1"
+        folder.mkdir(parents=True)
+        scores = {"pixel_accuracy": pixel_accuracy, "class_accuracy": 0.2, "class_iou": 0.15}
+        (folder / "evaluation.json").write_text(json.dumps({"segmentation": {"photo_to_labels": scores}}))
+    result = run_script("seed_summary.py", str(tmp_path / "cpu/seed1/evaluation.json"),
+                        str(tmp_path / "gpu/seed1/evaluation.json"))
+    assert result.returncode == 0, result.stderr
+    assert "2 seed(s) (cpu/seed1, gpu/seed1)" in result.stdout
+    assert "| photo_to_labels.pixel_accuracy | 0.582 ± 0.010 (2) | 0.589 / 0.575 |" in result.stdout
+
+
 def run_study_script(tmp_path, dataset: str | None) -> tuple[subprocess.CompletedProcess, list[str]]:
     """benchmarks/improvements_study.sh with a `python` on PATH that records its arguments."""
     stand_in = tmp_path / "bin" / "python"

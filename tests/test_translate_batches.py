@@ -81,6 +81,15 @@ def test_on_a_gpu_the_batch_fills_half_the_free_memory_up_to_a_limit(monkeypatch
     assert translation_batch_size(torch.device("cpu"), 64 * 64, 64) == 1
 
 
+def test_on_a_gpu_the_batch_holds_at_most_32_images_of_256_px_worth_of_pixels(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (139 * 2**30, 141 * 2**30))
+    # Memory alone would allow 17 images of 1024 px (4 GiB each); the pixel cap allows 2,097,152 px.
+    assert translation_batch_size(CUDA, 1024 * 1024, 64) == 2
+    assert translation_batch_size(CUDA, 512 * 512, 64) == 8
+    assert translation_batch_size(CUDA, 256 * 256, 64) == 32
+    assert translation_batch_size(CUDA, 2048 * 2048, 64) == 1
+
+
 def test_a_batch_size_below_one_is_refused(run_dir, mixed_folder, tmp_path, capsys):
     from cyclegan.cli import main
 

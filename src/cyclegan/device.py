@@ -92,18 +92,24 @@ def translation_precision(requested: str, device: torch.device, pixels: int) -> 
 _BYTES_PER_PIXEL_AND_FILTER = 64
 # A batch larger than this gains nothing measurable: the GPU is already busy.
 MAX_TRANSLATION_BATCH = 32
+# Pixels in one batch at most: one batch is decoded before and encoded after its compute, so a
+# batch of large images leaves the GPU idle during that file work. On the H200, 32 images of 256 px
+# (this many pixels) measured fastest, while 16 images of 1024 px in one batch measured slower than
+# one at a time (docs/PERFORMANCE.md, "GPU (H200)").
+MAX_TRANSLATION_BATCH_PIXELS = 32 * 256 * 256
 
 
 def translation_batch_size(device: torch.device, pixels: int, ngf: int | None = None) -> int:
     """How many images of `pixels` pixels to translate in one call on `device`.
 
     One on a CPU, whose NNPACK convolutions take images one at a time anyway; on a GPU as many as
-    half of its free memory holds, up to MAX_TRANSLATION_BATCH."""
+    half of its free memory holds, up to MAX_TRANSLATION_BATCH images and MAX_TRANSLATION_BATCH_PIXELS."""
     if device.type != "cuda":
         return 1
     free, _total = torch.cuda.mem_get_info(device)
     per_image = pixels * (ngf if isinstance(ngf, int) else 64) * _BYTES_PER_PIXEL_AND_FILTER
-    return max(1, min(MAX_TRANSLATION_BATCH, free // 2 // max(1, per_image)))
+    return max(1, min(MAX_TRANSLATION_BATCH, MAX_TRANSLATION_BATCH_PIXELS // max(1, pixels),
+                      free // 2 // max(1, per_image)))
 
 
 def describe_translation_precision(requested: str, device: torch.device) -> str:

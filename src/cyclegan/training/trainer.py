@@ -115,11 +115,11 @@ class Trainer:
         # The modules whose forward does one update's work; under torchrun wrapped in DDP.
         self.generators = self.dist.wrap(self.model.generators, self.device)
         self.discriminators = self.dist.wrap(self.model.discriminators, self.device)
-        graphs = config.run.cuda_graphs and self.device.type == "cuda"
-        if config.run.compile or graphs:
+        self.cuda_graphs = config.run.cuda_graphs and self.device.type == "cuda"
+        if config.run.compile or self.cuda_graphs:
             # CUDA graphs replay the step's kernels without the host launching each one; the image
             # history's random choice stays on the host, between the captured networks.
-            mode = "reduce-overhead" if graphs else None
+            mode = "reduce-overhead" if self.cuda_graphs else None
             self.generators = torch.compile(self.generators, mode=mode)
             self.discriminators = torch.compile(self.discriminators, mode=mode)
         self.objective = build_objective(config, self.generators, self.discriminators, self.model.judges())
@@ -221,6 +221,9 @@ class Trainer:
         # are not held in memory at the peak (the reference code's order raises it; docs/PERFORMANCE.md).
         self.optimizer_g.zero_grad(set_to_none=True)
         self.optimizer_d.zero_grad(set_to_none=True)
+        if self.cuda_graphs:
+            # A new iteration: the replayed graphs may reuse the memory of the last one's outputs.
+            torch.compiler.cudagraph_mark_step_begin()
         objective = self.objective
         precision = autocast(self.device, self.config.run.precision)
 
@@ -236,6 +239,13 @@ class Trainer:
                 terms_g, fakes = objective.generator_terms(real_a, real_b)
                 loss_g = sum(terms_g.values())
             self._backward(loss_g)
+            if self.cuda_graphs:
+                # The generators' gradients are outputs of a replayed graph, in memory that the
+                # discriminators' graphs reuse before the generators' optimizer reads them (torch
+                # raises "accessing tensor output of CUDAGraphs that has been overwritten"): copy them out.
+                for parameter in self.model.generator_parameters():
+                    if parameter.grad is not None:
+                        parameter.grad = parameter.grad.clone()
         else:
             with torch.no_grad(), precision:
                 fakes = objective.translate(real_a, real_b)
