@@ -92,10 +92,9 @@ def translation_precision(requested: str, device: torch.device, pixels: int) -> 
 _BYTES_PER_PIXEL_AND_FILTER = 64
 # A batch larger than this gains nothing measurable: the GPU is already busy.
 MAX_TRANSLATION_BATCH = 32
-# Pixels in one batch at most: one batch is decoded before and encoded after its compute, so a
-# batch of large images leaves the GPU idle during that file work. On the H200, 32 images of 256 px
-# (this many pixels) measured fastest, while 16 images of 1024 px in one batch measured slower than
-# one at a time (docs/PERFORMANCE.md, "GPU (H200)").
+# Pixels in one batch at most: a batch is decoded before and encoded after its compute, so a batch
+# of large images leaves the GPU idle during that file work (docs/PERFORMANCE.md, the H200 section,
+# has the measurements behind this cap).
 MAX_TRANSLATION_BATCH_PIXELS = 32 * 256 * 256
 
 
