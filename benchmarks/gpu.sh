@@ -52,9 +52,10 @@ fast)
     python "$BENCH/translate_folder.py" --device cuda --size 256 --count 64 --batches auto,1,8,16 --repeats 5 \
         --warmup 1 --precision fp32 --json "$OUT/folder256.json" | tee "$OUT/folder256.txt"
     # 2. The training iteration, 256 px ResNet-9, batch 1: uncaptured against CUDA graphs and against
-    #    channels-last (which would spare cuDNN its NCHW<->NHWC conversions, 3.6 of 28 ms), with the
+    #    channels-last (which would spare cuDNN its NCHW<->NHWC conversions, 3.6 of 28 ms) and fused
+    #    Adam (one kernel per update instead of a launch per tensor group), with the
     #    kernel time of one iteration of each (the profile's "Self CUDA time total").
-    python "$BENCH/train_step.py" --device cuda --size 256 --variants fp32,fp32+graphs,fp32+cl --profile \
+    python "$BENCH/train_step.py" --device cuda --size 256 --variants fp32,fp32+graphs,fp32+cl,fp32+fused --profile \
         --repeats 40 --warmup 10 --no-memory --json "$OUT/train256_graphs.json" | tee "$OUT/train256_graphs.txt"
     # 3. Loss curves with and without CUDA graphs: the same 300 iterations, same seed.
     data="$OUT/synth64"

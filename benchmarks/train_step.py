@@ -42,7 +42,8 @@ class Variant:
 
     Tokens: fp32, bf16 or fp16 (precision; fp16 needs CUDA), cl (channels-last), nobatch (six
     separate generator calls instead of the batched three), compile (torch.compile), graphs (CUDA
-    graphs, --cuda-graphs), nonnpack (no NNPACK convolutions on the CPU).
+    graphs, --cuda-graphs), nonnpack (no NNPACK convolutions on the CPU), fused (Adam's fused
+    single-kernel update, CUDA only: a candidate measured here before it becomes a Trainer choice).
     """
 
     precision: str = RunConfig.precision
@@ -51,6 +52,7 @@ class Variant:
     compile: bool = RunConfig.compile
     cuda_graphs: bool = RunConfig.cuda_graphs
     nnpack: bool = RunConfig.nnpack
+    fused_adam: bool = False
 
     @property
     def name(self) -> str:
@@ -65,12 +67,14 @@ class Variant:
             tokens.append("graphs")
         if not self.nnpack:
             tokens.append("nonnpack")
+        if self.fused_adam:
+            tokens.append("fused")
         return "+".join(tokens)
 
     @classmethod
     def parse(cls, text: str) -> "Variant":
         values = {"precision": "fp32", "channels_last": False, "batch_generator_calls": True, "compile": False,
-                  "cuda_graphs": False, "nnpack": True}
+                  "cuda_graphs": False, "nnpack": True, "fused_adam": False}
         for token in text.strip().split("+"):
             if token in ("fp32", "bf16", "fp16"):
                 values["precision"] = token
@@ -84,10 +88,12 @@ class Variant:
                 values["cuda_graphs"] = True
             elif token == "nonnpack":
                 values["nnpack"] = False
+            elif token == "fused":
+                values["fused_adam"] = True
             else:
                 raise ValueError(f"unknown variant token {token!r} in {text!r}; "
                                  "use fp32, bf16 or fp16, optionally with +cl, +nobatch, +compile, +graphs, "
-                                 "+nonnpack")
+                                 "+nonnpack, +fused")
         return cls(**values)
 
 
@@ -187,7 +193,13 @@ def build_trainer(variant: Variant, args: argparse.Namespace, workdir: Path) -> 
     run.cuda_graphs = variant.cuda_graphs
     run.nnpack = variant.nnpack
     run.progress, run.tensorboard, run.gallery_size = False, False, 1
-    return Trainer(config)
+    trainer = Trainer(config)
+    if variant.fused_adam:
+        for name in ("optimizer_g", "optimizer_d"):
+            plain = getattr(trainer, name)
+            group = plain.param_groups[0]
+            setattr(trainer, name, torch.optim.Adam(group["params"], lr=group["lr"], betas=group["betas"], fused=True))
+    return trainer
 
 
 def build_step(name: str, args: argparse.Namespace, workdir: Path, real_a: torch.Tensor, real_b: torch.Tensor):

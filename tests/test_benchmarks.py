@@ -65,6 +65,27 @@ def test_train_step_builds_the_candidate_from_the_single_variant_flags(tmp_path)
     assert "peak_rss" not in report["variants"]["reference"]
 
 
+def test_the_fused_variant_trains_with_fused_adam_and_keeps_the_learning_rate(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("benchmarks_train_step", BENCHMARKS / "train_step.py")
+    train_step = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, train_step)  # its dataclasses look their module up
+    spec.loader.exec_module(train_step)
+    variant = train_step.Variant.parse("fp32+fused")
+    assert variant.name == "fp32+fused" and variant.fused_adam
+    args = train_step.parse_args(["--size", "32", "--netG", "resnet_6blocks", *TINY, "--device", "cpu"])
+    args.device = train_step.common.resolve_device(args.device)
+    train_step.write_dataset(tmp_path / "data", 32)
+    fused, plain = (train_step.build_trainer(train_step.Variant.parse(name), args, tmp_path)
+                    for name in ("fp32+fused", "fp32"))
+    for name in ("optimizer_g", "optimizer_d"):
+        assert getattr(fused, name).defaults["fused"] is True and not getattr(plain, name).defaults["fused"]
+        assert getattr(fused, name).param_groups[0]["lr"] == 0.0002
+        assert getattr(fused, name).param_groups[0]["betas"] == (0.5, 0.999)
+    assert sum(p.numel() for p in fused.optimizer_g.param_groups[0]["params"]) == \
+        sum(p.numel() for p in fused.model.generator_parameters())
+
+
 def test_translate_reports_every_size_and_variant(tmp_path):
     out = tmp_path / "translate.json"
     result = run_script("translate.py", "--sizes", "32,48x40", *TINY, "--variants", "fp32,bf16+cl,fp32+nonnpack",
