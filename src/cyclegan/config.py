@@ -216,7 +216,8 @@ class RunConfig:
     cuda_graphs: bool = option(False, "On a CUDA GPU, capture the networks of the training step in CUDA graphs "
                                "(torch.compile's reduce-overhead mode): at batch 1 the GPU otherwise waits for the "
                                "host to launch each kernel. Off by default: on an H200 it measured no faster than the "
-                               "uncaptured step (docs/PERFORMANCE.md); no effect elsewhere.", flag="--cuda-graphs", negative_flag="--no-cuda-graphs")
+                               "uncaptured step (docs/PERFORMANCE.md); no effect elsewhere.",
+                               flag="--cuda-graphs", negative_flag="--no-cuda-graphs")
     batch_generator_calls: bool = option(True, "Run the generator calls that are independent per image as one batch "
                                          "(same result with instance norm; never done with batch norm).",
                                          flag="--batch-generator-calls", negative_flag="--no-batch-generator-calls")
