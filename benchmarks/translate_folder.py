@@ -4,11 +4,13 @@ The reference is the reference code's test loop written out: for each file, deco
 scale to [-1, 1], run the generator (float32, `nn.InstanceNorm2d`) on that one image under
 `torch.no_grad()`, convert back and save a PNG. The candidates are `Translator.translate_files`
 on the same folder, with the batch sizes asked for (`auto`: the default, chosen for the device),
-decoding and encoding in worker threads. The folder holds `--count` random images of `--size`
+decoding and encoding in worker threads (`--io-threads`: how many; each batch size is run with
+each count when several are given). The folder holds `--count` random images of `--size`
 pixels; the weights are random (speed does not depend on them). Reference and candidates
 alternate, as in the other scripts.
 
     python benchmarks/translate_folder.py --device cuda --size 256 --count 64 --batches auto,1,8,16
+    python benchmarks/translate_folder.py --device cuda --size 256 --count 64 --batches auto --io-threads 2,8
 """
 from __future__ import annotations
 
@@ -54,11 +56,21 @@ def reference_loop(generator: torch.nn.Module, paths: list[Path], out: Path, dev
     return run
 
 
-def candidate(translator: Translator, folder: Path, out: Path, batch: int | None):
+def candidate(translator: Translator, folder: Path, out: Path, batch: int | None, io_threads: int | None):
     def run() -> None:
         shutil.rmtree(out, ignore_errors=True)
-        translator.translate_files([folder], out, batch_size=batch)
+        translator.translate_files([folder], out, batch_size=batch, io_threads=io_threads)
     return run
+
+
+def candidate_names(batches: str, io_threads: str) -> dict[str, tuple[int | None, int | None]]:
+    """{"batch 8": (8, None)} or, with several thread counts, {"batch 8 io 2": (8, 2), ...}; auto is None."""
+    def value(text: str) -> int | None:
+        return None if text == "auto" else int(text)
+
+    counts = io_threads.split(",")
+    return {f"batch {batch}" + (f" io {threads}" if len(counts) > 1 else ""): (value(batch), value(threads))
+            for batch in batches.split(",") for threads in counts}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,6 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--batches", default="auto,1",
                         help="Comma-separated batch sizes of the candidates; auto is the default choice.")
+    parser.add_argument("--io-threads", default="auto",
+                        help="Comma-separated counts of file threads of the candidates; auto is the default choice.")
     parser.add_argument("--precision", default="auto", help="The candidates' --precision.")
     parser.add_argument("--repeats", type=int, default=3, help="Timed passes over the folder per variant.")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed passes per variant.")
@@ -85,7 +99,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     common.set_threads(args.threads)
     args.device = common.resolve_device(args.device)
-    names = [REFERENCE] + [f"batch {batch}" for batch in args.batches.split(",")]
+    candidates = candidate_names(args.batches, args.io_threads)
+    names = [REFERENCE, *candidates]
     machine = common.announce(args.device, names)
     generator, info = make_generator(args)
     with tempfile.TemporaryDirectory() as workdir:
@@ -93,11 +108,9 @@ def main(argv=None) -> int:
         paths = write_folder(workdir / "in", args.count, args.size)
         steps = {REFERENCE: reference_loop(common.with_plain_instance_norms(copy.deepcopy(generator)), paths,
                                            workdir / REFERENCE, args.device)}
-        for name in names[1:]:
-            batch = name.split()[1]
+        for name, (batch, io_threads) in candidates.items():
             translator = Translator(copy.deepcopy(generator), info, device=str(args.device), precision=args.precision)
-            steps[name] = candidate(translator, workdir / "in", workdir / name.replace(" ", "_"),
-                                    None if batch == "auto" else int(batch))
+            steps[name] = candidate(translator, workdir / "in", workdir / name.replace(" ", "_"), batch, io_threads)
         times = common.alternate(steps, args.repeats, args.warmup, args.device)
     summaries = {name: common.summarize(values) for name, values in times.items()}
     reference = summaries[REFERENCE].median

@@ -195,6 +195,15 @@ def test_translate_folder_times_the_reference_loop_and_each_batch_size(tmp_path)
     assert all(len(values) == 1 for values in report["times"].values())
 
 
+def test_translate_folder_crosses_batch_sizes_with_file_thread_counts(tmp_path):
+    out = tmp_path / "folder.json"
+    result = run_script("translate_folder.py", "--device", "cpu", "--size", "32", "--count", "3", "--netG",
+                        "resnet_6blocks", *TINY, "--batches", "auto,2", "--io-threads", "1,3", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(json.loads(out.read_text())["times"]) == ["batch 2 io 1", "batch 2 io 3", "batch auto io 1",
+                                                            "batch auto io 3", "reference"]
+
+
 # --- seeded_study.py (and the scripts built on it: precision_parity.py, seed_summary.py) -------------
 
 def load_seeded_study():

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from cyclegan.config import ModelConfig
-from cyclegan.device import MAX_TRANSLATION_BATCH, translation_batch_size
+from cyclegan.device import MAX_TRANSLATION_BATCH, translation_batch_size, translation_io_threads
 from cyclegan.inference import Translator
 from cyclegan.checkpoint import save_checkpoint
 from cyclegan.training.model import CycleGAN
@@ -88,6 +88,39 @@ def test_on_a_gpu_the_batch_holds_at_most_32_images_of_256_px_worth_of_pixels(mo
     assert translation_batch_size(CUDA, 512 * 512, 64) == 8
     assert translation_batch_size(CUDA, 256 * 256, 64) == 32
     assert translation_batch_size(CUDA, 2048 * 2048, 64) == 1
+
+
+def test_the_file_threads_change_no_output_and_fail_the_same_files(run_dir, mixed_folder, tmp_path, monkeypatch):
+    (mixed_folder / "broken.png").write_bytes(b"not an image")
+    translator = Translator.from_checkpoint(run_dir, device="cpu")
+    threads_seen = []
+    original = translator._translate_images
+    monkeypatch.setattr(translator, "_translate_images",
+                        lambda *args: threads_seen.append(args[-1]) or original(*args))
+    reports = {threads: translator.translate_files([mixed_folder], tmp_path / f"io{threads}", batch_size=3,
+                                                   io_threads=threads) for threads in (1, 5)}
+    assert threads_seen == [1, 5]
+    for report in reports.values():
+        assert [path.name for path, _reason in report.failed] == ["broken.png"]
+        assert [path.name for path in report.written] == [f"img{i}_000.png" for i in range(7)]
+    for path in sorted((tmp_path / "io1").iterdir()):
+        assert Image.open(path).tobytes() == Image.open(tmp_path / "io5" / path.name).tobytes(), path.name
+
+
+def test_files_are_decoded_and_encoded_by_two_threads_on_a_cpu_and_up_to_eight_on_a_gpu(monkeypatch):
+    assert translation_io_threads(torch.device("cpu")) == 2
+    for cores, threads in ((1, 2), (4, 4), (16, 8), (None, 2)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert translation_io_threads(CUDA) == threads
+
+
+def test_io_threads_below_one_are_refused(run_dir, mixed_folder, tmp_path, capsys):
+    from cyclegan.cli import main
+
+    assert main(["translate", str(run_dir), str(mixed_folder), "--out", str(tmp_path / "o"), "--io-threads", "0",
+                 "--no-progress"]) == 2
+    assert "--io-threads must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_batch_size_below_one_is_refused(run_dir, mixed_folder, tmp_path, capsys):

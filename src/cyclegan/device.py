@@ -12,6 +12,7 @@ there; docs/PERFORMANCE.md has the table behind each rule and the commands that 
 from __future__ import annotations
 
 import contextlib
+import os
 import functools
 from pathlib import Path
 
@@ -109,6 +110,17 @@ def translation_batch_size(device: torch.device, pixels: int, ngf: int | None = 
     per_image = pixels * (ngf if isinstance(ngf, int) else 64) * _BYTES_PER_PIXEL_AND_FILTER
     return max(1, min(MAX_TRANSLATION_BATCH, MAX_TRANSLATION_BATCH_PIXELS // max(1, pixels),
                       free // 2 // max(1, per_image)))
+
+
+def translation_io_threads(device: torch.device) -> int:
+    """How many threads decode and encode image files around the network in `translate`.
+
+    Two on a CPU, whose cores the network's own threads keep busy. On a GPU the files are most of
+    the work at ordinary sizes (docs/PERFORMANCE.md, the H200 section), so up to eight, as many as
+    the host has cores."""
+    if device.type != "cuda":
+        return 2
+    return max(2, min(8, os.cpu_count() or 1))
 
 
 def describe_translation_precision(requested: str, device: torch.device) -> str:

@@ -24,7 +24,8 @@ from PIL import Image
 from cyclegan.checkpoint import GeneratorSpec, generator_directions, load_generator
 from cyclegan.config import BACKENDS, DIRECTIONS
 from cyclegan.data.images import image_to_tensor, list_images, load_image, save_image_atomic, tensor_to_image
-from cyclegan.device import autocast, select_device, translation_batch_size, translation_precision
+from cyclegan.device import (autocast, select_device, translation_batch_size, translation_io_threads,
+                             translation_precision)
 from cyclegan.errors import ConfigError, CycleGANError, UnreadableImageError
 from cyclegan.export import load_onnx_generator
 from cyclegan.layers.nnpack import available as nnpack_available
@@ -32,9 +33,6 @@ from cyclegan.layers.nnpack import use_nnpack
 from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
 from cyclegan.video import VideoOptions, VideoResult, is_video, list_videos, output_name, translate_video
 
-# Images decoded ahead of the network, and encodings still being written, in translate_files:
-# enough to keep the model busy, few enough that huge images do not pile up in memory.
-_PREFETCH = 2
 
 
 def pad_to_multiple(batch: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -166,13 +164,14 @@ class Translator:
     def translate_files(self, inputs: Iterable[str | Path], out_dir: str | Path,
                         progress: Callable[[Iterable], Iterable] | None = None,
                         video: VideoOptions | None = None, batch_size: int | None = None,
-                        shard: tuple[int, int] = (0, 1)) -> TranslationReport:
+                        shard: tuple[int, int] = (0, 1), io_threads: int | None = None) -> TranslationReport:
         """Translate image files, videos and folders into `out_dir`, keeping file names and formats.
 
         Unreadable files are reported in the result and the rest are still translated. Two inputs
         with the same name (from different folders) get `_1`, `_2`... rather than overwriting.
-        Decoding the next images and encoding the finished ones run in worker threads while the
-        network computes (PIL and torch release the GIL for their heavy parts). Consecutive images
+        Decoding the next images and encoding the finished ones run in `io_threads` worker threads
+        while the network computes (PIL and torch release the GIL for their heavy parts; None: as
+        many as `device.translation_io_threads` gives for the device). Consecutive images
         of the same size go through the network together, `batch_size` at a time (None: as many as
         `device.translation_batch_size` allows for the device). Videos, recognised by content, go
         through `cyclegan.video` with the `video` options, after the images.
@@ -195,7 +194,8 @@ class Translator:
         taken: list[Path] = []
         image_targets = [_claim(out_dir / path.name, taken) for path in images]
         video_targets = [_claim(out_dir / output_name(path, video.codec), taken) for path in videos]
-        self._translate_images(list(zip(images, image_targets))[rank::world_size], report, progress, batch_size)
+        self._translate_images(list(zip(images, image_targets))[rank::world_size], report, progress, batch_size,
+                               io_threads or translation_io_threads(self.device))
         for path, target in list(zip(videos, video_targets))[rank::world_size]:
             frames_dir = video.frames_dir and Path(video.frames_dir) / target.stem
             try:
@@ -208,17 +208,20 @@ class Translator:
         return report
 
     def _translate_images(self, plan: list[tuple[Path, Path]], report: TranslationReport,
-                          progress: Callable[[Iterable], Iterable] | None, batch_size: int | None) -> None:
+                          progress: Callable[[Iterable], Iterable] | None, batch_size: int | None,
+                          io_threads: int) -> None:
         group: list[tuple[Image.Image, Path]] = []  # decoded images of one size, waiting for the network
+        # Up to one image decoded ahead and one encoding waiting per thread (beside the batch): enough
+        # to keep the threads and the network busy, few enough that huge images do not pile up in memory.
 
-        with ThreadPoolExecutor(max_workers=_PREFETCH, thread_name_prefix="translate-io") as pool:
+        with ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="translate-io") as pool:
             loading: dict[int, Future] = {}
             saving: deque[Future] = deque()
 
-            def save(image: Image.Image, target: Path) -> None:
-                saving.append(pool.submit(save_image_atomic, image, target))
+            def save(result: torch.Tensor | Image.Image, target: Path) -> None:
+                saving.append(pool.submit(_write, result, target))
                 report.written.append(target)
-                while len(saving) > _PREFETCH + len(group):
+                while len(saving) > io_threads + len(group):
                     saving.popleft().result()  # re-raises a failed write (a full disk) here
 
             def flush() -> None:
@@ -226,11 +229,11 @@ class Translator:
                     batch = torch.stack([image_to_tensor(image) for image, _target in group])
                     outputs = self.translate_tensor(batch).cpu()
                     for output, (_image, target) in zip(outputs, group):
-                        save(tensor_to_image(output), target)
+                        save(output, target)
                     group.clear()
 
             for index, (path, target) in enumerate(progress(plan) if progress and plan else plan):
-                for ahead in range(index, min(index + _PREFETCH + 1, len(plan))):
+                for ahead in range(index, min(index + io_threads + 1, len(plan))):
                     if ahead not in loading:
                         loading[ahead] = pool.submit(load_image, plan[ahead][0], self.input_channels)
                 try:
@@ -252,6 +255,12 @@ class Translator:
             flush()
             for pending in saving:
                 pending.result()
+
+
+def _write(result: torch.Tensor | Image.Image, target: Path) -> None:
+    """Encode one translated image (a network output, or a tiled translation's image) into `target`;
+    runs in a worker thread, so the conversion too is off the network's thread."""
+    save_image_atomic(tensor_to_image(result) if isinstance(result, torch.Tensor) else result, target)
 
 
 def _claim(target: Path, taken: list[Path]) -> Path:

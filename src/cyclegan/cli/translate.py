@@ -51,7 +51,11 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", "--batch_size", type=int, default=None, metavar="N",
                         help="Images of one size, and video frames, per generator call (default: for images, "
                              "chosen for the device: 1 on a CPU, whose convolutions take one image at a time, as "
-                             "many as half the free memory holds on a GPU; 4 video frames).")
+                             "many as half the free memory holds on a GPU, at most 32 images and 32 x 256^2 "
+                             "pixels; 4 video frames).")
+    parser.add_argument("--io-threads", type=int, default=None, metavar="N",
+                        help="Threads decoding and encoding image files around the network (default: 2 on a "
+                             "CPU, whose cores the network uses; on a GPU up to 8, as many as the host has cores).")
     add_progress_argument(parser)
     video = parser.add_argument_group(
         "videos", "Videos (mp4, mov, mkv, webm, avi) keep their frame count, timestamps, size, sound and "
@@ -86,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.io_threads is not None and args.io_threads < 1:
+        raise ConfigError(f"--io-threads must be at least 1, got {args.io_threads}")
     checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
     device = select_device(args.device)
     dist = Distributed.from_environment(device)
@@ -111,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
                              crf=args.video_crf, start=args.start, duration=args.duration,
                              frames_dir=args.frames_dir and Path(args.frames_dir), progress=video_progress)
         report = translator.translate_files(args.inputs, args.out, progress=progress, video=video,
-                                            batch_size=args.batch_size, shard=(dist.rank, dist.world_size))
+                                            batch_size=args.batch_size, shard=(dist.rank, dist.world_size),
+                                            io_threads=args.io_threads)
         reports = dist.gather((len(report.written), report.notes, report.failed))
     except BaseException:
         dist.close(wait_for_others=False)
