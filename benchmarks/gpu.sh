@@ -19,6 +19,18 @@
 # runs (checkpoints included) under OUT, more files than a lent machine sends back: give them a
 # scratch folder and copy back OUT/*.txt and OUT/*.tar.gz (the tables, logs, scores and loss logs
 # of every run, without weights), e.g. `benchmarks/gpu.sh study /tmp/s && cp /tmp/s/*.txt /tmp/s/*.tar.gz "$OUT"`.
+# Carry the FCN-score segmenter's cache too (~/.cache/cyclegan/segmenters, 0.6 MB) and point
+# CYCLEGAN_CACHE at it: the scores then come from the very segmenter the CPU runs were scored with.
+#
+# How the 2026-11-30 session ran it on the lent H200 (one call; the machine's `python` is not the one
+# with torch, /opt/torch/.venv/bin's is), after `mkdir -p .gpucarry/data .gpucarry/cache &&
+# cp -r ../shared/data/cityscapes .gpucarry/data/ && cp -r ~/.cache/cyclegan/segmenters .gpucarry/cache/`
+# with /.gpucarry/ in .git/info/exclude, and `.gpucarry` carried:
+#   export PATH=/opt/torch/.venv/bin:$PATH PYTHONPATH=$PWD/src CYCLEGAN_CACHE=$PWD/.gpucarry/cache \
+#          SHARED=$PWD/.gpucarry/data
+#   timeout 360 benchmarks/gpu.sh parity128 /tmp/p; timeout 300 benchmarks/gpu.sh fast /tmp/f
+#   cd /tmp && tar czf $OUT/results.tar.gz --exclude=checkpoints --exclude=gallery --exclude='*.safetensors' \
+#          --exclude=synth64 --exclude='*.png' p f
 set -euo pipefail
 part=${1:?usage: benchmarks/gpu.sh speed|parity|paths|compile|fast|study|parity128 OUT}
 OUT=$(realpath -m "${2:?usage: benchmarks/gpu.sh PART OUT}")
