@@ -94,19 +94,19 @@ def run_label(path: Path, every: list[Path]) -> str:
     """The run's folder name (`seed1`), or `parent/seed1` where two runs share a name: runs from two
     machines (benchmarks/gpu.sh parity128 beside the CPU's seeds) are separate replicates."""
     name = path.parent.name
-    if sum(other.parent.name == name for other in dict.fromkeys(every)) > 1:
+    if sum(other.parent.name == name for other in every) > 1:
         return f"{path.parent.parent.name}/{name}"
     return name
 
 
 def main(argv=None) -> int:
     paths = [Path(text) for text in (sys.argv[1:] if argv is None else argv)]
-    found = [path for path in paths if path.is_file()]
+    found = list(dict.fromkeys(path for path in paths if path.is_file()))  # a path given twice counts once
     if not found:
         print("no finished seeds: no evaluation.json among " + (" ".join(map(str, paths)) or "(no paths)")
               + "; run benchmarks/reference_parity.sh SEED first", file=sys.stderr)
         return 1
-    reports = {run_label(path, found): json.loads(path.read_text()) for path in dict.fromkeys(found)}
+    reports = {run_label(path, found): json.loads(path.read_text()) for path in found}
     rows = summary_rows(reports)
     if not rows:
         print("the evaluation.json files hold no segmentation scores", file=sys.stderr)

@@ -23,12 +23,17 @@ def run_script(name: str, *arguments: str, timeout: float = 300) -> subprocess.C
                           capture_output=True, text=True, timeout=timeout)
 
 
-def load_common():
-    spec = importlib.util.spec_from_file_location("benchmarks_common", BENCHMARKS / "common.py")
+def load_benchmark(file_name: str, module_name: str):
+    """A benchmarks/ script imported as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(module_name, BENCHMARKS / file_name)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+def load_common():
+    return load_benchmark("common.py", "benchmarks_common")
 
 
 def table_rows(stdout: str, first_column: str) -> list[list[str]]:
@@ -66,11 +71,8 @@ def test_train_step_builds_the_candidate_from_the_single_variant_flags(tmp_path)
 
 
 def test_the_fused_variant_trains_with_fused_adam_and_keeps_the_learning_rate(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("benchmarks_train_step", BENCHMARKS / "train_step.py")
-    train_step = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, train_step)  # its dataclasses look their module up
-    spec.loader.exec_module(train_step)
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # train_step.py imports its neighbours by name
+    train_step = load_benchmark("train_step.py", "benchmarks_train_step")
     variant = train_step.Variant.parse("fp32+fused")
     assert variant.name == "fp32+fused" and variant.fused_adam
     args = train_step.parse_args(["--size", "32", "--netG", "resnet_6blocks", *TINY, "--device", "cpu"])
@@ -207,11 +209,7 @@ def test_translate_folder_crosses_batch_sizes_with_file_thread_counts(tmp_path):
 # --- seeded_study.py (and the scripts built on it: precision_parity.py, seed_summary.py) -------------
 
 def load_seeded_study():
-    spec = importlib.util.spec_from_file_location("seeded_study", BENCHMARKS / "seeded_study.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("seeded_study.py", "seeded_study")
 
 
 def write_run(out: Path, seed: int, variant: str, scores: dict, report: str = "evaluation.json",

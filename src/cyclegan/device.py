@@ -12,8 +12,8 @@ there; docs/PERFORMANCE.md has the table behind each rule and the commands that 
 from __future__ import annotations
 
 import contextlib
-import os
 import functools
+import os
 from pathlib import Path
 
 import torch

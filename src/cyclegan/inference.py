@@ -34,7 +34,6 @@ from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
 from cyclegan.video import VideoOptions, VideoResult, is_video, list_videos, output_name, translate_video
 
 
-
 def pad_to_multiple(batch: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad H and W up to a multiple, and to at least `minimum` (reflecting the border, which the
     networks were trained to see at crop edges; replicate where the image is too small to reflect)."""
