@@ -117,10 +117,15 @@ def translation_io_threads(device: torch.device) -> int:
 
     Two on a CPU, whose cores the network's own threads keep busy. On a GPU the files are most of
     the work at ordinary sizes (docs/PERFORMANCE.md, the H200 section), so up to eight, as many as
-    the host has cores."""
+    the host has cores; under `torchrun` the host's cores are shared by its LOCAL_WORLD_SIZE
+    processes, so each takes its share rather than all of them."""
     if device.type != "cuda":
         return 2
-    return max(2, min(8, os.cpu_count() or 1))
+    try:
+        processes_on_host = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        processes_on_host = 1
+    return max(2, min(8, (os.cpu_count() or 1) // processes_on_host))
 
 
 def describe_translation_precision(requested: str, device: torch.device) -> str:
