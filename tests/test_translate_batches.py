@@ -116,10 +116,9 @@ def test_files_are_decoded_and_encoded_by_two_threads_on_a_cpu_and_up_to_eight_o
 
 def test_processes_started_by_torchrun_on_one_host_share_its_cores_for_file_threads(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    for processes, threads in (("1", 8), ("2", 8), ("4", 4), ("8", 2), ("16", 2), ("", 8), ("x", 8)):
-        monkeypatch.setenv("LOCAL_WORLD_SIZE", processes)
-        assert translation_io_threads(CUDA) == threads, processes
-    assert translation_io_threads(torch.device("cpu")) == 2
+    for processes, threads in ((1, 8), (2, 8), (4, 4), (8, 2), (16, 2), (0, 8)):
+        assert translation_io_threads(CUDA, processes) == threads, processes
+    assert translation_io_threads(torch.device("cpu"), 4) == 2
 
 
 def test_io_threads_below_one_are_refused(run_dir, mixed_folder, tmp_path, capsys):

@@ -112,20 +112,16 @@ def translation_batch_size(device: torch.device, pixels: int, ngf: int | None = 
                       free // 2 // max(1, per_image)))
 
 
-def translation_io_threads(device: torch.device) -> int:
+def translation_io_threads(device: torch.device, processes_on_host: int = 1) -> int:
     """How many threads decode and encode image files around the network in `translate`.
 
     Two on a CPU, whose cores the network's own threads keep busy. On a GPU the files are most of
     the work at ordinary sizes (docs/PERFORMANCE.md, the H200 section), so up to eight, as many as
-    the host has cores; under `torchrun` the host's cores are shared by its LOCAL_WORLD_SIZE
-    processes, so each takes its share rather than all of them."""
+    the host has cores; under `torchrun` the host's cores are shared by its `processes_on_host`,
+    so each takes its share rather than all of them."""
     if device.type != "cuda":
         return 2
-    try:
-        processes_on_host = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        processes_on_host = 1
-    return max(2, min(8, (os.cpu_count() or 1) // processes_on_host))
+    return max(2, min(8, (os.cpu_count() or 1) // max(1, processes_on_host)))
 
 
 def describe_translation_precision(requested: str, device: torch.device) -> str:

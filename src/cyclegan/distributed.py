@@ -1,7 +1,7 @@
 """Several processes with torchrun: one per GPU (or CPU, with gloo), many nodes.
 
-`torchrun --nproc_per_node N -m cyclegan train ...` (or `... translate ...`) sets RANK, WORLD_SIZE
-and LOCAL_RANK; `Distributed.from_environment()` reads them and joins the process group. In
+`torchrun --nproc_per_node N -m cyclegan train ...` (or `... translate ...`) sets RANK, WORLD_SIZE,
+LOCAL_RANK and LOCAL_WORLD_SIZE; `Distributed.from_environment()` reads them and joins the process group. In
 training each rank trains on a disjoint shard of every epoch, DistributedDataParallel averages the
 gradients, and only rank 0 writes logs, galleries and checkpoints; in translation each rank
 translates its share of the files and rank 0 reports for all.
@@ -21,6 +21,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # processes on this host, which share its CPU cores
 
     @property
     def enabled(self) -> bool:
@@ -39,7 +40,8 @@ class Distributed:
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(backend=backend)
         return cls(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                   local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+                   local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+                   local_world_size=max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
     def device(self, device: torch.device) -> torch.device:
         """Each rank of a node takes its own GPU."""

@@ -80,7 +80,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Under torchrun each process translates its share of the files (on its own GPU, if any) and
     rank 0 reports for all."""
-    from cyclegan.device import describe_translation_precision, select_device
+    from cyclegan.device import describe_translation_precision, select_device, translation_io_threads
     from cyclegan.distributed import Distributed
     from cyclegan.errors import ConfigError
     from cyclegan.checkpoint import find_checkpoint
@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
                              frames_dir=args.frames_dir and Path(args.frames_dir), progress=video_progress)
         report = translator.translate_files(args.inputs, args.out, progress=progress, video=video,
                                             batch_size=args.batch_size, shard=(dist.rank, dist.world_size),
-                                            io_threads=args.io_threads)
+                                            io_threads=args.io_threads or translation_io_threads(
+                                                translator.device, dist.local_world_size))
         reports = dist.gather((len(report.written), report.notes, report.failed))
     except BaseException:
         dist.close(wait_for_others=False)
