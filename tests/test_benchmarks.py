@@ -568,3 +568,21 @@ def test_train_process_sums_import_time_per_top_level_package(monkeypatch):
 def test_train_process_needs_two_increasing_iteration_counts():
     result = run_script("train_process.py", "--iterations", "12,2")
     assert result.returncode == 2 and "two counts N1,N2 with 1 <= N1 < N2" in result.stderr
+
+
+def test_allocator_reports_both_iterations_under_both_malloc_settings(tmp_path):
+    out = tmp_path / "allocator.json"
+    result = run_script("allocator.py", "--size", "32", "--netG", "resnet_6blocks", "--ngf", "8",
+                        "--iterations", "2", "--threads", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = [line.split()[:2] for line in result.stdout.splitlines() if line.split()[:1] in (["default"], ["fixed"])]
+    assert rows == [["default", "reference"], ["default", "fp32"], ["fixed", "reference"], ["fixed", "fp32"]]
+    report = json.loads(out.read_text())["results"]
+    assert sorted(report) == ["default fp32", "default reference", "fixed fp32", "fixed reference"]
+    assert all(len(probe["times"]) == 2 and probe["peak_rss"] > 0 for probes in report.values() for probe in probes)
+
+
+def test_allocator_needs_a_warm_up_iteration_and_a_timed_one():
+    result = run_script("allocator.py", "--iterations", "1")
+    assert result.returncode == 2
+    assert "--iterations must be at least 2" in result.stderr
