@@ -1,8 +1,9 @@
 """What glibc's malloc setting costs and saves in training: peak RSS and seconds per iteration of
 the reference iteration and of the project's default Trainer step, each in a fresh process, under
-glibc's default (adaptive) mmap threshold and under a fixed one (`mallopt(M_MMAP_THRESHOLD)`,
-what `MALLOC_MMAP_THRESHOLD_=1048576` sets), so every block of that size or more goes back to the
-system when freed.
+glibc's default (adaptive) mmap threshold and under a fixed one (`MALLOC_MMAP_THRESHOLD_` in the
+process's environment, which glibc applies as `mallopt(M_MMAP_THRESHOLD)` before the first
+allocation), so every block of that size or more goes back to the system when freed. Each process
+is train_step.py's memory probe, which also reports the seconds of each of its iterations.
 
 Why it is a question: with the Winograd (NNPACK) convolutions the project's peak RSS is above the
 reference's under glibc's default, and the fixed threshold removes that extra (docs/PERFORMANCE.md);
@@ -15,67 +16,32 @@ it on a quiet machine and repeat with `--rounds`.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import json
+import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
+import torch
+
+import common
+import train_step
+
 SETTINGS = ("default", "fixed")
-KINDS = ("reference", "fp32")
-PREFIX = "ALLOCATOR-PROBE "
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-
-
-def fix_mmap_threshold(threshold: int) -> None:
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None or not hasattr(ctypes.CDLL(libc_name), "mallopt"):
-        raise SystemExit("this C library has no mallopt (glibc only): nothing to measure here")
-    if ctypes.CDLL(libc_name).mallopt(M_MMAP_THRESHOLD, threshold) != 1:
-        raise SystemExit(f"mallopt(M_MMAP_THRESHOLD, {threshold}) was refused")
-
-
-def probe(args: argparse.Namespace) -> int:
-    """One fresh process: one setting, one kind of iteration; prints its times and peak RSS."""
-    if args.probe_setting == "fixed":
-        fix_mmap_threshold(args.threshold)  # before torch allocates anything
-    import torch
-
-    import common
-    import train_step
-
-    common.set_threads(args.threads)
-    step_args = train_step.parse_args(["--size", str(args.size), "--netG", args.netG, "--ngf", str(args.ngf)])
-    step_args.device = torch.device("cpu")
-    with tempfile.TemporaryDirectory(prefix="bench-alloc-") as tmp:
-        workdir = Path(tmp)
-        train_step.write_dataset(workdir / "data", args.size)
-        real_a, real_b = train_step.make_inputs(step_args)
-        step = train_step.build_step(args.probe_kind, step_args, workdir, real_a, real_b)
-        times = []
-        for _ in range(args.iterations):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-    print(PREFIX + json.dumps({"times": times, "peak_rss": common.peak_rss_bytes()}), flush=True)
-    return 0
+KINDS = (train_step.REFERENCE, "fp32")
 
 
 def run_probe(args: argparse.Namespace, setting: str, kind: str) -> dict:
-    command = [sys.executable, __file__, "--probe-setting", setting, "--probe-kind", kind,
-               "--size", str(args.size), "--netG", args.netG, "--ngf", str(args.ngf),
-               "--iterations", str(args.iterations), "--threshold", str(args.threshold)]
-    if args.threads is not None:
-        command += ["--threads", str(args.threads)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    lines = [line for line in result.stdout.splitlines() if line.startswith(PREFIX)]
-    if result.returncode != 0 or not lines:
-        raise SystemExit(f"probe {setting} {kind} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    return json.loads(lines[-1][len(PREFIX):])
+    """One fresh process: one malloc setting, one kind of iteration; its times and peak RSS."""
+    step_args = train_step.parse_args(["--size", str(args.size), "--netG", args.netG, "--ngf", str(args.ngf),
+                                       "--probe-iterations", str(args.iterations)])
+    step_args.device, step_args.threads = torch.device("cpu"), args.threads
+    env = {"MALLOC_MMAP_THRESHOLD_": str(args.threshold)} if setting == "fixed" else {}
+    try:
+        return common.peak_memory_in_subprocess(Path(train_step.__file__),
+                                                train_step.probe_arguments(step_args, kind), env=env)
+    except RuntimeError as error:
+        raise SystemExit(f"probe {setting} {kind}: {error}") from error
 
 
 def main(argv=None) -> int:
@@ -89,13 +55,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threshold", type=int, default=1 << 20, help="The fixed mmap threshold, bytes.")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
     parser.add_argument("--json", default=None, help="Also write the results to this JSON file.")
-    parser.add_argument("--probe-setting", choices=SETTINGS, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--probe-kind", choices=KINDS, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.iterations < 2 or args.rounds < 1:
         parser.error("--iterations must be at least 2 (the first is a warm-up) and --rounds at least 1")
-    if args.probe_setting:
-        return probe(args)
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        parser.error("unset MALLOC_MMAP_THRESHOLD_ first: the processes measuring glibc's default would inherit it")
 
     print(f"training iteration, {args.netG}, {args.size}x{args.size}, {args.iterations} iterations per "
           f"process, {args.rounds} round(s); fixed mmap threshold {args.threshold} bytes")
@@ -106,7 +70,7 @@ def main(argv=None) -> int:
                 results[f"{setting} {kind}"].append(run_probe(args, setting, kind))
 
     def median_seconds(name: str) -> float:
-        return statistics.median(t for probe_result in results[name] for t in probe_result["times"][1:])
+        return statistics.median(t for probe_result in results[name] for t in probe_result["probe_times"][1:])
 
     def peak_mib(name: str) -> float:
         return statistics.median(probe_result["peak_rss"] for probe_result in results[name]) / 2**20

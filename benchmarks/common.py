@@ -155,10 +155,11 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS reports bytes, Linux KiB
 
 
-def report_probe(rss_after_setup: int, device: torch.device | None = None) -> None:
-    """Called at the end of a memory probe: print its result for `peak_memory_in_subprocess`.
+def report_probe(rss_after_setup: int, device: torch.device | None = None, **extra) -> None:
+    """Called at the end of a memory probe: print its result (and any `extra` values, e.g. the
+    probe's iteration times) for `peak_memory_in_subprocess`.
     On a GPU, "peak" is the most device memory the tensors held; on the CPU, the peak RSS."""
-    result = {"peak_rss": peak_rss_bytes(), "rss_after_setup": rss_after_setup}
+    result = {"peak_rss": peak_rss_bytes(), "rss_after_setup": rss_after_setup, **extra}
     if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
         result["peak_cuda"] = torch.cuda.max_memory_allocated(device)
@@ -166,12 +167,14 @@ def report_probe(rss_after_setup: int, device: torch.device | None = None) -> No
     print(PROBE_PREFIX + json.dumps(result), flush=True)
 
 
-def peak_memory_in_subprocess(script: Path, arguments: list[str], timeout: float | None = None) -> dict:
-    """Run `script arguments` (a memory probe) in a new interpreter and return what it reported:
-    {"peak_rss": bytes, "rss_after_setup": bytes}. Raises RuntimeError with its stderr on failure."""
+def peak_memory_in_subprocess(script: Path, arguments: list[str], timeout: float | None = None,
+                              env: dict[str, str] | None = None) -> dict:
+    """Run `script arguments` (a memory probe) in a new interpreter, with `env` added to this
+    process's environment, and return what it reported: {"peak_rss": bytes, "rss_after_setup":
+    bytes, ...}. Raises RuntimeError with its stderr on failure."""
     command = [sys.executable, str(script), *arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
     lines = [line for line in result.stdout.splitlines() if line.startswith(PROBE_PREFIX)]
     if result.returncode != 0 or not lines:
         raise RuntimeError(f"memory probe {' '.join(command)} failed (exit {result.returncode}):\n"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,16 +239,20 @@ def probe_arguments(args: argparse.Namespace, name: str) -> list[str]:
 
 
 def run_memory_probe(args: argparse.Namespace) -> int:
-    """Build one variant, run a few iterations and report this process's peak RSS."""
+    """Build one variant, run a few iterations and report this process's peak RSS (and the
+    seconds of each iteration, which benchmarks/allocator.py reads)."""
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         workdir = Path(tmp)
         write_dataset(workdir / "data", args.size)
         real_a, real_b = make_inputs(args)
         step = build_step(args.memory_probe, args, workdir, real_a, real_b)
         rss_after_setup = common.peak_rss_bytes()
+        times = []
         for _ in range(args.probe_iterations):
+            start = time.perf_counter()
             step()
-        common.report_probe(rss_after_setup, args.device)
+            times.append(time.perf_counter() - start)
+        common.report_probe(rss_after_setup, args.device, probe_times=times)
     return 0
 
 

@@ -579,7 +579,7 @@ def test_allocator_reports_both_iterations_under_both_malloc_settings(tmp_path):
     assert rows == [["default", "reference"], ["default", "fp32"], ["fixed", "reference"], ["fixed", "fp32"]]
     report = json.loads(out.read_text())["results"]
     assert sorted(report) == ["default fp32", "default reference", "fixed fp32", "fixed reference"]
-    assert all(len(probe["times"]) == 2 and probe["peak_rss"] > 0 for probes in report.values() for probe in probes)
+    assert all(len(probe["probe_times"]) == 2 and probe["peak_rss"] > 0 for probes in report.values() for probe in probes)
 
 
 def test_allocator_needs_a_warm_up_iteration_and_a_timed_one():
