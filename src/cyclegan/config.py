@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cyclegan.directions import DIRECTIONS  # noqa: F401  (re-exported: the choices of --direction)
 from cyclegan.errors import ConfigError
 
 
@@ -37,8 +38,6 @@ LR_POLICIES = ("linear", "step", "cosine", "plateau")
 LR_GAMMA_DEFAULTS = {"step": 0.1, "plateau": 0.2}
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# The two translation directions of a CycleGAN checkpoint: AtoB applies G_AB, BtoA applies G_BA.
-DIRECTIONS = ("AtoB", "BtoA")
 BACKENDS = ("auto", "torch", "onnxruntime")
 # The validation scores a run can pick its best checkpoint by, per model (all lower-is-better): a
 # sum over the model's directions ("kid") or one direction's ("kid_AtoB"). pix2pix has AtoB only, and
