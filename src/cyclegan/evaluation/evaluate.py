@@ -129,7 +129,12 @@ def run_config_size(checkpoint: str | Path) -> int | None:
         return None
 
 
-def _skipped_directions(translators: dict[Direction, Translator]) -> dict[Direction, str]:
+def _by_direction(translators: dict[str, Translator]) -> dict[Direction, Translator]:
+    """`load_translators`' translators (keyed by the plain spelling) keyed by Direction."""
+    return {Direction.parse(key): translator for key, translator in translators.items()}
+
+
+def _skipped_directions(translators: dict[str, Translator]) -> dict[Direction, str]:
     """Why the directions a checkpoint does not hold are not scored."""
     if Direction.B_TO_A in translators:
         return {}
@@ -243,14 +248,13 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     info = describe_dataset(data_dir, labels_domain)
     if size is None:
         size = run_config_size(checkpoint)
-    translators = {Direction.parse(key): translator
-                   for key, translator in load_translators(checkpoint, device=device, precision=precision).items()}
+    translators = load_translators(checkpoint, device=device, precision=precision)
     skipped = _skipped_directions(translators)
     notes: list[str] = []
     inception = _inception_network(fid, inception_weights, device, notes, say)  # fails early if --fid cannot work
 
     channels = {}
-    for direction, translator in translators.items():
+    for direction, translator in _by_direction(translators).items():
         channels.setdefault(direction.source, translator.spec.input_nc)
         channels.setdefault(direction.target, translator.spec.output_nc)
     paths = {domain: list_images(folder) for domain, folder in zip(DOMAINS, test_folders(info.root))}
@@ -265,7 +269,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     directions: dict[Direction, DirectionEvaluation | SkippedDirection] = {
         direction: SkippedDirection(reason) for direction, reason in skipped.items()}
     real_features: dict[str, np.ndarray] = {}
-    for direction, translator in translators.items():
+    for direction, translator in _by_direction(translators).items():
         source, target = direction.source, direction.target
         say(f"translating test{source} -> {target}")
         fake[direction], cycle_pairs = _translate(translator, translators.get(direction.reverse), real[source],

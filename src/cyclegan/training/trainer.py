@@ -285,9 +285,9 @@ class Trainer:
             return {"skipped": 1.0}
         if values_g:
             self.scaler.step(self.optimizer_g)
-            self.epoch_loss_sum += sum(values_g.values())
-            self.epoch_loss_count += 1
             self.progress_totals["G"] = sum(values_g.values())
+            self.epoch_loss_sum += self.progress_totals["G"]
+            self.epoch_loss_count += 1
         if self._nonfinite(values_d):
             self.scaler.update()  # the generator's optimizer did step (fp16 needs one update per step)
             return {**values_g, "skipped": 1.0}
