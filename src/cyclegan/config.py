@@ -79,6 +79,16 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: tuple |
     return field(default=default, metadata=metadata)
 
 
+def flag_of(option_field: dataclasses.Field) -> str:
+    """The command-line flag of an `option` field: its own spelling, else "--" + the name with dashes."""
+    return option_field.metadata.get("flag") or "--" + option_field.name.replace("_", "-")
+
+
+def negative_flag_of(option_field: dataclasses.Field) -> str:
+    """The flag that turns a boolean `option` field off: its own spelling, else "--no-" + the name."""
+    return option_field.metadata.get("negative_flag") or "--no-" + option_field.name.replace("_", "-")
+
+
 def model_default_text(section: str, name: str) -> str | None:
     """How the help shows a default that depends on --model ("resnet_9blocks; pix2pix: unet_256")."""
     values = {model: defaults.get(section, {}).get(name) for model, defaults in MODEL_DEFAULTS.items()}

@@ -8,10 +8,8 @@ from pathlib import Path
 
 from cyclegan.cli import reference
 from cyclegan.config import SECTIONS, TrainConfig, model_default_text
-
-
-def _flag(field: dataclasses.Field) -> str:
-    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+from cyclegan.config import flag_of as _flag
+from cyclegan.config import negative_flag_of
 
 
 def _value_type(field: dataclasses.Field, owner: type):
@@ -43,7 +41,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections=tuple(SECTION
             if value_type is bool:
                 group.add_argument(*flags, dest=dest, action="store_true", default=argparse.SUPPRESS,
                                    help=help_text)
-                negative = field.metadata.get("negative_flag") or "--no-" + field.name.replace("_", "-")
+                negative = negative_flag_of(field)
                 group.add_argument(*_spellings(negative), dest=dest, action="store_false",
                                    default=argparse.SUPPRESS, help=f"Opposite of {_flag(field)}.")
             else:
@@ -91,7 +89,7 @@ def config_to_argv(config: TrainConfig, base: TrainConfig | None = None) -> list
             if value == default:
                 continue
             if isinstance(value, bool):
-                negative = field.metadata.get("negative_flag") or "--no-" + field.name.replace("_", "-")
+                negative = negative_flag_of(field)
                 argv.append(_flag(field) if value else negative)
             elif value is not None:
                 argv.extend([_flag(field), str(value)])

@@ -18,6 +18,8 @@ from PIL import Image, ImageOps
 
 from cyclegan.errors import DatasetError, UnreadableImageError
 from cyclegan.fileio import write_atomic
+# The [-1, 1] <-> 8-bit conversion lives in imageconv; re-exported because every caller looks here.
+from cyclegan.imageconv import image_to_tensor, tensor_to_image  # noqa: F401
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -203,34 +205,6 @@ def _gray_to_uint8(values: np.ndarray) -> np.ndarray:
     else:
         scaled = np.zeros_like(values)
     return np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
-
-
-def image_to_tensor(img: Image.Image) -> torch.Tensor:
-    """An 8-bit "RGB" or "L" image as a float32 (C, H, W) tensor in [-1, 1]."""
-    if img.mode not in ("RGB", "L"):
-        raise ValueError(f"expected an 'RGB' or 'L' image, got mode {img.mode!r}; use load_image")
-    array = np.array(img, dtype=np.uint8)  # a writable copy for torch.from_numpy
-    if array.ndim == 2:
-        array = array[:, :, None]
-    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float()
-    return tensor / 127.5 - 1.0
-
-
-def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
-    """A (C, H, W) or (1, C, H, W) tensor in [-1, 1] as an 8-bit "RGB" (C=3) or "L" (C=1) image.
-
-    Values outside [-1, 1] are clamped and NaN becomes -1 (black); values are rounded.
-    """
-    if tensor.dim() == 4:
-        if tensor.shape[0] != 1:
-            raise ValueError(f"expected one image, got a batch of {tensor.shape[0]}")
-        tensor = tensor[0]
-    if tensor.dim() != 3 or tensor.shape[0] not in (1, 3):
-        raise ValueError(f"expected a (C, H, W) tensor with C = 1 or 3, got {tuple(tensor.shape)}")
-    values = torch.nan_to_num(tensor.detach().to("cpu", torch.float32), nan=-1.0)
-    values = ((values.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-    array = values.permute(1, 2, 0).contiguous().numpy()
-    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
 def save_image_atomic(img: Image.Image, path: str | os.PathLike) -> None:

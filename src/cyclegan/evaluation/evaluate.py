@@ -22,7 +22,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -32,24 +32,22 @@ from PIL import Image
 
 from cyclegan.data.images import list_images, load_image
 from cyclegan.data.layout import test_folders
+from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError, DatasetError
 from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.evaluation.image_metrics import psnr, read_image_tensor, ssim
+from cyclegan.evaluation.scoring import KID_SUBSET_SIZE, KID_SUBSETS, DirectionScores, score_direction
 from cyclegan.evaluation.segmentation import (CITYSCAPES, CITYSCAPES_LABELS, LabelSet, confusion_matrix,
                                               label_set_from_classes_json, nearest_palette_ids, palette_coverage,
                                               read_class_ids, segmentation_scores)
 from cyclegan.evaluation.segmenter import DEFAULT_STEPS, Segmenter, train_segmenter, train_synthetic_segmenter
 from cyclegan.fileio import write_text_atomic
+from cyclegan.imageconv import to_uint8, to_unit_range
 from cyclegan.inference import Translator, load_translators
 
 DOMAINS = ("A", "B")
-# The source and target domain of each translation direction.
-DIRECTION_DOMAINS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}
 CITYSCAPES_NAME = re.compile(r"^[a-z]+_\d{6}_\d{6}")
 DEFAULT_SEGMENTER_SIZE = {"synthetic": 64, "cityscapes": 128}
-# Subsets of 1000 as Binkowski et al., but never more than half the test set: with small test
-# sets, subsets equal to the whole set would all give the same value and a std of 0.
-KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 
 
 @dataclass
@@ -131,21 +129,18 @@ def run_config_size(checkpoint: str | Path) -> int | None:
         return None
 
 
-def _skipped_directions(translators: dict[str, Translator]) -> dict[str, str]:
+def _by_direction(translators: dict[str, Translator]) -> dict[Direction, Translator]:
+    """`load_translators`' translators (keyed by the plain spelling) keyed by Direction."""
+    return {Direction.parse(key): translator for key, translator in translators.items()}
+
+
+def _skipped_directions(translators: dict[str, Translator]) -> dict[Direction, str]:
     """Why the directions a checkpoint does not hold are not scored."""
-    if "BtoA" in translators:
+    if Direction.B_TO_A in translators:
         return {}
-    if translators["AtoB"].spec.direction is None:
-        return {"BtoA": "the file holds a single generator, evaluated as AtoB"}
-    return {"BtoA": "the checkpoint has no generator for BtoA (a pix2pix run translates AtoB only)"}
-
-
-def _to_uint8(tensor: torch.Tensor) -> torch.Tensor:
-    return ((tensor.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def _to_float(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.float() / 127.5 - 1.0
+    if translators[Direction.A_TO_B].spec.direction is None:
+        return {Direction.B_TO_A: "the file holds a single generator, evaluated as AtoB"}
+    return {Direction.B_TO_A: "the checkpoint has no generator for BtoA (a pix2pix run translates AtoB only)"}
 
 
 def _runs_of_equal_shape(items: list[torch.Tensor], batch_size: int):
@@ -159,12 +154,83 @@ def _runs_of_equal_shape(items: list[torch.Tensor], batch_size: int):
         start = stop
 
 
+@dataclass(frozen=True)
+class PairedScores:
+    """PSNR / SSIM of the translations that have a real target image of the same name."""
+
+    images: int  # translations with a same-name target
+    psnr: float | None  # dB, mean over the pairs
+    ssim: float | None  # 0-1, mean over the pairs of at least 11 px
+
+    def to_record(self) -> dict:
+        return {"paired_images": self.images, "psnr": self.psnr, "ssim": self.ssim}
+
+
+@dataclass(frozen=True)
+class DirectionEvaluation:
+    """One direction's scores on the test split."""
+
+    scores: DirectionScores
+    paired: PairedScores
+
+    def to_record(self) -> dict:
+        """{"source": "testA", "target": "testB", "images", "fid", "kid": {"mean", "std", "subset_size",
+        "subsets"} | None, "cycle_l1", "paired_images", "psnr", "ssim"}."""
+        return {**self.scores.to_record(), **self.paired.to_record()}
+
+
+@dataclass(frozen=True)
+class SkippedDirection:
+    """A direction the checkpoint cannot translate, and why."""
+
+    reason: str
+
+    def to_record(self) -> dict:
+        return {"skipped": self.reason}
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Every score of a checkpoint on a dataset's test split (see `evaluate`).
+
+    `to_record()` is the JSON that `cyclegan evaluate --out` writes, with every non-finite score
+    (the PSNR of identical images) as null; `result["notes"]` reads that record too.
+    """
+
+    checkpoint: str
+    data: str
+    size: int | None  # the size test images were resized to
+    seconds: float
+    dataset: DatasetInfo
+    directions: dict[Direction, DirectionEvaluation | SkippedDirection]
+    # {"photo_to_labels", "labels_to_photo", "ceiling": scores | None, "segmenter": {...} | None}
+    # for labels <-> photo data, where scores = {"direction", "images", "pixel_accuracy",
+    # "class_accuracy", "class_iou", "pixels", "per_class": {class: {"accuracy", "iou", "pixels"}}}
+    segmentation: dict | None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_record(self) -> dict:
+        info = self.dataset
+        return _json_safe({
+            "checkpoint": self.checkpoint, "data": self.data, "size": self.size, "seconds": self.seconds,
+            "dataset": {"kind": info.kind, "labels_domain": info.labels_domain,
+                        "classes": list(info.label_set.names) if info.label_set else None},
+            "directions": {direction.value: self.directions[direction].to_record()
+                           for direction in Direction if direction in self.directions},
+            "segmentation": self.segmentation,
+            "notes": list(self.notes),
+        })
+
+    def __getitem__(self, key: str):
+        return self.to_record()[key]
+
+
 def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str | None = None,
              size: int | None = None, fid: bool | None = None, inception_weights: str | Path | None = None,
              device: str = "auto", precision: str = "auto", segmenter_size: int | None = None, segmenter_steps: int | None = None,
              segmenter_seed: int = 0, cache_dir: str | Path | None = None, batch_size: int = 8,
              kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
-             log: Callable[[str], None] | None = None) -> dict:
+             log: Callable[[str], None] | None = None) -> EvaluationResult:
     """Score `checkpoint` (run folder, checkpoint file, or anything `Translator.from_checkpoint`
     reads) on the test split of `data_dir`.
 
@@ -175,31 +241,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     segmenter (defaults: 64 px for synthetic, 128 px for Cityscapes, 600 steps, the cache in
     $CYCLEGAN_CACHE/segmenters, else ~/.cache/cyclegan/segmenters); KID averages `kid_subsets`
     subsets of min(`kid_subset_size`, images / 2) images, so that small test sets still give a
-    spread; `log` receives progress lines.
-
-    Returns a JSON-ready dict (a score that cannot be computed is None, and so is a non-finite
-    one such as the PSNR of identical images)::
-
-        {"checkpoint": str, "data": str, "size": int | None, "seconds": float,
-         "dataset": {"kind": "synthetic" | "cityscapes" | "unpaired", "labels_domain": "A" | "B" | None,
-                     "classes": [names] | None},
-         "directions": {
-             "AtoB" | "BtoA": {                       # or {"skipped": reason}
-                 "source": "testA", "target": "testB", "images": int,
-                 "fid": float | None, "kid": {"mean", "std", "subset_size", "subsets"} | None,
-                 "cycle_l1": float | None,            # mean |x - F(G(x))|, [-1, 1] units
-                 "paired_images": int,                # translations with a same-name target
-                 "psnr": float | None, "ssim": float | None}},   # mean over paired images (dB; 0-1)
-         "segmentation": None | {                     # labels <-> photo data only
-             "photo_to_labels": scores | None,        # generated label maps vs ground truth
-             "labels_to_photo": scores | None,        # segmenter on generated photos (FCN score)
-             "ceiling": scores | None,                # segmenter on the real test photos ("direction": "real")
-             "segmenter": {"size", "steps", "seed", "train_seconds", "from_cache", "training_data",
-                           "source"} | None},
-         "notes": [str]}
-
-    where scores = {"direction", "images", "pixel_accuracy", "class_accuracy", "class_iou",
-    "pixels", "per_class": {class: {"accuracy", "iou", "pixels"}}} (fractions in [0, 1]).
+    spread; `log` receives progress lines. A score that cannot be computed is None.
     """
     started = time.perf_counter()
     say = log or (lambda message: None)
@@ -212,64 +254,57 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     inception = _inception_network(fid, inception_weights, device, notes, say)  # fails early if --fid cannot work
 
     channels = {}
-    for direction, translator in translators.items():
-        source, target = DIRECTION_DOMAINS[direction]
-        channels.setdefault(source, translator.spec.input_nc)
-        channels.setdefault(target, translator.spec.output_nc)
+    for direction, translator in _by_direction(translators).items():
+        channels.setdefault(direction.source, translator.spec.input_nc)
+        channels.setdefault(direction.target, translator.spec.output_nc)
     paths = {domain: list_images(folder) for domain, folder in zip(DOMAINS, test_folders(info.root))}
     for domain in DOMAINS:
         if not paths[domain]:
             raise DatasetError(f"{info.root / f'test{domain}'} holds no images to evaluate on")
     say(f"reading {len(paths['A'])} + {len(paths['B'])} test images" + (f" at {size} px" if size else ""))
-    real = {domain: [_to_uint8(read_image_tensor(path, channels.get(domain, 3), size)) for path in paths[domain]]
+    real = {domain: [to_uint8(read_image_tensor(path, channels.get(domain, 3), size)) for path in paths[domain]]
             for domain in DOMAINS}
 
-    fake: dict[str, list[torch.Tensor]] = {}
-    directions: dict[str, dict] = {direction: {"skipped": reason} for direction, reason in skipped.items()}
-    for direction, translator in translators.items():
-        source, target = DIRECTION_DOMAINS[direction]
-        back = translators.get("BtoA" if direction == "AtoB" else "AtoB")
+    fake: dict[Direction, list[torch.Tensor]] = {}
+    directions: dict[Direction, DirectionEvaluation | SkippedDirection] = {
+        direction: SkippedDirection(reason) for direction, reason in skipped.items()}
+    real_features: dict[str, np.ndarray] = {}
+    for direction, translator in _by_direction(translators).items():
+        source, target = direction.source, direction.target
         say(f"translating test{source} -> {target}")
-        fake[direction], cycle_l1 = _translate(translator, back, real[source], batch_size)
-        directions[direction] = {"source": f"test{source}", "target": f"test{target}", "images": len(fake[direction]),
-                                 "fid": None, "kid": None, "cycle_l1": cycle_l1,
-                                 **_paired_scores(fake[direction], paths[source], real[target], paths[target])}
-
-    if inception is not None:
-        _add_fid(directions, fake, real, inception, kid_subsets, kid_subset_size, notes, say)
+        fake[direction], cycle_pairs = _translate(translator, translators.get(direction.reverse), real[source],
+                                                  batch_size)
+        network = _fid_network(inception, direction, fake[direction], real[target], real_features, notes, say)
+        scores = score_direction(direction, fake[direction], real[target], network=network,
+                                 target_features=real_features, cycle_pairs=cycle_pairs,
+                                 kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
+        directions[direction] = DirectionEvaluation(
+            scores, _paired_scores(fake[direction], paths[source], real[target], paths[target]))
 
     segmentation = None
     if info.label_set is not None:
         segmentation = _segmentation_scores(info, fake, real, paths, segmenter_size, segmenter_steps,
                                             segmenter_seed, cache_dir, device, notes, say)
-    return _json_safe({
-        "checkpoint": str(checkpoint), "data": str(info.root), "size": size,
-        "seconds": round(time.perf_counter() - started, 1),
-        "dataset": {"kind": info.kind, "labels_domain": info.labels_domain,
-                    "classes": list(info.label_set.names) if info.label_set else None},
-        "directions": {direction: directions[direction] for direction in DIRECTION_DOMAINS if direction in directions},
-        "segmentation": segmentation,
-        "notes": notes,
-    })
+    return EvaluationResult(str(checkpoint), str(info.root), size, round(time.perf_counter() - started, 1), info,
+                            directions, segmentation, tuple(notes))
 
 
 def _translate(translator: Translator, back: Translator | None, images: list[torch.Tensor],
-               batch_size: int) -> tuple[list[torch.Tensor], float | None]:
-    """Translations (uint8, as they would be saved) and the mean cycle L1 error (None without `back`)."""
-    outputs, error_sum, error_count = [], 0.0, 0
+               batch_size: int) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]] | None]:
+    """Translations (uint8, as they would be saved) and, with `back`, the (reconstruction, input)
+    batches of the cycle error."""
+    outputs, cycle_pairs = [], []
     for start, stop in _runs_of_equal_shape(images, batch_size):
-        batch = torch.stack([_to_float(image) for image in images[start:stop]])
+        batch = torch.stack([to_unit_range(image) for image in images[start:stop]])
         translated = translator.translate_tensor(batch)
-        outputs.extend(_to_uint8(image) for image in translated.cpu())
+        outputs.extend(to_uint8(image) for image in translated.cpu())
         if back is not None:
-            reconstructed = back.translate_tensor(translated).cpu()
-            error_sum += float((reconstructed - batch).abs().sum())
-            error_count += batch.numel()
-    return outputs, (error_sum / error_count if error_count else None)
+            cycle_pairs.append((back.translate_tensor(translated).cpu(), batch))
+    return outputs, (cycle_pairs if back is not None else None)
 
 
 def _paired_scores(generated: list[torch.Tensor], source_paths: list[Path], targets: list[torch.Tensor],
-                   target_paths: list[Path]) -> dict:
+                   target_paths: list[Path]) -> PairedScores:
     """PSNR / SSIM of each translation against the real target image with the same stem."""
     target_of = {path.stem: index for index, path in enumerate(target_paths)}
     psnr_values, ssim_values = [], []
@@ -281,16 +316,15 @@ def _paired_scores(generated: list[torch.Tensor], source_paths: list[Path], targ
         if target.shape[0] != image.shape[0]:
             continue  # 1-channel vs 3-channel: no pixel-wise comparison
         if target.shape != image.shape:
-            target = torch.nn.functional.interpolate(_to_float(target)[None], size=image.shape[-2:], mode="bicubic",
+            target = torch.nn.functional.interpolate(to_unit_range(target)[None], size=image.shape[-2:], mode="bicubic",
                                                      align_corners=False)[0].clamp(-1, 1)
-            target = _to_uint8(target)
-        pair = _to_float(image)[None], _to_float(target)[None]
+            target = to_uint8(target)
+        pair = to_unit_range(image)[None], to_unit_range(target)[None]
         psnr_values.append(float(psnr(*pair)[0]))
         if min(image.shape[-2:]) >= 11:
             ssim_values.append(float(ssim(*pair)[0]))
-    return {"paired_images": len(psnr_values),
-            "psnr": float(np.mean(psnr_values)) if psnr_values else None,
-            "ssim": float(np.mean(ssim_values)) if ssim_values else None}
+    return PairedScores(len(psnr_values), float(np.mean(psnr_values)) if psnr_values else None,
+                        float(np.mean(ssim_values)) if ssim_values else None)
 
 
 def _inception_network(fid: bool | None, weights, device: str, notes: list[str],
@@ -307,24 +341,18 @@ def _inception_network(fid: bool | None, weights, device: str, notes: list[str],
         return None
 
 
-def _add_fid(directions: dict, fake: dict, real: dict, network: fid_metrics.InceptionFeatures, kid_subsets: int,
-             kid_subset_size: int, notes: list[str], say: Callable[[str], None]) -> None:
-    real_features: dict[str, np.ndarray] = {}
-    for direction, generated in fake.items():
-        target = DIRECTION_DOMAINS[direction][1]
-        if len(generated) < 2 or len(real[target]) < 2:
-            notes.append(f"FID/KID of {direction} not computed: they need at least 2 images per set")
-            continue
-        say(f"Inception features: {len(generated)} translations {direction}" +
-            ("" if target in real_features else f" and {len(real[target])} real test{target} images"))
-        if target not in real_features:
-            real_features[target] = network(_to_float(image) for image in real[target])
-        features = network(_to_float(image) for image in generated)
-        subset_size = fid_metrics.kid_subset_size(len(features), len(real_features[target]), kid_subset_size)
-        kid_mean, kid_std = fid_metrics.kid_from_features(features, real_features[target], kid_subsets, subset_size)
-        directions[direction]["fid"] = fid_metrics.fid_from_features(features, real_features[target])
-        directions[direction]["kid"] = {"mean": kid_mean, "std": kid_std, "subset_size": subset_size,
-                                        "subsets": kid_subsets}
+def _fid_network(network: fid_metrics.InceptionFeatures | None, direction: Direction, generated: list,
+                 reals: list, real_features: dict, notes: list[str],
+                 say: Callable[[str], None]) -> fid_metrics.InceptionFeatures | None:
+    """The Inception network for FID/KID of `direction`, or None (with a note) where they cannot be computed."""
+    if network is None:
+        return None
+    if len(generated) < 2 or len(reals) < 2:
+        notes.append(f"FID/KID of {direction} not computed: they need at least 2 images per set")
+        return None
+    say(f"Inception features: {len(generated)} translations {direction}" +
+        ("" if direction.target in real_features else f" and {len(reals)} real test{direction.target} images"))
+    return network
 
 
 def _segmentation_scores(info: DatasetInfo, fake: dict, real: dict, paths: dict,
@@ -334,8 +362,8 @@ def _segmentation_scores(info: DatasetInfo, fake: dict, real: dict, paths: dict,
         notes.append(f"segmentation scores not computed: {info.root} has no ground-truth label ids of the test split")
         return None
     labels, photos = info.labels_domain, info.photo_domain
-    photo_to_labels = "AtoB" if photos == "A" else "BtoA"
-    labels_to_photo = "BtoA" if photos == "A" else "AtoB"
+    photo_to_labels = Direction.A_TO_B if photos == "A" else Direction.B_TO_A
+    labels_to_photo = photo_to_labels.reverse
     truth_files = {path.stem: path for path in list_images(info.test_labels)}
     label_set = info.label_set
     result = {"photo_to_labels": None, "labels_to_photo": None, "ceiling": None, "segmenter": None}
@@ -371,12 +399,12 @@ def _segment(segmenter: Segmenter, images: list[torch.Tensor], image_paths: list
     for image, path in zip(images, image_paths):
         truth_ids = truth(path)
         out_size = truth_ids.shape if truth_ids is not None else image.shape[-2:]
-        predicted = segmenter.predict(_to_float(image)[None], out_size)[0].numpy().astype(np.uint8)
+        predicted = segmenter.predict(to_unit_range(image)[None], out_size)[0].numpy().astype(np.uint8)
         pairs.append((predicted, truth_ids))
     return pairs
 
 
-def _scores(direction: str, pairs: list[tuple[np.ndarray, np.ndarray | None]], label_set: LabelSet) -> dict | None:
+def _scores(direction: Direction | str, pairs: list[tuple[np.ndarray, np.ndarray | None]], label_set: LabelSet) -> dict | None:
     """Scores of (predicted ids, ground-truth ids) pairs; predictions are resized (nearest) to the truth."""
     confusion = np.zeros((label_set.num_classes, label_set.num_classes), dtype=np.int64)
     scored = 0
@@ -390,7 +418,7 @@ def _scores(direction: str, pairs: list[tuple[np.ndarray, np.ndarray | None]], l
         scored += 1
     if not scored:
         return None
-    return {"direction": direction, "images": scored, **segmentation_scores(confusion, label_set.names)}
+    return {"direction": str(direction), "images": scored, **segmentation_scores(confusion, label_set.names)}
 
 
 def _segmenter(info: DatasetInfo, size: int | None, steps: int | None, seed: int, cache_dir, device: str,
@@ -409,8 +437,9 @@ def _segmenter(info: DatasetInfo, size: int | None, steps: int | None, seed: int
                            device=device, log=say)
 
 
-def format_report(result: dict) -> str:
+def format_report(evaluation: EvaluationResult) -> str:
     """The scores of `evaluate` as a readable table."""
+    result = evaluation.to_record()
     lines = [f"checkpoint {result['checkpoint']} on {result['data']} ({result['dataset']['kind']}"
              + (f", labels in {result['dataset']['labels_domain']}" if result["dataset"]["labels_domain"] else "")
              + (f", {result['size']} px" if result["size"] else "") + ")", ""]
@@ -449,9 +478,9 @@ def _number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def write_report(result: dict, path: str | Path) -> None:
+def write_report(result: EvaluationResult, path: str | Path) -> None:
     """Write the result of `evaluate` as JSON."""
-    write_text_atomic(Path(path), json.dumps(_json_safe(result), indent=2) + "\n")
+    write_text_atomic(Path(path), json.dumps(result.to_record(), indent=2) + "\n")
 
 
 def _json_safe(value):
@@ -464,4 +493,5 @@ def _json_safe(value):
     return value
 
 
-__all__ = ["evaluate", "describe_dataset", "DatasetInfo", "format_report", "write_report", "run_config_size"]
+__all__ = ["evaluate", "EvaluationResult", "DirectionEvaluation", "PairedScores", "SkippedDirection",
+           "describe_dataset", "DatasetInfo", "format_report", "write_report", "run_config_size"]

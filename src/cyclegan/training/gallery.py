@@ -16,6 +16,7 @@ from cyclegan.data.images import image_to_tensor, list_images, load_image, tenso
 from cyclegan.data.layout import DatasetLayout
 from cyclegan.data.transforms import preprocess
 from cyclegan.device import autocast
+from cyclegan.directions import Direction
 from cyclegan.errors import DatasetError, UnreadableImageError
 from cyclegan.networks import size_multiple
 from cyclegan.training.report import GALLERY_COLUMNS, quality_section, save_gallery
@@ -82,15 +83,15 @@ class Gallery:
                     real_a, target = self.inputs["A"], self.inputs["B"]
                     n = min(real_a.shape[0], target.shape[0])
                     translated = model.G_AB(real_a[:n])
-                    rows = {"A to B": [[tensor_to_image(t[i].float()) for t in (real_a, translated, target)]
-                                       for i in range(n)]}
+                    rows = {Direction.A_TO_B: [[tensor_to_image(t[i].float()) for t in (real_a, translated, target)]
+                                               for i in range(n)]}
                     columns = ("input", "translated", "ground truth")
                 else:
                     rows = {}
-                    for direction, forward, backward, real in (
-                        ("A to B", model.G_AB, model.G_BA, self.inputs["A"]),
-                        ("B to A", model.G_BA, model.G_AB, self.inputs["B"]),
-                    ):
+                    networks = model.networks()
+                    for direction in Direction:
+                        forward, backward = networks[direction.generator], networks[direction.reverse.generator]
+                        real = self.inputs[direction.source]
                         translated = forward(real)
                         reconstructed = backward(translated)
                         identity = backward(real) if real.shape[1] == translated.shape[1] else real

@@ -22,6 +22,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from cyclegan.directions import Direction
+
 # Log records averaged per discriminator: 10 is long enough that a run of lucky batches is not a
 # stretch (each record averages --log-every iterations, so 100 iterations at the default), short
 # enough to say so while the run can still be changed.
@@ -38,8 +40,6 @@ COPY_CHANGE = 0.02
 COPY_EVALUATIONS = 2
 # Three rises in a row: with fewer, the noise of a score on a few dozen images would warn often.
 KID_RISES = 3
-
-GENERATOR_OF_DIRECTION = {"AtoB": "G_AB", "BtoA": "G_BA"}
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,8 @@ class HealthMonitor:
         """The warnings a metrics.jsonl evaluation record starts."""
         iteration, epoch = record["iteration"], record["epoch"]
         warnings = []
-        for direction, generator in GENERATOR_OF_DIRECTION.items():
+        for direction in Direction:
+            generator = direction.generator
             spread, change = record.get(f"spread_{direction}"), record.get(f"change_{direction}")
             if self._starts("collapse", generator, spread is not None and spread < COLLAPSE_SPREAD):
                 warnings.append(HealthWarning(
@@ -108,7 +109,7 @@ class HealthMonitor:
             if self.kid_history and kid <= self.kid_history[-1]:
                 self.kid_history = []
             self.kid_history.append(kid)
-            stds = [record.get(f"kid_{direction}_std") for direction in GENERATOR_OF_DIRECTION]
+            stds = [record.get(f"kid_{direction}_std") for direction in Direction]
             spread = math.sqrt(sum(std * std for std in stds if std is not None))
             before = self.kid_history[-KID_RISES - 1] if len(self.kid_history) > KID_RISES else None
             # Without a spread (every KID subset is the whole set, with 3 images or fewer) a rise

@@ -8,13 +8,15 @@ work for any model), and returns named loss terms for the generator update and f
 The trainer does the rest: precision, frozen discriminators, the image history, backward passes,
 non-finite checks and optimizer steps.
 
-Both speak in domains: `fakes` maps a domain ("A", "B") to the images the generators made for it
-this iteration, which the trainer passes through that domain's image history before the
-discriminator update.
+Both speak in domains and typed values: `GeneratorOutputs.fakes` maps a domain ("A", "B") to the
+images the generators made for it this iteration, which the trainer passes through that domain's
+image history before the discriminator update; `LossTerms` carries an update's terms under the
+names log.jsonl and TensorBoard show, so the trainer sums, reads and logs them without knowing
+which model made them.
 """
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn as nn
@@ -22,10 +24,42 @@ import torch.nn.functional as F
 
 from cyclegan import losses
 from cyclegan.augment import augment_for_discriminator, diff_augment
-from cyclegan.config import LossConfig, ModelConfig, TrainConfig
+from cyclegan.config import LossConfig, ModelConfig, TrainConfig, flag_of
+from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError
 
-Terms = dict[str, torch.Tensor]
+
+@dataclass(frozen=True)
+class GeneratorOutputs:
+    """The images the generators made in one update, each under the domain it belongs to:
+    `fakes["B"]` is a translation into B (G_AB(a)). A one-generator model fills `fakes` only."""
+
+    fakes: dict[str, torch.Tensor]
+    # Back in the domain it came from: reconstructed["A"] is G_BA(G_AB(a)).
+    reconstructed: dict[str, torch.Tensor] = field(default_factory=dict)
+    # A domain's image through the generator into that domain: identity["A"] is G_BA(a).
+    identity: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """One update's loss terms, each under the name log.jsonl and TensorBoard give it, and the
+    values reported beside them without being optimised (a discriminator's accuracy)."""
+
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    reported: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def total(self) -> torch.Tensor:
+        """The update's loss: the sum of its terms."""
+        return sum(self.terms.values())
+
+    def to_record(self) -> dict[str, torch.Tensor]:
+        """Terms, then reported values, by their log names."""
+        return {**self.terms, **self.reported}
+
+    def items(self):
+        return self.to_record().items()
 
 
 class CycleGANObjective:
@@ -69,32 +103,31 @@ class CycleGANObjective:
         """False for the cycle-only ablation (--no-gan), which has no discriminator to train."""
         return self.adversarial
 
-    def generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[Terms, dict[str, torch.Tensor]]:
-        """The generator update's loss terms, and the generated images by domain."""
-        images = self.generators(real_a, real_b, identity=bool(self.identity_weights))
-        terms: Terms = {}
+    def generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[LossTerms, GeneratorOutputs]:
+        """The generator update's loss terms, and the generated images."""
+        outputs = _cycle_outputs(self.generators(real_a, real_b, identity=bool(self.identity_weights)))
+        terms: dict[str, torch.Tensor] = {}
         if self.adversarial:
-            for name, domain in (("loss_G_AB", "B"), ("loss_G_BA", "A")):
-                seen = diff_augment(images[f"fake_{domain.lower()}"], self.augmentation)
-                terms[name] = losses.generator_adversarial_loss(self.gan_mode, self.judges[domain](seen))
+            for direction in Direction:  # each generator judged by the discriminator of its target domain
+                seen = diff_augment(outputs.fakes[direction.target], self.augmentation)
+                terms["loss_" + direction.generator] = losses.generator_adversarial_loss(
+                    self.gan_mode, self.judges[direction.target](seen))
         originals = {"A": real_a, "B": real_b}
         for domain, weight in self.cycle_weights.items():
-            reconstructed = images[f"reconstructed_{domain.lower()}"]
-            terms[f"loss_cycle_{domain}"] = losses.cycle_loss(reconstructed, originals[domain]) * weight
+            terms[f"loss_cycle_{domain}"] = losses.cycle_loss(outputs.reconstructed[domain], originals[domain]) * weight
         for domain, weight in self.identity_weights.items():
-            mapped = images[f"identity_{domain.lower()}"]
-            terms[f"loss_idt_{domain}"] = losses.identity_loss(mapped, originals[domain]) * weight
-        return terms, {"A": images["fake_a"], "B": images["fake_b"]}
+            terms[f"loss_idt_{domain}"] = losses.identity_loss(outputs.identity[domain], originals[domain]) * weight
+        return LossTerms(terms), outputs
 
-    def translate(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The generated images by domain, for an iteration without a generator update (--d-steps)."""
+    def translate(self, real_a: torch.Tensor, real_b: torch.Tensor) -> GeneratorOutputs:
+        """The generated images, for an iteration without a generator update (--d-steps)."""
         generators = _unwrapped(self.generators)
-        return {"A": generators.G_BA(real_b), "B": generators.G_AB(real_a)}
+        return GeneratorOutputs(fakes={"A": generators.G_BA(real_b), "B": generators.G_AB(real_a)})
 
     def discriminator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor,
-                            fakes: dict[str, torch.Tensor]) -> tuple[Terms, Terms]:
-        """Each discriminator's loss (divided by d_ratio) and its accuracy, from the real images and
-        the generated ones the trainer took from the image history."""
+                            fakes: dict[str, torch.Tensor]) -> LossTerms:
+        """Each discriminator's loss (divided by d_ratio), reporting its accuracy, from the real
+        images and the generated ones (by domain) the trainer took from the image history."""
         seen = {domain: augment_for_discriminator(real, fakes[domain], self.augmentation)
                 for domain, real in (("A", real_a), ("B", real_b))}
         predictions = self.discriminators(*seen["A"], *seen["B"])
@@ -106,7 +139,7 @@ class CycleGANObjective:
                 loss = loss + self.gp_weight * losses.gradient_penalty(self.judges[domain], *seen[domain])
             terms[f"loss_D_{domain}"] = loss / self.d_ratio
             accuracies[f"acc_D_{domain}"] = losses.discriminator_accuracy(self.gan_mode, pred_real, pred_fake)
-        return terms, accuracies
+        return LossTerms(terms, accuracies)
 
 
 class Pix2PixObjective:
@@ -146,25 +179,25 @@ class Pix2PixObjective:
 
     trains_discriminators = True
 
-    def generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[Terms, dict[str, torch.Tensor]]:
+    def generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[LossTerms, GeneratorOutputs]:
         fake_b = self.generators(real_a)
         terms = {"loss_G_GAN": losses.generator_adversarial_loss(self.gan_mode, self.judge(torch.cat([real_a, fake_b], 1))),
                  "loss_G_L1": F.l1_loss(fake_b.float(), real_b.float()) * self.l1_weight}
-        return terms, {"B": fake_b}
+        return LossTerms(terms), GeneratorOutputs(fakes={"B": fake_b})
 
-    def translate(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"B": _unwrapped(self.generators)(real_a)}
+    def translate(self, real_a: torch.Tensor, real_b: torch.Tensor) -> GeneratorOutputs:
+        return GeneratorOutputs(fakes={"B": _unwrapped(self.generators)(real_a)})
 
     def discriminator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor,
-                            fakes: dict[str, torch.Tensor]) -> tuple[Terms, Terms]:
+                            fakes: dict[str, torch.Tensor]) -> LossTerms:
         fake_b = fakes["B"]
         pred_real, pred_fake = self.discriminators(real_a, real_b, fake_b)
         loss = losses.discriminator_adversarial_loss(self.gan_mode, pred_real, pred_fake)
         if self.gan_mode == "wgangp":
             loss = loss + self.gp_weight * losses.gradient_penalty(
                 self.judge, torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b], 1))
-        return {"loss_D": loss / self.d_ratio}, {"acc_D": losses.discriminator_accuracy(self.gan_mode, pred_real,
-                                                                                         pred_fake)}
+        return LossTerms({"loss_D": loss / self.d_ratio},
+                         {"acc_D": losses.discriminator_accuracy(self.gan_mode, pred_real, pred_fake)})
 
 
 OBJECTIVES = {"cyclegan": CycleGANObjective, "pix2pix": Pix2PixObjective}
@@ -182,8 +215,17 @@ def build_objective(config: TrainConfig, generators: nn.Module, discriminators: 
 
 def _changed(loss: LossConfig, names: tuple[str, ...]) -> list[str]:
     defaults = {f.name: f.default for f in fields(LossConfig)}
-    flags = {f.name: f.metadata.get("flag") or "--" + f.name.replace("_", "-") for f in fields(LossConfig)}
+    flags = {f.name: flag_of(f) for f in fields(LossConfig)}
     return [flags[name] for name in names if getattr(loss, name) != defaults[name]]
+
+
+def _cycle_outputs(images: dict[str, torch.Tensor]) -> GeneratorOutputs:
+    """`training.model.CycleGenerators`' images (a plain dict, as DDP and torch.compile pass a
+    module's output best), by domain."""
+    identity = {"A": images["identity_a"], "B": images["identity_b"]} if "identity_a" in images else {}
+    return GeneratorOutputs(fakes={"A": images["fake_a"], "B": images["fake_b"]},
+                            reconstructed={"A": images["reconstructed_a"], "B": images["reconstructed_b"]},
+                            identity=identity)
 
 
 def _unwrapped(module: nn.Module) -> nn.Module:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from cyclegan.directions import Direction
 from cyclegan.fileio import write_atomic, write_text_atomic
 
 
@@ -168,7 +169,7 @@ def plot_metrics(metrics_path: Path, out_dir: Path) -> Path | None:
     best = [record["iteration"] for record in records if record.get("best")]
     figure, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), dpi=100, squeeze=False)
     for axis, (score, title) in zip(axes[:, 0], panels):
-        for direction in ("AtoB", "BtoA"):
+        for direction in Direction:
             points = [(record["iteration"], record[f"{score}_{direction}"], record.get(f"{score}_{direction}_std"))
                       for record in records if record.get(f"{score}_{direction}") is not None]
             if not points:
@@ -231,11 +232,11 @@ def _number(value) -> str:
 GALLERY_COLUMNS = ("input", "translated", "reconstructed", "identity")
 
 
-def save_gallery(gallery_dir: Path, epoch: int, rows: dict[str, list[list[Image.Image]]],
+def save_gallery(gallery_dir: Path, epoch: int, rows: dict[Direction, list[list[Image.Image]]],
                  columns: tuple[str, ...] = GALLERY_COLUMNS, preamble: str = "") -> Path:
     """Save this epoch's strips and rebuild index.html (newest epoch first).
 
-    `rows` maps a direction ("A to B", "B to A") to a list of samples, each a list of images in
+    `rows` maps a direction to a list of samples, each a list of images in
     `columns` order; each sample becomes one horizontal strip PNG. `preamble` is HTML shown
     above the strips (the validation scores and warnings).
     """
@@ -243,10 +244,9 @@ def save_gallery(gallery_dir: Path, epoch: int, rows: dict[str, list[list[Image.
     epoch_dir = gallery_dir / f"epoch_{epoch:04d}"
     epoch_dir.mkdir(parents=True, exist_ok=True)
     for direction, samples in rows.items():
-        tag = direction.replace(" ", "")
         for index, images in enumerate(samples):
             strip = _hstack([image.convert("RGB") for image in images])
-            write_atomic(epoch_dir / f"{tag}_{index}.png", lambda temporary: strip.save(temporary, format="PNG"))
+            write_atomic(epoch_dir / f"{direction}_{index}.png", lambda temporary: strip.save(temporary, format="PNG"))
     write_text_atomic(gallery_dir / "index.html", _gallery_html(gallery_dir, list(rows), columns, preamble))
     return gallery_dir / "index.html"
 
@@ -261,7 +261,7 @@ def _hstack(images: list[Image.Image]) -> Image.Image:
     return strip
 
 
-def _gallery_html(gallery_dir: Path, directions: list[str], columns: tuple[str, ...], preamble: str = "") -> str:
+def _gallery_html(gallery_dir: Path, directions: list[Direction], columns: tuple[str, ...], preamble: str = "") -> str:
     parts = ["<!doctype html><meta charset='utf-8'><title>CycleGAN gallery</title>",
              "<style>body{font-family:sans-serif} img{image-rendering:pixelated;height:128px;margin:2px}"
              " h2{margin-top:1.5em}</style>", preamble,
@@ -269,10 +269,9 @@ def _gallery_html(gallery_dir: Path, directions: list[str], columns: tuple[str, 
     for epoch_dir in sorted(gallery_dir.glob("epoch_*"), reverse=True):
         parts.append(f"<h2>{html.escape(epoch_dir.name.replace('_', ' '))}</h2>")
         for direction in directions:
-            tag = direction.replace(" ", "")
-            strips = sorted(epoch_dir.glob(f"{tag}_*.png"))
+            strips = sorted(epoch_dir.glob(f"{direction}_*.png"))
             if strips:
-                parts.append(f"<h3>{html.escape(direction)}</h3>")
+                parts.append(f"<h3>{html.escape(direction.label)}</h3>")
                 parts.extend(f"<img src='{epoch_dir.name}/{strip.name}' alt='{html.escape(strip.stem)}'>"
                              for strip in strips)
     return "\n".join(parts) + "\n"

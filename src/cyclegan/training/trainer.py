@@ -32,7 +32,7 @@ from cyclegan import checkpoint as ckpt
 from cyclegan.distributed import Distributed
 from cyclegan.training.gallery import Gallery
 from cyclegan.training.model import build_model
-from cyclegan.training.objective import build_objective, check_objective_options
+from cyclegan.training.objective import LossTerms, build_objective, check_objective_options
 from cyclegan.training.pool import ImagePool
 from cyclegan.training.report import MetricsLog, plot_history, truncate_log
 from cyclegan.training.schedules import LearningRateSchedule
@@ -147,6 +147,7 @@ class Trainer:
         self.nonfinite_skipped = 0
         self.stop_signal: int | None = None
         self.saved_at: int | None = None  # the iteration of the last checkpoint this process wrote
+        self.progress_totals: dict[str, float] = {}  # the last step's generator ("G") and discriminator ("D") losses
         if resume is not None:
             self._restore(resume)
 
@@ -233,11 +234,11 @@ class Trainer:
         # (nor, once the pools are restored, the discriminators' history). The discriminator sees
         # this iteration's generated images either way, and the generator update only changes the
         # generators, so the order of the two updates is the reference's.
-        terms_g: dict[str, torch.Tensor] = {}
+        terms_g = LossTerms()
         if (self.iteration + 1) % self.config.loss.d_steps == 0:
             with precision, frozen(self.model.judges().values()):  # D is a fixed judge during the G update
-                terms_g, fakes = objective.generator_terms(real_a, real_b)
-                loss_g = sum(terms_g.values())
+                terms_g, outputs = objective.generator_terms(real_a, real_b)
+                loss_g = terms_g.total
             self._backward(loss_g)
             if self.cuda_graphs:
                 # The generators' gradients are outputs of a replayed graph, in memory that the
@@ -248,10 +249,10 @@ class Trainer:
                         parameter.grad = parameter.grad.clone()
         else:
             with torch.no_grad(), precision:
-                fakes = objective.translate(real_a, real_b)
+                outputs = objective.translate(real_a, real_b)
 
-        terms_d: dict[str, torch.Tensor] = {}
-        accuracies: dict[str, torch.Tensor] = {}
+        fakes = outputs.fakes
+        terms_d = LossTerms()
         pools = None
         if objective.trains_discriminators:
             # Discriminators see a history of generated images, not only this iteration's. The
@@ -260,36 +261,39 @@ class Trainer:
             pools = {domain: self.pools[domain].snapshot() for domain in fakes}
             history = {domain: self.pools[domain].query(fake.detach()) for domain, fake in fakes.items()}
             with precision:
-                terms_d, accuracies = objective.discriminator_terms(real_a, real_b, history)
-                loss_d = sum(terms_d.values())
+                terms_d = objective.discriminator_terms(real_a, real_b, history)
+                loss_d = terms_d.total
             self._backward(loss_d)
-        return self._apply_updates(terms_g, terms_d, accuracies, pools)
+        return self._apply_updates(terms_g, terms_d, pools)
 
     def _backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
-    def _apply_updates(self, terms_g: dict[str, torch.Tensor], terms_d: dict[str, torch.Tensor],
-                       logged: dict[str, torch.Tensor], pools: dict | None = None) -> dict[str, float]:
+    def _apply_updates(self, terms_g: LossTerms, terms_d: LossTerms, pools: dict | None = None) -> dict[str, float]:
         """Read every value back at once, then step the generators' and the discriminators'
         optimizers, each only if its losses are finite (see _nonfinite). `pools`, the image pools'
         snapshots from before this iteration's queries, are restored when the generator's losses
         are not finite. Returns the values, or {"skipped": 1.0} merged in where a step was skipped."""
-        values = self._read({**terms_g, **terms_d, **logged})
-        values_g = {name: values[name] for name in terms_g}
+        values = self._read({**terms_g.to_record(), **terms_d.to_record()})
+        values_g = {name: values[name] for name in terms_g.terms}
+        values_d = {name: values[name] for name in terms_d.terms}
+        self.progress_totals = {}
         if pools is not None and not all(math.isfinite(value) for value in values_g.values()):
             for domain, snapshot in pools.items():  # before _nonfinite, which may raise
                 self.pools[domain].restore(snapshot)
         if self._nonfinite(values_g):
             return {"skipped": 1.0}
-        if terms_g:
+        if values_g:
             self.scaler.step(self.optimizer_g)
-            self.epoch_loss_sum += generator_total(values_g)
+            self.progress_totals["G"] = sum(values_g.values())
+            self.epoch_loss_sum += self.progress_totals["G"]
             self.epoch_loss_count += 1
-        if self._nonfinite({name: values[name] for name in terms_d}):
+        if self._nonfinite(values_d):
             self.scaler.update()  # the generator's optimizer did step (fp16 needs one update per step)
             return {**values_g, "skipped": 1.0}
-        if terms_d:
+        if values_d:
             self.scaler.step(self.optimizer_d)
+            self.progress_totals["D"] = sum(values_d.values())
         self.scaler.update()  # once per iteration, after every optimizer has stepped (fp16 only)
         return values
 
@@ -370,7 +374,8 @@ class Trainer:
                         self.quality.observe_log(log.flush(self.iteration, self.epoch + 1,
                                                            {"lr_G": self.schedule_g.lr, "lr_D": self.schedule_d.lr}))
                     progress.update(1)
-                    progress.set_postfix(_postfix(values), refresh=False)
+                    progress.set_postfix({name: f"{total:.3f}" for name, total in self.progress_totals.items()},
+                                         refresh=False)
                     if self.quality.due_after(self.iteration):
                         self._evaluate()
                     stopping = self.dist.any(self.stop_signal is not None or self._out_of_time(started)) \
@@ -470,18 +475,3 @@ def frozen(modules):
     finally:
         for parameter in parameters:
             parameter.requires_grad_(True)
-
-
-def generator_total(values: dict[str, float]) -> float:
-    """The generator's total loss from its logged terms."""
-    return sum(value for key, value in values.items() if key.startswith("loss_") and not key.startswith("loss_D"))
-
-
-def _postfix(values: dict[str, float]) -> dict[str, str]:
-    shown = {}
-    if any(key.startswith("loss_G") or key.startswith("loss_cycle") for key in values):
-        shown["G"] = f"{generator_total(values):.3f}"
-    d_total = sum(value for key, value in values.items() if key.startswith("loss_D"))
-    if d_total:
-        shown["D"] = f"{d_total:.3f}"
-    return shown

@@ -34,24 +34,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from cyclegan.config import TrainConfig
 from cyclegan.data.layout import DatasetLayout, validation_images
 from cyclegan.device import autocast
 from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
+from cyclegan.directions import Direction
 from cyclegan.evaluation import fid as fid_metrics
+from cyclegan.evaluation.scoring import score_direction, spread  # noqa: F401  (spread: re-exported)
 from cyclegan import checkpoint as ckpt
 from cyclegan.training.health import HealthMonitor, HealthWarning
 from cyclegan.training.report import MetricsLog, append_record, plot_metrics, read_log, truncate_log
 
 # Images per generator call: enough to keep a GPU busy, little memory without gradients.
 EVAL_BATCH = 8
-KID_SUBSETS = 100
-# Translations are compared at this size for their spread, so that images of any size compare
-# and a generator's pixel noise does not count as variety.
-SPREAD_SIZE = 64
 
 
 class QualityTracker:
@@ -74,7 +71,7 @@ class QualityTracker:
         if self.every and self.images is None:
             raise ConfigError(f"--eval-every {self.every} needs validation images: add valA/ and valB/ to the dataset "
                               "(for A|B images: val/) or hold some out with --val-fraction")
-        self.directions = ("AtoB",) if config.model.model == "pix2pix" else ("AtoB", "BtoA")
+        self.directions = (Direction.A_TO_B,) if config.model.model == "pix2pix" else tuple(Direction)
         self.health = HealthMonitor()
         self.seconds = 0.0  # spent evaluating in this process
         self.best: dict | None = None  # best.json's record
@@ -144,32 +141,27 @@ class QualityTracker:
             self._inputs = self._load()
         inputs = self._inputs
         cuda = [self.device] if self.device.type == "cuda" else []
+        networks = model.networks()
+        cycles = len(self.directions) == 2  # pix2pix has no generator back
         with torch.random.fork_rng(devices=cuda), torch.no_grad(), autocast(self.device, self.config.run.precision):
             model.eval()
             try:
-                if self.directions == ("AtoB",):
-                    translated = {"AtoB": _translate(model.G_AB, inputs["A"], self.device)}
-                    returned = {}
-                else:
-                    translated = {"AtoB": _translate(model.G_AB, inputs["A"], self.device),
-                                  "BtoA": _translate(model.G_BA, inputs["B"], self.device)}
-                    returned = {"AtoB": _translate(model.G_BA, translated["AtoB"], self.device),
-                                "BtoA": _translate(model.G_AB, translated["BtoA"], self.device)}
+                translated = {direction: _translate(networks[direction.generator], inputs[direction.source],
+                                                    self.device) for direction in self.directions}
+                returned = {direction: _translate(networks[direction.reverse.generator], translated[direction],
+                                                  self.device) for direction in self.directions} if cycles else {}
             finally:
                 model.train()
+        network = self._network()
         record: dict = {"iteration": iteration, "epoch": epoch}
         for direction in self.directions:
-            source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
-            images, outputs = inputs[source], translated[direction]
-            record[f"images_{direction}"] = len(outputs)
-            record.update(self._distribution_scores(direction, outputs, inputs[target], target))
-            if direction in returned:
-                record[f"cycle_{direction}"] = _mean_abs(returned[direction], images)
-            else:  # pix2pix: B holds each input's paired target
-                record["l1_AtoB"] = _mean_abs(outputs, inputs["B"])
-            record[f"change_{direction}"] = (_mean_abs(outputs, images)
-                                             if outputs[0].shape[0] == images[0].shape[0] else None)
-            record[f"spread_{direction}"] = spread(outputs, images)
+            images, outputs = inputs[direction.source], translated[direction]
+            scores = score_direction(
+                direction, outputs, inputs[direction.target], network=network, target_features=self._real_features,
+                cycle_pairs=zip(returned[direction], images) if cycles else None, inputs=images,
+                # pix2pix: B holds each input's paired target
+                paired_targets=None if cycles else inputs[direction.target])
+            record.update(scores.metrics_record())
         for score in ("kid", "fid", "cycle", "l1"):
             values = [record[key] for key in (f"{score}_{direction}" for direction in self.directions) if key in record]
             if values:
@@ -237,22 +229,6 @@ class QualityTracker:
                                    "decoded; replace the damaged files")
         return inputs
 
-    def _distribution_scores(self, direction: str, outputs: list[torch.Tensor], reals: list[torch.Tensor],
-                             target: str) -> dict:
-        """KID and FID of the translations against the real images of the target domain."""
-        scores = {f"kid_{direction}": None, f"kid_{direction}_std": None, f"fid_{direction}": None}
-        network = self._network()
-        if network is None or len(outputs) < 2 or len(reals) < 2:
-            return scores
-        if target not in self._real_features:  # the real images never change: their features are kept
-            self._real_features[target] = network(reals)
-        features, real = network(outputs), self._real_features[target]
-        kid, kid_std = fid_metrics.kid_from_features(features, real, KID_SUBSETS,
-                                                     fid_metrics.kid_subset_size(len(features), len(real)))
-        scores.update({f"kid_{direction}": kid, f"kid_{direction}_std": kid_std,
-                       f"fid_{direction}": fid_metrics.fid_from_features(features, real)})
-        return scores
-
     def _network(self) -> fid_metrics.InceptionFeatures | None:
         if self._inception is None and self._inception_missing is None:
             try:
@@ -294,27 +270,3 @@ def _translate(generator: torch.nn.Module, images: list[torch.Tensor], device: t
         outputs.extend(generator(batch).float().cpu())
         start = stop
     return outputs
-
-
-def _mean_abs(first: list[torch.Tensor], second: list[torch.Tensor]) -> float:
-    """Mean |first - second| over every pixel of image pairs of equal shapes."""
-    total = sum(float((a.float() - b.float()).abs().sum()) for a, b in zip(first, second))
-    return total / sum(a.numel() for a in first)
-
-
-def spread(outputs: list[torch.Tensor], inputs: list[torch.Tensor]) -> float | None:
-    """How much the translations of different images differ, relative to how much the images do:
-    the mean L1 distance between every two outputs over the same for their inputs, both at
-    SPREAD_SIZE px. Near 0 when a generator gives one image whatever its input (mode collapse);
-    None for fewer than two images."""
-    if len(outputs) < 2:
-        return None
-
-    def mean_distance(images: list[torch.Tensor]) -> float:
-        small = torch.stack([F.adaptive_avg_pool2d(image.float()[None], SPREAD_SIZE)[0] for image in images])
-        flat = small.flatten(1).double()
-        distances = torch.cdist(flat, flat, p=1) / flat.shape[1]
-        return float(distances.sum()) / (len(images) * (len(images) - 1))
-
-    apart = mean_distance(inputs)
-    return mean_distance(outputs) / apart if apart > 0 else None
