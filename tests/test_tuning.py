@@ -262,11 +262,12 @@ def test_tf32_needs_cuda():
 
 def test_the_training_probe_times_the_trainers_own_step_in_each_arithmetic():
     from cyclegan.training.arithmetic_probe import TrainingProbe
+    from cyclegan.training.trainer import Trainer
 
     config = TrainConfig()
     config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 8, 8
     config.data.crop_size = 32
-    with TrainingProbe(config) as measure:
+    with TrainingProbe(config, Trainer) as measure:
         assert measure(FP32_NNPACK) > 0
         assert measure(BF16_CL) > 0
         trainer = measure.trainer
@@ -295,3 +296,21 @@ def test_cyclegan_tune_times_a_tiny_model_prints_the_table_and_caches_the_choice
     assert main(argv[:-2] + ["--job", "translate", "--device", "cpu"]) == 0
     assert "s/image" in capsys.readouterr().out
     assert len(json.loads(cache.path.read_text())["decisions"]) == 2
+
+
+def test_training_and_inference_can_both_import_the_probe_without_a_cycle():
+    from test_architecture import import_graph
+
+    graph = import_graph()
+    assert not any(name.startswith("cyclegan.training") for name in graph["cyclegan.tuning"])
+    assert "cyclegan.training.trainer" not in graph["cyclegan.training.arithmetic_probe"]
+
+
+def test_a_translation_is_keyed_by_the_generators_layers():
+    def key_of(**options):
+        return ProbeKey.for_network(CPU, build_generator("resnet_6blocks", ngf=8, **options), "translate", 64, 1)
+
+    assert key_of().text() == key_of().text()
+    assert key_of().architecture.startswith("ResnetGenerator ")
+    assert key_of(upsample="resize_conv").text() != key_of().text()
+    assert key_of(antialias=True).text() != key_of().text()

@@ -13,6 +13,7 @@ run starts at once; `choose_arithmetic` puts cache, probe and the user's own fla
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import statistics
 import time
@@ -234,17 +235,31 @@ class ProbeKey:
     def for_job(cls, device: torch.device, model: ModelConfig, job: str, size: int, batch: int,
                 user_flags: UserFlags = UserFlags()) -> "ProbeKey":
         """The key of `job` ("train": both generators and discriminators; "translate": one
-        generator's forward) on `device`, at `size` x `size` pixels and `batch` images."""
-        if job not in JOBS:
-            raise ConfigError(f"unknown job '{job}'; choose {' or '.join(JOBS)}")
+        generator's forward) on `device`, at `size` x `size` pixels and `batch` images, for a model
+        described by its config. Translation is keyed by the loaded network (`for_network`)."""
         parts = [model.net_g, f"ngf {model.ngf}", f"norm {model.norm}", f"upsample {model.upsample}",
                  f"antialias {model.antialias}", f"channels {model.input_nc}->{model.output_nc}"]
         if job == "train":
             parts += [model.model, model.net_d, f"ndf {model.ndf}", f"n_layers_d {model.n_layers_d}",
                       f"spectral_norm {model.spectral_norm}"]
+        return cls.for_architecture(device, job, ", ".join(parts), size, batch, user_flags)
+
+    @classmethod
+    def for_network(cls, device: torch.device, network: torch.nn.Module, job: str, size: int, batch: int,
+                    user_flags: UserFlags = UserFlags()) -> "ProbeKey":
+        """The key of `job` on a built `network` (a loaded generator, for "translate"), whose
+        architecture is told by its layers: every layer's type and shape is in its repr."""
+        digest = hashlib.sha256(repr(network).encode()).hexdigest()[:16]
+        return cls.for_architecture(device, job, f"{type(network).__name__} {digest}", size, batch, user_flags)
+
+    @classmethod
+    def for_architecture(cls, device: torch.device, job: str, architecture: str, size: int, batch: int,
+                         user_flags: UserFlags = UserFlags()) -> "ProbeKey":
+        if job not in JOBS:
+            raise ConfigError(f"unknown job '{job}'; choose {' or '.join(JOBS)}")
         threads = torch.get_num_threads() if device.type == "cpu" else 0
         fixed = ",".join(f"{name}={value}" for name, value in sorted(user_flags.fixed().items()))
-        return cls(device_name(device), torch.__version__, job, ", ".join(parts), size, batch, threads, fixed)
+        return cls(device_name(device), torch.__version__, job, architecture, size, batch, threads, fixed)
 
     def text(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cyclegan.device import select_device
+    from cyclegan.device import device_name, select_device
     from cyclegan.tuning import DecisionCache, ProbeKey, candidates, probe
 
     config = config_from_args(args)
@@ -45,14 +45,15 @@ def run(args: argparse.Namespace) -> int:
     if args.budget <= 0:
         raise ConfigError(f"--budget must be positive, got {args.budget:g}")
     device = select_device(args.device)
-    key = ProbeKey.for_job(device, model, args.job, data.crop_size, data.batch_size)
     options = candidates(device)
-    print(f"timing {len(options)} candidates on {key.device} ({args.job}, {model.net_g}, "
+    print(f"timing {len(options)} candidates on {device_name(device)} ({args.job}, {model.net_g}, "
           f"{data.crop_size}x{data.crop_size}, batch {data.batch_size}), budget {args.budget:g} s")
     if args.job == "train":
+        key = ProbeKey.for_job(device, model, "train", data.crop_size, data.batch_size)
         from cyclegan.training.arithmetic_probe import TrainingProbe
+        from cyclegan.training.trainer import Trainer
 
-        with TrainingProbe(config) as measure:
+        with TrainingProbe(config, Trainer) as measure:
             result = probe(options, measure, args.budget, job="train", unit="s/it")
     else:
         from cyclegan.networks import build_generator
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         generator = build_generator(model.net_g, model.input_nc, model.output_nc, model.ngf, model.norm,
                                     model.use_dropout, model.padding_type, model.init_type, model.init_gain,
                                     model.upsample, model.antialias).to(device).eval()
+        # Keyed by the network, as `translate` keys the generator it loads.
+        key = ProbeKey.for_network(device, generator, "translate", data.crop_size, data.batch_size)
         unit = "s/image" if data.batch_size == 1 else "s/batch"
         result = probe(options, translation_measure(generator, device, data.crop_size, data.batch_size,
                                                     model.input_nc), args.budget, job="translate", unit=unit)

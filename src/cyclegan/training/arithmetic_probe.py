@@ -1,11 +1,14 @@
 """The training job of `cyclegan.tuning`'s probe: one full iteration of a run's own model.
 
-`TrainingProbe(config)` is a `measure(arithmetic) -> seconds` for `cyclegan.tuning.probe` and
-`choose_arithmetic`. It builds, on its first call, a throwaway Trainer of the same model, losses,
-crop size and batch as `config` (over a one-image dataset: `train_step` never reads it) and
-switches that one Trainer between the candidates, so the probe holds one run's memory whatever
-the number of candidates. Building it before the run's own Trainer, and closing it first, keeps
-the run's weights, optimizer state and random streams untouched by the probe.
+`TrainingProbe(config, Trainer)` is a `measure(arithmetic) -> seconds` for `cyclegan.tuning.probe`
+and `choose_arithmetic`. It builds, on its first call, a throwaway Trainer of the same model,
+losses, crop size and batch as `config` (over a one-image dataset: `train_step` never reads it)
+and switches that one Trainer between the candidates, so the probe holds one run's memory
+whatever the number of candidates. Run before the run's own Trainer seeds torch and builds its
+model, and closed first, it leaves the run's weights, optimizer state and random streams as they
+would be without it.
+
+The Trainer class is passed in rather than imported, so that the trainer itself can probe.
 """
 from __future__ import annotations
 
@@ -22,12 +25,11 @@ from PIL import Image
 
 from cyclegan.config import TrainConfig
 from cyclegan.device import synchronize
-from cyclegan.training.trainer import Trainer
 from cyclegan.tuning import Arithmetic
 
 
-def switch_arithmetic(trainer: Trainer, arithmetic: Arithmetic) -> None:
-    """Make `trainer`'s next `train_step` compute in `arithmetic`, as if it had been built so."""
+def switch_arithmetic(trainer, arithmetic: Arithmetic) -> None:
+    """Make a Trainer's next `train_step` compute in `arithmetic`, as if it had been built so."""
     run = trainer.config.run
     run.precision, run.channels_last, run.nnpack = arithmetic.precision, arithmetic.channels_last, arithmetic.nnpack
     trainer.memory_format = arithmetic.apply(trainer.model, trainer.device)
@@ -62,20 +64,23 @@ def write_probe_dataset(folder: Path, size: int, channels: tuple[int, int]) -> N
 
 class TrainingProbe:
     """`measure(arithmetic) -> seconds` of one training iteration of `config`'s model at its crop
-    size and batch. Use it as a context manager (or call `close`) to free the throwaway Trainer."""
+    size and batch, on a `build(config)` (the Trainer class). Use it as a context manager (or call
+    `close`) to free the throwaway Trainer."""
 
-    def __init__(self, config: TrainConfig, timer: Callable[[], float] = time.perf_counter):
+    def __init__(self, config: TrainConfig, build: Callable[[TrainConfig], object],
+                 timer: Callable[[], float] = time.perf_counter):
         self.config = config
+        self.build = build
         self.timer = timer
-        self.trainer: Trainer | None = None
+        self.trainer = None
         self.workdir: Path | None = None
 
-    def _build(self) -> Trainer:
+    def _build(self):
         self.workdir = Path(tempfile.mkdtemp(prefix="cyclegan-probe-"))
         config = probe_config(self.config, self.workdir)
         write_probe_dataset(self.workdir / "data", config.data.crop_size,
                             (config.model.input_nc, config.model.output_nc))
-        trainer = Trainer(config)
+        trainer = self.build(config)
         generator = torch.Generator().manual_seed(1)
         data, model = config.data, config.model
         self.inputs = [(torch.rand((data.batch_size, channels, data.crop_size, data.crop_size),
