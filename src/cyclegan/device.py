@@ -8,17 +8,23 @@ there; docs/PERFORMANCE.md has the table behind each rule and the commands that 
                   the CPU has not been shown yet, so the CPU rule awaits that study
     translation   fp32 (with the NNPACK convolutions on a CPU), except bf16 on a GPU with native
                   bf16 for images of BF16_TRANSLATION_PIXELS and more, where bf16 measured faster
+
+`cyclegan.tuning` replaces these rules by timing the candidates on the user's own machine; the
+pieces it applies a candidate with live here: `autocast` (the precision, tf32 included),
+`apply_layout` (channels-last and the NNPACK convolutions), `synchronize` and `device_name`.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
+import platform
 from pathlib import Path
 
 import torch
 
 from cyclegan.errors import ConfigError
+from cyclegan.layers.nnpack import use_nnpack
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -44,6 +50,8 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Every precision `autocast` knows: tf32 is float32 storage with TensorFloat-32 products on a CUDA GPU.
+ARITHMETIC_PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 # From this image area up, bf16 translation measured faster than fp32 on a GPU (the measured
 # sizes are in docs/PERFORMANCE.md: slower at 512x512, faster at 1024x768).
 BF16_TRANSLATION_PIXELS = 1024 * 768
@@ -56,6 +64,26 @@ def _cpu_flags() -> frozenset[str]:
     except OSError:  # not Linux: no flags to read, so no claim of native bf16
         return frozenset()
     return frozenset(word for line in text.splitlines() if line.startswith("flags") for word in line.split())
+
+
+@functools.cache
+def _cpu_model_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: the platform's own, vaguer, name
+        return platform.processor() or platform.machine() or "unknown CPU"
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                platform.machine() or "unknown CPU")
+
+
+def device_name(device: torch.device) -> str:
+    """The model of `device` (the CPU's or the GPU's name): what decides which arithmetic is
+    fastest on it, so measured decisions are kept per name."""
+    if device.type == "cpu":
+        return _cpu_model_name()
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
 
 
 def has_native_bf16(device: torch.device) -> bool:
@@ -136,12 +164,47 @@ def describe_translation_precision(requested: str, device: torch.device) -> str:
 def autocast(device: torch.device, precision: str):
     """A context in which eligible ops (convolutions, matmuls) run in reduced precision.
 
-    fp32 is a no-op context, so exact-reproduction code paths stay bit-exact.
+    fp32 is a no-op context, so exact-reproduction code paths stay bit-exact. tf32 lets CUDA's
+    matmuls and convolutions use TensorFloat-32 inside the context only (the switches are the
+    process's, so they are put back on leaving it).
     """
     if precision == "fp32":
         return contextlib.nullcontext()
+    if precision == "tf32":
+        if device.type != "cuda":
+            raise ConfigError("--precision tf32 needs a CUDA GPU; on this device use fp32 or bf16")
+        return _tensor_float_32()
     if precision not in AUTOCAST_DTYPES:
         raise ConfigError(f"unknown precision '{precision}'; choose fp32, bf16 or fp16")
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError("--precision fp16 needs a GPU; on the CPU use bf16")
     return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
+@contextlib.contextmanager
+def _tensor_float_32():
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+def apply_layout(network: torch.nn.Module, device: torch.device, channels_last: bool,
+                 nnpack: bool) -> torch.memory_format:
+    """Put `network`'s weights in the memory layout asked for and turn its NNPACK convolutions on
+    or off (they only ever run on a CPU, in float32 and the contiguous layout); returns the memory
+    format its inputs should be given in. Either switch can be undone by calling this again."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    network.to(memory_format=memory_format)
+    use_nnpack(network, nnpack and device.type == "cpu")
+    return memory_format
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device`, so that a clock read next measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -1,0 +1,76 @@
+"""`cyclegan tune`: time the arithmetic candidates of this machine for a model, size and batch, and
+keep the fastest, so that `--precision auto` runs of that job start without probing."""
+from __future__ import annotations
+
+import argparse
+
+from cyclegan.cli.arguments import add_device_argument
+from cyclegan.cli.options import add_config_arguments, config_from_args
+from cyclegan.errors import ConfigError
+
+# `tune` is asked for on purpose, so it may take longer than the probe a run does on its own.
+DEFAULT_BUDGET_SECONDS = 60.0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "tune", help="Measure the fastest arithmetic for a model on this machine and cache the choice.",
+        description="Time every arithmetic candidate this device can run (fp32 as the reference code runs it, "
+                    "fp32 with NNPACK, bf16 and channels-last where the CPU has native bf16; TF32, bf16, fp16 "
+                    "and channels-last on CUDA) on one training iteration or one translation of the model "
+                    "described by the flags, in alternation, and cache the fastest for --precision auto.")
+    parser.add_argument("--job", choices=("train", "translate"), default="train",
+                        help="What to time: one training iteration, or one generator forward (default: train).")
+    parser.add_argument("--crop-size", "--size", dest="data.crop_size", type=int, default=argparse.SUPPRESS,
+                        metavar="PX", help="Image side in pixels, as train's --crop-size (default: 256).")
+    parser.add_argument("--batch-size", dest="data.batch_size", type=int, default=argparse.SUPPRESS, metavar="N",
+                        help="Images per domain per iteration, or per generator call (default: 1).")
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_SECONDS, metavar="SECONDS",
+                        help="Stop timing rounds after about this many seconds; every candidate is timed at least "
+                             f"once after a warm-up whatever the budget (default: {DEFAULT_BUDGET_SECONDS:g}).")
+    add_device_argument(parser)
+    add_config_arguments(parser, sections=("model",))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cyclegan.device import device_name, select_device
+    from cyclegan.tuning import DecisionCache, ProbeKey, candidates, probe
+
+    config = config_from_args(args)
+    config.run.device = args.device
+    model, data = config.model, config.data
+    if data.crop_size < 1 or data.batch_size < 1:
+        raise ConfigError("--crop-size and --batch-size must be at least 1")
+    if args.budget <= 0:
+        raise ConfigError(f"--budget must be positive, got {args.budget:g}")
+    device = select_device(args.device)
+    options = candidates(device)
+    print(f"timing {len(options)} candidates on {device_name(device)} ({args.job}, {model.net_g}, "
+          f"{data.crop_size}x{data.crop_size}, batch {data.batch_size}), budget {args.budget:g} s")
+    if args.job == "train":
+        key = ProbeKey.for_job(device, model, "train", data.crop_size, data.batch_size)
+        from cyclegan.training.arithmetic_probe import TrainingProbe
+        from cyclegan.training.trainer import Trainer
+
+        with TrainingProbe(config, Trainer) as measure:
+            result = probe(options, measure, args.budget, job="train", unit="s/it")
+    else:
+        from cyclegan.networks import build_generator
+        from cyclegan.tuning import translation_measure
+
+        generator = build_generator(model.net_g, model.input_nc, model.output_nc, model.ngf, model.norm,
+                                    model.use_dropout, model.padding_type, model.init_type, model.init_gain,
+                                    model.upsample, model.antialias).to(device).eval()
+        # Keyed by the network, as `translate` keys the generator it loads.
+        key = ProbeKey.for_network(device, generator, "translate", data.crop_size, data.batch_size)
+        unit = "s/image" if data.batch_size == 1 else "s/batch"
+        result = probe(options, translation_measure(generator, device, data.crop_size, data.batch_size,
+                                                    model.input_nc), args.budget, job="translate", unit=unit)
+    for line in result.table():
+        print(line)
+    print(f"{result.describe()}; {result.rounds} timed round(s)")
+    cache = DecisionCache()
+    cache.write(key, result)
+    print(f"cached in {cache.path}")
+    return 0

@@ -1,0 +1,120 @@
+"""The training job of `cyclegan.tuning`'s probe: one full iteration of a run's own model.
+
+`TrainingProbe(config, Trainer)` is a `measure(arithmetic) -> seconds` for `cyclegan.tuning.probe`
+and `choose_arithmetic`. It builds, on its first call, a throwaway Trainer of the same model,
+losses, crop size and batch as `config` (over a one-image dataset: `train_step` never reads it)
+and switches that one Trainer between the candidates, so the probe holds one run's memory
+whatever the number of candidates. Run before the run's own Trainer seeds torch and builds its
+model, and closed first, it leaves the run's weights, optimizer state and random streams as they
+would be without it.
+
+The Trainer class is passed in rather than imported, so that the trainer itself can probe.
+"""
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cyclegan.config import TrainConfig
+from cyclegan.device import synchronize
+from cyclegan.tuning import Arithmetic
+
+
+def switch_arithmetic(trainer, arithmetic: Arithmetic) -> None:
+    """Make a Trainer's next `train_step` compute in `arithmetic`, as if it had been built so."""
+    run = trainer.config.run
+    run.precision, run.channels_last, run.nnpack = arithmetic.precision, arithmetic.channels_last, arithmetic.nnpack
+    trainer.memory_format = arithmetic.apply(trainer.model, trainer.device)
+    trainer.scaler = torch.amp.GradScaler(trainer.device.type, enabled=arithmetic.precision == "fp16")
+
+
+def probe_config(config: TrainConfig, workdir: Path) -> TrainConfig:
+    """`config`'s model, losses, crop size and batch, training on a one-image dataset in `workdir`
+    into a run folder there, in eager mode and without validation."""
+    probe = copy.deepcopy(config)
+    probe.data.data, probe.data.domain_a, probe.data.domain_b = str(workdir / "data"), None, None
+    probe.data.load_size, probe.data.preprocess, probe.data.num_workers = probe.data.crop_size, "resize_and_crop", 0
+    probe.validation.eval_every, probe.validation.val_fraction = 0, 0.0
+    run = probe.run
+    run.runs_dir, run.name = str(workdir / "runs"), "arithmetic-probe"
+    run.precision, run.channels_last, run.nnpack = "fp32", False, False  # switched per candidate
+    # Compiled or captured networks would be compiled again for every candidate.
+    run.compile, run.cuda_graphs = False, False
+    # Random inputs in fp16 may overflow; the probe times the step, it does not train.
+    run.skip_nonfinite, run.progress, run.tensorboard, run.gallery_size = True, False, False, 1
+    return probe
+
+
+def write_probe_dataset(folder: Path, size: int, channels: tuple[int, int]) -> None:
+    """trainA/ and trainB/ with one random image each (named alike, so pix2pix pairs them)."""
+    rng = np.random.default_rng(0)
+    for domain, channel_count in zip(("trainA", "trainB"), channels):
+        (folder / domain).mkdir(parents=True)
+        shape = (size, size, 3) if channel_count == 3 else (size, size)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / domain / "0.png")
+
+
+class TrainingProbe:
+    """`measure(arithmetic) -> seconds` of one training iteration of `config`'s model at its crop
+    size and batch, on a `build(config)` (the Trainer class). Use it as a context manager (or call
+    `close`) to free the throwaway Trainer."""
+
+    def __init__(self, config: TrainConfig, build: Callable[[TrainConfig], object],
+                 timer: Callable[[], float] = time.perf_counter):
+        self.config = config
+        self.build = build
+        self.timer = timer
+        self.trainer = None
+        self.workdir: Path | None = None
+
+    def _build(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="cyclegan-probe-"))
+        config = probe_config(self.config, self.workdir)
+        write_probe_dataset(self.workdir / "data", config.data.crop_size,
+                            (config.model.input_nc, config.model.output_nc))
+        trainer = self.build(config)
+        generator = torch.Generator().manual_seed(1)
+        data, model = config.data, config.model
+        self.inputs = [(torch.rand((data.batch_size, channels, data.crop_size, data.crop_size),
+                                   generator=generator) * 2 - 1).to(trainer.device)
+                       for channels in (model.input_nc, model.output_nc)]
+        return trainer
+
+    def __call__(self, arithmetic: Arithmetic) -> float:
+        if self.trainer is None:
+            self.trainer = self._build()
+        trainer = self.trainer
+        switch_arithmetic(trainer, arithmetic)
+        for optimizer in (trainer.optimizer_g, trainer.optimizer_d):
+            # Adam's moments are created in the layout of the weights they follow.
+            optimizer.state.clear()
+        real_a, real_b = (images.contiguous(memory_format=trainer.memory_format) for images in self.inputs)
+        synchronize(trainer.device)
+        start = self.timer()
+        trainer.train_step(real_a, real_b)
+        synchronize(trainer.device)
+        seconds = self.timer() - start
+        trainer.iteration += 1
+        trainer.position += 1
+        return seconds
+
+    def close(self) -> None:
+        self.trainer = None
+        self.inputs = []
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> "TrainingProbe":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,316 @@
+"""`cyclegan.tuning`: the arithmetic chosen by timing, with a fake timer; its cache; `cyclegan tune`."""
+import json
+
+import pytest
+import torch
+
+from cyclegan import device as devices
+from cyclegan import tuning
+from cyclegan.cli import main
+from cyclegan.config import ModelConfig, TrainConfig
+from cyclegan.errors import ConfigError
+from cyclegan.networks import build_generator
+from cyclegan.tuning import (REFERENCE, Arithmetic, DecisionCache, ProbeKey, ProbeResult, UserFlags, candidates,
+                             choose_arithmetic, probe, translation_measure)
+
+CPU = torch.device("cpu")
+FP32, FP32_NNPACK = Arithmetic("fp32"), Arithmetic("fp32", nnpack=True)
+BF16, BF16_CL = Arithmetic("bf16"), Arithmetic("bf16", channels_last=True)
+TINY = ModelConfig(net_g="resnet_6blocks", ngf=8, ndf=8, norm="instance")
+
+
+class FakeMachine:
+    """A measure that takes each candidate's given seconds on a fake clock, and counts its calls."""
+
+    def __init__(self, seconds: dict[str, float]):
+        self.seconds = seconds
+        self.now = 0.0
+        self.calls: list[str] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def measure(self, arithmetic: Arithmetic) -> float:
+        self.calls.append(arithmetic.label)
+        self.now += self.seconds[arithmetic.label]
+        return self.seconds[arithmetic.label]
+
+
+@pytest.fixture
+def cpu_flags(monkeypatch):
+    def set_flags(*flags):
+        monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset(flags))
+    return set_flags
+
+
+@pytest.fixture
+def with_nnpack(monkeypatch):
+    monkeypatch.setattr(tuning, "nnpack_available", lambda: True)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CYCLEGAN_CACHE", str(tmp_path / "cache"))
+    return DecisionCache()
+
+
+def key(job="train", user_flags=UserFlags()) -> ProbeKey:
+    return ProbeKey.for_job(CPU, TINY, job, 32, 1, user_flags)
+
+
+def test_the_fastest_candidate_is_chosen_and_every_median_reported():
+    machine = FakeMachine({"fp32": 1.4, "fp32+nnpack": 1.21, "bf16": 0.71, "bf16+cl": 0.52})
+    result = probe([FP32, FP32_NNPACK, BF16, BF16_CL], machine.measure, budget_seconds=100, clock=machine.clock)
+    assert result.chosen == BF16_CL
+    assert result.source == "measured"
+    assert result.seconds == {"fp32": 1.4, "fp32+nnpack": 1.21, "bf16": 0.71, "bf16+cl": 0.52}
+    assert result.reference_seconds == 1.4
+    assert result.describe() == "precision: bf16+cl (measured 0.52 s/it; fp32 1.4 s, fp32+nnpack 1.21 s, bf16 0.71 s)"
+    assert result.table()[1].split() == ["bf16+cl", "0.5200", "2.69x", "<-", "chosen"]
+
+
+def test_candidates_are_timed_in_turn_after_one_warm_up_each_and_the_slow_ones_are_dropped():
+    machine = FakeMachine({"fp32": 2.0, "bf16": 1.0, "bf16+cl": 1.1})
+    result = probe([FP32, BF16, BF16_CL], machine.measure, budget_seconds=9, clock=machine.clock)
+    # Warm-up 4.1 s, round one 4.1 s: fp32 (twice the fastest) is not timed again, and another
+    # round would end past 9 s.
+    assert machine.calls == ["fp32", "bf16", "bf16+cl"] * 2
+    assert result.rounds == 1 and result.chosen == BF16
+
+
+def test_the_budget_bounds_the_rounds_but_every_candidate_is_timed_once():
+    machine = FakeMachine({"fp32": 1.0, "bf16": 1.2})
+    probe([FP32, BF16], machine.measure, budget_seconds=9, clock=machine.clock)
+    # 2.2 s a round: warm-up, then rounds ending at 4.4, 6.6 and 8.8 s; a fourth would end at 11 s.
+    assert machine.calls == ["fp32", "bf16"] * 4
+    assert machine.now <= 9
+    machine = FakeMachine({"fp32": 1.0, "bf16": 1.2})
+    result = probe([FP32, BF16], machine.measure, budget_seconds=0.5, clock=machine.clock)
+    assert machine.calls == ["fp32", "bf16"] * 2 and result.rounds == 1
+
+
+def test_the_budget_is_also_a_share_of_the_planned_run():
+    machine = FakeMachine({"fp32": 1.0, "bf16": 1.2})
+    # 2% of 300 iterations at 1 s is 6 s, less than the 20 s given: a second round would end at 6.6 s.
+    probe([FP32, BF16], machine.measure, budget_seconds=20, planned_iterations=300, clock=machine.clock)
+    assert machine.calls == ["fp32", "bf16"] * 2
+    machine = FakeMachine({"fp32": 1.0, "bf16": 1.2})
+    probe([FP32, BF16], machine.measure, budget_seconds=20, planned_iterations=100_000, clock=machine.clock)
+    assert len(machine.calls) == 2 * 8  # 20 s of budget: warm-up and seven rounds would end at 17.6 s
+    assert machine.now <= 20
+
+
+def test_a_cpu_without_native_bf16_gets_no_bf16_candidates(cpu_flags, with_nnpack):
+    cpu_flags("fpu", "avx2", "fma")
+    assert candidates(CPU) == [FP32, FP32_NNPACK]
+
+
+def test_a_cpu_with_native_bf16_gets_bf16_and_bf16_channels_last(cpu_flags, with_nnpack):
+    cpu_flags("avx2", "avx512_bf16")
+    assert candidates(CPU) == [FP32, FP32_NNPACK, BF16, BF16_CL]
+    cpu_flags("amx_bf16")
+    assert [candidate.label for candidate in candidates(CPU)] == ["fp32", "fp32+nnpack", "bf16", "bf16+cl"]
+
+
+def test_without_nnpack_the_cpu_candidates_leave_it_out(cpu_flags, monkeypatch):
+    monkeypatch.setattr(tuning, "nnpack_available", lambda: False)
+    cpu_flags("avx512_bf16")
+    assert candidates(CPU) == [FP32, BF16, BF16_CL]
+
+
+def test_cuda_candidates_pair_every_precision_with_both_layouts(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    labels = [candidate.label for candidate in candidates(torch.device("cuda"))]
+    assert labels == ["fp32", "fp32+cl", "tf32", "tf32+cl", "bf16", "bf16+cl", "fp16", "fp16+cl"]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert [candidate.label for candidate in candidates(torch.device("cuda"))] == ["fp32", "fp32+cl", "fp16",
+                                                                                   "fp16+cl"]
+
+
+@pytest.mark.parametrize("flags", ["fpu avx2", "avx512_bf16", "amx_bf16 avx512_bf16"])
+def test_the_reference_fp32_path_is_always_the_first_candidate(cpu_flags, flags):
+    cpu_flags(*flags.split())
+    assert candidates(CPU)[0] == REFERENCE == Arithmetic("fp32", channels_last=False, nnpack=False)
+
+
+def test_a_fixed_flag_is_imposed_on_every_candidate_and_only_the_free_ones_vary(cpu_flags, with_nnpack):
+    cpu_flags("avx512_bf16")
+    assert candidates(CPU, UserFlags(precision="fp32")) == [FP32, FP32_NNPACK, Arithmetic("fp32", channels_last=True)]
+    assert candidates(CPU, UserFlags(nnpack=False)) == [FP32, BF16, BF16_CL]
+    assert candidates(CPU, UserFlags(precision="bf16", channels_last=True)) == [BF16_CL, Arithmetic("bf16", True, True)]
+
+
+def test_a_fixed_precision_is_never_changed_by_the_probe(cpu_flags, with_nnpack, cache):
+    cpu_flags("avx512_bf16")
+    machine = FakeMachine({"fp32": 1.0, "fp32+cl": 2.0, "fp32+nnpack": 0.9, "bf16": 0.1, "bf16+cl": 0.1})
+    flags = UserFlags(precision="fp32")
+    result = choose_arithmetic(CPU, key(user_flags=flags), machine.measure, 1000, flags, cache=cache,
+                               clock=machine.clock)
+    assert result.chosen == FP32_NNPACK
+    assert set(machine.calls) == {"fp32", "fp32+nnpack", "fp32+cl"}
+
+
+def test_everything_fixed_means_no_probe(cache):
+    machine = FakeMachine({})
+    flags = UserFlags("bf16", True, False)
+    result = choose_arithmetic(CPU, key(user_flags=flags), machine.measure, 1000, flags, cache=cache)
+    assert (result.chosen, result.source, machine.calls) == (BF16_CL, "as asked", [])
+    assert result.describe() == "precision: bf16+cl (as asked)"
+    assert not cache.path.exists()
+
+
+def test_the_cache_key_holds_what_decides_the_choice():
+    train = ProbeKey.for_job(CPU, TINY, "train", 128, 2, UserFlags(nnpack=False))
+    assert train.device == devices.device_name(CPU)
+    assert train.torch_version == torch.__version__
+    assert (train.job, train.size, train.batch, train.threads, train.fixed) == ("train", 128, 2, 1, "nnpack=False")
+    assert train.architecture == ("resnet_6blocks, ngf 8, norm instance, upsample transposed, antialias False, "
+                                  "channels 3->3, cyclegan, basic, ndf 8, n_layers_d 3, spectral_norm False")
+    translate = ProbeKey.for_job(CPU, TINY, "translate", 128, 2)
+    assert translate.architecture == ("resnet_6blocks, ngf 8, norm instance, upsample transposed, antialias False, "
+                                      "channels 3->3")
+    assert len({train.text(), translate.text(), ProbeKey.for_job(CPU, TINY, "train", 256, 2).text()}) == 3
+    with pytest.raises(ConfigError, match="unknown job 'serve'"):
+        ProbeKey.for_job(CPU, TINY, "serve", 128, 1)
+
+
+def test_the_device_name_is_the_cpu_model_from_cpuinfo(monkeypatch):
+    monkeypatch.setattr(devices, "_cpu_model_name", lambda: "Intel(R) Xeon(R) Platinum 8480+")
+    assert devices.device_name(CPU) == "Intel(R) Xeon(R) Platinum 8480+"
+
+
+def test_a_second_run_uses_the_cached_decision_without_probing(cpu_flags, with_nnpack, cache):
+    cpu_flags("avx512_bf16")
+    machine = FakeMachine({"fp32": 1.4, "fp32+nnpack": 1.2, "bf16": 0.7, "bf16+cl": 0.5})
+    first = choose_arithmetic(CPU, key(), machine.measure, 1000, cache=cache, clock=machine.clock)
+    calls = len(machine.calls)
+    assert calls > 0 and first.chosen == BF16_CL
+    stored = json.loads(cache.path.read_text())
+    assert cache.path == tuning.cache_root() / "arithmetic" / "decisions.json"
+    assert list(stored["decisions"]) == [key().text()]
+    assert stored["decisions"][key().text()]["chosen"] == {"precision": "bf16", "channels_last": True, "nnpack": False}
+
+    second = choose_arithmetic(CPU, key(), machine.measure, 1000, cache=DecisionCache(), clock=machine.clock)
+    assert len(machine.calls) == calls
+    assert (second.chosen, second.source, second.seconds) == (BF16_CL, "cached", first.seconds)
+    assert second.describe().startswith("precision: bf16+cl (cached measurement 0.5 s/it; fp32 1.4 s")
+    # Another job, size or set of fixed flags is another decision.
+    choose_arithmetic(CPU, key("translate"), machine.measure, 1000, cache=cache, clock=machine.clock)
+    assert len(machine.calls) > calls
+
+
+def test_a_run_under_fifty_iterations_does_not_probe(cpu_flags, with_nnpack, cache):
+    cpu_flags("avx512_bf16")
+    machine = FakeMachine({"fp32": 1.4, "fp32+nnpack": 1.2, "bf16": 0.7, "bf16+cl": 0.5})
+    result = choose_arithmetic(CPU, key(), machine.measure, 49, cache=cache, clock=machine.clock)
+    assert (result.chosen, result.source, machine.calls) == (REFERENCE, "default", [])
+    assert result.describe() == ("precision: fp32 (a run of 49 iterations is not worth measuring, and no decision "
+                                 "is cached)")
+    assert not cache.path.exists()
+    flags = UserFlags(channels_last=True)
+    assert choose_arithmetic(CPU, key(user_flags=flags), machine.measure, 10, flags, cache=cache).chosen == \
+        Arithmetic("fp32", channels_last=True)
+    # With a cached decision, the short run uses it.
+    choose_arithmetic(CPU, key(), machine.measure, 50, cache=cache, clock=machine.clock)
+    machine.calls.clear()
+    result = choose_arithmetic(CPU, key(), machine.measure, 10, cache=cache)
+    assert (result.chosen, result.source, machine.calls) == (BF16_CL, "cached", [])
+
+
+def test_an_unreadable_cache_counts_as_empty(cache):
+    cache.path.parent.mkdir(parents=True)
+    cache.path.write_text("{not json")
+    assert cache.read(key()) is None
+    cache.path.write_text(json.dumps({"format": 1, "decisions": {key().text(): {"chosen": {"precision": "fp64"}}}}))
+    assert cache.read(key()) is None
+    cache.write(key(), ProbeResult(BF16, "measured", seconds={"bf16": 0.5}, rounds=2))
+    assert cache.read(key()).chosen == BF16
+
+
+def test_an_arithmetic_round_trips_through_its_record():
+    for arithmetic in (FP32, FP32_NNPACK, BF16_CL, Arithmetic("tf32", channels_last=True), Arithmetic("fp16")):
+        record = arithmetic.to_record()
+        assert json.loads(json.dumps(record)) == record
+        assert Arithmetic.from_record(record) == arithmetic
+    assert BF16_CL.to_record() == {"precision": "bf16", "channels_last": True, "nnpack": False}
+    with pytest.raises(ConfigError, match="needs exactly channels_last, nnpack, precision"):
+        Arithmetic.from_record({"precision": "bf16"})
+    with pytest.raises(ConfigError, match="unknown precision 'fp64'"):
+        Arithmetic.from_record({"precision": "fp64", "channels_last": False, "nnpack": False})
+
+
+def test_user_flags_from_options_treat_auto_and_none_as_free():
+    assert UserFlags.from_options("auto") == UserFlags()
+    assert UserFlags.from_options("bf16", None, False).fixed() == {"precision": "bf16", "nnpack": False}
+    assert UserFlags.from_options("fp32", True, True).complete
+
+
+def test_the_translation_measure_applies_each_candidate_to_the_generator():
+    generator = build_generator("resnet_6blocks", ngf=8).eval()
+    measure = translation_measure(generator, CPU, 32)
+    assert measure(BF16_CL) > 0
+    assert generator.model[1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert measure(FP32_NNPACK) > 0
+    assert generator.model[1].weight.is_contiguous()
+    assert all(layer.nnpack for layer in generator.modules() if hasattr(layer, "nnpack"))
+
+
+def test_tf32_needs_cuda():
+    with pytest.raises(ConfigError, match="tf32 needs a CUDA GPU"):
+        devices.autocast(CPU, "tf32")
+
+
+def test_the_training_probe_times_the_trainers_own_step_in_each_arithmetic():
+    from cyclegan.training.arithmetic_probe import TrainingProbe
+    from cyclegan.training.trainer import Trainer
+
+    config = TrainConfig()
+    config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 8, 8
+    config.data.crop_size = 32
+    with TrainingProbe(config, Trainer) as measure:
+        assert measure(FP32_NNPACK) > 0
+        assert measure(BF16_CL) > 0
+        trainer = measure.trainer
+        assert (trainer.config.run.precision, trainer.config.run.channels_last) == ("bf16", True)
+        assert trainer.memory_format == torch.channels_last
+        workdir = measure.workdir
+    assert not workdir.exists()
+    assert config.run.precision == "auto" and config.data.data is None  # the run's own config is untouched
+
+
+def test_cyclegan_tune_times_a_tiny_model_prints_the_table_and_caches_the_choice(cache, capsys):
+    argv = ["tune", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8", "--size", "32", "--budget", "1",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    labels = [candidate.label for candidate in candidates(CPU)]
+    table = out.splitlines()[1:2 + len(labels)]
+    assert table[0].split() == ["candidate", "s/it", "vs", "fp32"]
+    assert sorted(line.split()[0] for line in table[1:]) == sorted(labels)
+    assert next(line for line in table if line.startswith("fp32 ")).split()[2] == "1.00x"
+    assert "precision: " in out and f"cached in {cache.path}" in out
+    stored = json.loads(cache.path.read_text())["decisions"]
+    (entry,) = stored.values()
+    assert entry["key"]["job"] == "train" and entry["key"]["size"] == 32
+    assert set(entry["seconds"]) == set(labels)
+    assert main(argv[:-2] + ["--job", "translate", "--device", "cpu"]) == 0
+    assert "s/image" in capsys.readouterr().out
+    assert len(json.loads(cache.path.read_text())["decisions"]) == 2
+
+
+def test_training_and_inference_can_both_import_the_probe_without_a_cycle():
+    from test_architecture import import_graph
+
+    graph = import_graph()
+    assert not any(name.startswith("cyclegan.training") for name in graph["cyclegan.tuning"])
+    assert "cyclegan.training.trainer" not in graph["cyclegan.training.arithmetic_probe"]
+
+
+def test_a_translation_is_keyed_by_the_generators_layers():
+    def key_of(**options):
+        return ProbeKey.for_network(CPU, build_generator("resnet_6blocks", ngf=8, **options), "translate", 64, 1)
+
+    assert key_of().text() == key_of().text()
+    assert key_of().architecture.startswith("ResnetGenerator ")
+    assert key_of(upsample="resize_conv").text() != key_of().text()
+    assert key_of(antialias=True).text() != key_of().text()
