@@ -487,3 +487,97 @@ def size_multiple(net_g: str) -> int:
 def count_parameters(net: nn.Module) -> int:
     """Number of scalar parameters of `net` (buffers such as BatchNorm running stats excluded)."""
     return sum(p.numel() for p in net.parameters())
+
+
+# --- encoder features for CUT's PatchNCE --------------------------------------------------------
+
+def _resnet_layers(generator: nn.Module) -> nn.Sequential:
+    if not isinstance(generator, ResnetGenerator):
+        raise ConfigError(f"PatchNCE reads the encoder of a ResNet generator, not a {type(generator).__name__}; "
+                          "use --netG resnet_9blocks or resnet_6blocks")
+    return generator.model
+
+
+def paper_nce_layers(generator: nn.Module) -> tuple[int, ...]:
+    """The indices into `generator.model` of the layers CUT's PatchNCE reads, chosen by meaning.
+
+    CUT (Park et al. 2020) reads five layers of its anti-aliased ResNet generator (its
+    `--nce_layers 0,4,8,12,16`): the padded RGB input, the convolution of each down-sampling
+    (before its norm), the first residual block and the middle one (the fifth of nine). The
+    same meanings give 0, 4, 8, 12, 16 with `antialias` (CUT's layer list) and 0, 4, 7, 10, 14
+    with the plain strided down-sampling, where CUT's numbers would point at other layers. With
+    6 blocks the middle block is the fourth (the later of the two middle ones).
+    """
+    layers = _resnet_layers(generator)
+    blocks = [index for index, layer in enumerate(layers) if isinstance(layer, ResnetBlock)]
+    if not blocks:
+        raise ConfigError("the paper's PatchNCE layers include residual blocks and this generator has none; "
+                          "give the layers with --nce-layers")
+    # The first convolution is the c7s1 block's; the next two are the down-samplings'.
+    convolutions = [index for index, layer in enumerate(layers[:blocks[0]]) if isinstance(layer, nn.Conv2d)]
+    return (0, convolutions[1], convolutions[2], blocks[0], blocks[len(blocks) // 2])
+
+
+def _check_nce_layers(layers: nn.Sequential, wanted: tuple[int, ...]) -> None:
+    if not wanted:
+        raise ConfigError("PatchNCE needs at least one layer; give --nce-layers, e.g. 0,4,8,12,16")
+    if len(set(wanted)) != len(wanted):
+        raise ConfigError(f"--nce-layers lists a layer twice: {','.join(map(str, wanted))}; list each once")
+    outside = [index for index in wanted if not 0 <= index < len(layers)]
+    if outside:
+        raise ConfigError(f"--nce-layers {','.join(map(str, outside))} outside this generator's layers "
+                          f"0 to {len(layers) - 1}; choose layers of its encoder")
+
+
+def feature_channels(generator: nn.Module, layers: tuple[int, ...]) -> tuple[int, ...]:
+    """The channel count of each of `layers`' activations in `generator.model`, read from the
+    architecture without running it, so that a head per layer (`PatchProjector`) can be built
+    before the optimizer, and before any batch is seen."""
+    sequential = _resnet_layers(generator)
+    wanted = tuple(layers)
+    _check_nce_layers(sequential, wanted)
+    channels = sequential[1].in_channels  # the first convolution reads the image
+    counts: dict[int, int] = {}
+    for index, layer in enumerate(sequential[:max(wanted) + 1]):
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            channels = layer.out_channels
+        counts[index] = channels
+    return tuple(counts[index] for index in wanted)
+
+
+def _run_collecting(generator: nn.Module, x: torch.Tensor, layers: tuple[int, ...],
+                    to_the_end: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    sequential = _resnet_layers(generator)
+    wanted = tuple(layers)
+    _check_nce_layers(sequential, wanted)
+    _check_input_size(x, generator.size_multiple)
+    last = len(sequential) - 1 if to_the_end else max(wanted)
+    collected: dict[int, torch.Tensor] = {}
+    for index, layer in enumerate(sequential[:last + 1]):
+        # An in-place layer (the ReLUs) would overwrite a collected activation: give it a copy.
+        if index - 1 in collected and getattr(layer, "inplace", False):
+            x = x.clone()
+        x = layer(x)
+        if index in wanted:
+            collected[index] = x
+    return x, [collected[index] for index in wanted]
+
+
+def encode_features(generator: nn.Module, x: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
+    """The activations of `layers` (indices into the ResNet generator's `model`) for input `x`,
+    in the order given, each N x C x H x W; the layers after the last one asked for are not run.
+
+    Layer i's activation is the output of `model[i]` (layer 0, a padding, gives the padded input),
+    as CUT reads its generator. Raises ConfigError for a generator other than a ResNet and for
+    layers it does not have.
+    """
+    return _run_collecting(generator, x, layers, to_the_end=False)[1]
+
+
+def generate_with_features(generator: nn.Module, x: torch.Tensor,
+                           layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`generator(x)` and, from the same pass, `encode_features(generator, x, layers)`: the keys
+    of PatchNCE are the encoder's features of the very images the generator translates, so one
+    pass gives both. Not where FastCUT mirrors the generator's input: its keys are the features
+    of the unmirrored image."""
+    return _run_collecting(generator, x, layers, to_the_end=True)
