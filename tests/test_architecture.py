@@ -82,7 +82,9 @@ def test_the_package_has_no_import_cycle():
     assert find_cycle(import_graph()) is None
 
 
-@pytest.mark.parametrize("module", ["cyclegan.inference", "cyclegan.export", "cyclegan.zoo", "cyclegan.tiling",
+@pytest.mark.parametrize("module", ["cyclegan.inference", "cyclegan.inference.translator", "cyclegan.inference.onnx",
+                                    "cyclegan.inference.tiling", "cyclegan.inference.video",
+                                    "cyclegan.inference.resolve", "cyclegan.inference.pipeline", "cyclegan.zoo",
                                     "cyclegan.serving.app", "cyclegan.checkpoint", "cyclegan.reference_format"])
 def test_applying_a_model_never_imports_the_training_package(module):
     graph = import_graph()
@@ -93,3 +95,11 @@ def test_applying_a_model_never_imports_the_training_package(module):
                 reachable.add(target)
                 frontier.append(target)
     assert not any(name.startswith("cyclegan.training") for name in reachable), sorted(reachable)
+
+
+def test_the_inference_package_imports_neither_the_command_line_nor_the_server():
+    graph = import_graph()
+    inference = [name for name in graph if name == "cyclegan.inference" or name.startswith("cyclegan.inference.")]
+    assert "cyclegan.inference.translator" in inference
+    for module in inference:
+        assert not any(target.startswith(("cyclegan.cli", "cyclegan.serving")) for target in graph[module]), module

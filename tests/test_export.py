@@ -10,10 +10,10 @@ from cyclegan.checkpoint import load_generator, save_checkpoint
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
 from cyclegan.errors import CheckpointError, ConfigError
-from cyclegan.export import TOLERANCE, export_onnx, load_onnx_generator
+from cyclegan.inference.onnx import TOLERANCE, export_onnx, load_onnx_generator
 from cyclegan.inference import Translator
 from cyclegan.networks import build_generator
-from cyclegan.tiling import translate_tiled
+from cyclegan.inference.tiling import translate_tiled
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra: pip install -e '.[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="ONNX inference needs the onnx extra: pip install -e '.[onnx]'")

@@ -7,7 +7,7 @@ from torch import nn
 from cyclegan.layers.instance_norm import FastInstanceNorm2d, instance_norm
 from cyclegan.networks import build_generator
 from cyclegan.reference_format import generator_from_state_dict
-from cyclegan.tiling import with_image_statistics
+from cyclegan.inference.tiling import with_image_statistics
 
 CHANNELS_LAST = torch.channels_last
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": CHANNELS_LAST}

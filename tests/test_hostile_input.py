@@ -215,7 +215,7 @@ def test_translate_as_a_real_process_reports_bad_files_without_a_traceback(corpu
 def test_a_full_disk_while_translating_ends_with_a_one_line_error_and_keeps_what_was_written(
         corpus, run_folder, tmp_path, monkeypatch, capsys):
     # Needs cli.main to report OSError in one line (see the report); outputs are written atomically.
-    from cyclegan import inference
+    from cyclegan.inference import translator as inference
 
     out = tmp_path / "out"
     good = sorted(name for name in corpus.good if name not in corpus.tiny)

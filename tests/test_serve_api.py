@@ -316,7 +316,7 @@ def test_a_pix2pix_run_is_served_in_its_one_direction(tmp_path):
     translators = load_translators(tmp_path, device="cpu")
 
     assert list(translators) == ["AtoB"]
-    with pytest.raises(ConfigError, match=f"{weights.parent.parent} holds no BtoA generator, only AtoB"):
+    with pytest.raises(ConfigError, match=f"{re.escape(str(weights))} holds no BtoA generator, only AtoB"):
         load_translators(tmp_path, ["BtoA"], device="cpu")
     with ServerThread(create_app(translators, TEST_LIMITS)) as running:
         assert request(running.url + "/info").json()["directions"] == {

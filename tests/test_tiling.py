@@ -16,7 +16,7 @@ from cyclegan.cli import main
 from cyclegan.errors import ConfigError
 from cyclegan.inference import Translator
 from cyclegan.networks import build_generator
-from cyclegan.tiling import blend_weights, tile_starts, translate_tiled, with_image_statistics
+from cyclegan.inference.tiling import blend_weights, tile_starts, translate_tiled, with_image_statistics
 
 RESNET_SPEC = GeneratorSpec("resnet_6blocks", 3, 3, 8, "instance", "random weights")
 

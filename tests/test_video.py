@@ -20,7 +20,7 @@ from cyclegan.errors import ConfigError, UnreadableVideoError
 from cyclegan.inference import Translator
 from cyclegan.checkpoint import save_checkpoint
 from cyclegan.training.model import CycleGAN
-from cyclegan.video import VideoOptions, is_video, output_name, parse_time, translate_video
+from cyclegan.inference.video import VideoOptions, is_video, output_name, parse_time, translate_video
 
 from conftest import write_images
 
@@ -141,8 +141,8 @@ class Identity:
 
     input_channels, tile = 3, None
 
-    def translate_tensor(self, batch: torch.Tensor) -> torch.Tensor:
-        return batch.clone()
+    def translate_images(self, images, batch_size=None):
+        return [image.convert("RGB") for image in images]
 
 
 # --- a tiny model ----------------------------------------------------------------------------------
@@ -429,7 +429,7 @@ def test_memory_stays_bounded_for_a_long_clip(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from pathlib import Path
         from test_video import Identity, make_clip
-        from cyclegan.video import VideoOptions, translate_video
+        from cyclegan.inference.video import VideoOptions, translate_video
 
         clip = make_clip(Path({str(tmp_path)!r}) / "long.mp4", frames=450, rate=30, size=(256, 192), audio=True,
                          quick=True)

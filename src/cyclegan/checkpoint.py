@@ -34,17 +34,19 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from cyclegan import __version__
-from cyclegan.config import DIRECTIONS, PICKS, ModelConfig
-from cyclegan.errors import CheckpointError, ConfigError
+from cyclegan.config import PICKS, ModelConfig
+from cyclegan.directions import Direction
+from cyclegan.errors import CheckpointError
 from cyclegan.fileio import write_atomic, write_text_atomic
-from cyclegan.networks import build_generator, size_multiple
+from cyclegan.networks import build_generator_from_config, generator_channels, size_multiple
 from cyclegan.reference_format import load_reference_generator
 
 FORMAT = "cyclegan/1"
 LATEST = "latest.json"
 BEST = "best.json"
-# The generator applying each direction, as named in the weights ("G_AB.model.1.weight").
-GENERATOR_NAMES = {"AtoB": "G_AB", "BtoA": "G_BA"}
+WEIGHTS_SUFFIX = ".safetensors"
+# The training state written beside a checkpoint's weights ("iter_00001200.state.pt").
+STATE_SUFFIX = ".state.pt"
 # The `networks` metadata of a file holding one generator without a direction of its own.
 SINGLE_GENERATOR = "G_AB"
 REFERENCE_SUFFIXES = (".pth", ".pt")
@@ -106,15 +108,25 @@ def checkpoint_stem(iteration: int) -> str:
     return f"iter_{iteration:08d}"
 
 
+def checkpoint_files(folder: Path, iteration: int, with_state: bool = True) -> CheckpointFiles:
+    """The files of the checkpoint at `iteration` in `folder`: the one rule naming them."""
+    weights = Path(folder) / f"{checkpoint_stem(iteration)}{WEIGHTS_SUFFIX}"
+    return CheckpointFiles(weights, state_path(weights) if with_state else None)
+
+
+def state_path(weights: Path) -> Path:
+    """The training state's file beside `weights` (which need not exist)."""
+    return weights.with_name(weights.name.removesuffix(WEIGHTS_SUFFIX) + STATE_SUFFIX)
+
+
 def save_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], model_config: ModelConfig,
                     training_state: dict | None, *, epoch: int, iteration: int, keep_last: int = 0) -> CheckpointFiles:
     """Write one checkpoint atomically, point latest.json at it, then prune old ones."""
     folder = Path(folder)
     stem = checkpoint_stem(iteration)
-    weights_path = folder / f"{stem}.safetensors"
-    state_path = folder / f"{stem}.state.pt" if training_state is not None else None
+    files = checkpoint_files(folder, iteration, with_state=training_state is not None)
     try:
-        _write_checkpoint(folder, modules, model_config, training_state, epoch, iteration, weights_path, state_path)
+        _write_checkpoint(folder, modules, model_config, training_state, epoch, iteration, files.weights, files.state)
     except OSError as error:
         previous = read_latest(folder) if folder.is_dir() else None
         full = " (the disk is full)" if error.errno in (errno.ENOSPC, errno.EDQUOT) else ""
@@ -124,7 +136,7 @@ def save_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], model_con
                               f"{kept}") from error
     if keep_last > 0:
         prune_checkpoints(folder, keep_last)
-    return CheckpointFiles(weights_path, state_path)
+    return files
 
 
 def _write_checkpoint(folder: Path, modules, model_config, training_state, epoch, iteration, weights_path,
@@ -170,12 +182,12 @@ def save_single_generator(path: str | Path, generator: torch.nn.Module, model_co
 def prune_checkpoints(folder: Path, keep_last: int) -> list[Path]:
     """Delete all but the newest `keep_last` checkpoints; never one that latest.json or best.json names."""
     named = {files.weights for files in (read_latest(folder), read_pointer(folder / BEST)) if files is not None}
-    weights = sorted(folder.glob("iter_*.safetensors"))
+    weights = sorted(folder.glob(f"iter_*{WEIGHTS_SUFFIX}"))
     removed = []
     for path in weights[:-keep_last]:
         if path in named:
             continue
-        for companion in (path, path.with_suffix(".state.pt")):
+        for companion in (path, state_path(path)):
             if companion.exists():
                 companion.unlink()
                 removed.append(companion)
@@ -241,8 +253,8 @@ def find_checkpoint(path: str | Path, pick: str = "latest") -> CheckpointFiles:
         raise CheckpointError(f"--pick best needs a run folder, not the file {path}")
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    state = path.with_name(path.name.replace(".safetensors", ".state.pt"))
-    return CheckpointFiles(path, state if path.suffix == ".safetensors" and state.exists() else None)
+    state = state_path(path)
+    return CheckpointFiles(path, state if path.suffix == WEIGHTS_SUFFIX and state.exists() else None)
 
 
 def read_metadata(weights_path: Path) -> dict:
@@ -256,10 +268,10 @@ def read_metadata(weights_path: Path) -> dict:
 def load_model_config(weights_path: Path) -> ModelConfig:
     """The architecture saved in one of our weights files; CheckpointError for a foreign file, or
     for settings this version does not know (naming them and the version that wrote the file)."""
-    return _model_config(weights_path, read_metadata(weights_path))
+    return model_config_of(weights_path, read_metadata(weights_path))
 
 
-def _model_config(weights_path: Path, metadata: dict) -> ModelConfig:
+def model_config_of(weights_path: Path, metadata: dict) -> ModelConfig:
     if metadata.get("format") != FORMAT or "model_config" not in metadata:
         raise CheckpointError(f"{weights_path} has no cyclegan model config in its metadata; it was not written "
                               "by this project (for official *.pth generators use them directly or convert them)")
@@ -309,17 +321,22 @@ def is_reference_file(path: str | Path) -> bool:
     return path.suffix in REFERENCE_SUFFIXES and path.is_file()
 
 
-def generator_directions(path: str | Path) -> tuple[str, ...]:
-    """The directions whose generator `path` holds, as trained: ("AtoB", "BtoA") for a CycleGAN
-    checkpoint, ("AtoB",) for a pix2pix one, and () for a file holding a single generator without
+def generator_directions(path: str | Path) -> tuple[Direction, ...]:
+    """The directions whose generator `path` holds, as trained: (AtoB, BtoA) for a CycleGAN
+    checkpoint, (AtoB,) for a pix2pix one, and () for a file holding a single generator without
     a direction (an official `.pth`, a converted zoo model), which `load_generator` applies whatever
     the direction asked. Reads metadata only."""
     if is_reference_file(path):
         return ()
-    networks = _networks(read_metadata(find_checkpoint(path).weights))
+    return held_directions(read_metadata(find_checkpoint(path).weights))
+
+
+def held_directions(metadata: dict) -> tuple[Direction, ...]:
+    """The directions whose generator a weights file with `metadata` holds; () for a single generator."""
+    networks = _networks(metadata)
     if networks == [SINGLE_GENERATOR]:
         return ()
-    return tuple(direction for direction, name in GENERATOR_NAMES.items() if networks is None or name in networks)
+    return tuple(direction for direction in Direction if networks is None or direction.generator in networks)
 
 
 def _networks(metadata: dict) -> list[str] | None:
@@ -335,28 +352,36 @@ def load_generator(path: str | Path, direction: str = "AtoB") -> tuple[torch.nn.
     generator whatever the direction, with `spec.direction` None. Raises CheckpointError for a
     file that cannot be read or has no generator for `direction` (BtoA of a pix2pix run).
     """
-    if direction not in DIRECTIONS:
-        raise ConfigError(f"unknown direction '{direction}'; choose AtoB or BtoA")
+    direction = Direction.parse(direction)
     if is_reference_file(path):
-        generator, architecture = load_reference_generator(path)
-        return generator, GeneratorSpec(source=str(path), direction=None, **architecture)  # one generator
-    files = find_checkpoint(path)
-    metadata = read_metadata(files.weights)
-    config = _model_config(files.weights, metadata)
+        return load_reference(path)
+    weights = find_checkpoint(path).weights
+    return generator_from_file(weights, read_metadata(weights), direction)
+
+
+def load_reference(path: str | Path) -> tuple[torch.nn.Module, GeneratorSpec]:
+    """An official reference `.pth` generator, which has no direction of its own."""
+    generator, architecture = load_reference_generator(path)
+    return generator, GeneratorSpec(source=str(path), direction=None, **architecture)
+
+
+def generator_from_file(weights: Path, metadata: dict, direction: Direction | str) -> tuple[torch.nn.Module,
+                                                                                           GeneratorSpec]:
+    """The generator for `direction` of the weights file `weights`, whose `metadata` the caller
+    has read (`read_metadata`); see `load_generator`."""
+    direction = Direction.parse(direction)
+    config = model_config_of(weights, metadata)
     networks = _networks(metadata)
     if networks == [SINGLE_GENERATOR]:
-        name, direction = SINGLE_GENERATOR, None
+        name, applied = SINGLE_GENERATOR, None
     else:
-        name = GENERATOR_NAMES[direction]
+        name, applied = direction.generator, direction
         if networks is not None and name not in networks:
-            raise CheckpointError(f"{files.weights} holds no {direction} generator ({name}), only "
+            raise CheckpointError(f"{weights} holds no {direction} generator ({name}), only "
                                   f"{', '.join(networks)}; use direction AtoB")
-    input_nc, output_nc = ((config.output_nc, config.input_nc) if direction == "BtoA"
-                           else (config.input_nc, config.output_nc))
-    generator = build_generator(config.net_g, input_nc, output_nc, config.ngf, config.norm, config.use_dropout,
-                                config.padding_type, init_type="normal", init_gain=0.02,
-                                upsample=config.upsample, antialias=config.antialias)
-    load_weights(files.weights, {name: generator})
-    spec = GeneratorSpec(config.net_g, input_nc, output_nc, config.ngf, config.norm, str(files.weights),
-                         direction, config.use_dropout)
+    input_nc, output_nc = generator_channels(config, applied or Direction.A_TO_B)
+    generator = build_generator_from_config(config, applied or Direction.A_TO_B)
+    load_weights(weights, {name: generator})
+    spec = GeneratorSpec(config.net_g, input_nc, output_nc, config.ngf, config.norm, str(weights),
+                         None if applied is None else applied.value, config.use_dropout)
     return generator.eval(), spec

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 
-from cyclegan.config import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, PADDING_TYPES, UPSAMPLINGS
+from cyclegan.config import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, PADDING_TYPES, UPSAMPLINGS, ModelConfig
+from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError
 from cyclegan.layers.antialias import BlurDownsample, BlurUpsample
 from cyclegan.layers.instance_norm import FastInstanceNorm2d
@@ -449,6 +450,22 @@ def build_generator(net_g: str = "resnet_9blocks", input_nc: int = 3, output_nc:
                               f"leave them at their defaults with --netG {net_g}")
         net = UnetGenerator(input_nc, output_nc, UNET_DOWNS[net_g], ngf, norm, use_dropout)
     return init_weights(net, init_type, init_gain)
+
+
+def build_generator_from_config(config: ModelConfig, direction: Direction | str = Direction.A_TO_B) -> nn.Module:
+    """The generator of `direction` that `config` describes, as training builds it and loading
+    fills it: A→B maps input_nc to output_nc channels, B→A the other way round."""
+    input_nc, output_nc = generator_channels(config, direction)
+    return build_generator(config.net_g, input_nc, output_nc, config.ngf, config.norm, config.use_dropout,
+                           config.padding_type, config.init_type, config.init_gain,
+                           upsample=config.upsample, antialias=config.antialias)
+
+
+def generator_channels(config: ModelConfig, direction: Direction | str) -> tuple[int, int]:
+    """(input channels, output channels) of the generator of `direction`."""
+    if Direction.parse(direction) is Direction.B_TO_A:
+        return config.output_nc, config.input_nc
+    return config.input_nc, config.output_nc
 
 
 def build_discriminator(net_d: str = "basic", input_nc: int = 3, ndf: int = 64,

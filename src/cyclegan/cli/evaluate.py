@@ -52,15 +52,14 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cyclegan.evaluation.evaluate import evaluate, format_report, write_report
-    from cyclegan.checkpoint import find_checkpoint
-    from cyclegan.zoo import resolve_model_argument
+    from cyclegan.inference.resolve import resolve
 
     def log(message: str) -> None:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
 
-    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
-    result = evaluate(checkpoint, args.data, labels_domain=args.labels_domain,
+    checkpoint = resolve(args.checkpoint, args.pick)
+    result = evaluate(checkpoint.weights, args.data, labels_domain=args.labels_domain,
                       size=args.size, fid=args.fid, inception_weights=args.inception_weights, device=args.device,
                       precision=args.precision,
                       segmenter_size=args.segmenter_size, segmenter_steps=args.segmenter_steps,

@@ -24,12 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cyclegan.export import DEFAULT_OPSET, TOLERANCE, export_onnx
-    from cyclegan.checkpoint import find_checkpoint
-    from cyclegan.zoo import resolve_model_argument
+    from cyclegan.inference.onnx import DEFAULT_OPSET, TOLERANCE, export_onnx
+    from cyclegan.inference.resolve import resolve
 
-    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
-    report = export_onnx(checkpoint, args.onnx, args.direction, args.opset or DEFAULT_OPSET)
+    checkpoint = resolve(args.checkpoint, args.pick)
+    report = export_onnx(checkpoint.weights, args.onnx, args.direction, args.opset or DEFAULT_OPSET)
     print(f"wrote {report.path}: {report.spec.describe()}")
     shape = "x".join(str(n) for n in report.check_shape)
     print(f"max abs difference from PyTorch on a random {shape} input: {report.max_abs_diff:.3g}")

@@ -69,10 +69,9 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
                     workers=args.workers, queue=args.queue, timeout_s=args.timeout)
     directions = list(dict.fromkeys(args.direction)) if args.direction else None
-    from cyclegan.checkpoint import find_checkpoint
-    from cyclegan.zoo import resolve_model_argument
+    from cyclegan.inference.resolve import resolve
 
-    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
+    checkpoint = resolve(args.checkpoint, args.pick)
     translators = load_translators(checkpoint, directions, args.device, args.precision)
     app = create_app(translators, limits)
     sock = bind_socket(args.host, args.port)

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from cyclegan.cli import reference
 from cyclegan.cli.arguments import (add_backend_argument, add_device_argument, add_direction_argument,
                                     add_pick_argument, add_precision_argument, add_progress_argument)
-from cyclegan.video import DEFAULT_CRF, parse_time
+from cyclegan.inference.video import DEFAULT_CRF, parse_time
 
 
 def register(subparsers) -> None:
@@ -83,16 +83,15 @@ def run(args: argparse.Namespace) -> int:
     from cyclegan.device import describe_translation_precision, select_device, translation_io_threads
     from cyclegan.distributed import Distributed
     from cyclegan.errors import ConfigError
-    from cyclegan.checkpoint import find_checkpoint
     from cyclegan.inference import load_translators
-    from cyclegan.video import VideoOptions
-    from cyclegan.zoo import resolve_model_argument
+    from cyclegan.inference.video import VideoOptions
+    from cyclegan.inference.resolve import resolve
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.io_threads is not None and args.io_threads < 1:
         raise ConfigError(f"--io-threads must be at least 1, got {args.io_threads}")
-    checkpoint = find_checkpoint(resolve_model_argument(args.checkpoint), args.pick).weights
+    checkpoint = resolve(args.checkpoint, args.pick, args.backend)
     device = select_device(args.device)
     dist = Distributed.from_environment(device)
     try:

@@ -10,13 +10,8 @@ import torch
 import torch.nn as nn
 
 from cyclegan.config import ModelConfig
-from cyclegan.networks import build_discriminator, build_generator
-
-
-def _generator(config: ModelConfig, input_nc: int, output_nc: int) -> nn.Module:
-    return build_generator(config.net_g, input_nc, output_nc, config.ngf, config.norm, config.use_dropout,
-                           config.padding_type, config.init_type, config.init_gain,
-                           upsample=config.upsample, antialias=config.antialias)
+from cyclegan.directions import Direction
+from cyclegan.networks import build_discriminator, build_generator_from_config
 
 
 def _discriminator(config: ModelConfig, input_nc: int) -> nn.Module:
@@ -30,8 +25,8 @@ class CycleGenerators(nn.Module):
 
     def __init__(self, config: ModelConfig, batch_calls: bool):
         super().__init__()
-        self.G_AB = _generator(config, config.input_nc, config.output_nc)
-        self.G_BA = _generator(config, config.output_nc, config.input_nc)
+        self.G_AB = build_generator_from_config(config, Direction.A_TO_B)
+        self.G_BA = build_generator_from_config(config, Direction.B_TO_A)
         self.batch_calls = batch_calls
 
     def forward(self, real_a: torch.Tensor, real_b: torch.Tensor, identity: bool) -> dict[str, torch.Tensor]:
@@ -129,7 +124,7 @@ class ConditionalDiscriminator(nn.Module):
 class Pix2PixGenerator(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.G_AB = _generator(config, config.input_nc, config.output_nc)
+        self.G_AB = build_generator_from_config(config, Direction.A_TO_B)
 
     def forward(self, real_a: torch.Tensor) -> torch.Tensor:
         return self.G_AB(real_a)

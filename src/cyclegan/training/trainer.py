@@ -190,7 +190,7 @@ class Trainer:
 
     def _restore(self, files: ckpt.CheckpointFiles) -> None:
         if files.state is None or not files.state.exists():
-            raise CheckpointError(f"{files.weights} has no training state beside it (.state.pt); "
+            raise CheckpointError(f"{files.weights} has no training state beside it ({ckpt.STATE_SUFFIX}); "
                                   "it can be used for translation but not to resume training")
         ckpt.load_weights(files.weights, self.model.networks(), self.device)
         state = ckpt.load_training_state(files.state)

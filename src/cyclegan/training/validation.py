@@ -177,8 +177,7 @@ class QualityTracker:
         """Write the evaluation: best.json first when it `improves` (its checkpoint is written by
         then), then its metrics.jsonl line, the plot, TensorBoard, and the warnings it starts."""
         if improves:
-            files = ckpt.CheckpointFiles(*(self.checkpoint_dir / f"{ckpt.checkpoint_stem(record['iteration'])}{suffix}"
-                                           for suffix in (".safetensors", ".state.pt")))
+            files = ckpt.checkpoint_files(self.checkpoint_dir, record["iteration"])
             self.best = {"epoch": record["epoch"], "iteration": record["iteration"], "select_by": self.select_by,
                          "score": record[self.select_by]}
             ckpt.write_best(self.checkpoint_dir, files, self.best)

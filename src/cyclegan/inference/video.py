@@ -9,7 +9,7 @@ PyAV a video is reported as one, with the extra to install.
 
 Three threads share the work, and memory stays bounded whatever the length: one decodes upright
 RGB frames, the caller's thread translates them `batch_size` at a time, one encodes and writes.
-They hand frames over through short queues, so only a few batches exist at any time.
+They hand frames over through a bounded `cyclegan.inference.pipeline.Pipeline`, so only a few batches exist at any time.
 
 Choices a user would otherwise meet as surprises:
 
@@ -37,9 +37,7 @@ Choices a user would otherwise meet as surprises:
 """
 from __future__ import annotations
 
-import queue
 import re
-import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -49,9 +47,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cyclegan.data.images import IMAGE_EXTENSIONS, image_to_tensor, save_image_atomic, tensor_to_image
+from cyclegan.data.images import IMAGE_EXTENSIONS, save_image_atomic
 from cyclegan.errors import ConfigError, UnreadableVideoError
 from cyclegan.fileio import atomic_path
+from cyclegan.inference.pipeline import Pipeline
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
 
@@ -571,118 +570,47 @@ class _Sink:
         self.container.mux(packet)
 
 
-# --- three threads: decode, translate (the caller's), encode ----------------------------------------
-
-_END = object()
-
-
-@dataclass
-class _Failed:
-    error: BaseException
-
-
-def _put(channel: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put `item`, waiting while `channel` is full; False (not put) once `stop` is set."""
-    while not stop.is_set():
-        try:
-            channel.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(channel: queue.Queue, stop: threading.Event, producer: threading.Thread):
-    """The next item; _END once `stop` is set or the producer is gone without saying so."""
-    while True:
-        try:
-            return channel.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set() or not producer.is_alive():
-                try:
-                    return channel.get_nowait()
-                except queue.Empty:
-                    return _END
-
-
 def _pipeline(translator, source: _Source, sink: _Sink, options: VideoOptions, name: str) -> int:
-    """Decode, translate and encode the whole span; the number of frames written."""
-    stop = threading.Event()
-    decoded: queue.Queue = queue.Queue(maxsize=2 * options.batch_size)
-    translated: queue.Queue = queue.Queue(maxsize=2)
-    failures: list[BaseException] = []
+    """Decode, translate and encode the whole span; the number of frames written. Decoding and
+    encoding are one thread each (frames are read and muxed in order), the network is the caller's."""
     written = 0
 
-    def read() -> None:
-        try:
-            for event in source.events():
-                if not _put(decoded, event, stop):
-                    return
-            _put(decoded, _END, stop)
-        except BaseException as error:  # raised again in the caller's thread
-            _put(decoded, _Failed(error), stop)
-
-    def write(producer: threading.Thread) -> None:
+    def write(audio: list, frames: list[_Frame], outputs: list[Image.Image]) -> None:
         nonlocal written
-        try:
-            while (item := _get(translated, stop, producer)) is not _END:
-                audio, frames, outputs = item
-                for packet in audio:
-                    sink.copy_audio(packet)
-                for frame, output in zip(frames, outputs):
-                    image = output if isinstance(output, Image.Image) else tensor_to_image(output)
-                    sink.write(frame, image)
-                    written += 1
-                    if options.frames_dir is not None:
-                        save_image_atomic(image, Path(options.frames_dir) / f"{written:06d}.png")
-        except BaseException as error:
-            failures.append(error)
-            stop.set()
+        for packet in audio:
+            sink.copy_audio(packet)
+        for frame, image in zip(frames, outputs):
+            sink.write(frame, image)
+            written += 1
+            if options.frames_dir is not None:
+                save_image_atomic(image, Path(options.frames_dir) / f"{written:06d}.png")
 
-    reader = threading.Thread(target=read, name="video-decode", daemon=True)
-    writer = threading.Thread(target=write, args=(threading.current_thread(),), name="video-encode", daemon=True)
     bar = options.progress(source.expected_frames, name) if options.progress else None
-    reader.start()
-    writer.start()
     try:
-        finished = False
-        while not finished and not stop.is_set():
-            frames, audio = [], []
-            while len(frames) < options.batch_size:
-                event = _get(decoded, stop, reader)
-                if event is _END:
-                    finished = True
-                    break
-                if isinstance(event, _Failed):
-                    raise event.error
-                (frames if isinstance(event, _Frame) else audio).append(event)
-            outputs = _translate_batch(translator, [frame.image for frame in frames]) if frames else []
-            if frames or audio:
-                _put(translated, (audio, frames, outputs), stop)
-            if bar is not None and frames:
-                bar.update(len(frames))
-        _put(translated, _END, stop)
-        writer.join()
-        if failures:
-            raise failures[0]
+        with Pipeline(decode_threads=1, encode_threads=1, ahead=2 * options.batch_size, behind=2,
+                      name="video") as pipeline:
+            for frames, audio in _batches(pipeline.decoded(source.events()), options.batch_size):
+                outputs = translator.translate_images([frame.image for frame in frames], options.batch_size)
+                pipeline.encode(write, audio, frames, outputs)
+                if bar is not None and frames:
+                    bar.update(len(frames))
         return written
     finally:
-        stop.set()
-        reader.join()
-        writer.join()
         if bar is not None:
             bar.close()
 
 
-def _translate_batch(translator, images: list[Image.Image]) -> list:
-    """The translated frames: (C, H, W) tensors in [-1, 1] on the CPU, or PIL images where the
-    translator tiles (frames larger than its tile go through it one at a time)."""
-    tile = getattr(translator, "tile", None)
-    if tile is not None and max(images[0].size) > tile:
-        return [translator(image) for image in images]
-    mode = "L" if translator.input_channels == 1 else "RGB"
-    batch = torch.stack([image_to_tensor(image.convert(mode) if image.mode != mode else image) for image in images])
-    return list(translator.translate_tensor(batch).cpu())
+def _batches(events: Iterator[_Frame | Any], batch_size: int) -> Iterator[tuple[list[_Frame], list]]:
+    """Up to `batch_size` frames at a time, with the audio packets that came among them."""
+    frames: list[_Frame] = []
+    audio: list = []
+    for event in events:
+        (frames if isinstance(event, _Frame) else audio).append(event)
+        if len(frames) >= batch_size:
+            yield frames, audio
+            frames, audio = [], []
+    if frames or audio:
+        yield frames, audio
 
 
 __all__ = ["VIDEO_EXTENSIONS", "DEFAULT_CRF", "VideoOptions", "VideoResult", "translate_video", "is_video",

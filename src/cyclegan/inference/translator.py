@@ -1,37 +1,41 @@
 """Applying a trained generator to images of any size.
 
-`Translator.from_checkpoint(path)` takes a run folder, one of our checkpoints, a converted
-pretrained generator (`cyclegan models`), an official reference-code generator (`*_net_G*.pth`)
-or an ONNX export (run with onnxruntime); the architecture comes from the file, so no training
-flag is ever repeated. Calling it on a PIL image returns a PIL image of the same size; with
-`tile` set, large images go through the network in overlapping tiles (`cyclegan.tiling`).
+`Translator.from_checkpoint(value, pick=...)` takes anything `cyclegan.inference.resolve` does:
+a downloaded official model's name (`horse2zebra`), a run folder (its latest or best checkpoint),
+one of our checkpoints, an official reference-code generator (`*_net_G*.pth`) or an ONNX export
+(run with onnxruntime); the architecture comes from the file, so no training flag is ever
+repeated. `translate_images(images)` translates PIL images of any sizes into images of the same
+sizes, batching those of one size and, with `tile` set, sending large ones through the network in
+overlapping tiles (`cyclegan.inference.tiling`); folders and videos go through it too.
 `load_translators(path)` gives one Translator per direction the file holds, as `cyclegan
 serve`, `evaluate` and `demo` use them.
 """
 from __future__ import annotations
 
+import os
 import threading
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cyclegan.checkpoint import GeneratorSpec, generator_directions, load_generator
-from cyclegan.config import BACKENDS, DIRECTIONS
+from cyclegan.checkpoint import GeneratorSpec
 from cyclegan.data.images import image_to_tensor, list_images, load_image, save_image_atomic, tensor_to_image
 from cyclegan.device import (autocast, select_device, translation_batch_size, translation_io_threads,
                              translation_precision)
+from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError, CycleGANError, UnreadableImageError
-from cyclegan.export import load_onnx_generator
+from cyclegan.inference.pipeline import Pipeline
+from cyclegan.inference.resolve import ResolvedModel, resolve
+from cyclegan.inference.tiling import check_tiling, translate_tiled, with_image_statistics
+from cyclegan.inference.video import VideoOptions, VideoResult, is_video, list_videos, output_name, translate_video
 from cyclegan.layers.nnpack import available as nnpack_available
 from cyclegan.layers.nnpack import use_nnpack
-from cyclegan.tiling import check_tiling, translate_tiled, with_image_statistics
-from cyclegan.video import VideoOptions, VideoResult, is_video, list_videos, output_name, translate_video
+
+Item = TypeVar("Item")
 
 
 def pad_to_multiple(batch: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -51,21 +55,6 @@ class TranslationReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # written, but with something to know (see VideoResult)
-
-
-def resolve_backend(path: str | Path, backend: str = "auto") -> str:
-    """"torch" or "onnxruntime" for `path`: "auto" picks onnxruntime for `.onnx` files."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
-    is_onnx = Path(path).suffix.lower() == ".onnx"
-    if backend == "auto":
-        return "onnxruntime" if is_onnx else "torch"
-    if backend == "torch" and is_onnx:
-        raise ConfigError(f"{path} is an ONNX model, which runs with --backend onnxruntime (or auto)")
-    if backend == "onnxruntime" and not is_onnx:
-        raise ConfigError(f"--backend onnxruntime needs an .onnx file, got {path}; export one with "
-                          f"`cyclegan export {path} --onnx model.onnx`")
-    return backend
 
 
 class Translator:
@@ -99,27 +88,30 @@ class Translator:
         self.multiple = spec.size_multiple
         if tile is not None:
             check_tiling(tile, overlap, self.multiple)
-            # Tiles are normalised with statistics of the whole image (see cyclegan.tiling); those
+            # Tiles are normalised with statistics of the whole image (see cyclegan.inference.tiling); those
             # layers hold per-image state, so tiled translations take turns.
             self._tiled_generator, self._tiled_norms = with_image_statistics(self.generator)
             self._tiling_lock = threading.Lock()
         self.tile, self.overlap = tile, overlap
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, direction: str = "AtoB", device: str = "auto",
-                        precision: str = "auto", backend: str = "auto", tile: int | None = None,
-                        overlap: int = 32, channels_last: bool | None = None,
-                        nnpack: bool = True) -> "Translator":
-        """The generator of `direction` in `path` (see `cyclegan.checkpoint.load_generator`); a file
-        holding a single generator (`.pth`, converted zoo model, `.onnx`) gives it whatever the
+    def from_checkpoint(cls, value: str | os.PathLike | ResolvedModel, direction: str = "AtoB",
+                        device: str = "auto", precision: str = "auto", backend: str = "auto",
+                        tile: int | None = None, overlap: int = 32, channels_last: bool | None = None,
+                        nnpack: bool = True, pick: str = "latest") -> "Translator":
+        """The generator of `direction` in the model `value` names (see `cyclegan.inference.resolve`:
+        a zoo name, a run folder with `pick` "latest" or "best", a checkpoint file, `.pth`, `.onnx`),
+        or in a model already resolved; a file holding a single generator gives it whatever the
         direction. `backend` "auto" runs `.onnx` files with onnxruntime, everything else with torch."""
-        if resolve_backend(path, backend) == "onnxruntime":
+        model = value if isinstance(value, ResolvedModel) else resolve(value, pick, backend)
+        direction = Direction.parse(direction)
+        if model.is_onnx:
             if precision not in ("auto", "fp32"):
                 raise ConfigError("--precision applies to the torch backend; an ONNX model runs as exported (fp32)")
-            generator, spec = load_onnx_generator(path, device)
+            generator, spec = model.load_generator(direction, device)
             # onnxruntime places the work itself; torch only hands it contiguous CPU tensors.
             return cls(generator, spec, "cpu", precision, tile, overlap, channels_last=False)
-        generator, spec = load_generator(path, direction)
+        generator, spec = model.load_generator(direction)
         return cls(generator, spec, device, precision, tile, overlap, channels_last, nnpack)
 
     @property
@@ -144,19 +136,61 @@ class Translator:
 
     def __call__(self, image: Image.Image) -> Image.Image:
         """Translate one PIL image; the result has the same width and height."""
-        channels = self.input_channels
-        if image.mode != ("L" if channels == 1 else "RGB"):
-            image = image.convert("L" if channels == 1 else "RGB")
-        if self.tile is not None and max(image.size) > self.tile:
-            with self._tiling_lock:
-                return translate_tiled(image, lambda batch: self._run(self._tiled_generator, batch),
-                                       self.tile, self.overlap, self._tiled_norms)
-        output = self.translate_tensor(image_to_tensor(image).unsqueeze(0))
-        return tensor_to_image(output[0].cpu())
+        return self.translate_images([image])[0]
+
+    def translate_images(self, images: Sequence[Image.Image], batch_size: int | None = None) -> list[Image.Image]:
+        """Translate PIL images of any sizes and modes; each result has its image's width and height.
+
+        Images are converted to the generator's channels ("RGB" or "L"). Consecutive images of one
+        size go through the network together, `batch_size` at a time (None: as many as
+        `device.translation_batch_size` allows for the device); with `tile` set, an image larger
+        than the tile goes through alone, in overlapping tiles."""
+        converted = [self._as_input(image) for image in images]
+        translated: list[Image.Image] = []
+        for group in self.batches(converted, lambda image: image, batch_size):
+            if self._is_tiled(group[0]):
+                with self._tiling_lock:
+                    translated.append(translate_tiled(group[0], lambda batch: self._run(self._tiled_generator, batch),
+                                                      self.tile, self.overlap, self._tiled_norms))
+                continue
+            outputs = self.translate_tensor(torch.stack([image_to_tensor(image) for image in group])).cpu()
+            translated.extend(tensor_to_image(output) for output in outputs)
+        return translated
+
+    def batches(self, items: Iterable[Item], image_of: Callable[[Item], Image.Image],
+                batch_size: int | None = None) -> Iterator[list[Item]]:
+        """`items` in order, grouped as `translate_images` sends their images through the network:
+        consecutive images of one size, at most `batch_size` (None: chosen for the device) at a
+        time, and an image to be tiled alone. Lazy, so a stream of decoded files can be grouped
+        as it arrives."""
+        group: list[Item] = []
+        for item in items:
+            image = image_of(item)
+            tiled = self._is_tiled(image)
+            if group and (tiled or image_of(group[0]).size != image.size):
+                yield group
+                group = []
+            if tiled:
+                yield [item]
+                continue
+            group.append(item)
+            if len(group) >= (batch_size or translation_batch_size(self.device, image.width * image.height,
+                                                                   self.spec.ngf)):
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def _is_tiled(self, image: Image.Image) -> bool:
+        return self.tile is not None and max(image.size) > self.tile
+
+    def _as_input(self, image: Image.Image) -> Image.Image:
+        mode = "L" if self.input_channels == 1 else "RGB"
+        return image if image.mode == mode else image.convert(mode)
 
     def translate_video(self, src: str | Path, dst: str | Path, **options) -> VideoResult:
         """Translate the video `src` into the file `dst`, keeping its frame count, timestamps, size,
-        sound and orientation; `options` are those of `cyclegan.video.VideoOptions` (batch_size,
+        sound and orientation; `options` are those of `cyclegan.inference.video.VideoOptions` (batch_size,
         codec, crf, start, duration, frames_dir, progress)."""
         return translate_video(self, src, dst, VideoOptions(**options))
 
@@ -173,7 +207,7 @@ class Translator:
         many as `device.translation_io_threads` gives for the device). Consecutive images
         of the same size go through the network together, `batch_size` at a time (None: as many as
         `device.translation_batch_size` allows for the device). Videos, recognised by content, go
-        through `cyclegan.video` with the `video` options, after the images.
+        through `cyclegan.inference.video` with the `video` options, after the images.
 
         `shard=(rank, world_size)` translates every world_size-th file from the rank-th on, with
         the output names all shards agree on (under torchrun, each process its share); files that
@@ -193,8 +227,8 @@ class Translator:
         taken: list[Path] = []
         image_targets = [_claim(out_dir / path.name, taken) for path in images]
         video_targets = [_claim(out_dir / output_name(path, video.codec), taken) for path in videos]
-        self._translate_images(list(zip(images, image_targets))[rank::world_size], report, progress, batch_size,
-                               io_threads or translation_io_threads(self.device))
+        self._translate_images(list(zip(images, image_targets))[rank::world_size], report, progress,
+                               batch_size, io_threads or translation_io_threads(self.device))
         for path, target in list(zip(videos, video_targets))[rank::world_size]:
             frames_dir = video.frames_dir and Path(video.frames_dir) / target.stem
             try:
@@ -209,57 +243,34 @@ class Translator:
     def _translate_images(self, plan: list[tuple[Path, Path]], report: TranslationReport,
                           progress: Callable[[Iterable], Iterable] | None, batch_size: int | None,
                           io_threads: int) -> None:
-        group: list[tuple[Image.Image, Path]] = []  # decoded images of one size, waiting for the network
         # Up to one image decoded ahead and one encoding waiting per thread (beside the batch): enough
         # to keep the threads and the network busy, few enough that huge images do not pile up in memory.
+        with Pipeline(io_threads, io_threads, ahead=io_threads + 1, behind=io_threads, name="translate-io") as pipeline:
+            decoded = pipeline.decoded(plan, lambda entry: _decode(entry[0], self.input_channels))
+            readable = self._readable(zip(progress(plan) if progress and plan else plan, decoded), report)
+            for group in self.batches(readable, lambda entry: entry[1], batch_size):
+                for (target, _image), output in zip(group, self.translate_images([image for _t, image in group],
+                                                                                 batch_size)):
+                    pipeline.encode(save_image_atomic, output, target)
+                    report.written.append(target)
 
-        with ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="translate-io") as pool:
-            loading: dict[int, Future] = {}
-            saving: deque[Future] = deque()
-
-            def save(result: torch.Tensor | Image.Image, target: Path) -> None:
-                saving.append(pool.submit(_write, result, target))
-                report.written.append(target)
-                while len(saving) > io_threads + len(group):
-                    saving.popleft().result()  # re-raises a failed write (a full disk) here
-
-            def flush() -> None:
-                if group:
-                    batch = torch.stack([image_to_tensor(image) for image, _target in group])
-                    outputs = self.translate_tensor(batch).cpu()
-                    for output, (_image, target) in zip(outputs, group):
-                        save(output, target)
-                    group.clear()
-
-            for index, (path, target) in enumerate(progress(plan) if progress and plan else plan):
-                for ahead in range(index, min(index + io_threads + 1, len(plan))):
-                    if ahead not in loading:
-                        loading[ahead] = pool.submit(load_image, plan[ahead][0], self.input_channels)
-                try:
-                    image = loading.pop(index).result()
-                except UnreadableImageError as error:
-                    report.failed.append((path, str(error)))
-                    continue
-                if self.tile is not None and max(image.size) > self.tile:
-                    flush()
-                    save(self(image), target)
-                    continue
-                if group and group[0][0].size != image.size:
-                    flush()
-                group.append((image, target))
-                limit = batch_size or translation_batch_size(self.device, image.width * image.height,
-                                                             self.spec.ngf)
-                if len(group) >= limit:
-                    flush()
-            flush()
-            for pending in saving:
-                pending.result()
+    @staticmethod
+    def _readable(entries: Iterable[tuple[tuple[Path, Path], Image.Image | UnreadableImageError]],
+                  report: TranslationReport) -> Iterator[tuple[Path, Image.Image]]:
+        """(target, image) of the files that decoded; the others go to report.failed."""
+        for (path, target), image in entries:
+            if isinstance(image, UnreadableImageError):
+                report.failed.append((path, str(image)))
+            else:
+                yield target, image
 
 
-def _write(result: torch.Tensor | Image.Image, target: Path) -> None:
-    """Encode one translated image (a network output, or a tiled translation's image) into `target`;
-    runs in a worker thread, so the conversion too is off the network's thread."""
-    save_image_atomic(tensor_to_image(result) if isinstance(result, torch.Tensor) else result, target)
+def _decode(path: Path, channels: int) -> Image.Image | UnreadableImageError:
+    """The decoded image, or the reason it cannot be read (reported, while the rest go on)."""
+    try:
+        return load_image(path, channels)
+    except UnreadableImageError as error:
+        return error
 
 
 def _claim(target: Path, taken: list[Path]) -> Path:
@@ -286,32 +297,22 @@ def expand_inputs(inputs: Iterable[str | Path], report: TranslationReport) -> li
     return paths
 
 
-def load_translators(path: str | Path, directions: Iterable[str] | None = None, device: str = "auto",
-                     precision: str = "auto", **translator_options) -> dict[str, Translator]:
-    """One Translator per direction of `path`, in the order asked: by default every direction it holds.
+def load_translators(value: str | os.PathLike | ResolvedModel, directions: Iterable[str] | None = None,
+                     device: str = "auto", precision: str = "auto", pick: str = "latest", backend: str = "auto",
+                     **translator_options) -> dict[str, Translator]:
+    """One Translator per direction of the model `value` names (see `cyclegan.inference.resolve`),
+    in the order asked: by default every direction it holds.
 
     A CycleGAN checkpoint holds AtoB and BtoA, a pix2pix run AtoB only; a file holding a single
     generator (official `.pth`, converted zoo model, `.onnx` export) gives it as AtoB. Asking for
     a direction the file does not hold is a ConfigError naming the file. `translator_options` are
-    those of `Translator.from_checkpoint` (backend, tile, overlap, channels_last, nnpack).
+    those of `Translator.from_checkpoint` (tile, overlap, channels_last, nnpack).
     """
-    wanted = list(dict.fromkeys(directions or ()))
-    unknown = [direction for direction in wanted if direction not in DIRECTIONS]
-    if unknown:
-        raise ConfigError(f"unknown direction '{unknown[0]}'; choose AtoB or BtoA")
-    if resolve_backend(path, translator_options.get("backend", "auto")) == "onnxruntime":
-        held = ()  # an export holds one generator
-    else:
-        held = generator_directions(path)
-    available = held or ("AtoB",)
-    missing = [direction for direction in wanted if direction not in available]
-    if missing:
-        what = ("holds a single generator, which is served as AtoB" if not held
-                else f"holds no {missing[0]} generator, only {', '.join(held)}")
-        raise ConfigError(f"{path} {what}; ask for {' and '.join(available)} or leave the direction out")
-    return {direction: Translator.from_checkpoint(path, direction, device, precision, **translator_options)
-            for direction in wanted or available}
+    wanted = [Direction.parse(direction) for direction in dict.fromkeys(directions or ())]
+    model = value if isinstance(value, ResolvedModel) else resolve(value, pick, backend)
+    model.check_directions(wanted)
+    return {direction.value: Translator.from_checkpoint(model, direction, device, precision, **translator_options)
+            for direction in wanted or model.available_directions}
 
 
-__all__ = ["Translator", "load_translators", "pad_to_multiple", "resolve_backend", "expand_inputs",
-           "TranslationReport"]
+__all__ = ["Translator", "load_translators", "pad_to_multiple", "expand_inputs", "TranslationReport"]
