@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[web]'")
-pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install -e '.[web]'")
+from conftest import require_module
+
+require_module("starlette", "web")
+require_module("uvicorn", "web")
 
 from test_serve_api import make_tiny_checkpoint, png_bytes, post_image, request  # noqa: E402
 

@@ -15,7 +15,7 @@ from cyclegan import checkpoint as ckpt
 from cyclegan.training.trainer import Trainer
 from cyclegan.training.validation import QualityTracker
 
-from conftest import tiny_config, tiny_train_argv, write_images
+from conftest import tiny_config, tiny_train_argv, unavailable, write_images
 
 DIRECTION_KEYS = ["images_{d}", "kid_{d}", "kid_{d}_std", "fid_{d}", "cycle_{d}", "change_{d}", "spread_{d}"]
 
@@ -298,7 +298,7 @@ def test_with_the_installed_inception_network_the_scores_are_real_numbers(datase
     try:
         fid_metrics.find_inception_weights()
     except fid_metrics.InceptionWeightsNotFound as error:
-        pytest.skip(f"needs the Inception weights ({error})")
+        unavailable(f"the Inception weights are not installed ({error})")
     config = tiny_config(dataset, tmp_path / "runs", max_iters=6)
     config.validation.val_fraction = 0.25
     Trainer(config).train()
