@@ -52,3 +52,41 @@ def test_the_browser_tests_fail_under_ci_without_chromium_and_say_why(tmp_path):
     assert "skipped" not in result.stdout.splitlines()[-1]
     assert f"CI=true needs the browser tests, but Debian's chromium is not installed at {tmp_path / 'no-chromium'}" \
         in result.stdout
+
+
+# A test module that needs a module no machine has, or a shared data set no machine has.
+MISSING_PARTS = '''
+from conftest import require_module, shared_dataset
+
+def test_needs_a_missing_extra():
+    require_module("no_such_module_for_cyclegan_ci", "video")
+
+def test_needs_missing_shared_data():
+    shared_dataset("no_such_shared_dataset_for_cyclegan_ci")
+'''
+
+
+def run_missing_parts(tmp_path, ci: str) -> subprocess.CompletedProcess:
+    (tmp_path / "test_missing_parts.py").write_text(MISSING_PARTS)
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    environment = {**os.environ, "CI": ci, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           "test_missing_parts.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=environment)
+
+
+def test_under_ci_a_missing_extra_or_missing_shared_data_fails_the_run_saying_why(tmp_path):
+    result = run_missing_parts(tmp_path, "true")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1].startswith("2 failed")
+    assert ("CI=true needs this test, but no_such_module_for_cyclegan_ci is not installed (No module named "
+            "'no_such_module_for_cyclegan_ci'): pip install -e '.[video]'") in result.stdout
+    assert ("CI=true needs this test, but the shared test data at "
+            f"{tmp_path.parents[1] / 'shared' / 'data' / 'no_such_shared_dataset_for_cyclegan_ci'} is missing") in result.stdout
+
+
+def test_outside_ci_the_same_tests_are_skipped_saying_why(tmp_path):
+    result = run_missing_parts(tmp_path, "")
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[-1].startswith("2 skipped")
+    assert "no_such_module_for_cyclegan_ci is not installed" in result.stdout

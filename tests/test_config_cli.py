@@ -87,6 +87,37 @@ def test_config_file_with_an_unknown_option_is_rejected_by_name(tmp_path):
         parse(["--config", str(path)])
 
 
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("optim", "lr", "fast", "a number"),
+    ("data", "batch_size", 1.5, "an integer"),
+    ("data", "flip", "yes", "true or false"),
+    ("data", "preprocess", 6, "a string"),
+    ("optim", "lr_d", [1], "a number or null"),
+    ("data", "batch_size", True, "an integer"),
+])
+def test_config_file_with_a_value_of_the_wrong_type_names_file_key_type_and_value(tmp_path, section, key, value,
+                                                                                  expected):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({section: {key: value}}))
+    with pytest.raises(ConfigError) as raised:
+        parse(["--config", str(path)])
+    assert str(raised.value) == f"{path}: {section}.{key} must be {expected}, got {json.dumps(value)}"
+
+
+def test_config_file_values_of_the_right_type_load_and_integers_count_as_numbers(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"optim": {"lr": 1, "lr_d": None}, "data": {"flip": False}}))
+    config = parse(["--config", str(path)])
+    assert (config.optim.lr, config.optim.lr_d, config.data.flip) == (1, None, False)
+
+
+def test_a_config_file_of_the_wrong_type_is_one_line_and_exit_code_2(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"optim": {"lr": "fast"}}))
+    assert main(["train", "--config", str(path), "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"{path}: optim.lr must be a number, got \"fast\"")
+
+
 def test_saved_config_round_trips(tmp_path):
     config = parse(["--ngf", "16", "--gan-mode", "hinge", "--max-iters", "5"])
     config.save(tmp_path / "c.json")

@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader
 from cyclegan.data import SingleFolderDataset, SkippedImageWarning, UnalignedDataset, collate_samples
 from cyclegan.errors import DatasetError
 
+from conftest import shared_dataset
+
 MNIST2USPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist2usps"
 SMALL = dict(preprocess="resize_and_crop", load_size=40, crop_size=32)
 
@@ -206,10 +208,8 @@ def test_dataloader_with_two_workers_gives_the_same_batches_as_without_workers(f
         assert one["skipped"] == other["skipped"]
 
 
-@pytest.mark.skipif(
-    not MNIST2USPS.is_dir(), reason=f"real data not found at {MNIST2USPS} (see shared/data/README.md)"
-)
 def test_one_channel_digits_from_the_real_mnist2usps_folders():
+    shared_dataset("mnist2usps")
     dataset = UnalignedDataset(
         MNIST2USPS / "trainA", MNIST2USPS / "trainB", input_nc=1, output_nc=1,
         preprocess="resize_and_crop", load_size=36, crop_size=32,

@@ -1,8 +1,11 @@
 """Dataset layouts: which folders a dataset has, what kind it is, and how long its epoch is."""
+import hashlib
+
 import pytest
 
 from cyclegan.config import TrainConfig
-from cyclegan.data.layout import check_batchable, find_layout, is_paired, iterations_per_epoch, training_dataset
+from cyclegan.data.layout import (check_batchable, find_layout, held_out_images, is_paired, iterations_per_epoch,
+                                  training_dataset)
 from cyclegan.errors import DatasetError
 
 from conftest import write_images
@@ -48,3 +51,56 @@ def test_a_dataset_is_paired_when_both_domains_hold_the_same_names_or_it_has_a_b
     write_images(tmp_path / "u" / "trainB", 3, prefix="b")
     write_images(tmp_path / "al" / "train", 1, prefix="ab")
     assert [is_paired(tmp_path / name) for name in ("p", "u", "al")] == [True, False, True]
+
+
+# --------------------------------------------------------------------------- --val-fraction's split
+def split_position(seed: int, domain: str, name: str) -> float:
+    """Where a file falls in the split's order: its name's SHA-256 with the seed, read as a number in [0, 1)."""
+    digest = hashlib.sha256(f"{seed}/{domain}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64
+
+
+def held_out_names(data, fraction, seed=0):
+    config = TrainConfig()
+    config.data.data, config.validation.val_fraction, config.run.seed = str(data), fraction, seed
+    return {(path.parent.name, path.name) for path in held_out_images(config)}
+
+
+def test_val_fraction_holds_out_the_files_first_in_the_order_of_their_name_hashes(tmp_path):
+    write_images(tmp_path / "trainA", 20, prefix="a")
+    write_images(tmp_path / "trainB", 12, prefix="b")
+    expected = set()
+    for folder, domain, count in (("trainA", "A", 5), ("trainB", "B", 3)):
+        names = sorted(path.name for path in (tmp_path / folder).iterdir())
+        expected |= {(folder, name) for name in sorted(names, key=lambda n: split_position(7, domain, n))[:count]}
+    assert held_out_names(tmp_path, 0.25, seed=7) == expected
+
+
+def test_adding_or_removing_an_image_moves_at_most_it_and_one_image_at_the_edge_of_the_split(tmp_path):
+    # An exact count (a quarter of 20 is 5, of 21 still 5) means a new image that falls among the
+    # held-out ones pushes the last of them out; the old permutation reshuffled most of the split.
+    write_images(tmp_path / "trainA", 20, prefix="a")
+    write_images(tmp_path / "trainB", 4, prefix="b")
+    before = held_out_names(tmp_path, 0.25)
+    for index in range(6):  # new images one at a time: each changes the split by at most one old image
+        write_images(tmp_path / "new", 1, seed=index, prefix=f"new{index}")[0].rename(
+            tmp_path / "trainA" / f"new{index}.png")
+        after = held_out_names(tmp_path, 0.25)
+        old_names_moved = (before ^ after) - {("trainA", f"new{index}.png")}
+        assert len(old_names_moved) <= 1
+        before = after
+    (tmp_path / "trainA" / "a_000.png").unlink()
+    after = held_out_names(tmp_path, 0.25)
+    assert len((before ^ after) - {("trainA", "a_000.png")}) <= 1
+
+
+def test_a_file_that_ranks_after_the_split_changes_nothing_when_added(tmp_path):
+    write_images(tmp_path / "trainA", 20, prefix="a")
+    write_images(tmp_path / "trainB", 4, prefix="b")
+    before = held_out_names(tmp_path, 0.25)
+    held_out_a = sorted((name for folder, name in before if folder == "trainA"),
+                        key=lambda n: split_position(0, "A", n))
+    late = next(f"z{index}.png" for index in range(1000)
+                if split_position(0, "A", f"z{index}.png") > split_position(0, "A", held_out_a[-1]))
+    write_images(tmp_path / "new", 1, prefix="z")[0].rename(tmp_path / "trainA" / late)
+    assert held_out_names(tmp_path, 0.25) == before

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_dataset
+from conftest import shared_dataset, unavailable
 from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.evaluation.fid import (InceptionFeatures, InceptionWeightsNotFound, feature_statistics,
                                      fid_from_features, find_inception_weights, frechet_distance, kid_from_features,
@@ -114,7 +114,7 @@ def installed_inception(batch_size: int) -> InceptionFeatures:
     try:
         return InceptionFeatures(device="cpu", batch_size=batch_size)
     except InceptionWeightsNotFound as error:
-        pytest.skip(f"needs the Inception weights ({error})")
+        unavailable(f"the Inception weights are not installed ({error})")
 
 
 def test_real_inception_features_give_zero_fid_for_the_same_images_and_more_for_others():
@@ -129,3 +129,19 @@ def test_real_inception_features_give_zero_fid_for_the_same_images_and_more_for_
     np.testing.assert_allclose(again, photo_features, rtol=1e-4, atol=1e-4)
     assert fid_from_features(photo_features, again) == pytest.approx(0.0, abs=1e-2)
     assert fid_from_features(photo_features, label_features) > 50  # photos vs colour label maps
+
+
+def test_kid_and_fid_with_the_real_inception_network_on_six_cityscapes_images():
+    network = installed_inception(batch_size=6)
+    root = shared_dataset("cityscapes")
+    photos = network([read_image_tensor(path, 3, 128) for path in sorted((root / "testA").iterdir())[:6]])
+    labels = network([read_image_tensor(path, 3, 128) for path in sorted((root / "testB").iterdir())[:6]])
+    subset_size = fid_metrics.kid_subset_size(len(photos), len(labels))
+    same_fid, other_fid = fid_from_features(photos, photos), fid_from_features(photos, labels)
+    (same_kid, _), (other_kid, other_kid_std) = (kid_from_features(photos, photos, subset_size=subset_size),
+                                                 kid_from_features(photos, labels, subset_size=subset_size))
+    assert all(np.isfinite([same_fid, other_fid, same_kid, other_kid, other_kid_std]))
+    assert abs(same_fid) < 1e-6  # identical sets: 0 up to rounding
+    assert other_fid > 100  # photos vs colour label maps
+    # KID is unbiased, so near 0 (either sign) for one set against itself, clearly positive otherwise.
+    assert other_kid > 0.2 and other_kid > 5 * abs(same_kid)

@@ -15,8 +15,10 @@ from cyclegan.inference import Translator
 from cyclegan.networks import build_generator
 from cyclegan.inference.tiling import translate_tiled
 
-onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra: pip install -e '.[onnx]'")
-ort = pytest.importorskip("onnxruntime", reason="ONNX inference needs the onnx extra: pip install -e '.[onnx]'")
+from conftest import require_module
+
+onnx = require_module("onnx", "onnx")
+ort = require_module("onnxruntime", "onnx")
 
 
 @pytest.fixture(scope="module")

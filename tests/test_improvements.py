@@ -445,13 +445,27 @@ def test_without_a_policy_the_discriminators_see_the_images_unchanged():
     assert torch.equal(seen_real, real) and torch.equal(seen_fake, fake)
 
 
-def test_generator_updates_judge_augmented_generated_images(tiny_dataset, tmp_path):
-    from conftest import tiny_config
-    from cyclegan.training.trainer import Trainer
+def test_generator_updates_judge_augmented_generated_images():
+    # The generator's adversarial term must pass its images through the same augmentation as the
+    # discriminator's update: D_B is shown G_AB(a) with a square cut out, and the gradient reaches G_AB.
+    from cyclegan.training.objective import CycleGANObjective
 
-    config = tiny_config(tiny_dataset, tmp_path / "runs", max_iters=3)
-    config.loss.diff_augment = "color,translation,cutout"
-    assert Trainer(config).train().iteration == 3
+    config = TrainConfig()
+    config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 4, 4
+    config.loss.diff_augment = "cutout"
+    model = build_model(config.model)
+    seen = []
+    model.D_B.register_forward_pre_hook(lambda _module, args: seen.append(args[0].detach().clone()))
+    objective = CycleGANObjective(config.loss, config.model, model.generators, model.discriminators, model.judges())
+    torch.manual_seed(0)
+    terms, outputs = objective.generator_terms(torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1)
+    (seen_fake,) = seen
+    fake_b = outputs.fakes["B"].detach()
+    zeroed = (seen_fake == 0).all(dim=1) & (fake_b != 0).all(dim=1)
+    assert 0 < zeroed.sum().item() <= 16 * 16
+    assert torch.equal(seen_fake[~zeroed.expand_as(seen_fake)], fake_b[~zeroed.expand_as(fake_b)])
+    terms.terms["loss_G_AB"].backward()
+    assert all(parameter.grad is not None for parameter in model.G_AB.parameters())
 
 
 def test_pix2pix_refuses_diff_augment():
@@ -466,8 +480,17 @@ def test_pix2pix_refuses_diff_augment():
 def test_new_model_options_pass_validation():
     config = TrainConfig()
     config.data.data = "x"
+    config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 4, 4
     config.model.upsample, config.model.antialias, config.model.spectral_norm = "antialias", True, True
-    config.validate()
+    assert config.validate() is None
+    # ... and the model they build has each: blurred sampling in G and D, spectral norm in D.
+    model = build_model(config.model)
+    generator_layers = {type(module) for module in model.G_AB.modules()}
+    assert {BlurDownsample, BlurUpsample} <= generator_layers and nn.ConvTranspose2d not in generator_layers
+    assert any(isinstance(module, BlurDownsample) for module in model.D_A.modules())
+    discriminator_convs = [module for module in model.D_A.modules() if isinstance(module, nn.Conv2d)]
+    assert discriminator_convs and all(torch.nn.utils.parametrize.is_parametrized(conv, "weight")
+                                       for conv in discriminator_convs)
 
 
 # --- command line ----------------------------------------------------------------------------

@@ -61,6 +61,20 @@ def test_gradient_penalty_of_a_linear_critic_is_its_squared_slope_excess():
     assert critic.weight.grad is not None and critic.weight.grad.abs().sum() > 0  # it trains the critic
 
 
+def test_gradient_penalty_of_images_of_two_sizes_interpolates_their_shared_centre():
+    # --preprocess none: the real image and the generated one (or the older one from the image
+    # history) can differ in size; the penalty interpolates their centres of the common size.
+    torch.manual_seed(0)
+    critic = nn.Conv2d(1, 1, kernel_size=3)
+    real, fake = torch.randn(1, 1, 4, 6), torch.randn(1, 1, 6, 4)
+    torch.manual_seed(1)
+    penalty = losses.gradient_penalty(critic, real, fake)
+    torch.manual_seed(1)
+    expected = losses.gradient_penalty(critic, real[:, :, :, 1:5], fake[:, :, 1:5, :])
+    assert penalty.item() == expected.item()
+    assert math.isfinite(penalty.item())
+
+
 def test_cycle_and_identity_losses_are_mean_absolute_error():
     x = torch.tensor([[0.0, 0.5], [-1.0, 1.0]])
     y = torch.tensor([[0.5, 0.5], [1.0, 0.0]])

@@ -26,8 +26,10 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[web]'")
-pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install -e '.[web]'")
+from conftest import require_module
+
+require_module("starlette", "web")
+require_module("uvicorn", "web")
 
 from cyclegan.checkpoint import save_checkpoint  # noqa: E402
 from cyclegan.cli import main  # noqa: E402

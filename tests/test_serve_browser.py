@@ -15,14 +15,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-ON_CI = os.environ.get("CI", "").lower() in ("true", "1")
+import conftest
 
 
 def unavailable(reason: str):
-    """Skip, saying why; under CI=true, fail saying why."""
-    if ON_CI:
-        pytest.fail(f"CI=true needs the browser tests, but {reason}", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+    conftest.unavailable(reason, "the browser tests")
 
 
 def require(module: str, reason: str):

@@ -15,7 +15,7 @@ from cyclegan import checkpoint as ckpt
 from cyclegan.training.trainer import Trainer
 from cyclegan.training.validation import QualityTracker
 
-from conftest import tiny_config, tiny_train_argv, write_images
+from conftest import tiny_config, tiny_train_argv, unavailable, write_images
 
 DIRECTION_KEYS = ["images_{d}", "kid_{d}", "kid_{d}_std", "fid_{d}", "cycle_{d}", "change_{d}", "spread_{d}"]
 
@@ -195,7 +195,7 @@ def test_eval_every_zero_adds_nothing_and_evaluations_change_no_weight(dataset, 
     output = capsys.readouterr()
     assert "validation" not in output.err and "validation" not in output.out
     assert sorted(path.name for path in (runs / "off").iterdir()) == [
-        "accuracy.png", "checkpoints", "config.json", "gallery", "log.jsonl", "losses.png"]
+        ".lock", "accuracy.png", "checkpoints", "config.json", "gallery", "log.jsonl", "losses.png"]
     assert sorted(path.name for path in (runs / "off" / "checkpoints").iterdir()) == [
         "iter_00000006.safetensors", "iter_00000006.state.pt", "iter_00000008.safetensors", "iter_00000008.state.pt",
         "latest.json"]
@@ -298,7 +298,7 @@ def test_with_the_installed_inception_network_the_scores_are_real_numbers(datase
     try:
         fid_metrics.find_inception_weights()
     except fid_metrics.InceptionWeightsNotFound as error:
-        pytest.skip(f"needs the Inception weights ({error})")
+        unavailable(f"the Inception weights are not installed ({error})")
     config = tiny_config(dataset, tmp_path / "runs", max_iters=6)
     config.validation.val_fraction = 0.25
     Trainer(config).train()

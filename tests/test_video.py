@@ -22,9 +22,9 @@ from cyclegan.checkpoint import save_checkpoint
 from cyclegan.training.model import CycleGAN
 from cyclegan.inference.video import VideoOptions, is_video, output_name, parse_time, translate_video
 
-from conftest import write_images
+from conftest import require_module, write_images
 
-av = pytest.importorskip("av", reason="the video tests need PyAV: pip install 'cyclegan[video]'")
+av = require_module("av", "video")
 
 NTSC = Fraction(30000, 1001)
 

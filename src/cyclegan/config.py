@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,6 +327,7 @@ class TrainConfig:
             values = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise ConfigError(f"cannot read config {path}: {error}") from error
+        _check_value_types(values, path)
         return cls.from_dict(values)
 
     def validate(self) -> None:
@@ -370,6 +372,33 @@ class TrainConfig:
     @property
     def total_epochs(self) -> int:
         return self.optim.epochs + self.optim.epochs_decay
+
+
+# What a JSON value of each field type must be; an int is a fine float, but a bool is no number.
+_JSON_TYPES = {int: ("an integer", (int,)), float: ("a number", (int, float)), bool: ("true or false", (bool,)),
+               str: ("a string", (str,))}
+
+
+def _check_value_types(values: Any, path: Path) -> None:
+    """Raise ConfigError naming the file, the key, the type it must have and the value found, for
+    the first value of a config file that does not fit its field (unknown keys are from_dict's)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: must be a JSON object of sections ({', '.join(SECTIONS)}), got {json.dumps(values)}")
+    for section_name, section_cls in SECTIONS.items():
+        given = values.get(section_name, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{path}: {section_name} must be a JSON object of options, got {json.dumps(given)}")
+        hints = typing.get_type_hints(section_cls)
+        for key, value in given.items():
+            if key not in hints:
+                continue
+            members = typing.get_args(hints[key]) or (hints[key],)  # X | None: (X, NoneType)
+            optional, kind = type(None) in members, members[0]
+            description, json_types = _JSON_TYPES[kind]
+            fits = isinstance(value, json_types) and (kind is bool or not isinstance(value, bool))
+            if not (fits or (optional and value is None)):
+                expected = f"{description} or null" if optional else description
+                raise ConfigError(f"{path}: {section_name}.{key} must be {expected}, got {json.dumps(value)}")
 
 
 def config_differences(saved: TrainConfig, requested: TrainConfig, ignore=RESUMABLE_FIELDS) -> list[str]:

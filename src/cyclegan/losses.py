@@ -54,13 +54,30 @@ def discriminator_adversarial_loss(mode: str, pred_real: torch.Tensor, pred_fake
 
 def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """WGAN-GP penalty (Gulrajani et al. 2017): E[(||grad D(x_hat)||_2 - 1)^2] on random
-    interpolates x_hat between real and generated images. The caller multiplies by its weight."""
+    interpolates x_hat between real and generated images. The caller multiplies by its weight.
+
+    Images of different sizes (--preprocess none, where the generated image, or the older one the
+    image history returns, can differ from the real one) are interpolated over their centres of the
+    common size: a line between two images needs both in one space, and the fully convolutional
+    discriminator judges a centre as it judges the whole."""
+    real, fake = _centres_of_common_size(real, fake)
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     interpolates = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     output = discriminator(interpolates)
     (gradients,) = torch.autograd.grad(outputs=output.sum(), inputs=interpolates, create_graph=True)
     gradient_norm = gradients.float().flatten(1).norm(2, dim=1)
     return ((gradient_norm - 1.0) ** 2).mean()
+
+
+def _centres_of_common_size(*images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    height = min(image.shape[-2] for image in images)
+    width = min(image.shape[-1] for image in images)
+
+    def centre(image: torch.Tensor) -> torch.Tensor:
+        top, left = (image.shape[-2] - height) // 2, (image.shape[-1] - width) // 2
+        return image[..., top:top + height, left:left + width]
+
+    return tuple(centre(image) for image in images)
 
 
 def decision_threshold(mode: str) -> float:

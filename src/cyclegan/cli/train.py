@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, "object | Non
 
 
 def run(args: argparse.Namespace) -> int:
+    from cyclegan.training.run_lock import run_lock
     from cyclegan.training.trainer import Trainer
 
     config, resume = resolve_config(args)
@@ -67,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if resume is not None and trainer.dist.is_main:
         print(f"resuming {trainer.run_dir} at iteration {trainer.iteration} (epoch {trainer.epoch + 1})")
     try:
-        result = trainer.train()
+        # Under torchrun the processes of one run share it: the main one locks for all.
+        with run_lock(trainer.run_dir) if trainer.dist.is_main else contextlib.nullcontext():
+            result = trainer.train()
     except BaseException:
         trainer.dist.close(wait_for_others=False)
         raise

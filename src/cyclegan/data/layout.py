@@ -18,11 +18,10 @@ validation images, so that test scores stay honest.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from cyclegan.config import TrainConfig
 from cyclegan.data.datasets import AlignedDataset, SingleFolderDataset, UnalignedDataset
@@ -121,24 +120,32 @@ def training_dataset(config: TrainConfig, layout: DatasetLayout | None = None):
 def held_out_images(config: TrainConfig, layout: DatasetLayout | None = None) -> frozenset[Path]:
     """The training images a run holds out as validation images (--val-fraction; none when the
     dataset has validation folders): in each training folder (for pairs: of their A files), that
-    fraction of its image files, at least one and never all, drawn by the run's seed from the
-    sorted names. So the split depends only on the seed and the file names, and a resumed run
-    holds out the very same images."""
+    fraction of its image files, at least one and never all: those first in the order of a hash of
+    each file's name with the run's seed. So a resumed run holds out the very same images, and an
+    image added or removed in between moves at most itself and the one image at the split's edge
+    (an order drawn over all the files, as a permutation is, would reshuffle most of the split)."""
     layout = layout or layout_of(config)
     fraction = config.validation.val_fraction
     if fraction <= 0 or layout.has_validation_set:
         return frozenset()
-    folders = (layout.train_a, layout.train_b) if layout.kind == "unpaired" else (layout.train_a,)
+    folders = {"A": layout.train_a, "B": layout.train_b} if layout.kind == "unpaired" else {"A": layout.train_a}
     held_out: set[Path] = set()
-    for index, folder in enumerate(folders):
+    for domain, folder in folders.items():
         paths = list_images(folder)
         if len(paths) < 2:
             raise DatasetError(f"{folder} holds {len(paths)} image(s): too few to hold one out for validation "
                                "(--val-fraction); add images or leave the option out")
         count = min(len(paths) - 1, max(1, round(fraction * len(paths))))
-        order = np.random.default_rng([config.run.seed, index, 0x7A1]).permutation(len(paths))
-        held_out.update(paths[i] for i in order[:count])
+        names = {path.relative_to(folder).as_posix(): path for path in paths}
+        order = sorted(names, key=lambda name: (_split_position(config.run.seed, domain, name), name))
+        held_out.update(names[name] for name in order[:count])
     return frozenset(held_out)
+
+
+def _split_position(seed: int, domain: str, name: str) -> int:
+    """A file's place in the validation split's order: depends on its own name only, never on the
+    other files."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{domain}/{name}".encode()).digest()[:8], "big")
 
 
 @dataclass(frozen=True)
