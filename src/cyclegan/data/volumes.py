@@ -106,7 +106,8 @@ class Volume:
         """Every slice along `axis`, translated, as one array of this volume's shape."""
         axis = self.check_slice_axis(axis)
         if len(slices) != self.values.shape[axis]:
-            raise ValueError(f"{self.path}: {len(slices)} slices given, the volume has {self.values.shape[axis]} along axis {axis}")
+            raise ValueError(f"{self.path}: {len(slices)} slices given, the volume has "
+                             f"{self.values.shape[axis]} along axis {axis}")
         return np.stack([np.asarray(s, dtype=np.float32) for s in slices], axis=axis)
 
 
@@ -260,7 +261,8 @@ def _read_dicom_series(folder: Path) -> Volume:
         try:
             headers.append(pydicom.dcmread(file, stop_before_pixels=True))
         except Exception as exc:
-            raise UnreadableImageError(f"{file}: not a readable DICOM file ({describe_exception(exc)}); remove it from the series") from None
+            raise UnreadableImageError(f"{file}: not a readable DICOM file ({describe_exception(exc)}); "
+                                       "remove it from the series") from None
     first = headers[0]
     row_cosines, column_cosines, pixel_spacing = _check_series_geometry(files, headers)
     normal = np.cross(row_cosines, column_cosines)
@@ -275,23 +277,32 @@ def _read_dicom_series(folder: Path) -> Volume:
             raise UnreadableImageError(f"{folder}: {a.path.name} and {b.path.name} lie at the same position; "
                                        "a series holds each slice once (remove the duplicate)")
     planes = []
+    stored_dtype = None
     for dicom_slice in slices:
         try:
             pixels = pydicom.dcmread(dicom_slice.path).pixel_array
         except Exception as exc:
-            raise UnreadableImageError(f"{dicom_slice.path}: the pixel data cannot be decoded ({describe_exception(exc)}); "
-                                       "install its codec (pylibjpeg) or re-export it uncompressed") from None
+            raise UnreadableImageError(f"{dicom_slice.path}: the pixel data cannot be decoded "
+                                       f"({describe_exception(exc)}); install its codec (pylibjpeg) or "
+                                       "re-export it uncompressed") from None
+        if stored_dtype is not None and pixels.dtype != stored_dtype:
+            raise UnreadableImageError(f"{dicom_slice.path}: stores {pixels.dtype.name} pixels, the rest of the "
+                                       f"series {stored_dtype.name}; keep one pixel format per series")
+        stored_dtype = pixels.dtype
         planes.append(pixels.astype(np.float32) * np.float32(dicom_slice.slope) + np.float32(dicom_slice.intercept))
-    stored_dtype = np.dtype(pixels.dtype).newbyteorder("=")
     values = np.stack(planes, axis=0)
     # Voxel axes: 0 the stacking order, 1 the rows (down the column direction), 2 the columns.
-    step = (slices[1].position - slices[0].position) if len(slices) > 1 else normal * float(first.get("SliceThickness", 1.0) or 1.0)
+    if len(slices) > 1:
+        step = slices[1].position - slices[0].position
+    else:
+        step = normal * float(first.get("SliceThickness", 1.0) or 1.0)
     affine = np.eye(4)
     affine[:3, 0] = _LPS_TO_RAS @ step
     affine[:3, 1] = _LPS_TO_RAS @ column_cosines * pixel_spacing[0]
     affine[:3, 2] = _LPS_TO_RAS @ row_cosines * pixel_spacing[1]
     affine[:3, 3] = _LPS_TO_RAS @ slices[0].position
-    return Volume(path=folder, format="dicom", values=values, stored_dtype=stored_dtype, affine=affine,
+    return Volume(path=folder, format="dicom", values=values, stored_dtype=np.dtype(stored_dtype).newbyteorder("="),
+                  affine=affine,
                   default_slice_axis=0, source=slices)
 
 
