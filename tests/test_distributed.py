@@ -14,9 +14,19 @@ HERE = Path(__file__).parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
+# A rank of a two-process gloo group is sometimes aborted by the C++ runtime ("terminate called
+# without an active exception", SIGABRT) inside torch, seen about once in tens of runs on a busy
+# 2-core CI machine and never in 16 runs in a row here; the rank's own work had not failed. One
+# relaunch is allowed for exactly that signature, so any other failure, or the abort twice, still fails.
+_GLOO_ABORT = "terminate called without an active exception"
+
+
 def run(command, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0 and _GLOO_ABORT in result.stderr and "torch.distributed.run" in command:
+        print("relaunching once after a gloo abort:\n" + result.stderr[-2000:])
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
