@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue #13's improvements study (docs/RESULTS.md (e)): the paper's defaults, each optional
 # improvement alone and all of them together, over three seeds, every variant compared with the
-# defaults by benchmarks/seeded_study.py, on one of two datasets:
+# defaults by `cyclegan study` (src/cyclegan/studies/seeded.py), on one of two datasets:
 #   cityscapes (default): labels <-> photo at 64 px, scored against the ground truth (photo -> labels
 #                         accuracies and IoU, labels -> photo FCN score; primary: the two class IoUs)
 #   photo2anime:          ../shared/data/photo2anime_animegan at 64 px, scored by FID / KID (primary:
@@ -48,6 +48,6 @@ photo2anime)
     exit 2
     ;;
 esac
-exec python "$(dirname "$0")/seeded_study.py" improvements --data "$DATA" --out "$OUT" \
+exec python -m cyclegan study improvements --data "$DATA" --out "$OUT" \
     --iters "${ITERS:-1000}" --seeds "${SEEDS:-0,1,2}" --parallel "${PARALLEL:-1}" --baseline "paper defaults" \
     ${EVAL_FLAGS:+"--eval-flags=$EVAL_FLAGS"} -- "${FLAGS[@]}"

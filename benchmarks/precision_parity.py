@@ -2,7 +2,7 @@
 
 For every seed, `cyclegan experiment precision` trains the same model twice, with
 `--precision fp32` and `--precision bf16`, for the same number of iterations, and evaluates both.
-This script is benchmarks/seeded_study.py on the suite `precision` with the baseline fp32 (it runs
+This script is `cyclegan study precision` with the baseline fp32 (cyclegan.studies.seeded: it runs
 the experiments, several at once with --parallel, which suits a GPU: small models leave it mostly
 idle, and keeps finished runs when called again), and then compares the two precisions against the
 run-to-run noise in its own tables:
@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-import seeded_study as study  # benchmarks/ is on the path when this file runs as a script
+from cyclegan.studies import seeded as study
 
 PRECISIONS = ("fp32", "bf16")
 # The scores compared; absent ones (e.g. FID with --no-fid, segmentation on a set without labels)
@@ -39,7 +39,7 @@ def as_study(args: argparse.Namespace) -> study.Study:
 
 
 def compare(values: dict[str, dict[str, list[float]]], keys) -> list[dict]:
-    """bf16 against fp32 per key, in this script's columns (the statistics are seeded_study's)."""
+    """bf16 against fp32 per key, in this script's columns (the statistics are cyclegan.studies.comparison's)."""
     return [{"key": row["key"], "fp32_mean": row["baseline_mean"], "fp32_sd": row["baseline_sd"],
              "fp32_n": row["baseline_n"], "bf16_mean": row["mean"], "bf16_sd": row["sd"], "bf16_n": row["n"],
              "difference": row["difference"], "standard_errors": row["standard_errors"],
@@ -84,8 +84,17 @@ def summarize(args: argparse.Namespace) -> bool:
     return True
 
 
+def split_train_flags(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """(this script's arguments, the training flags after a bare `--`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--" not in argv:
+        return argv, []
+    split = argv.index("--")
+    return argv[:split], argv[split + 1:]
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    argv, train_flags = study.split_train_flags(argv)
+    argv, train_flags = split_train_flags(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="Dataset with trainA/ trainB/ testA/ testB/ (not needed with --summarize).")
     parser.add_argument("--out", type=Path, required=True, help="Folder for the experiments and the tables.")

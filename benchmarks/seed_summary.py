@@ -8,7 +8,7 @@ given seeds, the reference code's values, and two checks, each stated under the 
 - band: every reference value lies within the project's mean ± 2 standard deviations (a seed of
   the reference looks like one more seed of the project); needs two project seeds;
 - two-sample: the difference of the means in standard errors, sqrt(sd_project²/n_project +
-  sd_reference²/n_reference), "within noise" up to 2 (benchmarks/seeded_study.py's rule); needs
+  sd_reference²/n_reference), "within noise" up to 2 (cyclegan.studies.comparison's rule); needs
   two seeds on each side, so only photo -> labels has it, and with the reference's two seeds its
   standard deviation rests on one degree of freedom: the check only catches large gaps.
 """
@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-import seeded_study as study  # benchmarks/ is on the path when this file runs as a script
+from cyclegan.studies import comparison
 
 # The reference code (junyanz/pytorch-CycleGAN-and-pix2pix) on the parity setting, evaluated on the
 # same 8 Cityscapes test images at 128 px: photo -> labels with two seeds, labels -> photo with one.
@@ -39,13 +39,13 @@ def within_band(project: list[float], reference: tuple[float, ...]) -> bool | No
     """Every reference value within the project's mean ± BAND sd; None with fewer than two project seeds."""
     if len(project) < 2:
         return None
-    spread = study.spread(project)
+    spread = comparison.spread(project)
     return all(abs(value - spread.mean) <= BAND * spread.sd for value in reference)
 
 
 def summary_rows(reports: dict[str, dict]) -> list[dict]:
     """{seed name: evaluation.json} -> one row per score of REFERENCE that the project has."""
-    from cyclegan.experiments import flatten
+    from cyclegan.studies.suites import flatten
 
     flat = {seed: flatten(report) for seed, report in reports.items()}
     rows = []
@@ -53,8 +53,8 @@ def summary_rows(reports: dict[str, dict]) -> list[dict]:
         project = [values[key] for values in flat.values() if isinstance(values.get(key), float)]
         if not project:
             continue
-        spread = study.spread(project)
-        two_sample = study.difference(project, reference) if len(project) > 1 and len(reference) > 1 else None
+        spread = comparison.spread(project)
+        two_sample = comparison.difference(project, reference) if len(project) > 1 and len(reference) > 1 else None
         rows.append({"key": key, "project": project, "project_mean": spread.mean, "project_sd": spread.sd,
                      "reference": list(reference), "within_band": within_band(project, reference),
                      "standard_errors": two_sample.standard_errors if two_sample else None,

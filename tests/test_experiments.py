@@ -7,7 +7,7 @@ from cyclegan.cli import build_parser, main
 from cyclegan.cli.options import config_from_args
 from cyclegan.data.synth import generate_synthetic_dataset
 from cyclegan.errors import ConfigError
-from cyclegan.experiments import (SUITES, budget_flags, flatten, paired_training_data, run_suite, train_command,
+from cyclegan.studies.suites import (SUITES, budget_flags, flatten, paired_training_data, run_suite, train_command,
                                   variant_slug)
 
 from conftest import write_images

@@ -11,7 +11,8 @@ from cyclegan.cli.arguments import CommandParser
 from cyclegan.errors import CycleGANError
 
 # Each module adds its subcommand(s) to the parser and sets `func` on them.
-COMMAND_MODULES = ["train", "translate", "demo", "data", "serve", "models", "export", "experiment", "evaluate", "tune"]
+COMMAND_MODULES = ["train", "translate", "demo", "data", "serve", "models", "export", "experiment", "study", "evaluate",
+                   "tune"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from cyclegan.experiments import SUITES
+    from cyclegan.studies.suites import SUITES
 
     parser = subparsers.add_parser(
         "experiment", help="Train and evaluate a suite of variants (ablation, lambda, improvements, ...) under one budget.",
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from cyclegan.experiments import run_suite
+    from cyclegan.studies.suites import run_suite
 
     train_flags = args.passthrough  # everything after `--`
     rows = run_suite(args.suite, Path(args.data), Path(args.out), iterations=args.iters, minutes=args.minutes,

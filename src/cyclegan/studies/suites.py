@@ -45,10 +45,10 @@ SUITES: dict[str, list[Variant]] = {
     "lr": [Variant(f"lr={value}", ["--lr", str(value)]) for value in ("1e-4", "2e-4", "4e-4")],
     "pix2pix": [Variant("CycleGAN", []), Variant("pix2pix", ["--model", "pix2pix"], paired=True)],
     # Does reduced precision change results? (bf16 autocast against float32; see
-    # benchmarks/precision_parity.py for the study over several seeds.)
+    # benchmarks/studies/precision_parity.py for the study over several seeds.)
     "precision": [Variant("fp32", ["--precision", "fp32"]), Variant("bf16", ["--precision", "bf16"])],
     # Issue #13's optional improvements, each alone and all together, against the paper's defaults
-    # (benchmarks/seeded_study.py compares them over seeds; docs/RESULTS.md (e)). Only one
+    # (`cyclegan study` compares them over seeds; docs/RESULTS.md (e)). Only one
     # up-sampling can be on, so "all" takes the anti-aliased one, as CUT does.
     "improvements": [
         Variant("paper defaults", []),

@@ -1,4 +1,4 @@
-"""A seeded study: every variant of a suite over several seeds, each compared with a baseline variant.
+"""`cyclegan study`: every variant of a suite over several seeds, each compared with a baseline variant.
 
 For every variant and seed, `cyclegan experiment SUITE --only VARIANT --seed S --resume` trains and
 evaluates one run (--parallel of them at once, which suits a GPU: small models leave it mostly
@@ -22,14 +22,16 @@ defaults by more than two standard errors, and nothing else"); when none is, the
 It writes study.md, study.json and loss_curves.png into --out. Run again with the same arguments,
 a study continues where it stopped: finished runs are kept, interrupted trainings resume.
 
-    python benchmarks/seeded_study.py improvements --data ../shared/data/cityscapes \\
+    cyclegan study improvements --data ../shared/data/cityscapes \\
         --out experiments/improvements_cityscapes64 --iters 1000 --seeds 0,1,2 --baseline "paper defaults" \\
         -- --netG resnet_6blocks --ngf 16 --ndf 16 --load-size 72 --crop-size 64 --lambda-identity 0
-    python benchmarks/seeded_study.py improvements --out experiments/improvements_cityscapes64 --summarize
+    cyclegan study improvements --out experiments/improvements_cityscapes64 --summarize
+
+The statistics are in `cyclegan.studies.comparison`; the runs are `cyclegan experiment`'s
+(`cyclegan.studies.suites`).
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import math
@@ -43,61 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-NOISE_LIMIT = 2.0  # standard errors a difference must exceed to count
-
-
-# ---------------------------------------------------------------------------------------------
-# Statistics: one implementation for seeded_study.py, precision_parity.py and seed_summary.py.
-
-@dataclass(frozen=True)
-class Spread:
-    """Mean and sample standard deviation of one quantity over seeds (sd is nan for one seed)."""
-    mean: float
-    sd: float
-    n: int
-
-
-def spread(values: Sequence[float]) -> Spread:
-    values = [float(value) for value in values]
-    if not values:
-        raise ValueError("spread of no values")
-    return Spread(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan, len(values))
-
-
-@dataclass(frozen=True)
-class Difference:
-    """A variant against the baseline: difference of the means and that difference in standard errors."""
-    baseline: Spread
-    variant: Spread
-    difference: float       # variant mean − baseline mean
-    standard_error: float   # sqrt(sd_baseline²/n_baseline + sd_variant²/n_variant); nan with one seed on a side
-    standard_errors: float  # difference / standard_error (±inf for a difference without spread)
-
-    def verdict(self, higher_is_better: bool | None = None) -> str:
-        """'better' / 'worse' (or 'higher' / 'lower' where no direction is better) beyond
-        NOISE_LIMIT standard errors, else 'within noise'; 'too few seeds' without a spread."""
-        z = self.standard_errors
-        if math.isnan(z):
-            return "too few seeds"
-        if abs(z) <= NOISE_LIMIT:
-            return "within noise"
-        if higher_is_better is None:
-            return "higher" if z > 0 else "lower"
-        return "better" if (z > 0) == higher_is_better else "worse"
-
-
-def difference(baseline: Sequence[float], variant: Sequence[float]) -> Difference:
-    a, b = spread(baseline), spread(variant)
-    delta = b.mean - a.mean
-    standard_error = math.sqrt(a.sd ** 2 / a.n + b.sd ** 2 / b.n)
-    if math.isnan(standard_error):
-        z = math.nan
-    elif standard_error > 0:
-        z = delta / standard_error
-    else:
-        z = 0.0 if delta == 0 else math.copysign(math.inf, delta)
-    return Difference(a, b, delta, standard_error, z)
-
+from cyclegan.studies.comparison import NOISE_LIMIT, difference, spread
 
 # ---------------------------------------------------------------------------------------------
 # What is compared.
@@ -139,7 +87,7 @@ def seed_dir(out: Path, seed: int) -> Path:
 
 
 def run_folder(out: Path, seed: int, variant: str) -> Path:
-    from cyclegan.experiments import variant_slug
+    from cyclegan.studies.suites import variant_slug
 
     return seed_dir(out, seed) / "runs" / variant_slug(variant)
 
@@ -148,7 +96,7 @@ def read_scores(out: Path, seeds: Sequence[int], variants: Sequence[str], report
                 keys: Sequence[str] | None = None) -> dict[str, dict[str, list[float]]]:
     """{variant: {score: [value per seed]}} from each run's evaluation.json (or, with report
     "best", evaluation_best.json); scores a run lacks (FID with --no-fid, say) are left out."""
-    from cyclegan.experiments import flatten
+    from cyclegan.studies.suites import flatten
 
     keys = [score.key for score in SCORES] if keys is None else list(keys)
     scores: dict[str, dict[str, list[float]]] = {variant: {} for variant in variants}
@@ -406,7 +354,7 @@ class Study:
 
     @property
     def variant_flags(self) -> dict[str, list[str]]:
-        from cyclegan.experiments import SUITES
+        from cyclegan.studies.suites import SUITES
 
         return {variant.name: variant.flags for variant in SUITES[self.suite] if variant.name in self.variants}
 
@@ -462,7 +410,7 @@ def run_study(study: Study) -> None:
     """Train and evaluate every (variant, seed) not finished yet, --parallel at a time, then write
     each seed's tables (results.md, results.csv, commands.sh) over all its finished variants."""
     from cyclegan.errors import CycleGANError
-    from cyclegan.experiments import run_suite, variant_slug
+    from cyclegan.studies.suites import run_suite, variant_slug
 
     study.out.mkdir(parents=True, exist_ok=True)
     logs = study.out / "logs"
@@ -576,68 +524,43 @@ def summarize(study: Study) -> dict | None:
     return result
 
 
-def split_train_flags(argv: list[str] | None) -> tuple[list[str], list[str]]:
-    """(this script's arguments, the training flags after a bare `--`)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "--" not in argv:
-        return argv, []
-    split = argv.index("--")
-    return argv[:split], argv[split + 1:]
+def study_from_options(suite: str, out: Path, *, seeds: str = "0,1,2", baseline: str | None = None,
+                       only: str | None = None, primary: str = ",".join(PRIMARY), data: Path | None = None,
+                       iterations: int | None = None, minutes: float | None = None, parallel: int = 1,
+                       eval_flags: str = "", train_flags: Sequence[str] = (), warm_up: bool = True,
+                       summarize_only: bool = False) -> Study:
+    """The study `cyclegan study` describes, its options checked; ConfigError says what is wrong."""
+    from cyclegan.errors import ConfigError
+    from cyclegan.studies.suites import SUITES
 
-
-def parse_args(argv=None) -> tuple[Study, bool]:
-    argv, train_flags = split_train_flags(argv)
-    from cyclegan.experiments import SUITES
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("suite", choices=sorted(SUITES), help="The suite of `cyclegan experiment` to study.")
-    parser.add_argument("--data", type=Path, help="Dataset with trainA/ trainB/ testA/ testB/ (not needed with --summarize).")
-    parser.add_argument("--out", type=Path, required=True, help="Folder for the runs and the tables.")
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--iters", type=int, help="Training iterations per run.")
-    budget.add_argument("--minutes", type=float, help="Training minutes per run.")
-    parser.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds; each trains every variant.")
-    parser.add_argument("--parallel", type=int, default=1, help="Runs (variant and seed) trained at once.")
-    parser.add_argument("--baseline", help="The variant every other is compared with (default: the suite's first).")
-    parser.add_argument("--only", help="Comma-separated variants to study (default: all of the suite; the baseline "
-                                       "is always included).")
-    parser.add_argument("--primary", default=",".join(PRIMARY),
-                        help="Comma-separated scores a winner must be better on (those present count; "
-                             "default: %(default)s).")
-    parser.add_argument("--eval-flags", default="", help="Extra flags for `cyclegan evaluate`, as one string; write "
-                                                         "it with = when it starts with a dash: --eval-flags=--no-fid.")
-    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
-                        help="With --parallel > 1, skip the 1-iteration run that caches the evaluation's networks first.")
-    parser.add_argument("--summarize", action="store_true", help="Only rebuild the tables from finished runs.")
-    args = parser.parse_args(argv)
+    if suite not in SUITES:
+        raise ConfigError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
     try:
-        seeds = [int(text) for text in args.seeds.split(",") if text.strip()]
+        seed_list = [int(text) for text in seeds.split(",") if text.strip()]
     except ValueError:
-        parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
-    if len(seeds) < 2:
-        parser.error("--seeds needs at least two seeds: the comparison is against the spread between seeds")
-    names = [variant.name for variant in SUITES[args.suite]]
-    baseline = args.baseline or names[0]
-    chosen = [name.strip() for name in args.only.split(",")] if args.only else names
+        raise ConfigError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
+    if len(seed_list) < 2:
+        raise ConfigError("--seeds needs at least two seeds: the comparison is against the spread between seeds")
+    names = [variant.name for variant in SUITES[suite]]
+    baseline = baseline or names[0]
+    chosen = [name.strip() for name in only.split(",")] if only else names
     unknown = [name for name in [baseline, *chosen] if name not in names]
     if unknown:
-        parser.error(f"suite {args.suite} has no variant {unknown[0]!r}; its variants: {', '.join(names)}")
-    if args.parallel < 1 or (args.iters is not None and args.iters < 1):
-        parser.error("--parallel and --iters must be at least 1")
-    if not args.summarize and (args.data is None or (args.iters is None and args.minutes is None)):
-        parser.error("--data and a budget (--iters or --minutes) are required unless --summarize")
-    return Study(suite=args.suite, out=args.out, seeds=seeds, variants=[n for n in names if n in chosen or n == baseline],
-                 baseline=baseline, primary=tuple(key.strip() for key in args.primary.split(",") if key.strip()),
-                 data=args.data, iterations=args.iters, minutes=args.minutes, parallel=args.parallel,
-                 eval_flags=args.eval_flags, train_flags=train_flags, warm_up=args.warm_up), args.summarize
+        raise ConfigError(f"suite {suite} has no variant {unknown[0]!r}; its variants: {', '.join(names)}")
+    if parallel < 1 or (iterations is not None and iterations < 1):
+        raise ConfigError("--parallel and --iters must be at least 1")
+    if not summarize_only and (data is None or (iterations is None and minutes is None)):
+        raise ConfigError("--data and a budget (--iters or --minutes) are required unless --summarize")
+    return Study(suite=suite, out=Path(out), seeds=seed_list,
+                 variants=[name for name in names if name in chosen or name == baseline], baseline=baseline,
+                 primary=tuple(key.strip() for key in primary.split(",") if key.strip()),
+                 data=None if data is None else Path(data), iterations=iterations, minutes=minutes,
+                 parallel=parallel, eval_flags=eval_flags, train_flags=list(train_flags), warm_up=warm_up)
 
 
-def main(argv=None) -> int:
-    study, summarize_only = parse_args(argv)
+def run(study: Study, summarize_only: bool = False) -> int:
+    """Train what is not finished (unless `summarize_only`), then write the comparison; 1 when no
+    run has finished."""
     if not summarize_only:
         run_study(study)
     return 0 if summarize(study) is not None else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
