@@ -13,7 +13,7 @@
 #   benchmarks/gpu.sh parity128 OUT  # reference parity, 3 seeds at once (Cityscapes 128 px, 3,600 iterations)
 #
 # Each part writes its tables (*.txt, *.json, *.md) into OUT. The study and parity128 read
-# Cityscapes from $SHARED/cityscapes (default ../shared/data, as benchmarks/reference_parity.sh), which
+# Cityscapes from $SHARED/cityscapes (default ../shared/data, as benchmarks/studies/reference_parity.sh), which
 # does not travel to a lent machine by itself: copy ../shared/data/cityscapes (17 MB) into an ignored
 # folder of the checkout, carry it, and set SHARED to its parent. Those two parts also leave their
 # runs (checkpoints included) under OUT, more files than a lent machine sends back: give them a
@@ -45,17 +45,17 @@ PY
 
 case "$part" in
 speed)
-    python "$BENCH/conv_throughput.py" --device cuda --size 256 --dtypes fp32,bf16,fp16 --repeats 20 --warmup 3 \
+    python "$BENCH/speed/conv_throughput.py" --device cuda --size 256 --dtypes fp32,bf16,fp16 --repeats 20 --warmup 3 \
         --json "$OUT/conv256.json" | tee "$OUT/conv256.txt"
-    python "$BENCH/train_step.py" --device cuda --size 256 --variants fp32,fp32+nobatch,bf16,bf16+cl,fp16,fp16+cl \
+    python "$BENCH/speed/train_step.py" --device cuda --size 256 --variants fp32,fp32+nobatch,bf16,bf16+cl,fp16,fp16+cl \
         --repeats 40 --warmup 5 --json "$OUT/train256.json" | tee "$OUT/train256.txt"
-    python "$BENCH/train_step.py" --device cuda --size 128 --netG resnet_6blocks \
+    python "$BENCH/speed/train_step.py" --device cuda --size 128 --netG resnet_6blocks \
         --variants fp32,bf16,bf16+cl,fp16+cl --repeats 40 --warmup 5 --json "$OUT/train128.json" | tee "$OUT/train128.txt"
-    python "$BENCH/translate.py" --device cuda --sizes 256,512,1024x768 --variants fp32,bf16,bf16+cl,fp16+cl \
+    python "$BENCH/speed/translate.py" --device cuda --sizes 256,512,1024x768 --variants fp32,bf16,bf16+cl,fp16+cl \
         --repeats 40 --warmup 5 --json "$OUT/translate.json" | tee "$OUT/translate.txt"
     ;;
 compile)
-    python "$BENCH/train_step.py" --device cuda --size 256 --variants bf16+cl,bf16+cl+compile --repeats 40 --warmup 5 \
+    python "$BENCH/speed/train_step.py" --device cuda --size 256 --variants bf16+cl,bf16+cl+compile --repeats 40 --warmup 5 \
         --no-memory --json "$OUT/train256_compile.json" | tee "$OUT/train256_compile.txt"
     ;;
 fast)
@@ -63,13 +63,13 @@ fast)
     # 1. A folder of 64 images at 256 px: the reference's loop against translate_files per batch size.
     #    With 2 file threads (the earlier default) and 8 (the default on a GPU host with 8+ cores since
     #    the H200 showed the files, not the network, to be most of the work).
-    python "$BENCH/translate_folder.py" --device cuda --size 256 --count 64 --batches auto,1,16 --io-threads 2,8 \
+    python "$BENCH/speed/translate_folder.py" --device cuda --size 256 --count 64 --batches auto,1,16 --io-threads 2,8 \
         --repeats 5 --warmup 1 --precision fp32 --json "$OUT/folder256.json" | tee "$OUT/folder256.txt"
     # 2. The training iteration, 256 px ResNet-9, batch 1: uncaptured against CUDA graphs and against
     #    channels-last (which would spare cuDNN its NCHW<->NHWC conversions, 3.6 of 28 ms) and fused
     #    Adam (one kernel per update instead of a launch per tensor group), with the
     #    kernel time of one iteration of each (the profile's "Self CUDA time total").
-    python "$BENCH/train_step.py" --device cuda --size 256 --variants fp32,fp32+graphs,fp32+cl,fp32+fused --profile \
+    python "$BENCH/speed/train_step.py" --device cuda --size 256 --variants fp32,fp32+graphs,fp32+cl,fp32+fused --profile \
         --repeats 40 --warmup 10 --no-memory --json "$OUT/train256_graphs.json" | tee "$OUT/train256_graphs.txt"
     # 3. Loss curves with and without CUDA graphs: the same 300 iterations, same seed.
     data="$OUT/synth64"
@@ -89,15 +89,15 @@ for key in ("loss_G_AB", "loss_G_BA", "loss_cycle_A", "loss_cycle_B", "loss_D_A"
 PY
     # 4. Large images with --precision auto (the automatic batch is capped by pixels: 2 at 1024 px),
     #    then torch.compile without graphs for comparison. The H200 ran parts 1-4 in about 320 s.
-    python "$BENCH/translate_folder.py" --device cuda --size 1024 --count 16 --batches auto,1,2,4 --repeats 3 \
+    python "$BENCH/speed/translate_folder.py" --device cuda --size 1024 --count 16 --batches auto,1,2,4 --repeats 3 \
         --warmup 1 --precision auto --json "$OUT/folder1024_auto.json" | tee "$OUT/folder1024_auto.txt"
-    python "$BENCH/train_step.py" --device cuda --size 256 --variants fp32,fp32+compile \
+    python "$BENCH/speed/train_step.py" --device cuda --size 256 --variants fp32,fp32+compile \
         --repeats 40 --warmup 10 --no-memory --json "$OUT/train256_compile.json" | tee "$OUT/train256_compile.txt"
     ;;
 parity)
     data="$OUT/synth64"
     [ -d "$data" ] || python -m cyclegan data synth "$data" --size 64 --train 600 --test 100 --seed 0
-    python "$BENCH/precision_parity.py" --data "$data" --out "$OUT/precision_synth64" --iters "${ITERS:-2000}" \
+    python "$BENCH/studies/precision_parity.py" --data "$data" --out "$OUT/precision_synth64" --iters "${ITERS:-2000}" \
         --seeds "${SEEDS:-0,1,2,3}" --parallel "${PARALLEL:-4}" --eval-flags=--no-fid \
         -- --netG resnet_6blocks --ngf 16 --ndf 16 --norm instance --load-size 72 --crop-size 64 \
            --num-workers 2 --no-tensorboard --lambda-identity 0 | tee "$OUT/parity.txt"
@@ -116,7 +116,7 @@ paths)
     python -m cyclegan export "$OUT/runs/fp16" --onnx "$OUT/g.onnx" || echo "export failed (exit $?)"
     ;;
 study)
-    # The CPU's study script (benchmarks/improvements_study.sh: same setting, same commands) with six
+    # The CPU's study script (benchmarks/studies/improvements_study.sh: same setting, same commands) with six
     # runs at once. Sizing, estimated from docs/PERFORMANCE.md's H100 figures (not yet measured for
     # this study): the bf16/fp32 parity trained 8 runs of 2,000 iterations of this very model (64 px,
     # ResNet-6, ngf 16) four at a time in 3.5 minutes, i.e. about 0.045 s per iteration per run with
@@ -131,13 +131,13 @@ study)
     # scores are the two class IoUs; and the runs' validation (each holds out 10% of its training
     # images) tracks the cycle error only and keeps no best checkpoint by KID, so the GPU study
     # compares final checkpoints. ITERS=... PARALLEL=... override the sizing.
-    PARALLEL=${PARALLEL:-6} ITERS=${ITERS:-1000} "$BENCH/improvements_study.sh" "$OUT/improvements" \
+    PARALLEL=${PARALLEL:-6} ITERS=${ITERS:-1000} "$BENCH/studies/improvements_study.sh" "$OUT/improvements" \
         | tee "$OUT/study.txt"
     tar -czf "$OUT/improvements.tar.gz" -C "$OUT" --exclude=checkpoints --exclude=gallery \
         --exclude='*.safetensors' improvements
     ;;
 parity128)
-    # benchmarks/reference_parity.sh for seeds 0, 1 and 2 at once, training on the GPU (the script
+    # benchmarks/studies/reference_parity.sh for seeds 0, 1 and 2 at once, training on the GPU (the script
     # evaluates on the CPU, as the seed-0 run of docs/RESULTS.md was). Sizing: the 128 px ResNet-6
     # iteration took 0.039 s alone on the H100 at ngf 64 (docs/PERFORMANCE.md), host-bound, so ngf 32
     # costs about the same; three at once, about 0.05 s: 3,600 iterations in about 3 minutes, plus
@@ -158,13 +158,13 @@ parity128)
     warm_pid=$!
     pids=()
     for seed in 0 1 2; do
-        "$BENCH/reference_parity.sh" "$seed" "$OUT/reference_parity" > "$OUT/parity128_seed$seed.txt" 2>&1 &
+        "$BENCH/studies/reference_parity.sh" "$seed" "$OUT/reference_parity" > "$OUT/parity128_seed$seed.txt" 2>&1 &
         pids+=($!)
     done
     failed=0
     for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
     wait "$warm_pid" || echo "segmenter warm-up failed: see $OUT/parity128_warm_up.txt"
-    "$BENCH/reference_parity.sh" summary "$OUT/reference_parity" | tee "$OUT/parity128.txt"
+    "$BENCH/studies/reference_parity.sh" summary "$OUT/reference_parity" | tee "$OUT/parity128.txt"
     tar -czf "$OUT/reference_parity.tar.gz" -C "$OUT" --exclude=checkpoints --exclude=gallery \
         --exclude='*.safetensors' reference_parity
     [ "$failed" = 0 ] || { echo "a seed failed: see $OUT/parity128_seed*.txt" >&2; exit 1; }

@@ -24,7 +24,7 @@ def run_script(name: str, *arguments: str, timeout: float = 300) -> subprocess.C
 
 
 def load_benchmark(file_name: str, module_name: str):
-    """A benchmarks/ script imported as a module (they are scripts, not a package)."""
+    """A benchmarks/ script (e.g. "speed/common.py") imported as a module (they are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(module_name, BENCHMARKS / file_name)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
@@ -33,7 +33,7 @@ def load_benchmark(file_name: str, module_name: str):
 
 
 def load_common():
-    return load_benchmark("common.py", "benchmarks_common")
+    return load_benchmark("speed/common.py", "benchmarks_common")
 
 
 def table_rows(stdout: str, first_column: str) -> list[list[str]]:
@@ -42,7 +42,7 @@ def table_rows(stdout: str, first_column: str) -> list[list[str]]:
 
 def test_train_step_reports_reference_and_each_variant_with_memory_and_floor(tmp_path):
     out = tmp_path / "train.json"
-    result = run_script("train_step.py", "--size", "32", *TINY, "--variants", "fp32,fp32+cl+nobatch",
+    result = run_script("speed/train_step.py", "--size", "32", *TINY, "--variants", "fp32,fp32+cl+nobatch",
                         "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "s/iter" in result.stdout and "bf16 floor" in result.stdout
@@ -61,7 +61,7 @@ def test_train_step_reports_reference_and_each_variant_with_memory_and_floor(tmp
 
 def test_train_step_builds_the_candidate_from_the_single_variant_flags(tmp_path):
     out = tmp_path / "train.json"
-    result = run_script("train_step.py", "--size", "32", *TINY, "--precision", "bf16", "--channels-last",
+    result = run_script("speed/train_step.py", "--size", "32", *TINY, "--precision", "bf16", "--channels-last",
                         "--no-batch-generator-calls", "--no-memory", "--floor-gflops", "100", "--json", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
@@ -71,8 +71,8 @@ def test_train_step_builds_the_candidate_from_the_single_variant_flags(tmp_path)
 
 
 def test_the_fused_variant_trains_with_fused_adam_and_keeps_the_learning_rate(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # train_step.py imports its neighbours by name
-    train_step = load_benchmark("train_step.py", "benchmarks_train_step")
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "speed"))  # train_step.py imports its neighbours by name
+    train_step = load_benchmark("speed/train_step.py", "benchmarks_train_step")
     variant = train_step.Variant.parse("fp32+fused")
     assert variant.name == "fp32+fused" and variant.fused_adam
     args = train_step.parse_args(["--size", "32", "--netG", "resnet_6blocks", *TINY, "--device", "cpu"])
@@ -90,7 +90,7 @@ def test_the_fused_variant_trains_with_fused_adam_and_keeps_the_learning_rate(tm
 
 def test_translate_reports_every_size_and_variant(tmp_path):
     out = tmp_path / "translate.json"
-    result = run_script("translate.py", "--sizes", "32,48x40", *TINY, "--variants", "fp32,bf16+cl,fp32+nonnpack",
+    result = run_script("speed/translate.py", "--sizes", "32,48x40", *TINY, "--variants", "fp32,bf16+cl,fp32+nonnpack",
                         "--probe-iterations", "1", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "images/s" in result.stdout
@@ -104,7 +104,7 @@ def test_translate_reports_every_size_and_variant(tmp_path):
 
 def test_conv_throughput_reports_every_shape_in_both_dtypes(tmp_path):
     out = tmp_path / "conv.json"
-    result = run_script("conv_throughput.py", "--size", "32", *TINY, "--json", str(out))
+    result = run_script("speed/conv_throughput.py", "--size", "32", *TINY, "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "G res block" in result.stdout and "mix G+D" in result.stdout
     report = json.loads(out.read_text())
@@ -115,7 +115,7 @@ def test_conv_throughput_reports_every_shape_in_both_dtypes(tmp_path):
 
 
 def test_an_unknown_variant_token_is_rejected_with_the_valid_ones():
-    result = run_script("train_step.py", "--size", "32", "--variants", "fp8+cl")
+    result = run_script("speed/train_step.py", "--size", "32", "--variants", "fp8+cl")
     assert result.returncode == 2
     assert "unknown variant token 'fp8'" in result.stderr and "fp16" in result.stderr and "+nobatch" in result.stderr
 
@@ -148,7 +148,7 @@ def test_precision_parity_compares_the_precisions_against_the_spread_between_see
         (run / "evaluation.json").write_text(json.dumps(report))
         records = [{"iteration": 10 * i, "loss_cycle_A": cycle * 10 + i % 2} for i in range(1, 9)]
         (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = run_script("precision_parity.py", "--out", str(tmp_path), "--seeds", "0,1", "--summarize")
+    result = run_script("studies/precision_parity.py", "--out", str(tmp_path), "--seeds", "0,1", "--summarize")
     assert result.returncode == 0, result.stderr
     rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
             for line in (tmp_path / "parity.md").read_text().splitlines() if line.startswith("| ")}
@@ -164,7 +164,7 @@ def test_precision_parity_compares_the_precisions_against_the_spread_between_see
 
 
 def test_precision_parity_needs_two_seeds():
-    result = run_script("precision_parity.py", "--out", "x", "--seeds", "0", "--summarize")
+    result = run_script("studies/precision_parity.py", "--out", "x", "--seeds", "0", "--summarize")
     assert result.returncode == 2 and "at least two seeds" in result.stderr
 
 
@@ -174,7 +174,7 @@ def test_nnpack_benchmark_reports_every_shape():
 
     if not torch.backends.nnpack.is_available():
         pytest.skip("this PyTorch has no NNPACK")
-    result = run_script("nnpack.py", "--channels", "8", "--sides", "32", "--batches", "1,2", "--repeats", "1",
+    result = run_script("speed/nnpack.py", "--channels", "8", "--sides", "32", "--batches", "1,2", "--repeats", "1",
                         "--warmup", "0", "--threads", "1")
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["3x3"], ["7x7"])]
@@ -187,7 +187,7 @@ def test_nnpack_benchmark_reports_every_shape():
 
 def test_translate_folder_times_the_reference_loop_and_each_batch_size(tmp_path):
     out = tmp_path / "folder.json"
-    result = run_script("translate_folder.py", "--device", "cpu", "--size", "32", "--count", "3", "--netG",
+    result = run_script("speed/translate_folder.py", "--device", "cpu", "--size", "32", "--count", "3", "--netG",
                         "resnet_6blocks", *TINY, "--batches", "auto,2", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert [row[0] for row in table_rows(result.stdout, "reference")] == ["reference"]
@@ -199,7 +199,7 @@ def test_translate_folder_times_the_reference_loop_and_each_batch_size(tmp_path)
 
 def test_translate_folder_crosses_batch_sizes_with_file_thread_counts(tmp_path):
     out = tmp_path / "folder.json"
-    result = run_script("translate_folder.py", "--device", "cpu", "--size", "32", "--count", "3", "--netG",
+    result = run_script("speed/translate_folder.py", "--device", "cpu", "--size", "32", "--count", "3", "--netG",
                         "resnet_6blocks", *TINY, "--batches", "auto,2", "--io-threads", "1,3", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert sorted(json.loads(out.read_text())["times"]) == ["batch 2 io 1", "batch 2 io 3", "batch auto io 1",
@@ -217,13 +217,13 @@ def test_seed_summary_puts_the_seeds_beside_the_reference_codes_numbers(tmp_path
         (folder / "evaluation.json").write_text(json.dumps(report))
 
     write_seed("seed0", (0.569, 0.228, 0.169), (0.656, 0.217, 0.164))
-    one = subprocess.run(["bash", str(BENCHMARKS / "reference_parity.sh"), "summary", str(tmp_path)],
+    one = subprocess.run(["bash", str(BENCHMARKS / "studies" / "reference_parity.sh"), "summary", str(tmp_path)],
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     assert one.returncode == 0, one.stderr
     assert "Verdict: not yet: the band rule needs at least two project seeds." in one.stdout
     write_seed("seed1", (0.600, 0.236, 0.171), (0.640, 0.229, 0.170))
-    result = run_script("seed_summary.py", *(str(p) for p in sorted(tmp_path.glob("seed*/evaluation.json"))))
+    result = run_script("studies/seed_summary.py", *(str(p) for p in sorted(tmp_path.glob("seed*/evaluation.json"))))
     assert result.returncode == 0, result.stderr
     rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
             for line in result.stdout.splitlines() if line.startswith("| ") and "." in line.split("|")[1]}
@@ -243,7 +243,7 @@ def test_seed_summary_keeps_two_runs_of_the_same_seed_name_from_two_machines_apa
         folder.mkdir(parents=True)
         scores = {"pixel_accuracy": pixel_accuracy, "class_accuracy": 0.2, "class_iou": 0.15}
         (folder / "evaluation.json").write_text(json.dumps({"segmentation": {"photo_to_labels": scores}}))
-    result = run_script("seed_summary.py", str(tmp_path / "cpu/seed1/evaluation.json"),
+    result = run_script("studies/seed_summary.py", str(tmp_path / "cpu/seed1/evaluation.json"),
                         str(tmp_path / "gpu/seed1/evaluation.json"))
     assert result.returncode == 0, result.stderr
     assert "2 seed(s) (cpu/seed1, gpu/seed1)" in result.stdout
@@ -261,7 +261,7 @@ def run_study_script(tmp_path, dataset: str | None) -> tuple[subprocess.Complete
     env.pop("DATASET", None)
     if dataset is not None:
         env["DATASET"] = dataset
-    result = subprocess.run(["bash", str(BENCHMARKS / "improvements_study.sh")], capture_output=True, text=True,
+    result = subprocess.run(["bash", str(BENCHMARKS / "studies" / "improvements_study.sh")], capture_output=True, text=True,
                             timeout=60, env=env)
     record = tmp_path / "argv"
     return result, record.read_text().splitlines() if record.exists() else []
@@ -292,11 +292,11 @@ def test_the_improvements_study_script_names_the_datasets_it_knows(tmp_path):
 
 
 def test_seed_summary_says_when_no_seed_has_finished(tmp_path):
-    result = run_script("seed_summary.py", str(tmp_path / "seed*" / "evaluation.json"))
+    result = run_script("studies/seed_summary.py", str(tmp_path / "seed*" / "evaluation.json"))
     assert result.returncode == 1 and "no finished seeds" in result.stderr
 
 def load_train_process(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports its neighbour `common`
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "speed"))  # it imports its neighbour `common`
     return importlib.import_module("train_process")
 
 
@@ -306,7 +306,7 @@ def test_train_process_times_both_programs_whole_at_two_iteration_counts(tmp_pat
     for domain in ("trainA", "trainB"):
         write_images(tmp_path / "data" / domain, 3, size=(40, 40), seed=len(domain))
     out = tmp_path / "process.json"
-    result = run_script("train_process.py", "--data", str(tmp_path / "data"), "--size", "32", "--ngf", "4",
+    result = run_script("speed/train_process.py", "--data", str(tmp_path / "data"), "--size", "32", "--ngf", "4",
                         "--ndf", "4", "--iterations", "1,2", "--repeats", "1", "--threads", "1", "--no-startup",
                         "--workdir", str(tmp_path), "--json", str(out))
     assert result.returncode == 0, result.stderr + result.stdout
@@ -372,13 +372,13 @@ def test_train_process_sums_import_time_per_top_level_package(monkeypatch):
 
 
 def test_train_process_needs_two_increasing_iteration_counts():
-    result = run_script("train_process.py", "--iterations", "12,2")
+    result = run_script("speed/train_process.py", "--iterations", "12,2")
     assert result.returncode == 2 and "two counts N1,N2 with 1 <= N1 < N2" in result.stderr
 
 
 def test_allocator_reports_both_iterations_under_both_malloc_settings(tmp_path):
     out = tmp_path / "allocator.json"
-    result = run_script("allocator.py", "--size", "32", "--netG", "resnet_6blocks", "--ngf", "8",
+    result = run_script("speed/allocator.py", "--size", "32", "--netG", "resnet_6blocks", "--ngf", "8",
                         "--iterations", "2", "--threads", "1", "--json", str(out))
     assert result.returncode == 0, result.stderr
     rows = [line.split()[:2] for line in result.stdout.splitlines() if line.split()[:1] in (["default"], ["fixed"])]
@@ -389,6 +389,16 @@ def test_allocator_reports_both_iterations_under_both_malloc_settings(tmp_path):
 
 
 def test_allocator_needs_a_warm_up_iteration_and_a_timed_one():
-    result = run_script("allocator.py", "--iterations", "1")
+    result = run_script("speed/allocator.py", "--iterations", "1")
     assert result.returncode == 2
     assert "--iterations must be at least 2" in result.stderr
+
+
+@pytest.mark.parametrize("old_path, usage", [
+    ("train_step.py", "usage: train_step.py"), ("translate.py", "usage: translate.py"),
+    ("precision_parity.py", "usage: precision_parity.py"),
+])
+def test_the_paths_other_people_run_still_run_the_moved_scripts(old_path, usage):
+    result = run_script(old_path, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(usage)

@@ -67,3 +67,52 @@ def test_cyclegan_cache_is_the_root_of_the_models_and_the_segmenters_caches(monk
     monkeypatch.setenv(CACHE_ENV, "~/elsewhere")
     assert zoo.cache_dir() == Path.home() / "elsewhere" / "models"
     assert segmenter.cache_dir() == Path.home() / "elsewhere" / "segmenters"
+
+
+def test_a_staged_folder_appears_whole_under_its_name_and_leaves_nothing_beside_it(tmp_path):
+    from cyclegan.fileio import staged_folder
+
+    destination = tmp_path / "dataset"
+    with staged_folder(destination) as staged:
+        (staged.path / "trainA").mkdir()
+        (staged.path / "trainA" / "0.png").write_bytes(b"png")
+        assert not destination.exists()  # nothing under the name until the write is complete
+    assert (destination / "trainA" / "0.png").read_bytes() == b"png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
+
+
+@pytest.mark.parametrize("interruption", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_an_interrupted_staged_write_leaves_no_destination_and_no_staging_folder(tmp_path, interruption):
+    from cyclegan.fileio import staged_folder
+
+    destination = tmp_path / "dataset"
+    with pytest.raises(type(interruption)):
+        with staged_folder(destination) as staged:
+            (staged.path / "half.png").write_bytes(b"half")
+            raise interruption
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_staged_folder_can_move_a_folder_inside_it_into_place_and_drops_the_rest(tmp_path):
+    from cyclegan.fileio import staged_folder
+
+    destination = tmp_path / "horse2zebra"
+    destination.mkdir()  # an empty folder is replaced
+    with staged_folder(destination) as staged:
+        (staged.path / "horse2zebra" / "trainA").mkdir(parents=True)
+        (staged.path / "__MACOSX").mkdir()
+        staged.contents = staged.path / "horse2zebra"
+    assert sorted(p.name for p in destination.iterdir()) == ["trainA"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["horse2zebra"]
+
+
+def test_a_staged_folder_refuses_a_destination_that_holds_files(tmp_path):
+    from cyclegan.fileio import staged_folder
+
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "mine.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="dataset already exists and is not an empty folder"):
+        with staged_folder(tmp_path / "dataset"):
+            pass
+    assert (tmp_path / "dataset" / "mine.txt").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]

@@ -12,7 +12,6 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -21,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from cyclegan.errors import DownloadError
+from cyclegan.fileio import staged_folder
 
 __all__ = ["download_file", "safe_extract", "sha256_of"]
 
@@ -196,20 +196,12 @@ def safe_extract(archive: Path, dest_dir: Path) -> Path:
         raise DownloadError(f"{archive} is neither a zip nor a tar archive; it may be damaged: "
                             "delete it and download it again")
 
-    dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.extracting-", dir=dest_dir.parent))
-    try:
+    with staged_folder(dest_dir) as staged:
         try:
-            extract(archive, staging)
+            extract(archive, staged.path)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as error:
             raise DownloadError(f"{archive} is damaged ({error}); delete it and download it "
                                 "again") from error
-        if dest_dir.exists():
-            dest_dir.rmdir()
-        os.rename(staging, dest_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return dest_dir
 
 

@@ -1,10 +1,13 @@
 """Crash-safe file writing (a reader sees either the old file or the complete new one, never
-half), and where the project caches what it downloads or trains once."""
+half; a folder appears whole or not at all), and where the project caches what it downloads or
+trains once."""
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -44,6 +47,44 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+@dataclass
+class StagedFolder:
+    """The folder being written by `staged_folder`: write into `path`. `contents` is what becomes
+    the destination: `path` itself, unless the writer points it at a folder inside `path` (an
+    archive's single top folder, say); whatever else `path` holds is then removed."""
+    path: Path
+    contents: Path
+
+
+@contextlib.contextmanager
+def staged_folder(destination: Path) -> Iterator[StagedFolder]:
+    """Yield a new empty folder beside `destination` to write into; on success rename it (or the
+    `contents` chosen inside it) to `destination`, on any failure (an exception, an interrupt)
+    remove it, so an interrupted write never leaves a partial `destination`.
+
+    `destination` must be absent or an empty folder; an empty one is replaced.
+    """
+    destination = Path(destination)
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise FileExistsError(f"{destination} already exists and is not an empty folder")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    # os.mkdir, not tempfile.mkdtemp: the umask decides the permissions, as for a plain folder
+    # (mkdtemp's 0700 would make a downloaded dataset private).
+    path = destination.with_name(f".{destination.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    path.mkdir()
+    staged = StagedFolder(path, path)
+    try:
+        yield staged
+        if staged.contents != path and path not in staged.contents.parents:
+            raise ValueError(f"the contents to move into place, {staged.contents}, are not inside {path}")
+        if destination.exists():
+            destination.rmdir()
+        os.replace(staged.contents, destination)
+        _fsync_directory(destination.parent)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)  # the leftovers beside `contents`, or all of a failed write
 
 
 def _fsync_directory(folder: Path) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import difflib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from cyclegan.download import download_file, safe_extract
 from cyclegan.errors import DatasetError, DownloadError
+from cyclegan.fileio import staged_folder
 
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu"
 BASE_URL_ENV = "CYCLEGAN_DATASETS_URL"
@@ -155,20 +155,16 @@ def download_dataset(name: str, root: str | os.PathLike = "datasets", base_url: 
 
     url = entry.url(resolve_base_url(base_url))
     archive = download_file(url, target.parent / entry.archive_name, progress=progress)
-    staging = target.parent / f".{target.name}.unpacked"
-    shutil.rmtree(staging, ignore_errors=True)  # left over from a crash
     try:
-        safe_extract(archive, staging)
-        extracted = _dataset_root(staging, archive_stem=target.name)
-        check_dataset_folder(entry, extracted, source=url)
-        os.rename(extracted, target)
+        with staged_folder(target) as staged:
+            safe_extract(archive, staged.path)
+            staged.contents = _dataset_root(staged.path, archive_stem=target.name)
+            check_dataset_folder(entry, staged.contents, source=url)
     except (DownloadError, DatasetError) as error:
         # A refused or damaged archive would be found again by the next call: remove it.
         archive.unlink(missing_ok=True)
         raise type(error)(f"{error} (the archive was removed; run the command again to "
                           "download it afresh)") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     archive.unlink()
     return target
 

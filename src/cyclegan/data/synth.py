@@ -21,16 +21,15 @@ be re-rendered on its own, and files are byte-identical for a given seed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from cyclegan.errors import ConfigError, DatasetError
+from cyclegan.fileio import staged_folder
 
 CLASS_NAMES = ("road", "sidewalk", "building", "vegetation", "sky", "car", "person")
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, CAR, PERSON = range(len(CLASS_NAMES))
@@ -417,7 +416,8 @@ def generate_synthetic_dataset(
         "testB": n_test,
         "label_ids/test": n_test,
     }
-    with _staged(out_dir) as staging:
+    with staged_folder(out_dir) as staged:
+        staging = staged.path
         for folder in counts:
             (staging / folder).mkdir(parents=True)
         for index in range(n_train):
@@ -446,23 +446,6 @@ def generate_synthetic_dataset(
     return counts
 
 
-@contextlib.contextmanager
-def _staged(out_dir: Path):
-    """Yield a temporary sibling folder; on success it replaces `out_dir` (which must be absent or
-    empty), on failure it is removed, so an interrupted run never leaves a partial dataset."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        yield staging
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
 def _write_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path, format="PNG", compress_level=1)
 
@@ -480,7 +463,8 @@ def generate_paired_training_set(out_dir: str | os.PathLike, size: int = 64, n_t
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise DatasetError(f"{out_dir}: already exists and is not empty; delete it or choose another folder")
-    with _staged(out_dir) as staging:
+    with staged_folder(out_dir) as staged:
+        staging = staged.path
         for folder in ("trainA", "trainB"):
             (staging / folder).mkdir(parents=True)
         for index in range(n_train):

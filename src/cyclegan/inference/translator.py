@@ -71,7 +71,7 @@ class Translator:
         self.generator = generator.to(self.device).eval()
         self.spec = spec
         self.precision = precision
-        # None: the layout measured faster for the device (benchmarks/translate.py, figures in
+        # None: the layout measured faster for the device (benchmarks/speed/translate.py, figures in
         # docs/PERFORMANCE.md). On a CPU the NNPACK convolutions, which need the contiguous
         # layout, beat channels-last; without them channels-last was the faster one there. On a
         # GPU channels-last was slower.

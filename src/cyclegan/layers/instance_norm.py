@@ -16,7 +16,7 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
     `F.instance_norm` reshapes its input to (1, N*C, H, W) for batch norm, which copies a
     channels-last tensor and returns a contiguous one, so every layer after it converts back.
-    Which formulation is fastest was measured per layout on a CPU (benchmarks/instance_norm.py;
+    Which formulation is fastest was measured per layout on a CPU (benchmarks/speed/instance_norm.py;
     figures in docs/PERFORMANCE.md): with a gradient, group norm with one group per channel on
     contiguous input and batch norm in training mode over each single image (the same statistics)
     on channels-last input; forward only, group norm on contiguous input. Forward only on

@@ -4,7 +4,7 @@ The 3x3 convolutions of the residual blocks are most of a ResNet generator's ari
 oneDNN, PyTorch's default CPU convolution, computes them directly; NNPACK (built into PyTorch's
 CPU wheels) uses the Winograd transform with 8x8 tiles: 64 products for 36 outputs instead of 9
 for each, about a fifth of the multiplications, at the cost of transforming inputs and outputs.
-That pays from some feature-map size up, and not below it (`benchmarks/nnpack.py`; the measured
+That pays from some feature-map size up, and not below it (`benchmarks/speed/nnpack.py`; the measured
 speed-ups per size and channel count are in docs/PERFORMANCE.md). For the generator's first and
 last convolutions (7x7, 3 <-> 64 channels at full resolution) NNPACK picks its FFT-based
 algorithm, which also measured faster there.

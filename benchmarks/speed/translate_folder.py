@@ -9,8 +9,8 @@ each count when several are given). The folder holds `--count` random images of 
 pixels; the weights are random (speed does not depend on them). Reference and candidates
 alternate, as in the other scripts.
 
-    python benchmarks/translate_folder.py --device cuda --size 256 --count 64 --batches auto,1,8,16
-    python benchmarks/translate_folder.py --device cuda --size 256 --count 64 --batches auto --io-threads 2,8
+    python benchmarks/speed/translate_folder.py --device cuda --size 256 --count 64 --batches auto,1,8,16
+    python benchmarks/speed/translate_folder.py --device cuda --size 256 --count 64 --batches auto --io-threads 2,8
 """
 from __future__ import annotations
 

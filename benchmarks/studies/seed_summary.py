@@ -1,7 +1,7 @@
 """The reference-parity runs over seeds, beside the reference code's numbers on the same setting.
 
-    python benchmarks/seed_summary.py experiments/reference_parity/seed*/evaluation.json
-    (benchmarks/reference_parity.sh summary [OUT] calls it)
+    python benchmarks/studies/seed_summary.py experiments/reference_parity/seed*/evaluation.json
+    (benchmarks/studies/reference_parity.sh summary [OUT] calls it)
 
 Prints a Markdown table: per segmentation score, the project's mean ± standard deviation over the
 given seeds, the reference code's values, and two checks, each stated under the table:
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     found = list(dict.fromkeys(path for path in paths if path.is_file()))  # a path given twice counts once
     if not found:
         print("no finished seeds: no evaluation.json among " + (" ".join(map(str, paths)) or "(no paths)")
-              + "; run benchmarks/reference_parity.sh SEED first", file=sys.stderr)
+              + "; run benchmarks/studies/reference_parity.sh SEED first", file=sys.stderr)
         return 1
     reports = {run_label(path, found): json.loads(path.read_text()) for path in found}
     rows = summary_rows(reports)

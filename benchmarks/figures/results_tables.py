@@ -1,6 +1,6 @@
 """Paper-style Markdown tables from the evaluation.json files an experiment suite wrote.
 
-    python benchmarks/results_tables.py experiments/ablation_synth64 [--kind segmentation|fid]
+    python benchmarks/figures/results_tables.py experiments/ablation_synth64 [--kind segmentation|fid]
 
 Photo -> labels and labels -> photo: per-pixel accuracy, per-class accuracy, class IoU (as the
 paper's Tables 1, 2 and 4); then FID / KID of both directions and the cycle error.

@@ -12,7 +12,7 @@ The overhead of an epoch of E iterations is (one evaluation) / (E x seconds per 
 each E of --epoch-iters (the paper's datasets have about 400 to 6,300 iterations per epoch at
 batch 1). Without the `metrics` extra the evaluation has no KID/FID and the overhead is lower.
 
-    python benchmarks/validation_overhead.py --iters 3 --rounds 2 --eval-images 50
+    python benchmarks/speed/validation_overhead.py --iters 3 --rounds 2 --eval-images 50
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ the time from the last one to exit (the final checkpoint) are read off too. It a
 start-up alone (`import torch`, `cyclegan train --help`, ...) and lists, from `python -X importtime`,
 which packages the start-up imports spend their time in. See README.md.
 
-    python benchmarks/train_process.py --size 128 --netG resnet_6blocks --ngf 32 --ndf 64 \
+    python benchmarks/speed/train_process.py --size 128 --netG resnet_6blocks --ngf 32 --ndf 64 \
         --iterations 2,8 --repeats 3 --threads 1 --json process.json
 """
 from __future__ import annotations
@@ -37,9 +37,10 @@ import torch
 
 import common
 
-BENCHMARKS = Path(__file__).resolve().parent
-SOURCE = BENCHMARKS.parent / "src"
-DEFAULT_DATA = BENCHMARKS.parent.parent / "shared" / "data" / "cityscapes"
+BENCHMARKS = Path(__file__).resolve().parent  # benchmarks/speed/, beside reference_train.py
+ROOT = BENCHMARKS.parents[1]
+SOURCE = ROOT / "src"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cityscapes"
 PROJECT, REFERENCE = "project", "reference"
 VARIANTS = (PROJECT, REFERENCE)
 # The line each program prints once its data and networks are ready, just before the first iteration.

@@ -7,7 +7,7 @@ how often it occurs in one network call, so they give the throughput a whole gen
 could reach if its convolutions ran at these speeds; train_step.py divides an iteration's FLOPs by
 such a figure to estimate the time floor.
 
-    python benchmarks/conv_throughput.py --size 256 --ngf 64 --repeats 5
+    python benchmarks/speed/conv_throughput.py --size 256 --ngf 64 --repeats 5
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ the price is page faults on every large allocation. Setting and kind run one aft
 (not alternated within a process, since the setting is process-wide), in the order given, so run
 it on a quiet machine and repeat with `--rounds`.
 
-    python benchmarks/allocator.py --size 256 --iterations 4 --threads 1
+    python benchmarks/speed/allocator.py --size 256 --iterations 4 --threads 1
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ batch 1 and 3, it times the ordinary `F.conv2d` and `cyclegan.layers.nnpack.conv
 forward only and forward + backward (input, weight and bias gradients), and prints the medians
 and the ratio; `cyclegan.layers.nnpack.MIN_SIDE` and the module's docstring come from this table.
 
-    python benchmarks/nnpack.py --threads 1
+    python benchmarks/speed/nnpack.py --threads 1
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ batch 1 and the batches of the trainer's batched generator calls), contiguous an
 forward and backward (input gradient) or forward only. The alternatives give the same result to
 float tolerance; `project` is `cyclegan.layers.instance_norm.instance_norm`, which picks among them.
 
-    python benchmarks/instance_norm.py --threads 1 --repeats 9
+    python benchmarks/speed/instance_norm.py --threads 1 --repeats 9
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The README's video still: a clip made from consecutive Cityscapes frames, and one frame of it
 beside the same frame of its translation.
 
-    python benchmarks/video_demo.py clip ../shared/data/cityscapes/trainA aachen_000005 clip.mp4
+    python benchmarks/figures/video_demo.py clip ../shared/data/cityscapes/trainA aachen_000005 clip.mp4
     cyclegan translate runs/city clip.mp4 --out out/
-    python benchmarks/video_demo.py still clip.mp4 out/clip.mp4 docs/images/video_still.png
+    python benchmarks/figures/video_demo.py still clip.mp4 out/clip.mp4 docs/images/video_still.png
 
 The shared Cityscapes frames are 256x256, squashed from 2048x1024; the clip restores the 2:1
 aspect (256x128) at Cityscapes' 17 frames per second. Needs PyAV (the `video` extra).

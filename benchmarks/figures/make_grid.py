@@ -1,6 +1,6 @@
 """A picture grid of test translations for docs: one row per test image, one column per model.
 
-    python benchmarks/make_grid.py --inputs DIR --truth DIR --out grid.png --count 6 \\
+    python benchmarks/figures/make_grid.py --inputs DIR --truth DIR --out grid.png --count 6 \\
         --model CycleGAN=experiments/ablation_synth64/runs/cyclegan --model pix2pix=... [--direction AtoB]
 
 Columns: input, each model's translation, then the ground truth (same file name in --truth).

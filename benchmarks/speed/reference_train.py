@@ -10,7 +10,7 @@ iterations (and appends it to loss_log.txt), then saves the four networks' state
 latest_net_{G_A,G_B,D_A,D_B}.pth with torch.save. No visdom, no HTML page, no scheduler step:
 a run of a few iterations never reaches them (display_freq 400, epochs of 180+ iterations).
 
-    python benchmarks/reference_train.py --dataroot ../shared/data/cityscapes --iterations 12 \
+    python benchmarks/speed/reference_train.py --dataroot ../shared/data/cityscapes --iterations 12 \
         --size 128 --netG resnet_6blocks --ngf 32 --ndf 64 --out /tmp/reference_run
 
 --num-workers defaults to 4, the reference's --num_threads; train_process.py passes the same value

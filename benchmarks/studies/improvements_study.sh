@@ -7,8 +7,8 @@
 #   photo2anime:          ../shared/data/photo2anime_animegan at 64 px, scored by FID / KID (primary:
 #                         the two KIDs; needs the metrics extra)
 # Usage, from the repository root with the venv active:
-#   benchmarks/improvements_study.sh [OUT]                         (Cityscapes)
-#   DATASET=photo2anime benchmarks/improvements_study.sh [OUT]
+#   benchmarks/studies/improvements_study.sh [OUT]                         (Cityscapes)
+#   DATASET=photo2anime benchmarks/studies/improvements_study.sh [OUT]
 # Default OUT: experiments/improvements_cityscapes64 or experiments/improvements_photo2anime64.
 # Resumable: call it again, in this session or a later one, and it skips every finished seed/variant
 # run, continues an interrupted training from its last checkpoint, and rewrites OUT/study.md,

@@ -1,7 +1,7 @@
 """FID/KID of doing nothing: the test images of one domain scored against the other domain's,
 at the same size the models are evaluated at. The floor a translation has to beat.
 
-    python benchmarks/identity_fid.py --data ../shared/data/photo2anime_animegan --size 64
+    python benchmarks/studies/identity_fid.py --data ../shared/data/photo2anime_animegan --size 64
 """
 from __future__ import annotations
 

@@ -2,10 +2,10 @@
 # Parity with the reference code on Cityscapes at 128 px (issue: "Parity first"): the project's
 # defaults on the setting the reference was run on, one seed per call, evaluated against the
 # ground truth. Usage, from the repository root with the venv active:
-#   benchmarks/reference_parity.sh SEED [OUT]        (one run: 3,600 iterations at 3.3 s each on one thread
+#   benchmarks/studies/reference_parity.sh SEED [OUT]        (one run: 3,600 iterations at 3.3 s each on one thread
 #                                                     of the AVX2-only development machine, 3.3 hours;
 #                                                     76 minutes on the native-bf16 one)
-#   benchmarks/reference_parity.sh summary [OUT]     (mean and spread of every finished seed, beside
+#   benchmarks/studies/reference_parity.sh summary [OUT]     (mean and spread of every finished seed, beside
 #                                                     the reference code's numbers: seed_summary.py)
 # A run that was stopped resumes where its last checkpoint left it when called again. Seeds may run
 # at once (benchmarks/gpu.sh parity128 runs three on a GPU).
