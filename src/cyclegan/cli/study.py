@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     parser.add_argument("--eval-flags", default="", help="Extra flags for `cyclegan evaluate`, as one string; write "
                                                          "it with = when it starts with a dash: --eval-flags=--no-fid.")
     parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
-                        help="With --parallel > 1, skip the 1-iteration run that caches the evaluation's networks first.")
+                        help="With --parallel > 1, skip the 1-iteration run that first caches the evaluation's "
+                             "networks.")
     parser.add_argument("--summarize", action="store_true", help="Only rebuild the tables from finished runs.")
     parser.set_defaults(func=run, takes_passthrough=True)
 

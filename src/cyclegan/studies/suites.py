@@ -1,4 +1,4 @@
-"""Experiment runner: train several variants under one budget, evaluate each, write the tables.
+"""Experiment suites (`cyclegan experiment`): train several variants under one budget, evaluate each, write the tables.
 
 Every variant is trained and evaluated by running the very `cyclegan train` and
 `cyclegan evaluate` command lines that the tables print, so a row of a table can be
