@@ -105,14 +105,8 @@ def test_the_package_has_no_import_cycle():
                                     "cyclegan.inference.resolve", "cyclegan.inference.pipeline", "cyclegan.zoo",
                                     "cyclegan.serving.app", "cyclegan.checkpoint", "cyclegan.reference_format"])
 def test_applying_a_model_never_imports_the_training_package(module):
-    graph = import_graph()
-    reachable, frontier = set(), [module]
-    while frontier:
-        for target in graph[frontier.pop()]:
-            if target not in reachable:
-                reachable.add(target)
-                frontier.append(target)
-    assert not any(name.startswith("cyclegan.training") for name in reachable), sorted(reachable)
+    reached = reachable(import_graph(), module)
+    assert not any(name.startswith("cyclegan.training") for name in reached), sorted(reached)
 
 
 def test_the_inference_package_imports_neither_the_command_line_nor_the_server():
