@@ -128,8 +128,9 @@ def _refuse_replacing_inputs(plan: OutputPlan, inputs: list[Path], out_dir: Path
     for path, target in [(path, target) for path, target in plan.images] + [(p, t) for p, t, _ in plan.videos]:
         info = _stat(target)
         if os.path.realpath(target) in paths or (info is not None and (info.st_dev, info.st_ino) in files):
-            raise ConfigError(f"{target}: translating {path} would replace this input file; choose another "
-                              f"output folder, e.g. --out {suggestion}")
+            whose = "its translation" if os.path.realpath(target) == os.path.realpath(path) else f"the translation of {path}"
+            raise ConfigError(f"{target}: {whose} would replace this input file; choose another output folder, "
+                              f"e.g. --out {suggestion}")
     for path, _target, folder in plan.videos:
         if folder is not None and os.path.realpath(folder) in input_folders:
             raise ConfigError(f"{folder}: the frames of {path} would be written into a folder of inputs; choose "
@@ -141,8 +142,8 @@ def _refuse_existing(images: list[tuple[Path, Path]], videos: list[tuple[Path, P
                 if os.path.lexists(target)]
     if existing:
         more = f" (and {len(existing) - 1} more output(s))" if len(existing) > 1 else ""
-        raise ConfigError(f"{existing[0]} already exists{more}; pass --overwrite to replace it, or choose another "
-                          "--out folder")
+        raise ConfigError(f"{existing[0]} already exists{more}; pass --overwrite to replace "
+                          f"{'them' if more else 'it'}, or choose another --out folder")
     frames = [folder for _path, _target, folder in videos if folder is not None and _holds_files(folder)]
     if frames:
         raise ConfigError(f"{frames[0]} already holds frames; pass --overwrite to replace them, or choose another "
