@@ -21,6 +21,11 @@ class UnreadableVideoError(UnreadableImageError):
     reported like an unreadable image, naming the file and the reason."""
 
 
+class OutputError(CycleGANError):
+    """One output file cannot be written (a full disk, a muxer refusing the data); the message names
+    the file, the reason and what to do."""
+
+
 class CheckpointError(CycleGANError):
     """A checkpoint is missing, damaged, or does not fit the requested model."""
 

@@ -4,6 +4,7 @@ trains once."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 CACHE_ENV = "CYCLEGAN_CACHE"
+TEMPORARY_NAME_LIMIT = 255  # bytes; what ext4, XFS and APFS allow
 DEFAULT_CACHE_ROOT = Path("~/.cache/cyclegan")
 
 
@@ -30,7 +32,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    marker = f".{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # A name near the file system's limit (255 bytes) must still leave room for the marker.
+    temporary = path.with_name(f".{shorten_to_bytes(path.name, TEMPORARY_NAME_LIMIT - 1 - len(marker))}{marker}")
     # Created with mode 0o666 so the umask decides the permissions, as for a plain open();
     # mkstemp would make every checkpoint, config and image private (0600).
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
@@ -97,6 +101,12 @@ def _fsync_directory(folder: Path) -> None:
             os.close(descriptor)
 
 
+def shorten_to_bytes(text: str, size: int) -> str:
+    """`text` cut to at most `size` bytes of UTF-8, never inside a character."""
+    encoded = text.encode()
+    return text if len(encoded) <= size else encoded[:max(size, 0)].decode(errors="ignore")
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(temporary_path)` and move the result to `path` atomically."""
     with atomic_path(path) as temporary:
@@ -120,4 +130,16 @@ def unwritable_reason(folder: Path) -> str | None:
         return f"{existing} is not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable (permission denied or a read-only file system)"
+    return None
+
+
+def write_advice(error: BaseException) -> str | None:
+    """What to do about a failed write, from its error number; None where the number says nothing."""
+    number = getattr(error, "errno", None)
+    if number == errno.ENOSPC:
+        return "free some disk space or choose another output folder (--out)"
+    if number in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a writable output folder (--out)"
+    if number == errno.ENAMETOOLONG:
+        return "rename the input to a shorter name or choose an output folder with a shorter path"
     return None

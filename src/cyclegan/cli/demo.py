@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     for direction, folder in (("AtoB", "testA"), ("BtoA", "testB")):
         translator = translators[direction]
         target = out / f"translated_{direction}"
-        report = translator.translate_files([data_dir / folder], target)
+        report = translator.translate_files([data_dir / folder], target, overwrite=True)  # the demo's own folder
         translations[direction] = (target, len(report.written))
 
     scores = None

@@ -30,6 +30,7 @@ def register(subparsers) -> None:
                         help="Image files, videos and/or folders of them (videos are recognised by content).")
     parser.add_argument("--out", *reference.TRANSLATE_ALIASES["out"], required=True,
                         help="Output folder (created if needed).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace output files that exist already (inputs are never replaced).")
     add_pick_argument(parser)
     add_direction_argument(parser, help="Which generator to apply (ignored for files holding one generator: "
                                         ".pth, downloaded models, .onnx).")
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         report = translator.translate_files(args.inputs, args.out, progress=progress, video=video,
                                             batch_size=args.batch_size, shard=(dist.rank, dist.world_size),
                                             io_threads=args.io_threads or translation_io_threads(
-                                                translator.device, dist.local_world_size))
+                                                translator.device, dist.local_world_size),
+                                            overwrite=args.overwrite)
         reports = dist.gather((len(report.written), report.notes, report.failed))
     except BaseException:
         dist.close(wait_for_others=False)

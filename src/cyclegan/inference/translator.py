@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -23,7 +24,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cyclegan.checkpoint import GeneratorSpec
-from cyclegan.data.images import image_to_tensor, list_images, load_image, save_image_atomic, tensor_to_image
+from cyclegan.data.images import (IMAGE_EXTENSIONS, image_to_tensor, list_images, load_image, save_image_atomic,
+                                  tensor_to_image)
 from cyclegan.device import (autocast, select_device, translation_batch_size, translation_io_threads,
                              translation_precision)
 from cyclegan.directions import Direction
@@ -31,7 +33,9 @@ from cyclegan.errors import ConfigError, CycleGANError, UnreadableImageError
 from cyclegan.inference.pipeline import Pipeline
 from cyclegan.inference.resolve import ResolvedModel, resolve
 from cyclegan.inference.tiling import check_tiling, translate_tiled, with_image_statistics
-from cyclegan.inference.video import VideoOptions, VideoResult, is_video, list_videos, output_name, translate_video
+from cyclegan.inference.outputs import plan_outputs, write_failure
+from cyclegan.inference.video import (VIDEO_EXTENSIONS, VideoOptions, VideoResult, is_video, list_videos,
+                                      translate_video)
 from cyclegan.layers.nnpack import available as nnpack_available
 from cyclegan.layers.nnpack import use_nnpack
 
@@ -197,11 +201,15 @@ class Translator:
     def translate_files(self, inputs: Iterable[str | Path], out_dir: str | Path,
                         progress: Callable[[Iterable], Iterable] | None = None,
                         video: VideoOptions | None = None, batch_size: int | None = None,
-                        shard: tuple[int, int] = (0, 1), io_threads: int | None = None) -> TranslationReport:
+                        shard: tuple[int, int] = (0, 1), io_threads: int | None = None,
+                        overwrite: bool = False) -> TranslationReport:
         """Translate image files, videos and folders into `out_dir`, keeping file names and formats.
 
-        Unreadable files are reported in the result and the rest are still translated. Two inputs
-        with the same name (from different folders) get `_1`, `_2`... rather than overwriting.
+        Unreadable files, and files that cannot be written, are reported in the result and the rest
+        are still translated. Two inputs with the same name (from different folders) get `_1`,
+        `_2`... rather than overwriting. Before anything is written, an output that would replace an
+        input, or (unless `overwrite`) an existing file, is refused with a ConfigError
+        (`cyclegan.inference.outputs`).
         Decoding the next images and encoding the finished ones run in `io_threads` worker threads
         while the network computes (PIL and torch release the GIL for their heavy parts; None: as
         many as `device.translation_io_threads` gives for the device). Consecutive images
@@ -216,7 +224,6 @@ class Translator:
         video = video or VideoOptions()
         rank, world_size = shard
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         report = TranslationReport()
         paths = expand_inputs(inputs, report if rank == 0 else TranslationReport())
         kinds = {path: is_video(path) for path in paths}
@@ -224,13 +231,14 @@ class Translator:
         images = [path for path in paths if not kinds[path]]
         if videos:
             video.check()  # before any image is translated
-        taken: list[Path] = []
-        image_targets = [_claim(out_dir / path.name, taken) for path in images]
-        video_targets = [_claim(out_dir / output_name(path, video.codec), taken) for path in videos]
-        self._translate_images(list(zip(images, image_targets))[rank::world_size], report, progress,
+        plan = plan_outputs(images, videos, out_dir, video.codec, video.frames_dir, overwrite, shard)
+        if rank == 0:
+            report.failed.extend(plan.failed)
+            report.notes.extend(plan.notes)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._translate_images(plan.images[rank::world_size], report, progress,
                                batch_size, io_threads or translation_io_threads(self.device))
-        for path, target in list(zip(videos, video_targets))[rank::world_size]:
-            frames_dir = video.frames_dir and Path(video.frames_dir) / target.stem
+        for path, target, frames_dir in plan.videos[rank::world_size]:
             try:
                 result = translate_video(self, path, target, replace(video, frames_dir=frames_dir))
             except CycleGANError as error:  # this video only (damaged, or a part it does not have)
@@ -245,14 +253,25 @@ class Translator:
                           io_threads: int) -> None:
         # Up to one image decoded ahead and one encoding waiting per thread (beside the batch): enough
         # to keep the threads and the network busy, few enough that huge images do not pile up in memory.
+        unwritten: dict[Path, tuple[Path, str]] = {}  # output -> (input, why), filled by the encoding threads
+
+        def save(output: Image.Image, path: Path, target: Path) -> None:
+            try:
+                save_image_atomic(output, target)
+            except OSError as error:  # a full disk, a name too long there: this file only
+                unwritten[target] = (path, write_failure(target, error))
+
+        inputs = dict((target, path) for path, target in plan)
         with Pipeline(io_threads, io_threads, ahead=io_threads + 1, behind=io_threads, name="translate-io") as pipeline:
             decoded = pipeline.decoded(plan, lambda entry: _decode(entry[0], self.input_channels))
             readable = self._readable(zip(progress(plan) if progress and plan else plan, decoded), report)
             for group in self.batches(readable, lambda entry: entry[1], batch_size):
                 for (target, _image), output in zip(group, self.translate_images([image for _t, image in group],
                                                                                  batch_size)):
-                    pipeline.encode(save_image_atomic, output, target)
+                    pipeline.encode(save, output, inputs[target], target)
                     report.written.append(target)
+        report.written[:] = [target for target in report.written if target not in unwritten]
+        report.failed.extend(unwritten.values())
 
     @staticmethod
     def _readable(entries: Iterable[tuple[tuple[Path, Path], Image.Image | UnreadableImageError]],
@@ -273,28 +292,34 @@ def _decode(path: Path, channels: int) -> Image.Image | UnreadableImageError:
         return error
 
 
-def _claim(target: Path, taken: list[Path]) -> Path:
-    """`target`, or `target` with `_1`, `_2`... if an earlier input took that name; recorded in `taken`."""
-    candidate, counter = target, 0
-    while candidate in taken:
-        counter += 1
-        candidate = target.with_name(f"{target.stem}_{counter}{target.suffix}")
-    taken.append(candidate)
-    return candidate
-
-
 def expand_inputs(inputs: Iterable[str | Path], report: TranslationReport) -> list[Path]:
-    """Files as given, folders as their images and videos (sorted); missing paths go to report.failed."""
+    """Files as given, folders as their images and videos (sorted); missing paths, and folders
+    without a single image or video, go to report.failed."""
     paths: list[Path] = []
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            paths.extend(sorted(list_images(item) + list_videos(item)))
+            found = sorted(list_images(item) + list_videos(item))
+            if not found:
+                report.failed.append((item, _nothing_to_translate(item)))
+            paths.extend(found)
         elif item.is_file():
             paths.append(item)
         else:
             report.failed.append((item, f"{item}: no such file or folder"))
     return paths
+
+
+def _nothing_to_translate(folder: Path) -> str:
+    """Why `folder` gave no file: what it holds instead, and what would be translated."""
+    kinds: Counter[str] = Counter()
+    for entry in os.scandir(folder):
+        if entry.name.startswith("."):
+            continue  # .DS_Store and the like
+        kinds["sub-folders (not searched)" if entry.is_dir() else Path(entry.name).suffix.lower() or "no extension"] += 1
+    held = ", ".join(f"{kind} ({count})" for kind, count in sorted(kinds.items())) or "nothing"
+    return (f"{folder}: no supported images or videos found (it holds: {held}); convert them to one of "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))} or a video ({', '.join(sorted(VIDEO_EXTENSIONS))})")
 
 
 def load_translators(value: str | os.PathLike | ResolvedModel, directions: Iterable[str] | None = None,

@@ -32,7 +32,8 @@ Choices a user would otherwise meet as surprises:
   timestamps for H.264's reordered frames and becomes MP4, and WebM with a codec WebM cannot
   hold, which becomes Matroska. H.264 (libx264) is the default codec, VP9 for WebM.
 - Failures: a file FFmpeg cannot read, one that ends early and a stream without a decoder raise
-  `UnreadableVideoError` naming the file. The output is written under a temporary name and
+  `UnreadableVideoError` naming the file; an output that cannot be written (the muxer refuses a
+  packet, a full disk) raises `OutputError` naming the output. The output is written under a temporary name and
   renamed when complete, so an error or Ctrl-C leaves nothing under the final name.
 """
 from __future__ import annotations
@@ -48,8 +49,8 @@ import torch
 from PIL import Image
 
 from cyclegan.data.images import IMAGE_EXTENSIONS, save_image_atomic
-from cyclegan.errors import ConfigError, UnreadableVideoError
-from cyclegan.fileio import atomic_path
+from cyclegan.errors import ConfigError, OutputError, UnreadableVideoError
+from cyclegan.fileio import atomic_path, write_advice
 from cyclegan.inference.pipeline import Pipeline
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
@@ -205,17 +206,32 @@ def translate_video(translator, src: str | Path, dst: str | Path,
         raise ConfigError(f"{dst}: WebM cannot hold {codec} video; name the output .mkv or choose "
                           "--video-codec libvpx-vp9")
     with _FFmpegErrors(av) as errors, _Source(av, src, options.start, options.duration) as source:
-        with atomic_path(dst) as temporary:
-            with _Sink(av, temporary, output_format, source, codec, options.crf) as sink:
-                frames = _pipeline(translator, source, sink, options, name=src.name)
-            source.check_complete(errors)
-            if frames == 0:
-                raise UnreadableVideoError(f"{src}: no frame in the requested part; check --start and --duration"
-                                           if source.partial else
-                                           f"{src}: no frame could be decoded; the file is damaged: re-copy it "
-                                           "or remove it")
+        try:
+            with atomic_path(dst) as temporary:
+                with _Sink(av, temporary, output_format, source, codec, options.crf) as sink:
+                    frames = _pipeline(translator, source, sink, options, name=src.name)
+                source.check_complete(errors)
+                if frames == 0:
+                    raise UnreadableVideoError(f"{src}: no frame in the requested part; check --start and --duration"
+                                               if source.partial else
+                                               f"{src}: no frame could be decoded; the file is damaged: re-copy it "
+                                               "or remove it")
+        # The source turns its own FFmpeg errors into UnreadableVideoError: what is left came from
+        # writing (the muxer, the encoder past its first frame, the disk, the frames' PNGs).
+        except (av.error.FFmpegError, OSError) as error:
+            raise OutputError(_write_failure(dst, codec, output_format, error)) from None
     notes = tuple(f"{src.name}: {note}" for note in source.notes + sink.notes)
     return VideoResult(dst, frames, (sink.width, sink.height), notes)
+
+
+def _write_failure(dst: Path, codec: str, output_format: str, error: Exception) -> str:
+    filename = getattr(error, "filename", None)
+    where = f" writing {filename}" if filename and not Path(str(filename)).name.startswith(f".{dst.name}") else ""
+    # Without a telling error number, what is left is the encoder or the container refusing the data.
+    advice = write_advice(error) or (f"the {codec} encoder or the {output_format} container cannot take these "
+                                     "frames: choose another --video-codec (libx264 fits every container but WebM) "
+                                     "or output container")
+    return f"{dst}: the video cannot be written{where} ({_reason(error)}); {advice}"
 
 
 def _import_av(path: Path | None):
@@ -478,9 +494,13 @@ class _Sink:
             except Exception:
                 pass  # the half-written file is removed anyway
             return
-        if self.stream is not None:
-            for packet in self.stream.encode(None):
-                self.container.mux(packet)
+        try:
+            if self.stream is not None:
+                for packet in self.stream.encode(None):
+                    self.container.mux(packet)
+        except BaseException:
+            self.__exit__(Exception)  # closed, so that the half-written file can be removed
+            raise
         self.container.close()
 
     def _open_video_stream(self, width: int, height: int) -> None:
