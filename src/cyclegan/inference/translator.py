@@ -197,14 +197,16 @@ class Translator:
     def translate_files(self, inputs: Iterable[str | Path], out_dir: str | Path,
                         progress: Callable[[Iterable], Iterable] | None = None,
                         video: VideoOptions | None = None, batch_size: int | None = None,
-                        shard: tuple[int, int] = (0, 1), io_threads: int | None = None) -> TranslationReport:
+                        shard: tuple[int, int] = (0, 1), io_threads: int | None = None,
+                        processes_on_host: int = 1) -> TranslationReport:
         """Translate image files, videos and folders into `out_dir`, keeping file names and formats.
 
         Unreadable files are reported in the result and the rest are still translated. Two inputs
         with the same name (from different folders) get `_1`, `_2`... rather than overwriting.
         Decoding the next images and encoding the finished ones run in `io_threads` worker threads
         while the network computes (PIL and torch release the GIL for their heavy parts; None: as
-        many as `device.translation_io_threads` gives for the device). Consecutive images
+        many as `device.translation_io_threads` gives for the device and `processes_on_host`, the
+        translating processes sharing this host's cores). Consecutive images
         of the same size go through the network together, `batch_size` at a time (None: as many as
         `device.translation_batch_size` allows for the device). Videos, recognised by content, go
         through `cyclegan.inference.video` with the `video` options, after the images.
@@ -228,7 +230,7 @@ class Translator:
         image_targets = [_claim(out_dir / path.name, taken) for path in images]
         video_targets = [_claim(out_dir / output_name(path, video.codec), taken) for path in videos]
         self._translate_images(list(zip(images, image_targets))[rank::world_size], report, progress,
-                               batch_size, io_threads or translation_io_threads(self.device))
+                               batch_size, io_threads or translation_io_threads(self.device, processes_on_host))
         for path, target in list(zip(videos, video_targets))[rank::world_size]:
             frames_dir = video.frames_dir and Path(video.frames_dir) / target.stem
             try:

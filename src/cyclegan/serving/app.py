@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import resources
 from io import BytesIO
 from pathlib import Path
@@ -43,6 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cyclegan.config import DIRECTIONS
+from cyclegan.config import ServeLimits as Limits
 from cyclegan.data.images import IMAGE_EXTENSIONS, load_image
 from cyclegan.errors import ConfigError, UnreadableImageError
 from cyclegan.inference import Translator
@@ -64,26 +65,6 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 STATIC_FILES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one server accepts, and how much work it takes on at once."""
-
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    workers: int = 2        # translations running at the same time
-    queue: int = 16         # admitted translations waiting for a worker; beyond that: 503
-    timeout_s: float = 60.0  # per request, from admission to the finished PNG (waiting included)
-
-    def __post_init__(self):
-        for name in ("max_upload_bytes", "max_pixels", "workers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"serving limit {name} must be at least 1, got {getattr(self, name)}")
-        if self.queue < 0:
-            raise ConfigError(f"serving limit queue must be 0 or more, got {self.queue}")
-        if not self.timeout_s > 0:
-            raise ConfigError(f"serving limit timeout_s must be positive, got {self.timeout_s}")
 
 
 class Busy(Exception):
