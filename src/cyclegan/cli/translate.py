@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     rank 0 reports for all."""
     from cyclegan.device import describe_translation_precision, select_device
     from cyclegan.distributed import Distributed
+    from cyclegan.errors import InsufficientMemoryError
     from cyclegan.inference import load_translators
     from cyclegan.inference.resolve import resolve
 
@@ -75,11 +76,15 @@ def run(args: argparse.Namespace) -> int:
         def video_progress(total, name):
             return tqdm(total=total, desc=name, unit="frame", disable=not show, dynamic_ncols=True)
 
-        report = translator.translate_files(args.inputs, args.out, progress=progress,
-                                            video=options.video_options(video_progress),
-                                            batch_size=options.batch_size, shard=(dist.rank, dist.world_size),
-                                            io_threads=options.io_threads,
-                                            processes_on_host=dist.local_world_size)
+        try:
+            report = translator.translate_files(args.inputs, args.out, progress=progress,
+                                                video=options.video_options(video_progress),
+                                                batch_size=options.batch_size, shard=(dist.rank, dist.world_size),
+                                                io_threads=options.io_threads,
+                                                processes_on_host=dist.local_world_size)
+        except MemoryError:  # outside the network (which says more itself): decoding or encoding a file
+            raise InsufficientMemoryError("out of memory reading or writing the files; translate fewer or "
+                                          "smaller files at a time, or use --tile 512") from None
         reports = dist.gather((len(report.written), report.notes, report.failed))
     except BaseException:
         dist.close(wait_for_others=False)

@@ -12,6 +12,7 @@ serve`, `evaluate` and `demo` use them.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ from cyclegan.device import (autocast, select_device, translation_batch_size, tr
                              translation_precision)
 from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError, CycleGANError, UnreadableImageError
+from cyclegan.inference.memory import free_memory, is_out_of_memory, out_of_memory_error, plan_translation
 from cyclegan.inference.pipeline import Pipeline
 from cyclegan.inference.resolve import ResolvedModel, resolve
 from cyclegan.inference.tiling import check_tiling, translate_tiled, with_image_statistics
@@ -36,6 +38,8 @@ from cyclegan.layers.nnpack import available as nnpack_available
 from cyclegan.layers.nnpack import use_nnpack
 
 Item = TypeVar("Item")
+
+log = logging.getLogger("cyclegan.inference")
 
 
 def pad_to_multiple(batch: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -61,7 +65,10 @@ class Translator:
     """A generator ready to translate images: any size and aspect ratio, never squashed.
 
     With `tile`, images larger than `tile` px on a side are translated in overlapping tiles
-    (`overlap` px, blended) so memory stays bounded by the tile size.
+    (`overlap` px, blended) so memory stays bounded by the tile size. Without, images that the
+    free memory would not hold go fewer at a time, or in tiles (`cyclegan.inference.memory`),
+    which is said once; `memory_share` is the part of the free memory one call may plan for
+    (`cyclegan serve` gives each of its workers an equal part).
     """
 
     def __init__(self, generator: torch.nn.Module, spec: GeneratorSpec, device: str = "auto",
@@ -86,13 +93,16 @@ class Translator:
         # layout, large enough feature maps; see cyclegan.layers.nnpack); a no-op elsewhere.
         use_nnpack(self.generator, nnpack)
         self.multiple = spec.size_multiple
+        # Tiles are normalised with statistics of the whole image (see cyclegan.inference.tiling); those
+        # layers hold per-image state, so tiled translations take turns.
+        self._tiling_lock = threading.Lock()
+        self._tiled_generator, self._tiled_norms = None, []
         if tile is not None:
             check_tiling(tile, overlap, self.multiple)
-            # Tiles are normalised with statistics of the whole image (see cyclegan.inference.tiling); those
-            # layers hold per-image state, so tiled translations take turns.
             self._tiled_generator, self._tiled_norms = with_image_statistics(self.generator)
-            self._tiling_lock = threading.Lock()
         self.tile, self.overlap = tile, overlap
+        self.memory_share = 1.0
+        self._memory_noted = False
 
     @classmethod
     def from_checkpoint(cls, value: str | os.PathLike | ResolvedModel, direction: str = "AtoB",
@@ -130,8 +140,16 @@ class Translator:
         padded, (height, width) = pad_to_multiple(batch.to(self.device), self.multiple, minimum)
         padded = padded.contiguous(memory_format=self.memory_format)
         precision = translation_precision(self.precision, self.device, height * width)
-        with autocast(self.device, precision):
-            output = generator(padded)
+        try:
+            with autocast(self.device, precision):
+                output = generator(padded)
+        except Exception as error:  # MemoryError, torch.OutOfMemoryError and the allocators' RuntimeErrors
+            if not is_out_of_memory(error):
+                raise
+            del error  # its traceback holds the frames, and with them the tensors that filled the memory
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise out_of_memory_error(batch, self.device, self.spec.ngf) from None
         return output[..., :height, :width].float()
 
     def __call__(self, image: Image.Image) -> Image.Image:
@@ -149,13 +167,34 @@ class Translator:
         translated: list[Image.Image] = []
         for group in self.batches(converted, lambda image: image, batch_size):
             if self._is_tiled(group[0]):
-                with self._tiling_lock:
-                    translated.append(translate_tiled(group[0], lambda batch: self._run(self._tiled_generator, batch),
-                                                      self.tile, self.overlap, self._tiled_norms))
+                translated.append(self._translate_tiled(group[0], self.tile))
                 continue
-            outputs = self.translate_tensor(torch.stack([image_to_tensor(image) for image in group])).cpu()
-            translated.extend(tensor_to_image(output) for output in outputs)
+            plan = self._plan(group)
+            if plan.tile is not None:
+                translated.extend(self._translate_tiled(image, plan.tile) for image in group)
+                continue
+            for start in range(0, len(group), plan.batch):
+                part = group[start:start + plan.batch]
+                outputs = self.translate_tensor(torch.stack([image_to_tensor(image) for image in part])).cpu()
+                translated.extend(tensor_to_image(output) for output in outputs)
         return translated
+
+    def _plan(self, group: list[Image.Image]):
+        """How the free memory takes `group` (images of one size); its note is said once."""
+        width, height = group[0].size
+        plan = plan_translation(width, height, len(group), self.spec.ngf, free_memory(self.device), self.multiple,
+                                self.overlap, self.memory_share)
+        if plan.note and not self._memory_noted:
+            self._memory_noted = True
+            log.warning("note: %s", plan.note)
+        return plan
+
+    def _translate_tiled(self, image: Image.Image, tile: int) -> Image.Image:
+        with self._tiling_lock:
+            if self._tiled_generator is None:
+                self._tiled_generator, self._tiled_norms = with_image_statistics(self.generator)
+            return translate_tiled(image, lambda batch: self._run(self._tiled_generator, batch), tile,
+                                   self.overlap, self._tiled_norms)
 
     def batches(self, items: Iterable[Item], image_of: Callable[[Item], Image.Image],
                 batch_size: int | None = None) -> Iterator[list[Item]]:

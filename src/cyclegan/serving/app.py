@@ -7,12 +7,15 @@
 
 Every error is JSON {"error": message}: 400 bad request (no `image` file, unknown direction,
 malformed form), 404/405, 413 upload or image too large, 415 not an image, 422 an image that
-cannot be decoded, 503 busy (with Retry-After), 504 timed out, 500 a failed translation.
+cannot be decoded, 503 busy or out of memory (with Retry-After), 504 timed out, 500 a failed
+translation.
 
 Work is bounded so that no request can take the server down: a body larger than the upload
 limit is cut off while it streams in, the pixel count is read from the image header before a
 single pixel is decoded, at most `workers` translations run at once with at most `queue` more
-admitted to wait, and a request gives up after `timeout_s`.
+admitted to wait, and a request gives up after `timeout_s`. Each worker plans for an equal part
+of the free memory: an image whose translation would not fit goes through the network in tiles
+(`cyclegan.inference.memory`).
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ from starlette.routing import Route
 from cyclegan.config import DIRECTIONS
 from cyclegan.config import ServeLimits as Limits
 from cyclegan.data.images import IMAGE_EXTENSIONS, load_image
-from cyclegan.errors import ConfigError, UnreadableImageError
+from cyclegan.errors import ConfigError, InsufficientMemoryError, UnreadableImageError
 from cyclegan.inference import Translator
 
 log = logging.getLogger("cyclegan.serving")
@@ -285,6 +288,10 @@ class _Service:
                                 "retry later or send a smaller image") from None
         except Rejected:
             raise
+        except InsufficientMemoryError as error:
+            log.warning("translating %s: %s", name, error)
+            raise Rejected(503, f"not enough memory on this server to translate {name} ({error.width}x{error.height} "
+                                "px) now; retry later or send a smaller image", {"Retry-After": "10"}) from None
         except Exception as error:
             log.exception("translating %s failed", name)
             raise Rejected(500, f"the translation of {name} failed ({type(error).__name__}: {error})") from None
@@ -310,6 +317,9 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
     if unknown:
         raise ConfigError(f"unknown direction(s) {', '.join(unknown)}; use AtoB and/or BtoA")
     service = _Service(translators, limits or Limits())
+    for translator in translators.values():
+        if isinstance(translator, Translator):  # the workers share the free memory
+            translator.memory_share = 1 / service.limits.workers
 
     async def http_error(request: Request, error: HTTPException) -> Response:
         message = str(error.detail)
