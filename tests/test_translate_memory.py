@@ -190,3 +190,39 @@ def test_serve_answers_503_with_a_json_message_when_memory_runs_out(run, monkeyp
     assert reply.status == 503 and reply.headers["retry-after"] == "10"
     assert reply.json() == {"error": "not enough memory on this server to translate photo.png (24x16 px) now; "
                                      "retry later or send a smaller image"}
+
+
+def test_video_frames_go_fewer_at_a_time_when_memory_is_short(run, tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    from test_video import decoded_frames, make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=8, size=(48, 32), audio=False, quick=True)
+    translator = load_translators(run, ["AtoB"], device="cpu")["AtoB"]
+    one = 48 * 32 * NGF8_BYTES_PER_PIXEL
+    monkeypatch.setattr("cyclegan.inference.translator.free_memory", lambda device: 2 * (2 * one + 100))
+    calls = []
+    translate_tensor = translator.translate_tensor
+    monkeypatch.setattr(translator, "translate_tensor", lambda batch: calls.append(len(batch)) or translate_tensor(batch))
+    translator.translate_video(clip, tmp_path / "out.mp4")  # 4 frames per call by default
+    assert calls == [2, 2, 2, 2]
+    assert len(decoded_frames(tmp_path / "out.mp4")) == 8
+
+
+def test_a_video_that_runs_out_of_memory_is_reported_by_name_without_a_traceback(run, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("av")
+    from test_video import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=8, size=(48, 32), audio=False, quick=True)
+
+    def forward(self, x):
+        raise RuntimeError(CPU_ALLOCATOR_FAILURE)
+
+    monkeypatch.setattr(ResnetGenerator, "forward", forward)
+    code = main(["translate", str(run), str(clip), "--out", str(tmp_path / "out"), "--device", "cpu",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"could not translate 1 file(s):\n  {clip}: out of memory translating 4 images of 48x32 px "
+                          "on cpu")
+    assert err.endswith("; use --tile 512 (or smaller tiles), or a smaller --batch-size\n")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -274,8 +274,8 @@ class Translator:
             frames_dir = video.frames_dir and Path(video.frames_dir) / target.stem
             try:
                 result = translate_video(self, path, target, replace(video, frames_dir=frames_dir))
-            except CycleGANError as error:  # this video only (damaged, or a part it does not have)
-                report.failed.append((path, str(error)))
+            except CycleGANError as error:  # this video only (damaged, a part it does not have, out of memory)
+                report.failed.append((path, str(error) if str(path) in str(error) else f"{path}: {error}"))
                 continue
             report.written.append(target)
             report.notes.extend(result.notes)
