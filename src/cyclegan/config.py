@@ -74,9 +74,16 @@ def parse_policy(policy: str) -> tuple[str, ...]:
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
-           negative_flag: str | None = None) -> Any:
-    """A dataclass field that knows how it appears on the command line."""
-    metadata = {"help": help, "flag": flag, "choices": choices, "negative_flag": negative_flag}
+           negative_flag: str | None = None, aliases: tuple[str, ...] = (), metavar: str | None = None,
+           parse: Any = None, shown_default: str | None = None, group: str | None = None) -> Any:
+    """A dataclass field that knows how it appears on the command line (`cyclegan.cli.options`
+    makes the flags): `aliases` are further spellings of the flag, `parse` turns the typed text
+    into the value (default: the field's type), `shown_default` is how the help shows the default
+    (default: the value itself; "" shows none; a field defaulting to None says in its help what
+    None means), and
+    `group` names the help section the flag is listed in."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "negative_flag": negative_flag, "aliases": aliases,
+                "metavar": metavar, "parse": parse, "shown_default": shown_default, "group": group}
     return field(default=default, metadata=metadata)
 
 
@@ -411,3 +418,33 @@ def config_differences(saved: TrainConfig, requested: TrainConfig, ignore=RESUMA
             if old != new and (section, name) not in ignore:
                 differences.append(f"{section}.{name}: checkpoint has {old!r}, requested {new!r}")
     return differences
+
+
+def mebibytes(text: str) -> int:
+    """Bytes from a size typed in MiB ("20", "0.5"): an argparse type."""
+    return int(float(text) * 2**20)
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one `cyclegan serve` server accepts, and how much work it takes on at once (the flags of
+    `cyclegan serve`; `cyclegan.serving.Limits`)."""
+
+    max_upload_bytes: int = option(20 * 2**20, "Largest accepted upload in MiB", flag="--max-upload-mb",
+                                   parse=mebibytes, shown_default="20", metavar="MAX_UPLOAD_MB")
+    max_pixels: int = option(40_000_000, "Largest accepted image in pixels, read from the header before decoding")
+    workers: int = option(2, "Translations running at the same time")
+    # Admitted translations waiting for a worker; beyond that: 503.
+    queue: int = option(16, "Requests allowed to wait for a worker; more are answered 503")
+    # Per request, from admission to the finished PNG (waiting included).
+    timeout_s: float = option(60.0, "Seconds a request may take, waiting included, before it is answered 504",
+                              flag="--timeout", shown_default="60", metavar="TIMEOUT")
+
+    def __post_init__(self):
+        for name in ("max_upload_bytes", "max_pixels", "workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"serving limit {name} must be at least 1, got {getattr(self, name)}")
+        if self.queue < 0:
+            raise ConfigError(f"serving limit queue must be 0 or more, got {self.queue}")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"serving limit timeout_s must be positive, got {self.timeout_s}")

@@ -36,3 +36,12 @@ class ConfigError(CycleGANError):
 
 class DownloadError(CycleGANError):
     """A download failed (network, size, checksum) or an archive was refused as unsafe."""
+
+
+class InsufficientMemoryError(CycleGANError):
+    """A translation ran out of memory; the message says for what size and what to do. `width`,
+    `height` and `count` describe the images of the generator call that failed."""
+
+    def __init__(self, message: str, width: int = 0, height: int = 0, count: int = 1):
+        super().__init__(message)
+        self.width, self.height, self.count = width, height, count

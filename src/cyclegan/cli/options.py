@@ -5,11 +5,16 @@ import argparse
 import dataclasses
 import typing
 from pathlib import Path
+from typing import Callable
 
 from cyclegan.cli import reference
 from cyclegan.config import SECTIONS, TrainConfig, model_default_text
 from cyclegan.config import flag_of as _flag
 from cyclegan.config import negative_flag_of
+
+
+def _dest_of(field: dataclasses.Field) -> str:
+    return field.name
 
 
 def _value_type(field: dataclasses.Field, owner: type):
@@ -23,6 +28,56 @@ def _spellings(flag: str, aliases: tuple[str, ...] = ()) -> list[str]:
     return list(dict.fromkeys([flag, reference.snake_case(flag) or flag, *aliases]))
 
 
+def _own_spellings(field: dataclasses.Field, flag: str) -> list[str]:
+    return [flag, *field.metadata.get("aliases", ())] if flag == _flag(field) else [flag]
+
+
+def _shown_default(field: dataclasses.Field) -> str | None:
+    shown = field.metadata.get("shown_default")
+    return shown if shown is not None else None if field.default is None else str(field.default)
+
+
+def add_option_arguments(parser, owner: type, *, dest: Callable[[dataclasses.Field], str] = _dest_of,
+                         spellings: Callable[[dataclasses.Field, str], list[str]] = _own_spellings,
+                         value_type: Callable[[dataclasses.Field, type], Callable] = lambda field, base: base,
+                         shown_default: Callable[[dataclasses.Field], str | None] = _shown_default,
+                         keep_defaults: bool = True, groups: dict | None = None) -> None:
+    """Add one flag per field of the dataclass `owner` (made with `cyclegan.config.option`), to
+    `parser` or to the one of `groups` its field's `group` names: a bool field gets its flag and
+    the negative one, any other a typed flag (the field's `parse`, else its type). The help is the
+    field's, with " (default: ...)" where `shown_default` gives one.
+
+    With `keep_defaults` the namespace holds every field's default (`options_from_args` builds the
+    dataclass from it); without, defaults are left out (SUPPRESS), so that only the flags a user
+    typed appear. `dest`, `spellings` (a field's flags, given the positive or the negative one)
+    and `value_type` change how each field is named and read, as training's options need."""
+    for field in dataclasses.fields(owner):
+        container = (groups or {}).get(field.metadata.get("group"), parser)
+        default = field.default if keep_defaults else argparse.SUPPRESS
+        shown = shown_default(field)
+        help_text = field.metadata["help"] + (f" (default: {shown})" if shown else "")
+        base = _value_type(field, owner)
+        if base is bool:
+            container.add_argument(*spellings(field, _flag(field)), dest=dest(field), action="store_true",
+                                   default=default, help=help_text)
+            container.add_argument(*spellings(field, negative_flag_of(field)), dest=dest(field),
+                                   action="store_false", default=default, help=f"Opposite of {_flag(field)}.")
+            continue
+        choices = field.metadata.get("choices")
+        container.add_argument(*spellings(field, _flag(field)), dest=dest(field),
+                               type=field.metadata.get("parse") or value_type(field, base), default=default,
+                               choices=choices, help=help_text,
+                               metavar=None if choices else field.metadata.get("metavar") or field.name.upper())
+
+
+def options_from_args(owner: type, args: argparse.Namespace, **values):
+    """The `owner` dataclass from the flags `add_option_arguments(..., keep_defaults=True)` added,
+    with `values` for fields set otherwise."""
+    typed = {field.name: getattr(args, _dest_of(field)) for field in dataclasses.fields(owner)
+             if field.name not in values}
+    return owner(**typed, **values)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, sections=tuple(SECTIONS)) -> None:
     """Add one flag per config field. Defaults are left out of the namespace (SUPPRESS), so that
     only the flags a user actually typed override a config file or a resumed run's config.
@@ -32,22 +87,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections=tuple(SECTION
     for section_name in sections:
         section_cls = SECTIONS[section_name]
         group = parser.add_argument_group(f"{section_name} options", section_cls.__doc__.splitlines()[0])
-        for field in dataclasses.fields(section_cls):
-            dest = f"{section_name}.{field.name}"
-            default = model_default_text(section_name, field.name) or field.default
-            help_text = field.metadata["help"] + f" (default: {default})"
-            value_type = _value_type(field, section_cls)
-            flags = _spellings(_flag(field), reference.TRAIN_ALIASES.get((section_name, field.name), ()))
-            if value_type is bool:
-                group.add_argument(*flags, dest=dest, action="store_true", default=argparse.SUPPRESS,
-                                   help=help_text)
-                negative = negative_flag_of(field)
-                group.add_argument(*_spellings(negative), dest=dest, action="store_false",
-                                   default=argparse.SUPPRESS, help=f"Opposite of {_flag(field)}.")
-            else:
-                group.add_argument(*flags, dest=dest, type=reference.value_type(section_name, field.name, value_type),
-                                   default=argparse.SUPPRESS, choices=field.metadata.get("choices"), help=help_text,
-                                   metavar=None if field.metadata.get("choices") else field.name.upper())
+
+        def spellings(field, flag, section_name=section_name):
+            aliases = reference.TRAIN_ALIASES.get((section_name, field.name), ()) if flag == _flag(field) else ()
+            return _spellings(flag, aliases)
+
+        add_option_arguments(
+            group, section_cls, keep_defaults=False, spellings=spellings,
+            dest=lambda field, section_name=section_name: f"{section_name}.{field.name}",
+            value_type=lambda field, base, section_name=section_name: reference.value_type(section_name, field.name,
+                                                                                          base),
+            shown_default=lambda field, section_name=section_name: str(
+                model_default_text(section_name, field.name) or field.default))
 
 
 def given_options(args: argparse.Namespace) -> dict[str, dict]:

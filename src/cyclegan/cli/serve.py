@@ -7,6 +7,8 @@ import sys
 
 from cyclegan.cli.arguments import (add_device_argument, add_direction_argument, add_pick_argument,
                                     add_precision_argument)
+from cyclegan.cli.options import add_option_arguments, options_from_args
+from cyclegan.config import ServeLimits
 from cyclegan.errors import CycleGANError
 
 # Module names of the `web` extra (python-multipart installs as `python_multipart`, older ones as `multipart`).
@@ -31,16 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks a free one).")
     add_direction_argument(parser, repeatable=True,
                            help="Serve only this direction (repeatable; default: every direction the checkpoint holds).")
-    parser.add_argument("--max-upload-mb", type=float, default=20.0,
-                        help="Largest accepted upload in MiB (default: 20).")
-    parser.add_argument("--max-pixels", type=int, default=40_000_000,
-                        help="Largest accepted image in pixels, read from the header before decoding "
-                             "(default: 40000000).")
-    parser.add_argument("--workers", type=int, default=2, help="Translations running at the same time (default: 2).")
-    parser.add_argument("--queue", type=int, default=16,
-                        help="Requests allowed to wait for a worker; more are answered 503 (default: 16).")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="Seconds a request may take, waiting included, before it is answered 504 (default: 60).")
+    add_option_arguments(parser, ServeLimits)
     add_device_argument(parser)
     add_precision_argument(parser)
     parser.set_defaults(func=run)
@@ -57,19 +50,11 @@ def require_web_extra() -> None:
 def run(args: argparse.Namespace) -> int:
     require_web_extra()
     from cyclegan.inference import load_translators
-    from cyclegan.serving.app import (
-        Limits,
-        bind_socket,
-        create_app,
-        is_loopback_host,
-        server_url,
-        uvicorn_server,
-    )
-
-    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
-                    workers=args.workers, queue=args.queue, timeout_s=args.timeout)
-    directions = list(dict.fromkeys(args.direction)) if args.direction else None
     from cyclegan.inference.resolve import resolve
+    from cyclegan.serving.app import bind_socket, create_app, is_loopback_host, server_url, uvicorn_server
+
+    limits = options_from_args(ServeLimits, args)
+    directions = list(dict.fromkeys(args.direction)) if args.direction else None
 
     checkpoint = resolve(args.checkpoint, args.pick)
     translators = load_translators(checkpoint, directions, args.device, args.precision)

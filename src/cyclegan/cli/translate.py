@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from tqdm import tqdm
 
 from cyclegan.cli import reference
 from cyclegan.cli.arguments import (add_backend_argument, add_device_argument, add_direction_argument,
                                     add_pick_argument, add_precision_argument, add_progress_argument)
-from cyclegan.inference.video import DEFAULT_CRF, parse_time
+from cyclegan.cli.options import add_option_arguments, options_from_args
+from cyclegan.inference.options import VIDEO_GROUP, TranslateOptions
 
 
 def register(subparsers) -> None:
@@ -30,50 +30,17 @@ def register(subparsers) -> None:
                         help="Image files, videos and/or folders of them (videos are recognised by content).")
     parser.add_argument("--out", *reference.TRANSLATE_ALIASES["out"], required=True,
                         help="Output folder (created if needed).")
-    parser.add_argument("--overwrite", action="store_true", help="Replace output files that exist already (inputs are never replaced).")
     add_pick_argument(parser)
     add_direction_argument(parser, help="Which generator to apply (ignored for files holding one generator: "
                                         ".pth, downloaded models, .onnx).")
     add_device_argument(parser)
     add_precision_argument(parser)
     add_backend_argument(parser)
-    parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
-                        help="Translate images larger than SIZE px in overlapping SIZE x SIZE tiles, so memory "
-                             "is bounded by the tile rather than the image (e.g. 512).")
-    parser.add_argument("--overlap", type=int, default=32, metavar="PX",
-                        help="Overlap of neighbouring tiles, blended smoothly (default: %(default)s).")
-    parser.add_argument("--nnpack", action=argparse.BooleanOptionalAction, default=True,
-                        help="On the CPU, run the generator's stride-1 3x3 and 7x7 convolutions through NNPACK "
-                             "(Winograd / FFT) where they measured faster (float32, large enough images); the "
-                             "same convolutions up to float rounding (default: on).")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="Channels-last memory layout (default: the faster one measured for the device: "
-                             "contiguous, except on a CPU without the NNPACK path).")
-    parser.add_argument("--batch-size", "--batch_size", type=int, default=None, metavar="N",
-                        help="Images of one size, and video frames, per generator call (default: for images, "
-                             "chosen for the device: 1 on a CPU, whose convolutions take one image at a time, as "
-                             "many as half the free memory holds on a GPU, at most 32 images and 32 x 256^2 "
-                             "pixels; 4 video frames).")
-    parser.add_argument("--io-threads", type=int, default=None, metavar="N",
-                        help="Threads decoding and encoding image files around the network (default: 2 on a "
-                             "CPU, whose cores the network uses; on a GPU up to 8, as many as the host has cores).")
-    add_progress_argument(parser)
     video = parser.add_argument_group(
         "videos", "Videos (mp4, mov, mkv, webm, avi) keep their frame count, timestamps, size, sound and "
                   "orientation. Needs PyAV: pip install 'cyclegan[video]'.")
-    video.add_argument("--video-codec", default=None, metavar="CODEC",
-                       help="Encoder of the translated videos (default: libx264, i.e. H.264; libvpx-vp9 for "
-                            "WebM).")
-    video.add_argument("--video-crf", type=int, default=None, metavar="CRF",
-                       help="Constant quality of the encoder, lower is better and larger (default: "
-                            + ", ".join(f"{crf} for {codec}" for codec, crf in DEFAULT_CRF.items()) + ").")
-    video.add_argument("--frames-dir", default=None, metavar="DIR",
-                       help="Also write every translated frame as PNG, to DIR/<video name>/000001.png...")
-    video.add_argument("--start", type=parse_time, default=0.0, metavar="TIME",
-                       help="Translate from TIME (seconds, MM:SS or HH:MM:SS) into the video; the output starts "
-                            "there.")
-    video.add_argument("--duration", type=parse_time, default=None, metavar="TIME",
-                       help="Translate only TIME (seconds, MM:SS or HH:MM:SS) of each video.")
+    add_option_arguments(parser, TranslateOptions, groups={VIDEO_GROUP: video})
+    add_progress_argument(parser)
     reference.add_translate_options(parser)
     parser.set_defaults(func=run)
 
@@ -81,25 +48,21 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Under torchrun each process translates its share of the files (on its own GPU, if any) and
     rank 0 reports for all."""
-    from cyclegan.device import describe_translation_precision, select_device, translation_io_threads
+    from cyclegan.device import describe_translation_precision, select_device
     from cyclegan.distributed import Distributed
-    from cyclegan.errors import ConfigError
+    from cyclegan.errors import InsufficientMemoryError
     from cyclegan.inference import load_translators
-    from cyclegan.inference.video import VideoOptions
     from cyclegan.inference.resolve import resolve
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.io_threads is not None and args.io_threads < 1:
-        raise ConfigError(f"--io-threads must be at least 1, got {args.io_threads}")
+    options = options_from_args(TranslateOptions, args)
+    options.check()
     checkpoint = resolve(args.checkpoint, args.pick, args.backend)
     device = select_device(args.device)
     dist = Distributed.from_environment(device)
     try:
         device = str(dist.device(device))
         translator = load_translators(checkpoint, [args.direction], device, args.precision, backend=args.backend,
-                                      tile=args.tile, overlap=args.overlap, channels_last=args.channels_last,
-                                      nnpack=args.nnpack)[args.direction]
+                                      **options.translator_options)[args.direction]
         show = dist.is_main and args.progress
         if dist.is_main:
             print(f"model: {translator.spec.describe()}")
@@ -113,14 +76,16 @@ def run(args: argparse.Namespace) -> int:
         def video_progress(total, name):
             return tqdm(total=total, desc=name, unit="frame", disable=not show, dynamic_ncols=True)
 
-        video = VideoOptions(batch_size=args.batch_size or VideoOptions.batch_size, codec=args.video_codec,
-                             crf=args.video_crf, start=args.start, duration=args.duration,
-                             frames_dir=args.frames_dir and Path(args.frames_dir), progress=video_progress)
-        report = translator.translate_files(args.inputs, args.out, progress=progress, video=video,
-                                            batch_size=args.batch_size, shard=(dist.rank, dist.world_size),
-                                            io_threads=args.io_threads or translation_io_threads(
-                                                translator.device, dist.local_world_size),
-                                            overwrite=args.overwrite)
+        try:
+            report = translator.translate_files(args.inputs, args.out, progress=progress,
+                                                video=options.video_options(video_progress),
+                                                batch_size=options.batch_size, shard=(dist.rank, dist.world_size),
+                                                io_threads=options.io_threads,
+                                                processes_on_host=dist.local_world_size,
+                                                overwrite=options.overwrite)
+        except MemoryError:  # outside the network (which says more itself): decoding or encoding a file
+            raise InsufficientMemoryError("out of memory reading or writing the files; translate fewer or "
+                                          "smaller files at a time, or use --tile 512") from None
         reports = dist.gather((len(report.written), report.notes, report.failed))
     except BaseException:
         dist.close(wait_for_others=False)

@@ -12,6 +12,7 @@ serve`, `evaluate` and `demo` use them.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import Counter
@@ -30,6 +31,7 @@ from cyclegan.device import (autocast, select_device, translation_batch_size, tr
                              translation_precision)
 from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError, CycleGANError, UnreadableImageError
+from cyclegan.inference.memory import free_memory, is_out_of_memory, out_of_memory_error, plan_translation
 from cyclegan.inference.pipeline import Pipeline
 from cyclegan.inference.resolve import ResolvedModel, resolve
 from cyclegan.inference.tiling import check_tiling, translate_tiled, with_image_statistics
@@ -40,6 +42,8 @@ from cyclegan.layers.nnpack import available as nnpack_available
 from cyclegan.layers.nnpack import use_nnpack
 
 Item = TypeVar("Item")
+
+log = logging.getLogger("cyclegan.inference")
 
 
 def pad_to_multiple(batch: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -65,7 +69,10 @@ class Translator:
     """A generator ready to translate images: any size and aspect ratio, never squashed.
 
     With `tile`, images larger than `tile` px on a side are translated in overlapping tiles
-    (`overlap` px, blended) so memory stays bounded by the tile size.
+    (`overlap` px, blended) so memory stays bounded by the tile size. Without, images that the
+    free memory would not hold go fewer at a time, or in tiles (`cyclegan.inference.memory`),
+    which is said once; `memory_share` is the part of the free memory one call may plan for
+    (`cyclegan serve` gives each of its workers an equal part).
     """
 
     def __init__(self, generator: torch.nn.Module, spec: GeneratorSpec, device: str = "auto",
@@ -90,13 +97,16 @@ class Translator:
         # layout, large enough feature maps; see cyclegan.layers.nnpack); a no-op elsewhere.
         use_nnpack(self.generator, nnpack)
         self.multiple = spec.size_multiple
+        # Tiles are normalised with statistics of the whole image (see cyclegan.inference.tiling); those
+        # layers hold per-image state, so tiled translations take turns.
+        self._tiling_lock = threading.Lock()
+        self._tiled_generator, self._tiled_norms = None, []
         if tile is not None:
             check_tiling(tile, overlap, self.multiple)
-            # Tiles are normalised with statistics of the whole image (see cyclegan.inference.tiling); those
-            # layers hold per-image state, so tiled translations take turns.
             self._tiled_generator, self._tiled_norms = with_image_statistics(self.generator)
-            self._tiling_lock = threading.Lock()
         self.tile, self.overlap = tile, overlap
+        self.memory_share = 1.0
+        self._memory_noted = False
 
     @classmethod
     def from_checkpoint(cls, value: str | os.PathLike | ResolvedModel, direction: str = "AtoB",
@@ -134,8 +144,16 @@ class Translator:
         padded, (height, width) = pad_to_multiple(batch.to(self.device), self.multiple, minimum)
         padded = padded.contiguous(memory_format=self.memory_format)
         precision = translation_precision(self.precision, self.device, height * width)
-        with autocast(self.device, precision):
-            output = generator(padded)
+        try:
+            with autocast(self.device, precision):
+                output = generator(padded)
+        except Exception as error:  # MemoryError, torch.OutOfMemoryError and the allocators' RuntimeErrors
+            if not is_out_of_memory(error):
+                raise
+            del error  # its traceback holds the frames, and with them the tensors that filled the memory
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise out_of_memory_error(batch, self.device, self.spec.ngf) from None
         return output[..., :height, :width].float()
 
     def __call__(self, image: Image.Image) -> Image.Image:
@@ -153,13 +171,34 @@ class Translator:
         translated: list[Image.Image] = []
         for group in self.batches(converted, lambda image: image, batch_size):
             if self._is_tiled(group[0]):
-                with self._tiling_lock:
-                    translated.append(translate_tiled(group[0], lambda batch: self._run(self._tiled_generator, batch),
-                                                      self.tile, self.overlap, self._tiled_norms))
+                translated.append(self._translate_tiled(group[0], self.tile))
                 continue
-            outputs = self.translate_tensor(torch.stack([image_to_tensor(image) for image in group])).cpu()
-            translated.extend(tensor_to_image(output) for output in outputs)
+            plan = self._plan(group)
+            if plan.tile is not None:
+                translated.extend(self._translate_tiled(image, plan.tile) for image in group)
+                continue
+            for start in range(0, len(group), plan.batch):
+                part = group[start:start + plan.batch]
+                outputs = self.translate_tensor(torch.stack([image_to_tensor(image) for image in part])).cpu()
+                translated.extend(tensor_to_image(output) for output in outputs)
         return translated
+
+    def _plan(self, group: list[Image.Image]):
+        """How the free memory takes `group` (images of one size); its note is said once."""
+        width, height = group[0].size
+        plan = plan_translation(width, height, len(group), self.spec.ngf, free_memory(self.device), self.multiple,
+                                self.overlap, self.memory_share)
+        if plan.note and not self._memory_noted:
+            self._memory_noted = True
+            log.warning("note: %s", plan.note)
+        return plan
+
+    def _translate_tiled(self, image: Image.Image, tile: int) -> Image.Image:
+        with self._tiling_lock:
+            if self._tiled_generator is None:
+                self._tiled_generator, self._tiled_norms = with_image_statistics(self.generator)
+            return translate_tiled(image, lambda batch: self._run(self._tiled_generator, batch), tile,
+                                   self.overlap, self._tiled_norms)
 
     def batches(self, items: Iterable[Item], image_of: Callable[[Item], Image.Image],
                 batch_size: int | None = None) -> Iterator[list[Item]]:
@@ -202,7 +241,7 @@ class Translator:
                         progress: Callable[[Iterable], Iterable] | None = None,
                         video: VideoOptions | None = None, batch_size: int | None = None,
                         shard: tuple[int, int] = (0, 1), io_threads: int | None = None,
-                        overwrite: bool = False) -> TranslationReport:
+                        processes_on_host: int = 1, overwrite: bool = False) -> TranslationReport:
         """Translate image files, videos and folders into `out_dir`, keeping file names and formats.
 
         Unreadable files, and files that cannot be written, are reported in the result and the rest
@@ -212,7 +251,8 @@ class Translator:
         (`cyclegan.inference.outputs`).
         Decoding the next images and encoding the finished ones run in `io_threads` worker threads
         while the network computes (PIL and torch release the GIL for their heavy parts; None: as
-        many as `device.translation_io_threads` gives for the device). Consecutive images
+        many as `device.translation_io_threads` gives for the device and `processes_on_host`, the
+        translating processes sharing this host's cores). Consecutive images
         of the same size go through the network together, `batch_size` at a time (None: as many as
         `device.translation_batch_size` allows for the device). Videos, recognised by content, go
         through `cyclegan.inference.video` with the `video` options, after the images.
@@ -237,12 +277,12 @@ class Translator:
             report.notes.extend(plan.notes)
         out_dir.mkdir(parents=True, exist_ok=True)
         self._translate_images(plan.images[rank::world_size], report, progress,
-                               batch_size, io_threads or translation_io_threads(self.device))
+                               batch_size, io_threads or translation_io_threads(self.device, processes_on_host))
         for path, target, frames_dir in plan.videos[rank::world_size]:
             try:
                 result = translate_video(self, path, target, replace(video, frames_dir=frames_dir))
-            except CycleGANError as error:  # this video only (damaged, or a part it does not have)
-                report.failed.append((path, str(error)))
+            except CycleGANError as error:  # this video only (damaged, a part it does not have, out of memory)
+                report.failed.append((path, str(error) if str(path) in str(error) else f"{path}: {error}"))
                 continue
             report.written.append(target)
             report.notes.extend(result.notes)

@@ -68,6 +68,9 @@ _NOT_VIDEO_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"he
 # Quality without --video-crf: visually near-lossless for H.264 and H.265, the VP9 encoder's
 # recommended setting; other encoders keep their own defaults.
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 31}
+# Frames per generator call without --batch-size (fewer when the free memory would not hold them,
+# see `cyclegan.inference.memory`).
+VIDEO_BATCH_SIZE = 4
 
 # AVColorSpace (libavutil/pixfmt.h) -> the swscale matrix it names, and back for the output's tag.
 _MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
@@ -89,7 +92,7 @@ class VideoOptions:
     (`parse_time` reads 90, 1:30 or 0:01:30.5). `progress(total frames or None, name)` returns a
     bar with `update(frames)` and `close()` (tqdm fits)."""
 
-    batch_size: int = 4
+    batch_size: int | None = None  # None: VIDEO_BATCH_SIZE
     codec: str | None = None  # None: libx264, libvpx-vp9 for WebM
     crf: int | None = None  # None: DEFAULT_CRF for the encoder
     start: float = 0.0
@@ -97,9 +100,13 @@ class VideoOptions:
     frames_dir: Path | None = None
     progress: Callable[[int | None, str], ProgressBar] | None = None
 
+    @property
+    def frames_per_batch(self) -> int:
+        return self.batch_size or VIDEO_BATCH_SIZE
+
     def check(self) -> None:
         """Raise ConfigError for options that cannot work, before any file is touched."""
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.start < 0:
             raise ConfigError(f"--start must be 0 or later, got {self.start:g}")
@@ -607,10 +614,11 @@ def _pipeline(translator, source: _Source, sink: _Sink, options: VideoOptions, n
 
     bar = options.progress(source.expected_frames, name) if options.progress else None
     try:
-        with Pipeline(decode_threads=1, encode_threads=1, ahead=2 * options.batch_size, behind=2,
+        batch_size = options.frames_per_batch
+        with Pipeline(decode_threads=1, encode_threads=1, ahead=2 * batch_size, behind=2,
                       name="video") as pipeline:
-            for frames, audio in _batches(pipeline.decoded(source.events()), options.batch_size):
-                outputs = translator.translate_images([frame.image for frame in frames], options.batch_size)
+            for frames, audio in _batches(pipeline.decoded(source.events()), batch_size):
+                outputs = translator.translate_images([frame.image for frame in frames], batch_size)
                 pipeline.encode(write, audio, frames, outputs)
                 if bar is not None and frames:
                     bar.update(len(frames))
@@ -633,5 +641,5 @@ def _batches(events: Iterator[_Frame | Any], batch_size: int) -> Iterator[tuple[
         yield frames, audio
 
 
-__all__ = ["VIDEO_EXTENSIONS", "DEFAULT_CRF", "VideoOptions", "VideoResult", "translate_video", "is_video",
+__all__ = ["VIDEO_EXTENSIONS", "DEFAULT_CRF", "VIDEO_BATCH_SIZE", "VideoOptions", "VideoResult", "translate_video", "is_video",
            "list_videos", "sniff_container", "output_name", "parse_time"]

@@ -7,12 +7,15 @@
 
 Every error is JSON {"error": message}: 400 bad request (no `image` file, unknown direction,
 malformed form), 404/405, 413 upload or image too large, 415 not an image, 422 an image that
-cannot be decoded, 503 busy (with Retry-After), 504 timed out, 500 a failed translation.
+cannot be decoded, 503 busy or out of memory (with Retry-After), 504 timed out, 500 a failed
+translation.
 
 Work is bounded so that no request can take the server down: a body larger than the upload
 limit is cut off while it streams in, the pixel count is read from the image header before a
 single pixel is decoded, at most `workers` translations run at once with at most `queue` more
-admitted to wait, and a request gives up after `timeout_s`.
+admitted to wait, and a request gives up after `timeout_s`. Each worker plans for an equal part
+of the free memory: an image whose translation would not fit goes through the network in tiles
+(`cyclegan.inference.memory`).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import threading
 import time
 import warnings
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import resources
 from io import BytesIO
 from pathlib import Path
@@ -43,8 +46,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cyclegan.config import DIRECTIONS
+from cyclegan.config import ServeLimits as Limits
 from cyclegan.data.images import IMAGE_EXTENSIONS, load_image
-from cyclegan.errors import ConfigError, UnreadableImageError
+from cyclegan.errors import ConfigError, InsufficientMemoryError, UnreadableImageError
 from cyclegan.inference import Translator
 
 log = logging.getLogger("cyclegan.serving")
@@ -64,26 +68,6 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 STATIC_FILES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one server accepts, and how much work it takes on at once."""
-
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    workers: int = 2        # translations running at the same time
-    queue: int = 16         # admitted translations waiting for a worker; beyond that: 503
-    timeout_s: float = 60.0  # per request, from admission to the finished PNG (waiting included)
-
-    def __post_init__(self):
-        for name in ("max_upload_bytes", "max_pixels", "workers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"serving limit {name} must be at least 1, got {getattr(self, name)}")
-        if self.queue < 0:
-            raise ConfigError(f"serving limit queue must be 0 or more, got {self.queue}")
-        if not self.timeout_s > 0:
-            raise ConfigError(f"serving limit timeout_s must be positive, got {self.timeout_s}")
 
 
 class Busy(Exception):
@@ -304,6 +288,10 @@ class _Service:
                                 "retry later or send a smaller image") from None
         except Rejected:
             raise
+        except InsufficientMemoryError as error:
+            log.warning("translating %s: %s", name, error)
+            raise Rejected(503, f"not enough memory on this server to translate {name} ({error.width}x{error.height} "
+                                "px) now; retry later or send a smaller image", {"Retry-After": "10"}) from None
         except Exception as error:
             log.exception("translating %s failed", name)
             raise Rejected(500, f"the translation of {name} failed ({type(error).__name__}: {error})") from None
@@ -329,6 +317,9 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
     if unknown:
         raise ConfigError(f"unknown direction(s) {', '.join(unknown)}; use AtoB and/or BtoA")
     service = _Service(translators, limits or Limits())
+    for translator in translators.values():
+        if isinstance(translator, Translator):  # the workers share the free memory
+            translator.memory_share = 1 / service.limits.workers
 
     async def http_error(request: Request, error: HTTPException) -> Response:
         message = str(error.detail)
