@@ -42,7 +42,8 @@ def test_the_video_options_take_the_batch_and_leave_its_default_to_the_video_mod
 def test_overwrite_is_documented_as_asked():
     translate = build_parser()._subparsers._group_actions[0].choices["translate"]
     action = next(action for action in translate._actions if "--overwrite" in action.option_strings)
-    assert action.help == "replace output files that already exist" and action.default is False
+    assert action.help == "Replace output files that exist already (inputs are never replaced)."
+    assert action.default is False
 
 
 @pytest.mark.parametrize("flag", ["--batch-size", "--io-threads"])
