@@ -154,8 +154,13 @@ class Trainer:
         self.stop_signal: int | None = None
         self.saved_at: int | None = None  # the iteration of the last checkpoint this process wrote
         self.progress_totals: dict[str, float] = {}  # the last step's generator ("G") and discriminator ("D") losses
+        self.init_notes: list[str] = []  # what --init-from loaded and what starts fresh, for the user
         if resume is not None:
             self._restore(resume)
+        elif config.run.init_from:
+            from cyclegan.training.init_from import initialise_from
+
+            self.init_notes = initialise_from(self.model, config.run.init_from, config.model.model == "pix2pix")
 
         self.gallery = Gallery(config, layout, self.device)
 
