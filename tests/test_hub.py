@@ -106,7 +106,14 @@ def translations(model, photo: Image.Image) -> dict[Direction, np.ndarray]:
 
 def test_a_hub_folder_translates_as_its_run_and_its_card_has_the_fields(trained, tiny_dataset, tmp_path, capsys):
     folder = tmp_path / "hub"
-    assert main(["export", str(trained), "--hub-folder", str(folder), "--repo-id", "me/tiny", "--license", "mit"]) == 0
+    with open(trained / "metrics.jsonl", "a") as metrics:  # as validation writes them
+        metrics.write(json.dumps({"iteration": 1, "epoch": 1, "kid_AtoB": 0.5, "kid_BtoA": 0.25, "kid": 0.75,
+                                  "best": True}) + "\n")
+        metrics.write(json.dumps({"iteration": 2, "epoch": 1, "kid_AtoB": 0.625, "kid_BtoA": 0.25, "kid": 0.875,
+                                  "best": False}) + "\n")
+    (tmp_path / "scores.json").write_text(json.dumps({"directions": {"AtoB": {"fid": 12.5}}}))
+    assert main(["export", str(trained), "--hub-folder", str(folder), "--repo-id", "me/tiny", "--license", "mit",
+                 "--scores", str(tmp_path / "scores.json")]) == 0
     assert f"wrote {folder}: model.safetensors, config.json, example_input.png, example_output.png, README.md " \
            "(G_AB, G_BA)" in capsys.readouterr().out
     photo = Image.open(sorted((tiny_dataset / "testA").iterdir())[0])
@@ -123,7 +130,9 @@ def test_a_hub_folder_translates_as_its_run_and_its_card_has_the_fields(trained,
                  "- discriminator: `basic`, ndf 8 (not included)",
                  "- data: `data/trainA` (6 images), `data/trainB` (5 images)",
                  f"- iterations: {ITERATIONS} (epochs completed: 0)", "- precision: fp32",
-                 "cyclegan train --netG resnet_6blocks --ngf 8 --ndf 8", "![input](example_input.png)"):
+                 "cyclegan train --netG resnet_6blocks --ngf 8 --ndf 8", "![input](example_input.png)",
+                 "| checkpoint | iteration | kid_AtoB | kid_BtoA | kid |", "| newest | 2 | 0.625 | 0.25 | 0.875 |",
+                 "| best | 1 | 0.5 | 0.25 | 0.75 |", "| directions.AtoB.fid | 12.5 |"):
         assert line in body, line
     config = json.loads((folder / "config.json").read_text())
     assert (config["library_name"], config["networks"], config["directions"], config["iteration"]) == (
