@@ -176,7 +176,15 @@ def test_an_hf_name_is_downloaded_once_then_works_offline(trained, tiny_dataset,
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the server is gone too
     offline = translations("hf://me/tiny", photo)
     assert all(np.array_equal(offline[direction], original[direction]) for direction in Direction)
+    [cached] = (tmp_path / "cache" / "hub").glob("models--me--tiny/snapshots/*/model.safetensors")
+    damaged = bytearray(cached.read_bytes())
+    damaged[-1] ^= 1
+    cached.resolve().write_bytes(bytes(damaged))  # the snapshot's files are links to the cache's blobs
     capsys.readouterr()
+    assert main(["translate", "hf://me/tiny", str(tiny_dataset / "testA"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (f"cyclegan translate: error: hf://me/tiny: {cached} does not match the sha256 "
+                                       f"that its config.json records (a damaged download?); delete {cached.parents[2]} "
+                                       "and load it again\n")
     assert main(["translate", "hf://me/other", str(tiny_dataset / "testA"), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == (f"cyclegan translate: error: hf://me/other is not in the cache "
                                        f"({tmp_path / 'cache' / 'hub'}) and HF_HUB_OFFLINE is set; download it once "

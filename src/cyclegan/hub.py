@@ -3,12 +3,14 @@ model is accepted.
 
 The repository is a folder written by `cyclegan export RUN --hub-folder DIR` (config.json,
 model.safetensors, README.md). It is downloaded once with `huggingface_hub.snapshot_download` into
-`hub/` of the cache root (checksums checked by the client as it downloads), then loaded like a
-local folder. With HF_HUB_OFFLINE=1 the cached copy is used; without one, that is said in one line.
+`hub/` of the cache root, its weights checked against the sha256 that its config.json records,
+then loaded like a local folder. With HF_HUB_OFFLINE=1 the cached copy is used; without one, that is said in one line.
 HF_ENDPOINT points the client at another Hub (a mirror, a test server). Needs the `hub` extra.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -81,4 +83,24 @@ def download_hub_model(value: str) -> Path:
     if not (folder / HUB_WEIGHTS).is_file():
         raise CheckpointError(f"{value} holds no {HUB_WEIGHTS}, so it is not a model written by `cyclegan export "
                               "--hub-folder`")
+    _verify(value, folder, folder / HUB_WEIGHTS)
     return folder
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(value: str, folder: Path, weights: Path) -> None:
+    """CheckpointError unless the weights hash to what the folder's config.json records."""
+    try:
+        expected = json.loads((folder / "config.json").read_text()).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        expected = None
+    if expected is not None and sha256_of(weights) != expected:
+        raise CheckpointError(f"{value}: {weights} does not match the sha256 that its config.json records (a damaged "
+                              f"download?); delete {folder.parents[1]} and load it again")

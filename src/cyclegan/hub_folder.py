@@ -27,7 +27,7 @@ from cyclegan import checkpoint as ckpt
 from cyclegan.config import TrainConfig
 from cyclegan.errors import CheckpointError, ConfigError
 from cyclegan.fileio import write_atomic, write_text_atomic
-from cyclegan.hub import DEFAULT_LICENSE
+from cyclegan.hub import DEFAULT_LICENSE, sha256_of
 
 CONFIG_FILE, CARD_FILE = "config.json", "README.md"
 EXAMPLE_INPUT, EXAMPLE_OUTPUT = "example_input.png", "example_output.png"
@@ -81,6 +81,8 @@ def write_hub_folder(value: str | os.PathLike, out: str | os.PathLike, pick: str
               "networks": networks, "directions": [str(d) for d in ckpt.held_directions(metadata)],
               "epoch": _int(metadata.get("epoch")), "iteration": _int(metadata.get("iteration")),
               "cyclegan_version": ckpt.package_version(),
+              # checked after a download from the Hub (cyclegan.hub), which checks sizes only
+              "weights_sha256": sha256_of(out / ckpt.HUB_WEIGHTS),
               "training": train_config.to_dict() if train_config is not None else None}
     write_text_atomic(out / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     files = [ckpt.HUB_WEIGHTS, CONFIG_FILE]
