@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,10 +16,24 @@ from cyclegan.training import trackers
 from conftest import require_module, tiny_train_argv
 
 ITERATIONS = 3
+WARNING = "D_A wins (a warning made up for the test)"
+
+
+def warn_at_iteration_two(monkeypatch) -> None:
+    """Make the run's health monitor raise one warning, at iteration 2."""
+    from cyclegan.training.health import HealthMonitor, HealthWarning
+
+    def observe_log(self, record):
+        return ([HealthWarning("discriminator_wins", "D_A", 2, record["epoch"], WARNING)]
+                if record["iteration"] == 2 else [])
+
+    monkeypatch.setattr(HealthMonitor, "observe_log", observe_log)
 
 
 def logged(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    """The loss records of log.jsonl (not its warnings)."""
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [record for record in records if "warning" not in record]
 
 
 def wandb_history(path) -> list[dict]:
@@ -52,6 +67,7 @@ def test_wandb_offline_run_holds_the_logged_scalars_and_gallery(tiny_dataset, tm
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
     monkeypatch.setenv("WANDB_SILENT", "true")
     (tmp_path / "wandb_dir").mkdir()
+    warn_at_iteration_two(monkeypatch)
     argv = tiny_train_argv(tiny_dataset, tmp_path / "runs", "w", "--max-iters", str(ITERATIONS), "--log-to", "wandb")
     assert main(argv) == 0
     [run_file] = (tmp_path / "wandb_dir").glob("wandb/offline-run-*/run-*.wandb")
@@ -64,6 +80,8 @@ def test_wandb_offline_run_holds_the_logged_scalars_and_gallery(tiny_dataset, tm
     gallery = [key.removesuffix("/_type") for row in rows for key, value in row.items()
                if key.startswith("gallery/") and key.endswith("/_type") and value == "image-file"]
     assert sorted(gallery) == ["gallery/AtoB_0", "gallery/AtoB_1", "gallery/BtoA_0", "gallery/BtoA_1"]
+    assert [(row["_step"], row["warnings/discriminator_wins"]) for row in rows
+            if "warnings/discriminator_wins" in row] == [(2, WARNING)]
 
 
 def test_mlflow_file_store_holds_the_logged_scalars_params_and_gallery(tiny_dataset, tmp_path, monkeypatch):
@@ -73,6 +91,7 @@ def test_mlflow_file_store_holds_the_logged_scalars_params_and_gallery(tiny_data
     uri = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for this to use a local folder
+    warn_at_iteration_two(monkeypatch)
     argv = tiny_train_argv(tiny_dataset, tmp_path / "runs", "m", "--max-iters", str(ITERATIONS), "--log-to", "mlflow",
                            "--tracker-project", "tests")
     assert main(argv) == 0
@@ -86,6 +105,9 @@ def test_mlflow_file_store_holds_the_logged_scalars_params_and_gallery(tiny_data
     images = {item.path for item in client.list_artifacts(run.info.run_id, "images")}
     assert len(images) == 8  # 4 gallery strips, each as PNG and as MLflow's compressed preview
     assert all(path.startswith("images/gallery~") for path in images)
+    [warning] = client.list_artifacts(run.info.run_id, "warnings/discriminator_wins")
+    assert warning.path == "warnings/discriminator_wins/iteration_00000002.txt"
+    assert Path(client.download_artifacts(run.info.run_id, warning.path, str(tmp_path))).read_text() == WARNING
 
 
 class FlakyTracker(trackers.Tracker):
