@@ -69,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(config, resume=resume)
     if trainer.dist.is_main:
         print(f"precision:   {config.run.precision} ({trainer.precision_reason})")
-    if trainer.dist.is_main:
         for line in trainer.init_notes:
             print(line)
     if resume is not None and trainer.dist.is_main:

@@ -3,10 +3,10 @@
 A value is a downloaded official model's name (`horse2zebra`, see `cyclegan.zoo`), a run folder
 or its checkpoints/ folder (with `pick` "latest" or "best"), a Hub folder (`cyclegan export
 --hub-folder`) or its name on the Hub (`hf://owner/name`, see `cyclegan.hub`), one of our
-`.safetensors` files, an official reference `.pth` or an ONNX export. `resolve` finds the weights and reads their metadata
-once; the `ResolvedModel` it returns builds each direction's generator without reading again.
-(It lives above `cyclegan.checkpoint` and `cyclegan.zoo` because it needs both, and the zoo writes
-checkpoints.)
+`.safetensors` files, an official reference `.pth` or an ONNX export. `resolve` finds the weights
+and reads their metadata once; the `ResolvedModel` it returns builds each direction's generator
+without reading again. (It lives above `cyclegan.checkpoint` and `cyclegan.zoo` because it needs
+both, and the zoo writes checkpoints.)
 """
 from __future__ import annotations
 
