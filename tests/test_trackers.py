@@ -110,13 +110,32 @@ def test_mlflow_file_store_holds_the_logged_scalars_params_and_gallery(tiny_data
     assert Path(client.download_artifacts(run.info.run_id, warning.path, str(tmp_path))).read_text() == WARNING
 
 
+def test_a_resumed_run_goes_on_logging_to_the_same_mlflow_run(tiny_dataset, tmp_path, monkeypatch):
+    require_module("mlflow", "mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    runs = tmp_path / "runs"
+    assert main(tiny_train_argv(tiny_dataset, runs, "r", "--max-iters", "2", "--log-to", "mlflow")) == 0
+    assert main(["train", "--resume", str(runs / "r"), "--max-iters", "4"]) == 0
+    client = MlflowClient(tracking_uri=uri)
+    [run] = client.search_runs([client.get_experiment_by_name("cyclegan").experiment_id])
+    assert json.loads((runs / "r" / "trackers.json").read_text()) == {"mlflow": run.info.run_id}
+    history = client.get_metric_history(run.info.run_id, "loss_G_AB")
+    assert [(metric.step, metric.value) for metric in history] == [(r["iteration"], r["loss_G_AB"])
+                                                                   for r in logged(runs / "r")]
+    assert [metric.step for metric in history] == [1, 2, 3, 4]
+
+
 class FlakyTracker(trackers.Tracker):
     """Stands in for a tracker whose server goes away after its first call."""
 
     name = "mlflow"
     calls = 0
 
-    def __init__(self, run_dir, config):
+    def __init__(self, run_dir, config, run_id=None):
         self.scalars = []
 
     def log_scalars(self, values, step):

@@ -5,13 +5,16 @@ validation scores (prefixed "validation/"), the warnings (as text) and the galle
 is optional: `check_available`, called when the trainer is built, turns a missing package into a
 ConfigError naming the extra that installs it, before anything trains. A tracker that raises
 during the run (a network gone, a full disk) is reported once and left out from then on; the run's
-own files (log.jsonl, metrics.jsonl, gallery/) are the record, a tracker holds a copy.
+own files (log.jsonl, metrics.jsonl, gallery/) are the record, a tracker holds a copy. The W&B and
+MLflow runs' ids are kept in the run folder's trackers.json, so that a resumed run goes on logging
+to the same tracker runs.
 
 The packages are imported only when a tracker is asked for.
 """
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 import time
@@ -22,6 +25,7 @@ from PIL import Image
 from cyclegan.config import RunConfig, TrainConfig, parse_trackers
 from cyclegan.errors import ConfigError
 
+IDS_FILE = "trackers.json"  # in the run folder: the tracker runs' ids, for --resume
 # Tracker name -> (the module it needs, the extra that installs it).
 PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow")}
 
@@ -30,6 +34,7 @@ class Tracker:
     """One place a run is watched from. `step` is the training iteration."""
 
     name = "tracker"
+    run_id: str | None = None  # the tracker's own run, continued when the run is resumed
 
     def log_scalars(self, values: dict[str, float], step: int) -> None:
         raise NotImplementedError
@@ -97,19 +102,35 @@ def check_available(names: tuple[str, ...]) -> None:
                               f"pip install 'cyclegan[{extra}]', or leave {name} out of --log-to")
 
 
-def open_trackers(names: tuple[str, ...], run_dir: Path, config: TrainConfig) -> Trackers:
-    """Start each tracker of `names` for the run in `run_dir`. One that cannot start is a
-    ConfigError (nothing has trained yet, so the user can fix it and start again)."""
+def open_trackers(names: tuple[str, ...], run_dir: Path, config: TrainConfig, resumed: bool = False) -> Trackers:
+    """Start each tracker of `names` for the run in `run_dir` (a `resumed` run continues the
+    tracker runs it logged to before). One that cannot start is a ConfigError (nothing has
+    trained yet, so the user can fix it and start again)."""
     check_available(names)
+    ids_path = Path(run_dir) / IDS_FILE
+    ids = _read_ids(ids_path) if resumed else {}
     opened: list[Tracker] = []
     for name in names:
         try:
-            opened.append(TRACKER_CLASSES[name](Path(run_dir), config))
+            opened.append(TRACKER_CLASSES[name](Path(run_dir), config, ids.get(name)))
         except Exception as error:
             Trackers(opened).close()
             reason = f"{type(error).__name__}: {error}".strip().splitlines()[0]
             raise ConfigError(f"--log-to {name} could not start ({reason}); {START_ADVICE[name]}") from error
+    ids.update({tracker.name: tracker.run_id for tracker in opened if tracker.run_id is not None})
+    if ids:
+        from cyclegan.fileio import write_text_atomic
+
+        write_text_atomic(ids_path, json.dumps(ids, indent=2) + "\n")
     return Trackers(opened)
+
+
+def _read_ids(path: Path) -> dict[str, str]:
+    try:
+        ids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {name: value for name, value in ids.items() if isinstance(value, str)} if isinstance(ids, dict) else {}
 
 
 START_ADVICE = {
@@ -124,7 +145,7 @@ class TensorBoardTracker(Tracker):
 
     name = "tensorboard"
 
-    def __init__(self, run_dir: Path, config: TrainConfig):
+    def __init__(self, run_dir: Path, config: TrainConfig, run_id: str | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(run_dir / "tensorboard"))
@@ -155,14 +176,15 @@ class WandbTracker(Tracker):
 
     name = "wandb"
 
-    def __init__(self, run_dir: Path, config: TrainConfig):
+    def __init__(self, run_dir: Path, config: TrainConfig, run_id: str | None = None):
         import wandb
 
         self.wandb = wandb
         # console="off": W&B would otherwise wrap stdout and stderr, under the progress bar.
         self.run = wandb.init(project=config.run.tracker_project, name=config.run.name,
                               dir=os.environ.get("WANDB_DIR") or str(run_dir), config=config.to_dict(),
-                              settings=wandb.Settings(console="off"))
+                              id=run_id, resume="allow" if run_id else None, settings=wandb.Settings(console="off"))
+        self.run_id = self.run.id
 
     def log_scalars(self, values: dict[str, float], step: int) -> None:
         self.run.log(dict(values), step=step)
@@ -183,11 +205,20 @@ class MlflowTracker(Tracker):
 
     name = "mlflow"
 
-    def __init__(self, run_dir: Path, config: TrainConfig):
+    def __init__(self, run_dir: Path, config: TrainConfig, run_id: str | None = None):
         from mlflow.entities import Param
+        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient()
+        if run_id is not None:
+            try:
+                self.run_id = self.client.get_run(run_id).info.run_id
+            except MlflowException:  # deleted, or another tracking store: a new run then
+                run_id = None
+            else:
+                self.client.update_run(self.run_id, status="RUNNING")
+                return
         project = config.run.tracker_project
         experiment = self.client.get_experiment_by_name(project)
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(project)

@@ -155,6 +155,7 @@ class Trainer:
         self.saved_at: int | None = None  # the iteration of the last checkpoint this process wrote
         self.progress_totals: dict[str, float] = {}  # the last step's generator ("G") and discriminator ("D") losses
         self.init_notes: list[str] = []  # what --init-from loaded and what starts fresh, for the user
+        self.resumed = resume is not None  # then the trackers continue their runs (trackers.json)
         if resume is not None:
             self._restore(resume)
         elif config.run.init_from:
@@ -358,7 +359,7 @@ class Trainer:
             self.config.save(self.run_dir / "config.json")
             truncate_log(self.run_dir / "log.jsonl", self.iteration)
         if main:
-            self.trackers = open_trackers(self.tracker_names, self.run_dir, self.config)
+            self.trackers = open_trackers(self.tracker_names, self.run_dir, self.config, resumed=self.resumed)
         log = MetricsLog(self.run_dir / "log.jsonl", self.config.run.log_every, self.trackers, enabled=main)
         if main:
             self.quality.start(self.iteration, log)
