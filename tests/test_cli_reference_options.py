@@ -29,8 +29,8 @@ TRAIN_OPTIONS = [
     # base_options.py
     (["--dataroot", "datasets/horse2zebra"], ["--data", "datasets/horse2zebra"]),
     (["--name", "h2z"], ["--name", "h2z"]),
-    (["--use_wandb"], IGNORED),
-    (["--wandb_project_name", "CycleGAN"], IGNORED),
+    (["--use_wandb"], ["--log-to", "wandb"]),
+    (["--wandb_project_name", "CycleGAN"], ["--tracker-project", "CycleGAN"]),
     (["--gpu_ids", "-1"], ["--device", "cpu"]),
     (["--gpu_ids", "1"], ["--device", "cuda:1"]),
     (["--gpu_ids", "0,1"], REFUSED),

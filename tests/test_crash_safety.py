@@ -46,7 +46,7 @@ def latest_iteration(run: Path) -> int | None:
 
 
 def logged_iterations(run: Path) -> list[int]:
-    from cyclegan.training.report import read_log
+    from cyclegan.training.logging import read_log
 
     return [record["iteration"] for record in read_log(run / "log.jsonl")]
 

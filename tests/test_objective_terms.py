@@ -5,7 +5,7 @@ import torch
 from cyclegan.config import ModelConfig, TrainConfig
 from cyclegan.training.model import build_model
 from cyclegan.training.objective import GeneratorOutputs, LossTerms, build_objective
-from cyclegan.training.report import ACCURACY_KEYS, LOSS_KEYS
+from cyclegan.training.plots import ACCURACY_KEYS, LOSS_KEYS
 
 
 def tiny_objective(model: str):

@@ -12,6 +12,7 @@ from cyclegan.data.layout import held_out_images, training_dataset, validation_i
 from cyclegan.errors import ConfigError, DatasetError
 from cyclegan.evaluation import fid as fid_metrics
 from cyclegan import checkpoint as ckpt
+from cyclegan.training.trackers import Tracker, Trackers
 from cyclegan.training.trainer import Trainer
 from cyclegan.training.validation import QualityTracker
 
@@ -316,32 +317,29 @@ def test_a_folder_of_one_image_cannot_hold_one_out(tmp_path):
         Trainer(config)
 
 
-class RecordingWriter:
-    """Stands in for TensorBoard's SummaryWriter (an optional extra) and keeps what it is given."""
+class RecordingTracker(Tracker):
+    """Stands in for a tracker (TensorBoard, W&B, MLflow: optional extras) and keeps the scalars it is given."""
 
     def __init__(self):
         self.scalars = {}
 
-    def add_scalar(self, tag, value, step):
-        self.scalars[tag] = (value, step)
-
-    def flush(self):
-        pass
+    def log_scalars(self, values, step):
+        self.scalars.update({tag: (value, step) for tag, value in values.items()})
 
 
-def test_the_scores_are_mirrored_to_tensorboard(dataset, tmp_path, inception):
-    from cyclegan.training.report import MetricsLog
+def test_the_scores_are_mirrored_to_the_trackers(dataset, tmp_path, inception):
+    from cyclegan.training.logging import MetricsLog
 
     config = tiny_config(dataset, tmp_path / "runs")
     config.validation.val_fraction = 0.25
     trainer = Trainer(config)
     trainer.run_dir.mkdir(parents=True)
-    log = MetricsLog(trainer.run_dir / "log.jsonl")
-    log.writer = RecordingWriter()
+    tracker = RecordingTracker()
+    log = MetricsLog(trainer.run_dir / "log.jsonl", trackers=Trackers([tracker]))
     trainer.quality.start(0, log)
     record = trainer.quality.evaluate(trainer.model, 0, 1)
     trainer.quality.record(record, improves=False)
-    assert log.writer.scalars["validation/kid_AtoB"] == (record["kid_AtoB"], 0)
-    assert set(log.writer.scalars) == {f"validation/{key}" for key in (
+    assert tracker.scalars["validation/kid_AtoB"] == (record["kid_AtoB"], 0)
+    assert set(tracker.scalars) == {f"validation/{key}" for key in (
         *(key.format(d=d) for d in ("AtoB", "BtoA") for key in DIRECTION_KEYS), "kid", "fid", "cycle", "seconds",
         "train_seconds")}

@@ -28,7 +28,7 @@ from PIL import Image
 
 import common
 from cyclegan.config import TrainConfig
-from cyclegan.training.report import MetricsLog
+from cyclegan.training.logging import MetricsLog
 from cyclegan.training.trainer import Trainer
 
 

@@ -49,6 +49,8 @@ WEIGHTS_SUFFIX = ".safetensors"
 STATE_SUFFIX = ".state.pt"
 # The `networks` metadata of a file holding one generator without a direction of its own.
 SINGLE_GENERATOR = "G_AB"
+# The weights of a Hub folder (`cyclegan export --hub-folder`), beside its config.json and README.md.
+HUB_WEIGHTS = "model.safetensors"
 REFERENCE_SUFFIXES = (".pth", ".pt")
 
 
@@ -235,6 +237,11 @@ def find_checkpoint(path: str | Path, pick: str = "latest") -> CheckpointFiles:
     path = Path(path)
     if pick not in PICKS:
         raise CheckpointError(f"unknown checkpoint choice {pick!r}; choose {' or '.join(PICKS)}")
+    if path.is_dir() and not (path / "checkpoints").is_dir() and not (path / LATEST).exists() \
+            and (path / HUB_WEIGHTS).is_file():
+        if pick == "best":
+            raise CheckpointError(f"{path} is a Hub folder, which holds one model; leave out --pick best")
+        return CheckpointFiles(path / HUB_WEIGHTS, None)
     if path.is_dir():
         folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
         pointer = folder / (BEST if pick == "best" else LATEST)

@@ -49,6 +49,9 @@ MODEL_SCORES = {"cyclegan": ("kid", "fid", "cycle", "kid_AtoB", "kid_BtoA", "fid
 SCORES = tuple(dict.fromkeys(MODEL_SCORES["cyclegan"] + MODEL_SCORES["pix2pix"]))
 # Which checkpoint of a run a command uses: the newest, or the one with the best validation score.
 PICKS = ("latest", "best")
+# Where a run's scalars, validation scores, warnings and gallery images go besides log.jsonl
+# (cyclegan.training.trackers); "none" for nowhere else.
+TRACKERS = ("tensorboard", "wandb", "mlflow")
 
 
 # Each model's own defaults for the options whose paper value differs between CycleGAN (Zhu et al.
@@ -70,6 +73,21 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     if unknown:
         raise ConfigError(f"unknown augmentation(s) in --diff-augment {policy!r}: {', '.join(unknown)}; "
                           f"use a comma-separated list of {', '.join(DIFF_AUGMENTATIONS)}")
+    return names
+
+
+def parse_trackers(log_to: str | None) -> tuple[str, ...] | None:
+    """The trackers that a --log-to value ("wandb,mlflow"; "none" for none) names, in order; None when
+    it is not given (the default applies). Raises ConfigError for a name that is not one of TRACKERS."""
+    if log_to is None:
+        return None
+    names = tuple(dict.fromkeys(name.strip() for name in log_to.split(",") if name.strip()))
+    if names in ((), ("none",)):
+        return ()
+    unknown = [name for name in names if name not in TRACKERS]
+    if unknown:
+        raise ConfigError(f"unknown tracker(s) in --log-to {log_to!r}: {', '.join(unknown)}; "
+                          f"use a comma-separated list of {', '.join(TRACKERS)}, or none")
     return names
 
 
@@ -252,6 +270,15 @@ class RunConfig:
     gallery_size: int = option(4, "Images per direction in the gallery.")
     tensorboard: bool = option(True, "Also log to TensorBoard when the tensorboard package is installed.",
                                flag="--tensorboard", negative_flag="--no-tensorboard")
+    log_to: str | None = option(None, "Trackers that also get the run's scalars, validation scores, warnings and "
+                                "gallery images: a comma-separated list of tensorboard, wandb and mlflow, or none "
+                                "(default: tensorboard when the package is installed and --tensorboard is on). W&B "
+                                "reads WANDB_MODE, WANDB_DIR and its login; MLflow reads MLFLOW_TRACKING_URI.")
+    tracker_project: str = option("cyclegan", "The W&B project and the MLflow experiment the run is logged to.")
+    init_from: str | None = option(None, "Start the generators (and the discriminators, where it has them) from this "
+                                   "model: a zoo name, a run folder, a .safetensors or reference .pth file, or "
+                                   "hf://owner/name. Optimisers and schedule start new; unlike --resume, this is a "
+                                   "new run.")
     progress: bool = option(True, "Show a progress bar.", flag="--progress", negative_flag="--no-progress")
     skip_nonfinite: bool = option(False, "On a NaN/inf loss skip that update and count it, instead of stopping the run.")
 
@@ -281,6 +308,7 @@ SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "dat
 RESUMABLE_FIELDS = {
     ("run", "max_iters"), ("run", "save_every"), ("run", "keep_last"), ("run", "log_every"),
     ("run", "gallery_every"), ("run", "gallery_size"), ("run", "tensorboard"), ("run", "progress"),
+    ("run", "log_to"), ("run", "tracker_project"),
     ("run", "skip_nonfinite"), ("run", "compile"), ("run", "cuda_graphs"), ("run", "nnpack"), ("run", "max_minutes"),
     ("run", "device"), ("run", "runs_dir"), ("data", "num_workers"), ("data", "data"),
     ("data", "domain_a"), ("data", "domain_b"), ("validation", "eval_every"),
@@ -361,6 +389,7 @@ class TrainConfig:
         if self.model.model == "cyclegan" and not self.loss.gan and self.loss.cycle == "none":
             raise ConfigError("--no-gan with --cycle none leaves no loss to train with")
         parse_policy(self.loss.diff_augment)
+        parse_trackers(self.run.log_to)
         if self.validation.eval_every is not None and self.validation.eval_every < 0:
             raise ConfigError(f"--eval-every must be 0 (off) or more, got {self.validation.eval_every}")
         if self.validation.eval_images < 2:

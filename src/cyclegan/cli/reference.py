@@ -29,6 +29,7 @@ TRAIN_ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
     # The reference steps this schedule once per epoch despite the name.
     ("optim", "lr_decay_epochs"): ("--lr_decay_iters",),
     ("run", "runs_dir"): ("--checkpoints_dir",),
+    ("run", "tracker_project"): ("--wandb_project_name",),
 }
 
 # The reference's names of values: (section, field) -> {its value: ours}.
@@ -81,9 +82,6 @@ RESUME = "continue a run with --resume runs/NAME, which restores its epoch, opti
 DISPLAY = "it only steers the reference's display; the run folder has losses.png, accuracy.png and gallery/"
 
 TRAIN_NOTES = [
-    Note(("--use_wandb",), "it only turns on the reference's Weights & Biases logging; the run folder has "
-         "log.jsonl and TensorBoard events", takes_value=False),
-    Note(("--wandb_project_name",), "it only names the reference's Weights & Biases project"),
     Note(("--display_freq", "--display_ncols", "--display_id", "--display_server", "--display_env",
           "--display_port", "--display_winsize", "--update_html_freq"), DISPLAY),
     Note(("--no_html",), DISPLAY, takes_value=False),
@@ -192,6 +190,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu_ids", dest="run.device", action=GpuIdsAction,
                         several="several GPUs train with one process each here: CUDA_VISIBLE_DEVICES={ids} "
                                 "torchrun --nproc-per-node {count} -m cyclegan train ...")
+    parser.add_argument("--use_wandb", dest="run.log_to", action="store_const", const="wandb",
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the reference's --log-to wandb
     _add_notes(parser, TRAIN_NOTES)
 
 

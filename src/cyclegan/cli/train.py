@@ -33,6 +33,9 @@ def register(subparsers) -> None:
 
 def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, "object | None"]:
     """The config to train with, and the checkpoint to resume from (or None)."""
+    if args.resume and "init_from" in given_options(args).get("run", {}):
+        raise ConfigError("--init-from starts a new run from a model and --resume continues a run from its own "
+                          "checkpoint; give one of them")
     if not args.resume:
         config = config_from_args(args)
         reference.check_dataset_mode(args, config.model.model)
@@ -66,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(config, resume=resume)
     if trainer.dist.is_main:
         print(f"precision:   {config.run.precision} ({trainer.precision_reason})")
+        for line in trainer.init_notes:
+            print(line)
     if resume is not None and trainer.dist.is_main:
         print(f"resuming {trainer.run_dir} at iteration {trainer.iteration} (epoch {trainer.epoch + 1})")
     try:

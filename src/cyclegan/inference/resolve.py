@@ -1,11 +1,12 @@
 """What a user types for a model, resolved once: the one place where a value becomes a model.
 
 A value is a downloaded official model's name (`horse2zebra`, see `cyclegan.zoo`), a run folder
-or its checkpoints/ folder (with `pick` "latest" or "best"), one of our `.safetensors` files, an
-official reference `.pth` or an ONNX export. `resolve` finds the weights and reads their metadata
-once; the `ResolvedModel` it returns builds each direction's generator without reading again.
-(It lives above `cyclegan.checkpoint` and `cyclegan.zoo` because it needs both, and the zoo writes
-checkpoints.)
+or its checkpoints/ folder (with `pick` "latest" or "best"), a Hub folder (`cyclegan export
+--hub-folder`) or its name on the Hub (`hf://owner/name`, see `cyclegan.hub`), one of our
+`.safetensors` files, an official reference `.pth` or an ONNX export. `resolve` finds the weights
+and reads their metadata once; the `ResolvedModel` it returns builds each direction's generator
+without reading again. (It lives above `cyclegan.checkpoint` and `cyclegan.zoo` because it needs
+both, and the zoo writes checkpoints.)
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from cyclegan import checkpoint as ckpt
 from cyclegan.config import BACKENDS, PICKS, ModelConfig
 from cyclegan.directions import Direction
 from cyclegan.errors import CheckpointError, ConfigError
+from cyclegan.hub import download_hub_model, is_hub_name
 from cyclegan.zoo import resolve_model_argument
 
 ONNX_SUFFIX = ".onnx"
@@ -82,7 +84,7 @@ def resolve(value: str | os.PathLike, pick: str = "latest", backend: str = "auto
     Raises CheckpointError for what cannot be found or read, ConfigError for a wrong choice."""
     if pick not in PICKS:
         raise CheckpointError(f"unknown checkpoint choice {pick!r}; choose {' or '.join(PICKS)}")
-    path = resolve_model_argument(value, cache)
+    path = download_hub_model(str(value)) if is_hub_name(value) else resolve_model_argument(value, cache)
     is_onnx = path.suffix.lower() == ONNX_SUFFIX
     backend = _backend(path, backend, is_onnx)
     if is_onnx or ckpt.is_reference_file(path):

@@ -70,7 +70,7 @@ REPORTS = {"final": "evaluation.json", "best": "evaluation_best.json"}
 
 
 def loss_keys() -> tuple[str, ...]:
-    from cyclegan.training.report import ACCURACY_KEYS, LOSS_KEYS
+    from cyclegan.training.plots import ACCURACY_KEYS, LOSS_KEYS
 
     return LOSS_KEYS + ACCURACY_KEYS
 
@@ -114,7 +114,7 @@ def read_scores(out: Path, seeds: Sequence[int], variants: Sequence[str], report
 
 def read_curves(out: Path, seeds: Sequence[int], variants: Sequence[str]) -> dict[str, list[list[dict]]]:
     """{variant: [log.jsonl records of one run, per seed]}."""
-    from cyclegan.training.report import read_log
+    from cyclegan.training.logging import read_log
 
     curves: dict[str, list[list[dict]]] = {variant: [] for variant in variants}
     for seed in seeds:

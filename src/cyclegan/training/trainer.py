@@ -34,7 +34,9 @@ from cyclegan.training.gallery import Gallery
 from cyclegan.training.model import build_model
 from cyclegan.training.objective import LossTerms, build_objective, check_objective_options
 from cyclegan.training.pool import ImagePool
-from cyclegan.training.report import MetricsLog, plot_history, truncate_log
+from cyclegan.training.logging import MetricsLog, truncate_log
+from cyclegan.training.plots import plot_history
+from cyclegan.training.trackers import Trackers, check_available, open_trackers, tracker_names
 from cyclegan.training.schedules import LearningRateSchedule
 from cyclegan.training.validation import QualityTracker
 
@@ -89,6 +91,10 @@ class Trainer:
                               f"`cyclegan train --resume {self.run_dir}` or choose another --name")
 
         check_objective_options(config)
+        # A tracker whose package is missing stops the run here, before any data is read.
+        self.tracker_names = tracker_names(config.run)
+        check_available(self.tracker_names)
+        self.trackers = Trackers([])
 
         # Data first: a dataset that cannot be used is reported before any model is built.
         layout = layout_of(config)
@@ -148,8 +154,14 @@ class Trainer:
         self.stop_signal: int | None = None
         self.saved_at: int | None = None  # the iteration of the last checkpoint this process wrote
         self.progress_totals: dict[str, float] = {}  # the last step's generator ("G") and discriminator ("D") losses
+        self.init_notes: list[str] = []  # what --init-from loaded and what starts fresh, for the user
+        self.resumed = resume is not None  # then the trackers continue their runs (trackers.json)
         if resume is not None:
             self._restore(resume)
+        elif config.run.init_from:
+            from cyclegan.training.init_from import initialise_from
+
+            self.init_notes = initialise_from(self.model, config.run.init_from, config.model.model == "pix2pix")
 
         self.gallery = Gallery(config, layout, self.device)
 
@@ -346,8 +358,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.json")
             truncate_log(self.run_dir / "log.jsonl", self.iteration)
-        tensorboard_dir = self.run_dir / "tensorboard" if self.config.run.tensorboard and main else None
-        log = MetricsLog(self.run_dir / "log.jsonl", self.config.run.log_every, tensorboard_dir, enabled=main)
+        if main:
+            self.trackers = open_trackers(self.tracker_names, self.run_dir, self.config, resumed=self.resumed)
+        log = MetricsLog(self.run_dir / "log.jsonl", self.config.run.log_every, self.trackers, enabled=main)
         if main:
             self.quality.start(self.iteration, log)
         planned = self.planned_iterations()
@@ -396,7 +409,7 @@ class Trainer:
         finally:
             self._restore_signal_handlers(previous_handlers)
             progress.close()
-            log.close()
+            self.trackers.close()
 
     def _end_epoch(self) -> None:
         mean_loss = self.epoch_loss_sum / max(1, self.epoch_loss_count)
@@ -420,7 +433,8 @@ class Trainer:
             completed_epochs = self.epoch
             if final or completed_epochs % max(1, self.config.run.gallery_every) == 0:
                 self.gallery.write(self.model, self.run_dir,
-                                   max(completed_epochs, 1) if self.position == 0 else completed_epochs + 1)
+                                   max(completed_epochs, 1) if self.position == 0 else completed_epochs + 1,
+                                   self.trackers, self.iteration)
         return checkpoint_path
 
     def _evaluate(self) -> None:

@@ -45,7 +45,8 @@ from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.evaluation.scoring import score_direction, spread  # noqa: F401  (spread: re-exported)
 from cyclegan import checkpoint as ckpt
 from cyclegan.training.health import HealthMonitor, HealthWarning
-from cyclegan.training.report import MetricsLog, append_record, plot_metrics, read_log, truncate_log
+from cyclegan.training.logging import MetricsLog, append_record, read_log, truncate_log
+from cyclegan.training.plots import plot_metrics
 
 # Images per generator call: enough to keep a GPU busy, little memory without gradients.
 EVAL_BATCH = 8
