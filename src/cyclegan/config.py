@@ -477,3 +477,22 @@ class ServeLimits:
             raise ConfigError(f"serving limit queue must be 0 or more, got {self.queue}")
         if not self.timeout_s > 0:
             raise ConfigError(f"serving limit timeout_s must be positive, got {self.timeout_s}")
+
+
+def config_to_argv(config: TrainConfig, base: TrainConfig | None = None) -> list[str]:
+    """The flags that turn `base` (default: all defaults) into `config`: the exact command line
+    that reproduces a run, for experiment tables and notes."""
+    base = base or TrainConfig()
+    argv: list[str] = []
+    values, base_values = config.to_dict(), base.to_dict()
+    for section_name, section_cls in SECTIONS.items():
+        for field in dataclasses.fields(section_cls):
+            value, default = values[section_name][field.name], base_values[section_name][field.name]
+            if value == default:
+                continue
+            if isinstance(value, bool):
+                negative = negative_flag_of(field)
+                argv.append(flag_of(field) if value else negative)
+            elif value is not None:
+                argv.extend([flag_of(field), str(value)])
+    return argv

@@ -137,7 +137,7 @@ def model_card(config: dict, train: TrainConfig | None, run_dir: Path | None, li
     if train is None:
         lines += ["The training run's config.json was not available, so the training details are unknown.", ""]
     else:
-        from cyclegan.cli.options import config_to_argv
+        from cyclegan.config import config_to_argv
 
         argv = config_to_argv(train)
         lines += [f"- data: {_data_description(train)}",

@@ -10,7 +10,7 @@ from typing import Callable
 from cyclegan.cli import reference
 from cyclegan.config import SECTIONS, TrainConfig, model_default_text
 from cyclegan.config import flag_of as _flag
-from cyclegan.config import negative_flag_of
+from cyclegan.config import config_to_argv, negative_flag_of  # noqa: F401  (config_to_argv: re-exported)
 
 
 def _dest_of(field: dataclasses.Field) -> str:
@@ -126,22 +126,3 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for section, fields in given_options(args).items():
         values.setdefault(section, {}).update(fields)
     return TrainConfig.from_dict(values)
-
-
-def config_to_argv(config: TrainConfig, base: TrainConfig | None = None) -> list[str]:
-    """The flags that turn `base` (default: all defaults) into `config`: the exact command line
-    that reproduces a run, for experiment tables and notes."""
-    base = base or TrainConfig()
-    argv: list[str] = []
-    values, base_values = config.to_dict(), base.to_dict()
-    for section_name, section_cls in SECTIONS.items():
-        for field in dataclasses.fields(section_cls):
-            value, default = values[section_name][field.name], base_values[section_name][field.name]
-            if value == default:
-                continue
-            if isinstance(value, bool):
-                negative = negative_flag_of(field)
-                argv.append(_flag(field) if value else negative)
-            elif value is not None:
-                argv.extend([_flag(field), str(value)])
-    return argv
