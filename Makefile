@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so that pip never swaps it for a different build;
 # override with e.g. `make test TORCH=torch` to take whatever your index serves.
 TORCH ?= torch==2.13.0
-EXTRAS ?= test,web,onnx,metrics,video,medical,hub,wandb,mlflow
+EXTRAS ?= test,web,onnx,metrics,video,medical,hub,wandb,mlflow,tensorboard
 
 .PHONY: demo test install chromium clean
 

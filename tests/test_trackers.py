@@ -1,4 +1,4 @@
-"""`--log-to wandb,mlflow`: the run's scalars and gallery go to each tracker, read back with the
+"""`--log-to tensorboard,wandb,mlflow`: the run's scalars and gallery go to each tracker, read back with the
 tracker's own files and client; a missing package stops the run before it trains; a tracker that
 fails during the run is reported once and the run completes."""
 from __future__ import annotations
@@ -82,6 +82,27 @@ def test_wandb_offline_run_holds_the_logged_scalars_and_gallery(tiny_dataset, tm
     assert sorted(gallery) == ["gallery/AtoB_0", "gallery/AtoB_1", "gallery/BtoA_0", "gallery/BtoA_1"]
     assert [(row["_step"], row["warnings/discriminator_wins"]) for row in rows
             if "warnings/discriminator_wins" in row] == [(2, WARNING)]
+
+
+def test_tensorboard_event_files_hold_the_logged_scalars_and_gallery(tiny_dataset, tmp_path, monkeypatch):
+    require_module("tensorboard", "tensorboard")
+    import numpy as np
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    warn_at_iteration_two(monkeypatch)
+    argv = tiny_train_argv(tiny_dataset, tmp_path / "runs", "t", "--max-iters", str(ITERATIONS), "--log-to", "tensorboard")
+    argv.remove("--no-tensorboard")
+    assert main(argv) == 0
+    events = EventAccumulator(str(tmp_path / "runs" / "t" / "tensorboard"), size_guidance={"images": 0}).Reload()
+    records = logged(tmp_path / "runs" / "t")
+    assert [record["iteration"] for record in records] == list(range(1, ITERATIONS + 1))
+    for key in ("loss_G_AB", "loss_cycle_A", "loss_D_B", "acc_D_A", "lr_G"):
+        # event files hold 32-bit floats
+        assert [(event.step, event.value) for event in events.Scalars(key)] == [
+            (record["iteration"], float(np.float32(record[key]))) for record in records]
+    assert sorted(tag for tag in events.Tags()["images"]) == ["gallery/AtoB_0", "gallery/AtoB_1",
+                                                              "gallery/BtoA_0", "gallery/BtoA_1"]
+    assert "warnings/discriminator_wins/text_summary" in events.Tags()["tensors"]
 
 
 def test_mlflow_file_store_holds_the_logged_scalars_params_and_gallery(tiny_dataset, tmp_path, monkeypatch):
