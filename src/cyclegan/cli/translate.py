@@ -56,6 +56,9 @@ def register(subparsers) -> None:
     parser.add_argument("--io-threads", type=int, default=None, metavar="N",
                         help="Threads decoding and encoding image files around the network (default: 2 on a "
                              "CPU, whose cores the network uses; on a GPU up to 8, as many as the host has cores).")
+    parser.add_argument("--output-depth", choices=("8", "16", "float"), default=None,
+                        help="Depth of translated 16-bit, float and multi-channel images (default: the input's own); "
+                             "values go back through the model's intensity windows. Volumes keep their voxel type.")
     add_progress_argument(parser)
     video = parser.add_argument_group(
         "videos", "Videos (mp4, mov, mkv, webm, avi) keep their frame count, timestamps, size, sound and "
@@ -118,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         report = translator.translate_files(args.inputs, args.out, progress=progress, video=video,
                                             batch_size=args.batch_size, shard=(dist.rank, dist.world_size),
                                             io_threads=args.io_threads or translation_io_threads(
-                                                translator.device, dist.local_world_size))
+                                                translator.device, dist.local_world_size),
+                                            output_depth=args.output_depth)
         reports = dist.gather((len(report.written), report.notes, report.failed))
     except BaseException:
         dist.close(wait_for_others=False)

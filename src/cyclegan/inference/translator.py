@@ -28,6 +28,8 @@ from cyclegan.device import (autocast, select_device, translation_batch_size, tr
                              translation_precision)
 from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError, CycleGANError, UnreadableImageError
+from cyclegan.data.sources import list_sources
+from cyclegan.inference import scientific
 from cyclegan.inference.pipeline import Pipeline
 from cyclegan.inference.resolve import ResolvedModel, resolve
 from cyclegan.inference.tiling import check_tiling, translate_tiled, with_image_statistics
@@ -55,6 +57,7 @@ class TranslationReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # written, but with something to know (see VideoResult)
+    clipped: int = 0  # values of 16-bit, float and volume inputs outside the model's input window
 
 
 class Translator:
@@ -197,7 +200,8 @@ class Translator:
     def translate_files(self, inputs: Iterable[str | Path], out_dir: str | Path,
                         progress: Callable[[Iterable], Iterable] | None = None,
                         video: VideoOptions | None = None, batch_size: int | None = None,
-                        shard: tuple[int, int] = (0, 1), io_threads: int | None = None) -> TranslationReport:
+                        shard: tuple[int, int] = (0, 1), io_threads: int | None = None,
+                        output_depth: str | None = None) -> TranslationReport:
         """Translate image files, videos and folders into `out_dir`, keeping file names and formats.
 
         Unreadable files are reported in the result and the rest are still translated. Two inputs
@@ -212,6 +216,11 @@ class Translator:
         `shard=(rank, world_size)` translates every world_size-th file from the rank-th on, with
         the output names all shards agree on (under torchrun, each process its share); files that
         are missing altogether are reported by rank 0 only.
+
+        16-bit, float and multi-channel images and volumes (NIfTI files, DICOM series folders) go
+        through `cyclegan.inference.scientific`: written at the input's depth (or `output_depth`:
+        "8", "16", "float"), values mapped back through the model's windows; an output its format
+        cannot hold is refused (ConfigError) before anything is translated.
         """
         video = video or VideoOptions()
         rank, world_size = shard
@@ -219,6 +228,8 @@ class Translator:
         out_dir.mkdir(parents=True, exist_ok=True)
         report = TranslationReport()
         paths = expand_inputs(inputs, report if rank == 0 else TranslationReport())
+        volumes = [path for path in paths if scientific.is_volume(path)]
+        paths = [path for path in paths if path not in volumes]
         kinds = {path: is_video(path) for path in paths}
         videos = [path for path in paths if kinds[path]]
         images = [path for path in paths if not kinds[path]]
@@ -227,8 +238,32 @@ class Translator:
         taken: list[Path] = []
         image_targets = [_claim(out_dir / path.name, taken) for path in images]
         video_targets = [_claim(out_dir / output_name(path, video.codec), taken) for path in videos]
-        self._translate_images(list(zip(images, image_targets))[rank::world_size], report, progress,
+        volume_plan = [(path, _claim(scientific.volume_target(path, out_dir), taken)) for path in volumes]
+        arrays = {path for path in images if scientific.is_array_input(path, self.spec, output_depth)}
+        array_plan = [(path, target) for path, target in zip(images, image_targets) if path in arrays]
+        scientific.check_outputs(array_plan, volume_plan, self.spec, output_depth)  # before anything is translated
+        self._translate_images([(path, target) for path, target in zip(images, image_targets)
+                                if path not in arrays][rank::world_size], report, progress,
                                batch_size, io_threads or translation_io_threads(self.device))
+        for kind, plan in (("image", array_plan), ("volume", volume_plan)):
+            for path, target in plan[rank::world_size]:
+                try:
+                    if kind == "volume":
+                        clipped = scientific.translate_volume_file(self.spec, self.translate_tensor, path, target)
+                    else:
+                        clipped = scientific.translate_array_file(self.spec, self.translate_tensor, path, target,
+                                                                  output_depth)
+                except UnreadableImageError as error:  # this file only
+                    report.failed.append((path, str(error)))
+                    continue
+                report.written.append(target)
+                if clipped:
+                    report.clipped += clipped
+                    report.notes.append(f"{path}: {clipped} value(s) outside the model's intensity window were "
+                                        "clipped")
+        if report.clipped:
+            report.notes.append(f"{report.clipped} value(s) clipped in all, outside the intensity windows the model "
+                                "was trained with (--window-a/--window-b)")
         for path, target in list(zip(videos, video_targets))[rank::world_size]:
             frames_dir = video.frames_dir and Path(video.frames_dir) / target.stem
             try:
@@ -288,8 +323,11 @@ def expand_inputs(inputs: Iterable[str | Path], report: TranslationReport) -> li
     paths: list[Path] = []
     for item in inputs:
         item = Path(item)
-        if item.is_dir():
-            paths.extend(sorted(list_images(item) + list_videos(item)))
+        if item.is_dir() and scientific.is_volume(item):
+            paths.append(item)  # a DICOM series
+        elif item.is_dir():
+            images, volumes = list_sources(item)
+            paths.extend(sorted(images + list_videos(item) + volumes))
         elif item.is_file():
             paths.append(item)
         else:
