@@ -268,7 +268,7 @@ def test_data_check_reports_a_volume_and_its_geometry(tmp_path):
     assert "  trainA: 0 usable image(s) of 0 file(s), 1 volume(s)" in lines
     assert ("    volume: trainA/ct.nii.gz: NIfTI, 32x32x4 int16, spacing 0.75x0.875x2.5 mm, orientation RAS, "
             "4 slices along axis 2 (axial)") in lines
-    assert "    modes: uint16 x1" in lines  # read at full precision, as training reads it
+    assert "    modes: I;16 x1" in lines
 
 
 # --- more than three channels ----------------------------------------------------------------------
@@ -291,3 +291,49 @@ def test_a_multispectral_npy_keeps_its_channels_and_every_band_gets_the_same_cro
     top, left = offsets[0]
     window = unit[:, top:top + 32, left:left + 32]
     assert torch.equal(sample["A"], window) or torch.equal(sample["A"], window.flip(-1))
+
+
+def test_data_check_refuses_a_dicom_series_of_mixed_geometry_naming_the_file(tmp_path):
+    pydicom = require_module("pydicom", "medical")
+    nib = nibabel()
+    samples = [Path(nib.__file__).parent / "tests" / "data" / name for name in ("0.dcm", "1.dcm")]
+    if not all(p.is_file() for p in samples):
+        pytest.skip("nibabel's sample DICOM files are not installed")
+    series = tmp_path / "trainA" / "mr"
+    series.mkdir(parents=True)
+    for sample in samples:
+        (series / sample.name).write_bytes(sample.read_bytes())
+    changed = pydicom.dcmread(series / "1.dcm")
+    changed.PixelSpacing = [0.5, 0.5]
+    changed.save_as(series / "1.dcm")
+    (tmp_path / "trainB").mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "trainB" / "b.png")
+
+    report = check_dataset(tmp_path)
+
+    assert report.folders["trainA"].volumes == []
+    [(path, reason)] = report.folders["trainA"].unreadable
+    assert path == "trainA/mr"
+    assert reason.startswith("1.dcm: pixel spacing [0.5, 0.5] differs from 0.dcm's")
+    assert reason.endswith("mixed geometry in one series; keep one geometry per folder")
+    assert "error: trainA/ has no usable image" in str(report)
+
+
+def test_a_float_volume_without_a_window_is_refused_before_anything_is_translated(tmp_path):
+    write_nifti(tmp_path / "dose.nii.gz", np.linspace(0, 2, 32 * 32 * 2, dtype=np.float32).reshape(32, 32, 2), AFFINE)
+    np.save(tmp_path / "a.npy", np.zeros((8, 8), np.uint16))
+
+    with pytest.raises(ConfigError, match=r"dose.nii.gz: float images need a window \(train with --window-a"):
+        identity_translator(1).translate_files([tmp_path / "a.npy", tmp_path / "dose.nii.gz"], tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_16_bit_grayscale_png_through_an_rgb_model_is_written_as_8_bit_saying_so(tmp_path):
+    Image.fromarray(np.array([[0, 32896, 65535, 257]] * 4, np.uint16)).save(tmp_path / "gray.png")
+
+    report = identity_translator(3).translate_files([tmp_path / "gray.png"], tmp_path / "out")
+
+    back = np.array(Image.open(tmp_path / "out" / "gray.png"))
+    assert back.dtype == np.uint8 and back.shape == (4, 4, 3) and back[0, :, 0].tolist() == [0, 128, 255, 1]
+    assert report.notes == [f"{tmp_path / 'gray.png'}: written as 8-bit, since 16-bit PNG is written for grayscale "
+                            "only, not 3 channels; write .tif or .npy, or choose --output-depth 8"]

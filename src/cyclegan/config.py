@@ -366,6 +366,9 @@ class TrainConfig:
                                   f"got {channels}")
         if self.model.model == "pix2pix" and {self.model.input_nc, self.model.output_nc} - {1, 3}:
             raise ConfigError("pix2pix pairs 8-bit images: --input-nc and --output-nc must be 1 or 3")
+        if self.model.model == "pix2pix" and (self.model.window_a or self.model.window_b):
+            raise ConfigError("pix2pix pairs 8-bit images, which take no intensity window; leave out "
+                              "--window-a/--window-b (windows apply to --model cyclegan)")
         if self.model.slice_axis is not None and self.model.slice_axis not in (0, 1, 2):
             raise ConfigError(f"--slice-axis must be 0, 1 or 2 (a voxel axis), got {self.model.slice_axis}")
         if not 0.0 <= self.data.min_foreground < 1.0:

@@ -91,6 +91,8 @@ def config_to_argv(config: TrainConfig, base: TrainConfig | None = None) -> list
             if isinstance(value, bool):
                 negative = negative_flag_of(field)
                 argv.append(_flag(field) if value else negative)
+            elif value is not None and str(value).startswith("-"):
+                argv.append(f"{_flag(field)}={value}")  # argparse reads "-1000,2000" alone as a flag
             elif value is not None:
                 argv.extend([_flag(field), str(value)])
     return argv

@@ -232,7 +232,8 @@ def _check_folder(root: Path, name: str, preprocess: str, crop_size: int) -> tup
         try:
             report.volumes.append((relative, describe(read_volume(path)).removeprefix(f"{path.name}: ")))
         except (UnreadableImageError, ConfigError) as error:
-            report.unreadable.append((relative, _without_path(str(error), path)))
+            # A series names its own file that is wrong: shown relative to the series folder.
+            report.unreadable.append((relative, _without_path(str(error), path).removeprefix(f"{path}{os.sep}")))
     with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
         results = list(pool.map(_read_file, files))
     found = []  # (relative path, sha256) of the images training uses
@@ -276,7 +277,11 @@ def _read_file(path: Path) -> _FileResult:
             return result
         result.size = (array.shape[1], array.shape[0])
         channels = array.shape[2] if array.ndim == 3 else 1
-        result.stored_mode = array.dtype.name + (f" x{channels}" if channels > 1 else "")
+        try:  # Pillow's name of the mode where it has one ("I;16"), else the type and channels
+            with open_image_header(path) as header:
+                result.stored_mode = header.mode
+        except UnreadableImageError:
+            result.stored_mode = array.dtype.name + (f" x{channels}" if channels > 1 else "")
         return result
     if result.content is None and path.suffix.lower() in IMAGE_EXTENSIONS:
         result.problem = "not an image: its content matches no image format"

@@ -69,6 +69,13 @@ def source_size(source: Source) -> tuple[int, int]:
     if isinstance(source, VolumeSlice):
         return source.size
     suffix = source.suffix.lower()
+    if suffix in NUMPY_SUFFIXES:
+        try:
+            shape = np.load(source, mmap_mode="r", allow_pickle=False).shape
+        except (OSError, ValueError, EOFError):
+            shape = read_array(source).shape  # raises, saying what is wrong
+        if len(shape) in (2, 3) and min(shape[:2]) > 0:
+            return shape[1], shape[0]
     if suffix in NUMPY_SUFFIXES or (suffix in TIFF_SUFFIXES and reads_at_full_precision(source)):
         shape = read_array(source).shape
         return shape[1], shape[0]
@@ -99,6 +106,10 @@ class SourceReader:
                 window = window.resolved(volume.values)
             self._volume = (path, volume, window)
         return self._volume[1], self._volume[2]
+
+    def forget(self) -> None:
+        """Drop the volume kept, so that a dataset sent to DataLoader workers does not carry it."""
+        self._volume = None
 
     def slices_of(self, path: Path, min_foreground: float = 0.0) -> list[VolumeSlice]:
         """The slices of the volume at `path` worth training on (`Volume.foreground_slices`, above
@@ -142,9 +153,10 @@ def expand_volumes(volumes: list[Path], reader: SourceReader, min_foreground: fl
             skipped.append((str(path), str(error)))
             continue
         if not found:
-            skipped.append((str(path), f"{path}: no slice of {role} has foreground above the window's low end "
-                                       "(--min-foreground); check the window"))
+            skipped.append((str(path), f"{path}: no slice has foreground above the window's low end "
+                                       "(--min-foreground); check the window or lower --min-foreground"))
         slices.extend(found)
+    reader.forget()
     return slices, skipped
 
 

@@ -23,7 +23,7 @@ from cyclegan.data.highbit import (check_writable, depth_of_dtype, header_dtype,
                                    read_array, unit_to_array, write_array)
 from cyclegan.data.intensity import IntensityWindow, window_for
 from cyclegan.data.sources import needs_array_reader, parse_window
-from cyclegan.data.volumes import is_volume, read_volume, write_volume
+from cyclegan.data.volumes import is_volume, nifti_dtype, read_volume, write_volume
 from cyclegan.checkpoint import GeneratorSpec
 from cyclegan.errors import ConfigError
 
@@ -40,33 +40,54 @@ def is_array_input(path: Path, spec: GeneratorSpec, output_depth: str | None) ->
 
 
 def check_outputs(arrays: list[tuple[Path, Path]], volumes: list[tuple[Path, Path]], spec: GeneratorSpec,
-                  output_depth: str | None) -> None:
-    """Raise ConfigError naming the first input whose translation its output format cannot hold
-    (at `output_depth`, default the input's own), before any file is translated."""
+                  output_depth: str | None) -> tuple[dict[Path, str], dict[Path, str]]:
+    """The depth each image of `arrays` is written at, and notes on those written at another depth
+    than their own; before any file is translated. Raises ConfigError naming the first input that
+    cannot be translated as asked: a float file without a window, or `output_depth` that its output
+    format cannot hold. Without `output_depth` a file whose format cannot hold its own depth at the
+    model's output channels (a 16-bit grayscale PNG through an RGB model) is written as 8-bit."""
     input_window = parse_window(spec.input_window)
+    depths: dict[Path, str] = {}
+    notes: dict[Path, str] = {}
     for path, target in arrays:
         try:
             stored = header_dtype(path)
             window_for(stored, input_window, WINDOW_FLAGS)  # float files need one
-            check_writable(target.suffix, output_depth or depth_of_dtype(stored), spec.output_nc)
+            depth = output_depth or depth_of_dtype(stored)
+            try:
+                check_writable(target.suffix, depth, spec.output_nc)
+            except ConfigError as error:
+                if output_depth is not None or depth == "8":
+                    raise
+                check_writable(target.suffix, "8", spec.output_nc)
+                notes[path] = f"{path}: written as 8-bit, since {error}"
+                depth = "8"
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
+        depths[path] = depth
     for path, _target in volumes:
+        if input_window is None and path.is_file():
+            try:  # a float NIfTI needs a window, said before anything is translated (reads the header only)
+                window_for(nifti_dtype(path), None, WINDOW_FLAGS)
+            except ConfigError as error:
+                raise ConfigError(f"{path}: {error}") from None
         if output_depth is not None:
             raise ConfigError(f"{path}: a volume is written with its own voxel type; leave out --output-depth")
         if spec.output_nc != 1:
             raise ConfigError(f"{path}: a volume holds one value per voxel, but the model gives {spec.output_nc} "
                               "channels; use a model with --output-nc 1")
+    return depths, notes
 
 
 def translate_array_file(spec: GeneratorSpec, translate: TensorTranslation, path: Path, target: Path,
-                         output_depth: str | None) -> int:
-    """Translate one full-precision image file into `target`; returns how many values its window clipped."""
+                         depth: str | None) -> int:
+    """Translate one full-precision image file into `target` at `depth` ("8", "16", "float"; None:
+    its own); returns how many values its window clipped."""
     values = match_channels(read_array(path), spec.input_nc, path)
     window = window_for(values.dtype, parse_window(spec.input_window), WINDOW_FLAGS).resolved(values)
     unit, clipped = window.to_unit(values)
     translated = _translate_unit(translate, unit)
-    depth = output_depth or depth_of_dtype(values.dtype)
+    depth = depth or depth_of_dtype(values.dtype)
     result = unit_to_array(translated, _output_window(spec.output_window, window), values.dtype, depth)
     write_array(target, result[:, :, 0] if result.shape[2] == 1 else result)
     return clipped

@@ -241,7 +241,8 @@ class Translator:
         volume_plan = [(path, _claim(scientific.volume_target(path, out_dir), taken)) for path in volumes]
         arrays = {path for path in images if scientific.is_array_input(path, self.spec, output_depth)}
         array_plan = [(path, target) for path, target in zip(images, image_targets) if path in arrays]
-        scientific.check_outputs(array_plan, volume_plan, self.spec, output_depth)  # before anything is translated
+        # Before anything is translated: refuses what cannot be written, says what is written at 8 bits.
+        depths, depth_notes = scientific.check_outputs(array_plan, volume_plan, self.spec, output_depth)
         self._translate_images([(path, target) for path, target in zip(images, image_targets)
                                 if path not in arrays][rank::world_size], report, progress,
                                batch_size, io_threads or translation_io_threads(self.device))
@@ -252,11 +253,13 @@ class Translator:
                         clipped = scientific.translate_volume_file(self.spec, self.translate_tensor, path, target)
                     else:
                         clipped = scientific.translate_array_file(self.spec, self.translate_tensor, path, target,
-                                                                  output_depth)
+                                                                  depths[path])
                 except UnreadableImageError as error:  # this file only
                     report.failed.append((path, str(error)))
                     continue
                 report.written.append(target)
+                if path in depth_notes:
+                    report.notes.append(depth_notes[path])
                 if clipped:
                     report.clipped += clipped
                     report.notes.append(f"{path}: {clipped} value(s) outside the model's intensity window were "
