@@ -337,3 +337,15 @@ def test_a_16_bit_grayscale_png_through_an_rgb_model_is_written_as_8_bit_saying_
     assert back.dtype == np.uint8 and back.shape == (4, 4, 3) and back[0, :, 0].tolist() == [0, 128, 255, 1]
     assert report.notes == [f"{tmp_path / 'gray.png'}: written as 8-bit, since 16-bit PNG is written for grayscale "
                             "only, not 3 channels; write .tif or .npy, or choose --output-depth 8"]
+
+
+def test_training_on_float_files_without_a_window_is_refused_naming_the_file(tmp_path):
+    for domain in ("A", "B"):
+        (tmp_path / domain).mkdir()
+        np.save(tmp_path / domain / "dose.npy", np.linspace(0, 2, 32 * 32, dtype=np.float32).reshape(32, 32))
+
+    with pytest.raises(ConfigError) as caught:
+        UnalignedDataset(tmp_path / "A", tmp_path / "B", 1, 1, preprocess="none", window_a="0,2")
+
+    assert str(caught.value) == (f"{tmp_path / 'B' / 'dose.npy'}: float images need --window-b LOW,HIGH (or "
+                                 "percentile:P_LOW,P_HIGH): their values are never stretched per image")

@@ -98,6 +98,8 @@ def _scan_folder(folder: str | os.PathLike, role: str, preprocess: str = "resize
     candidates, volumes = list_sources(folder)
     usable: list[Source]
     usable, skipped = _usable_images(candidates, f"{role} folder {folder}", preprocess)
+    if reader is not None:
+        reader.check_windows(usable)
     if reader is not None and volumes:
         slices, unusable = expand_volumes(volumes, reader, min_foreground, role)
         for path, reason in unusable:

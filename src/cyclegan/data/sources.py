@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cyclegan.data.highbit import NUMPY_SUFFIXES, TIFF_SUFFIXES, match_channels, read_array, reads_at_full_precision
+from cyclegan.data.highbit import (NUMPY_SUFFIXES, TIFF_SUFFIXES, header_dtype, match_channels, read_array,
+                                   reads_at_full_precision)
 from cyclegan.data.images import list_images, open_image_header
 from cyclegan.data.intensity import IntensityWindow, window_for
 from cyclegan.data.volumes import NIFTI_SUFFIXES, Volume, is_volume, read_volume
-from cyclegan.errors import DatasetError, UnreadableImageError
+from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,16 @@ class SourceReader:
                 window = window.resolved(volume.values)
             self._volume = (path, volume, window)
         return self._volume[1], self._volume[2]
+
+    def check_windows(self, paths: list[Path]) -> None:
+        """Raise ConfigError naming the first of `paths` that needs a window the domain lacks (a
+        float file), before training starts rather than in a data-loading worker."""
+        for path in paths:
+            if needs_array_reader(path, self.channels):
+                try:
+                    window_for(header_dtype(path), self.window, self.flag)
+                except ConfigError as error:
+                    raise ConfigError(f"{path}: {error}") from None
 
     def forget(self) -> None:
         """Drop the volume kept, so that a dataset sent to DataLoader workers does not carry it."""
