@@ -349,3 +349,14 @@ def test_training_on_float_files_without_a_window_is_refused_naming_the_file(tmp
 
     assert str(caught.value) == (f"{tmp_path / 'B' / 'dose.npy'}: float images need --window-b LOW,HIGH (or "
                                  "percentile:P_LOW,P_HIGH): their values are never stretched per image")
+
+
+def test_a_16_bit_image_larger_than_the_tile_is_translated_in_tiles_without_seams_from_identity(tmp_path):
+    values = np.random.default_rng(1).integers(0, 65536, size=(70, 90)).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "big.png")
+    spec = GeneratorSpec("resnet_6blocks", 1, 1, 8, "instance", "identity", "AtoB")
+    tiled = Translator(torch.nn.Identity(), spec, device="cpu", tile=32, overlap=8)
+
+    tiled.translate_files([tmp_path / "big.png"], tmp_path / "out")
+
+    assert np.array_equal(np.array(Image.open(tmp_path / "out" / "big.png")), values)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from cyclegan.data.highbit import (check_writable, depth_of_dtype, header_dtype, match_channels,
                                    read_array, unit_to_array, write_array)
@@ -27,8 +26,8 @@ from cyclegan.data.volumes import is_volume, nifti_dtype, read_volume, write_vol
 from cyclegan.checkpoint import GeneratorSpec
 from cyclegan.errors import ConfigError
 
-# The generator, with its padding and precision: (N, C, H, W) in [-1, 1] -> (N, C', H, W).
-TensorTranslation = Callable[[torch.Tensor], torch.Tensor]
+# The generator, with its padding, precision and tiles: (H, W, C) in [-1, 1] -> (H, W, C') in [-1, 1].
+ArrayTranslation = Callable[[np.ndarray], np.ndarray]
 
 WINDOW_FLAGS = "a window (train with --window-a/--window-b)"
 
@@ -79,21 +78,21 @@ def check_outputs(arrays: list[tuple[Path, Path]], volumes: list[tuple[Path, Pat
     return depths, notes
 
 
-def translate_array_file(spec: GeneratorSpec, translate: TensorTranslation, path: Path, target: Path,
+def translate_array_file(spec: GeneratorSpec, translate: ArrayTranslation, path: Path, target: Path,
                          depth: str | None) -> int:
     """Translate one full-precision image file into `target` at `depth` ("8", "16", "float"; None:
     its own); returns how many values its window clipped."""
     values = match_channels(read_array(path), spec.input_nc, path)
     window = window_for(values.dtype, parse_window(spec.input_window), WINDOW_FLAGS).resolved(values)
     unit, clipped = window.to_unit(values)
-    translated = _translate_unit(translate, unit)
+    translated = translate(unit)
     depth = depth or depth_of_dtype(values.dtype)
     result = unit_to_array(translated, _output_window(spec.output_window, window), values.dtype, depth)
     write_array(target, result[:, :, 0] if result.shape[2] == 1 else result)
     return clipped
 
 
-def translate_volume_file(spec: GeneratorSpec, translate: TensorTranslation, path: Path, target: Path) -> int:
+def translate_volume_file(spec: GeneratorSpec, translate: ArrayTranslation, path: Path, target: Path) -> int:
     """Translate a NIfTI file or DICOM series slice by slice into `target` (a file of the same
     name, or a series folder); returns how many values the window clipped."""
     volume = read_volume(path)
@@ -108,7 +107,7 @@ def translate_volume_file(spec: GeneratorSpec, translate: TensorTranslation, pat
         slice_window = window.resolved(values)
         unit, count = slice_window.to_unit(match_channels(values, spec.input_nc, path))
         clipped += count
-        translated = _translate_unit(translate, unit)
+        translated = translate(unit)
         slices.append(_output_window(output_window, slice_window).from_unit(translated[:, :, 0]))
     write_volume(volume, volume.assemble(slices, axis), target)
     return clipped
@@ -126,9 +125,3 @@ __all__ = ["is_volume", "is_array_input", "check_outputs", "translate_array_file
 def _output_window(given: IntensityWindow | str | None, input_window: IntensityWindow) -> IntensityWindow:
     window = parse_window(given) if isinstance(given, str) else given
     return window if window is not None and not window.is_percentile else input_window
-
-
-def _translate_unit(translate: TensorTranslation, unit: np.ndarray) -> np.ndarray:
-    """(H, W, C) in [-1, 1] through the generator, as (H, W, C') in [-1, 1]."""
-    batch = torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1)))[None]
-    return translate(batch)[0].cpu().numpy().transpose(1, 2, 0)

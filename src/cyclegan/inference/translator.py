@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -32,7 +33,7 @@ from cyclegan.data.sources import list_sources
 from cyclegan.inference import scientific
 from cyclegan.inference.pipeline import Pipeline
 from cyclegan.inference.resolve import ResolvedModel, resolve
-from cyclegan.inference.tiling import check_tiling, translate_tiled, with_image_statistics
+from cyclegan.inference.tiling import check_tiling, translate_tiled, translate_tiled_array, with_image_statistics
 from cyclegan.inference.video import VideoOptions, VideoResult, is_video, list_videos, output_name, translate_video
 from cyclegan.layers.nnpack import available as nnpack_available
 from cyclegan.layers.nnpack import use_nnpack
@@ -124,6 +125,16 @@ class Translator:
     def translate_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [-1, 1] -> (N, C', H, W) in [-1, 1]."""
         return self._run(self.generator, batch)
+
+    def translate_array(self, unit: np.ndarray) -> np.ndarray:
+        """A float32 (H, W, C) array in [-1, 1] (a 16-bit, float or multi-channel image, a volume's
+        slice) -> (H, W, C') in [-1, 1], unrounded; in tiles when larger than `tile`."""
+        if self.tile is not None and max(unit.shape[:2]) > self.tile:
+            with self._tiling_lock:
+                return translate_tiled_array(unit, lambda batch: self._run(self._tiled_generator, batch), self.tile,
+                                             self.overlap, self._tiled_norms)
+        batch = torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1), dtype=np.float32))[None]
+        return self.translate_tensor(batch)[0].cpu().numpy().transpose(1, 2, 0)
 
     @torch.no_grad()
     def _run(self, generator: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
@@ -250,9 +261,9 @@ class Translator:
             for path, target in plan[rank::world_size]:
                 try:
                     if kind == "volume":
-                        clipped = scientific.translate_volume_file(self.spec, self.translate_tensor, path, target)
+                        clipped = scientific.translate_volume_file(self.spec, self.translate_array, path, target)
                     else:
-                        clipped = scientific.translate_array_file(self.spec, self.translate_tensor, path, target,
+                        clipped = scientific.translate_array_file(self.spec, self.translate_array, path, target,
                                                                   depths[path])
                 except UnreadableImageError as error:  # this file only
                     report.failed.append((path, str(error)))
