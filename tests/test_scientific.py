@@ -360,3 +360,36 @@ def test_a_16_bit_image_larger_than_the_tile_is_translated_in_tiles_without_seam
     tiled.translate_files([tmp_path / "big.png"], tmp_path / "out")
 
     assert np.array_equal(np.array(Image.open(tmp_path / "out" / "big.png")), values)
+
+
+def test_a_percentile_window_of_a_volume_is_taken_over_the_whole_volume(tmp_path):
+    nibabel()
+    for domain in ("A", "B"):
+        (tmp_path / domain).mkdir()
+        write_nifti(tmp_path / domain / "mr.nii.gz", ct_volume(), AFFINE)
+
+    dataset = UnalignedDataset(tmp_path / "A", tmp_path / "B", 1, 1, preprocess="none", flip=False,
+                               window_a="percentile:0,100", window_b=HU_WINDOW)
+
+    raw = ct_volume().astype(np.float32)
+    low, high = float(raw.min()), float(raw.max())
+    expected = (raw[:, :, 2] - np.float32(low)) / np.float32((high - low) / 2) - np.float32(1)
+    assert torch.equal(dataset[2]["A"][0], torch.from_numpy(expected))
+    assert dataset[2]["clipped"] == 0
+
+
+def test_min_foreground_skips_slices_with_too_little_tissue_and_names_a_volume_left_without_any(tmp_path):
+    nibabel()
+    for domain in ("A", "B"):
+        (tmp_path / domain).mkdir()
+        write_nifti(tmp_path / domain / "ct.nii.gz", ct_volume(), AFFINE)
+    write_nifti(tmp_path / "A" / "small.nii.gz", ct_volume(shape=(64, 64, 3)), AFFINE)  # tissue: 24x24 of 64x64
+
+    with pytest.warns(UserWarning, match="small.nii.gz"):
+        dataset = UnalignedDataset(tmp_path / "A", tmp_path / "B", 1, 1, preprocess="none", window_a=HU_WINDOW,
+                                   min_foreground=0.5)
+
+    assert [(s.path.name, s.index) for s in dataset.paths_a] == [("ct.nii.gz", 0), ("ct.nii.gz", 1), ("ct.nii.gz", 2)]
+    assert dataset.skipped == [(str(tmp_path / "A" / "small.nii.gz"),
+                                f"{tmp_path / 'A' / 'small.nii.gz'}: no slice has foreground above the window's low "
+                                "end (--min-foreground); check the window or lower --min-foreground")]
