@@ -85,6 +85,11 @@ class GeneratorSpec:
     backend: str = "torch"
     providers: tuple[str, ...] = ()
     exported_direction: str | None = None
+    # The intensity windows (--window-a/--window-b, as given) of this generator's input and output
+    # domains, and the slice axis of volumes; None where the run gave none (or the file does not say).
+    input_window: str | None = None
+    output_window: str | None = None
+    slice_axis: int | None = None
 
     @property
     def size_multiple(self) -> int:
@@ -389,6 +394,8 @@ def generator_from_file(weights: Path, metadata: dict, direction: Direction | st
     input_nc, output_nc = generator_channels(config, applied or Direction.A_TO_B)
     generator = build_generator_from_config(config, applied or Direction.A_TO_B)
     load_weights(weights, {name: generator})
+    windows = (config.window_b, config.window_a) if applied is Direction.B_TO_A else (config.window_a, config.window_b)
     spec = GeneratorSpec(config.net_g, input_nc, output_nc, config.ngf, config.norm, str(weights),
-                         None if applied is None else applied.value, config.use_dropout)
+                         None if applied is None else applied.value, config.use_dropout, input_window=windows[0],
+                         output_window=windows[1], slice_axis=config.slice_axis)
     return generator.eval(), spec

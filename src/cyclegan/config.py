@@ -52,6 +52,8 @@ PICKS = ("latest", "best")
 # Where a run's scalars, validation scores, warnings and gallery images go besides log.jsonl
 # (cyclegan.training.trackers); "none" for nowhere else.
 TRACKERS = ("tensorboard", "wandb", "mlflow")
+# The most channels a domain's images may have: multispectral bands (RGB + NIR and more).
+MAX_CHANNELS = 16
 
 
 # Each model's own defaults for the options whose paper value differs between CycleGAN (Zhu et al.
@@ -167,8 +169,19 @@ class ModelConfig:
                                  "generators only): a data-dependent norm would undo the Lipschitz bound that "
                                  "spectral norm gives, and SN-GAN uses none; their convolutions get biases instead.",
                                  flag="--spectral-norm", negative_flag="--no-spectral-norm")
-    input_nc: int = option(3, "Channels of domain A images (1 = grayscale, 3 = RGB).")
-    output_nc: int = option(3, "Channels of domain B images (1 = grayscale, 3 = RGB).")
+    input_nc: int = option(3, f"Channels of domain A images (1 = grayscale, 3 = RGB; up to {MAX_CHANNELS} from "
+                           "multi-page TIFF or .npy H x W x C).")
+    output_nc: int = option(3, f"Channels of domain B images (1 = grayscale, 3 = RGB; up to {MAX_CHANNELS}).")
+    # The windows travel with the weights: translation maps its inputs as training did, and back.
+    window_a: str | None = option(None, "Intensity window of domain A: LOW,HIGH in the files' own units (CT: "
+                                  "--window-a=-1000,2000 Hounsfield units) maps [LOW, HIGH] onto the networks' "
+                                  "[-1, 1], clipped; percentile:P,Q (MR: percentile:0.5,99.5) takes them from each "
+                                  "file (a volume, or a 2-D image; add :image for each slice). Default: 8-bit images "
+                                  "as always, 16-bit integers their full range; float images need one. Applies to "
+                                  "16-bit, float, multi-channel and volume files; 8-bit images keep 0..255.")
+    window_b: str | None = option(None, "Intensity window of domain B (see --window-a).")
+    slice_axis: int | None = option(None, "Volumes (NIfTI, DICOM series) are cut into 2-D slices along this voxel "
+                                    "axis, 0, 1 or 2 (default: each volume's acquisition axis, axial for most).")
 
     def __post_init__(self) -> None:
         _resolve_model_defaults("model", self, self.model)
@@ -230,6 +243,8 @@ class DataConfig:
     flip: bool = option(True, "Random horizontal flips.", flag="--flip", negative_flag="--no-flip")
     serial_batches: bool = option(False, "Pair A and B images by index instead of drawing B at random.")
     num_workers: int = option(2, "Data-loading worker processes (0 loads in the training process).")
+    min_foreground: float = option(0.0, "Volumes: skip slices whose fraction of voxels above the window's low end "
+                                   "is at most this (0: skip only empty slices).")
 
 
 @dataclass
@@ -380,8 +395,19 @@ class TrainConfig:
             raise ConfigError(f"--d-ratio must be positive, got {self.loss.d_ratio}")
         if self.optim.lr_gamma is not None and not self.optim.lr_gamma > 0:
             raise ConfigError(f"--lr-gamma must be positive, got {self.optim.lr_gamma}")
-        if self.model.input_nc not in (1, 3) or self.model.output_nc not in (1, 3):
-            raise ConfigError("--input-nc and --output-nc must be 1 (grayscale) or 3 (RGB)")
+        for name, channels in (("--input-nc", self.model.input_nc), ("--output-nc", self.model.output_nc)):
+            if not 1 <= channels <= MAX_CHANNELS:
+                raise ConfigError(f"{name} must be 1 (grayscale), 3 (RGB) or up to {MAX_CHANNELS} channels, "
+                                  f"got {channels}")
+        if self.model.model == "pix2pix" and {self.model.input_nc, self.model.output_nc} - {1, 3}:
+            raise ConfigError("pix2pix pairs 8-bit images: --input-nc and --output-nc must be 1 or 3")
+        if self.model.model == "pix2pix" and (self.model.window_a or self.model.window_b):
+            raise ConfigError("pix2pix pairs 8-bit images, which take no intensity window; leave out "
+                              "--window-a/--window-b (windows apply to --model cyclegan)")
+        if self.model.slice_axis is not None and self.model.slice_axis not in (0, 1, 2):
+            raise ConfigError(f"--slice-axis must be 0, 1 or 2 (a voxel axis), got {self.model.slice_axis}")
+        if not 0.0 <= self.data.min_foreground < 1.0:
+            raise ConfigError(f"--min-foreground is a fraction in [0, 1), got {self.data.min_foreground}")
         if self.loss.lambda_identity > 0 and self.model.input_nc != self.model.output_nc:
             raise ConfigError(f"the identity loss feeds B images to the A -> B generator, which needs "
                               f"--input-nc == --output-nc (got {self.model.input_nc} and {self.model.output_nc}); "
@@ -486,13 +512,15 @@ def config_to_argv(config: TrainConfig, base: TrainConfig | None = None) -> list
     argv: list[str] = []
     values, base_values = config.to_dict(), base.to_dict()
     for section_name, section_cls in SECTIONS.items():
-        for field in dataclasses.fields(section_cls):
-            value, default = values[section_name][field.name], base_values[section_name][field.name]
+        for option_field in dataclasses.fields(section_cls):
+            value, default = values[section_name][option_field.name], base_values[section_name][option_field.name]
             if value == default:
                 continue
             if isinstance(value, bool):
-                negative = negative_flag_of(field)
-                argv.append(flag_of(field) if value else negative)
+                negative = negative_flag_of(option_field)
+                argv.append(flag_of(option_field) if value else negative)
+            elif value is not None and str(value).startswith("-"):
+                argv.append(f"{flag_of(option_field)}={value}")  # argparse reads "-1000,2000" alone as a flag
             elif value is not None:
-                argv.extend([flag_of(field), str(value)])
+                argv.extend([flag_of(option_field), str(value)])
     return argv

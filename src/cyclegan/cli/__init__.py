@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import re
 import sys
 
 from cyclegan.cli import reference
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         split = argv.index("--")
         argv, passthrough = argv[:split], argv[split + 1:]
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(argv))
     if passthrough and not getattr(args, "takes_passthrough", False):
         parser.exit(2, f"cyclegan {args.command}: error: unrecognized arguments after --: {' '.join(passthrough)}\n")
     args.passthrough = passthrough
@@ -61,3 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cyclegan {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+_NEGATIVE_VALUE = re.compile(r"-\.?\d[\d.,eE+-]*")
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """`--window-b -1000,2000` as `--window-b=-1000,2000`: argparse takes a lone "-1000,2000" for a
+    flag (it accepts only single numbers that start with a minus sign), so a window or list of
+    numbers starting below zero would otherwise need the `=` form."""
+    joined: list[str] = []
+    for token in argv:
+        if (joined and joined[-1].startswith("--") and "=" not in joined[-1]
+                and _NEGATIVE_VALUE.fullmatch(token) and "," in token):
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined

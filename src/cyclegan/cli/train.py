@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {len(result.skipped_files)} unreadable file(s):")
         for path in result.skipped_files:
             print(f"  {path}")
+    if result.clipped_values:
+        print(f"clipped {result.clipped_values} training-image value(s) outside the intensity windows "
+              "(--window-a/--window-b)")
     if result.nonfinite_skipped:
         print(f"skipped {result.nonfinite_skipped} update(s) with non-finite losses")
     if result.stopped_by_signal is not None:

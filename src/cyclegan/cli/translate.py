@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
                                                 batch_size=options.batch_size, shard=(dist.rank, dist.world_size),
                                                 io_threads=options.io_threads,
                                                 processes_on_host=dist.local_world_size,
-                                                overwrite=options.overwrite)
+                                                overwrite=options.overwrite,
+                                                output_depth=options.output_depth)
         except MemoryError:  # outside the network (which says more itself): decoding or encoding a file
             raise InsufficientMemoryError("out of memory reading or writing the files; translate fewer or "
                                           "smaller files at a time, or use --tile 512") from None

@@ -32,9 +32,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from cyclegan.data.images import IMAGE_EXTENSIONS, list_images, load_image, open_image_header
+from cyclegan.data.highbit import NUMPY_SUFFIXES, read_array, reads_at_full_precision
+from cyclegan.data.images import IMAGE_EXTENSIONS, load_image, open_image_header
+from cyclegan.data.sources import first_usable_volume, list_sources, source_size
 from cyclegan.data.transforms import check_preprocess_options
-from cyclegan.errors import DatasetError, UnreadableImageError
+from cyclegan.data.volumes import NIFTI_SUFFIXES, describe, is_volume, read_volume
+from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
 
 DATASET_FOLDERS = ("trainA", "trainB", "testA", "testB")
 TRAIN_FOLDERS = ("trainA", "trainB")
@@ -59,6 +62,7 @@ class FolderReport:
     wrong_extension: list[tuple[str, str]] = field(default_factory=list)  # images training ignores by extension
     tiny: list[tuple[str, str]] = field(default_factory=list)  # smaller than the crop (enlarged) or unusable
     other_files: list[str] = field(default_factory=list)  # not images, not named like images (README, labels)
+    volumes: list[tuple[str, str]] = field(default_factory=list)  # NIfTI files, DICOM series: (path, geometry)
 
     def to_dict(self) -> dict:
         return {
@@ -67,7 +71,13 @@ class FolderReport:
             **{key: [{"path": path, "reason": reason} for path, reason in getattr(self, key)]
                for key in ("unreadable", "not_images", "misnamed", "wrong_extension", "tiny")},
             "other_files": list(self.other_files),
+            "volumes": [{"path": path, "geometry": geometry} for path, geometry in self.volumes],
         }
+
+    @property
+    def usable(self) -> int:
+        """Images and volumes training will use."""
+        return self.images + len(self.volumes)
 
 
 @dataclass
@@ -158,15 +168,18 @@ def fatal_problems(dir_a: str | os.PathLike, dir_b: str | os.PathLike | None,
     folders = [("domain A", dir_a)] + ([("domain B", dir_b)] if dir_b is not None else [])
     for role, folder in ((role, Path(folder)) for role, folder in folders):
         try:
-            candidates = list_images(folder)
+            candidates, volumes = list_sources(folder)
         except DatasetError as error:
             problems.append(f"{role}: {error}")
             continue
         reasons = []
         for path in candidates:
             try:
-                with open_image_header(path) as image:
-                    size = image.size
+                if path.suffix.lower() in NUMPY_SUFFIXES or reads_at_full_precision(path):
+                    size = source_size(path)
+                else:
+                    with open_image_header(path) as image:
+                        size = image.size
             except UnreadableImageError as error:
                 reasons.append(str(error))
                 continue
@@ -175,7 +188,10 @@ def fatal_problems(dir_a: str | os.PathLike, dir_b: str | os.PathLike | None,
                 break
             reasons.append(f"{path}: {too_small}")
         else:
-            problems.append(f"{role}: {folder} has no usable image: " + _why_empty(folder, candidates, reasons))
+            has_volume, volume_reasons = first_usable_volume(folder) if volumes else (False, [])
+            if not has_volume:
+                problems.append(f"{role}: {folder} has no usable image: "
+                                + _why_empty(folder, candidates + volumes, reasons + volume_reasons))
     return problems
 
 
@@ -207,8 +223,17 @@ def _check_folder(root: Path, name: str, preprocess: str, crop_size: int) -> tup
     except OSError as error:
         report.unreadable.append((name, f"cannot list the folder ({error.strerror or error})"))
         return report, []
-    files = [Path(entry.path) for entry in entries if not _is_dir(entry)]
-    report.files, report.subfolders = len(files), len(entries) - len(files)
+    volumes = [Path(entry.path) for entry in entries
+               if entry.name.lower().endswith(NIFTI_SUFFIXES) or (_is_dir(entry) and is_volume(entry.path))]
+    files = [Path(entry.path) for entry in entries if not _is_dir(entry) and Path(entry.path) not in volumes]
+    report.files, report.subfolders = len(files), len(entries) - len(files) - len(volumes)
+    for path in volumes:
+        relative = path.relative_to(root).as_posix()
+        try:
+            report.volumes.append((relative, describe(read_volume(path)).removeprefix(f"{path.name}: ")))
+        except (UnreadableImageError, ConfigError) as error:
+            # A series names its own file that is wrong: shown relative to the series folder.
+            report.unreadable.append((relative, _without_path(str(error), path).removeprefix(f"{path}{os.sep}")))
     with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
         results = list(pool.map(_read_file, files))
     found = []  # (relative path, sha256) of the images training uses
@@ -241,6 +266,22 @@ def _read_file(path: Path) -> _FileResult:
     result.content = _content_format(prefix)
     if not prefix:
         result.problem = "empty file (0 bytes)"
+        return result
+    if path.suffix.lower() in NUMPY_SUFFIXES or (result.content in ("PNG", "TIFF") and reads_at_full_precision(path)):
+        # 16-bit, float and multi-channel files: read as training reads them, at full precision.
+        result.content = result.content or "NPY"
+        try:
+            array = read_array(path)
+        except (UnreadableImageError, ConfigError) as error:
+            result.problem = _without_path(str(error), path)
+            return result
+        result.size = (array.shape[1], array.shape[0])
+        channels = array.shape[2] if array.ndim == 3 else 1
+        try:  # Pillow's name of the mode where it has one ("I;16"), else the type and channels
+            with open_image_header(path) as header:
+                result.stored_mode = header.mode
+        except UnreadableImageError:
+            result.stored_mode = array.dtype.name + (f" x{channels}" if channels > 1 else "")
         return result
     if result.content is None and path.suffix.lower() in IMAGE_EXTENSIONS:
         result.problem = "not an image: its content matches no image format"
@@ -280,12 +321,13 @@ def _content_format(prefix: bytes) -> str | None:
 
 
 _EXTENSION_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF",
-                      ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".ppm": "PPM", ".pgm": "PPM"}
+                      ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".ppm": "PPM", ".pgm": "PPM",
+                      ".npy": "NPY"}
 
 
 def _classify(report: FolderReport, relative: str, result: _FileResult, preprocess: str, crop_size: int) -> bool:
     """File `result` under its heading of `report`; True if training uses it."""
-    named_as_image = result.path.suffix.lower() in IMAGE_EXTENSIONS
+    named_as_image = result.path.suffix.lower() in IMAGE_EXTENSIONS | NUMPY_SUFFIXES
     if result.problem is not None:
         if result.content is None and result.digest is not None:
             if named_as_image:
@@ -341,13 +383,13 @@ def _judge(report: DatasetReport) -> tuple[list[str], list[str]]:
                              "(point --domain-a/--domain-b at plain folders instead)")
     elif not report.folders:
         fatal.append(f"{report.folder} holds neither files nor sub-folders")
-    elif len(report.folders) > 1 and not any(folder.images for folder in report.folders.values()):
+    elif len(report.folders) > 1 and not any(folder.usable for folder in report.folders.values()):
         fatal.append(f"none of the {len(report.folders)} sub-folders of {report.folder} holds a usable image")
     for name, folder in report.folders.items():
         label = "the folder" if name == "." else f"{name}/"
-        if folder.images == 0 and (name in TRAIN_FOLDERS or len(report.folders) == 1):
+        if folder.usable == 0 and (name in TRAIN_FOLDERS or len(report.folders) == 1):
             fatal.append(f"{label} has no usable image ({_summary(folder)})")
-        elif folder.images == 0:
+        elif folder.usable == 0:
             warnings.append(f"{label} has no usable image ({_summary(folder)})")
         for key, what in (("unreadable", "unreadable file(s), skipped by training"),
                           ("not_images", "file(s) named like images that are not images, skipped by training"),
@@ -398,7 +440,10 @@ def render_text(report: DatasetReport) -> str:
     lines = [f"{_shown(str(report.folder))}: {report.layout} layout, checked for --preprocess {report.preprocess} "
              f"--load-size {report.load_size} --crop-size {report.crop_size}"]
     for name, folder in report.folders.items():
-        lines.append(f"  {name}: {folder.images} usable image(s) of {folder.files} file(s)")
+        lines.append(f"  {name}: {folder.images} usable image(s) of {folder.files} file(s)"
+                     + (f", {len(folder.volumes)} volume(s)" if folder.volumes else ""))
+        for path, geometry in folder.volumes:
+            lines.append(f"    volume: {_shown(path)}: {geometry}")
         if folder.sizes:
             common = ", ".join(f"{size} x{count}" for size, count in folder.sizes.most_common(_SHOWN))
             others = len(folder.sizes) - _SHOWN

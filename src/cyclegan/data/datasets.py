@@ -30,11 +30,12 @@ from torch.utils.data import Dataset
 from cyclegan.data.images import (
     IMAGE_EXTENSIONS,
     image_to_tensor,
-    list_images,
     load_image,
-    open_image_header,
 )
-from cyclegan.data.transforms import check_preprocess_options, preprocess
+from cyclegan.config import MAX_CHANNELS
+from cyclegan.data.sources import (Source, SourceReader, expand_volumes, file_of, list_sources, needs_array_reader,
+                                   parse_window, source_size)
+from cyclegan.data.transforms import check_preprocess_options, preprocess, preprocess_array
 from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
 
 
@@ -42,9 +43,26 @@ class SkippedImageWarning(UserWarning):
     """A file was left out of a dataset; the message names it and says why."""
 
 
-def _check_channels(name: str, value: int) -> None:
-    if value not in (1, 3):
-        raise ConfigError(f"{name} must be 1 (grayscale) or 3 (RGB), got {value}")
+def _check_channels(name: str, value: int, most: int = 3) -> None:
+    if value not in (1, 3) and not 1 <= value <= most:
+        more = f", or up to {most} channels from multi-page TIFF or .npy" if most > 3 else ""
+        raise ConfigError(f"{name} must be 1 (grayscale) or 3 (RGB){more}, got {value}")
+
+
+def prepared_tensor(loaded, rng: np.random.Generator | None, options: dict) -> torch.Tensor:
+    """A loaded image (8-bit PIL, or a [-1, 1] float array) resized, cropped and flipped, as (C, H, W)."""
+    if isinstance(loaded, np.ndarray):
+        array = preprocess_array(loaded, rng=rng, **options)
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return image_to_tensor(preprocess(loaded, rng=rng, **options))
+
+
+def load_source(source: Source, channels: int, reader: SourceReader) -> tuple[object, int]:
+    """An 8-bit file as `load_image` decodes it, anything else as a [-1, 1] array through the
+    domain's window (`SourceReader`); and how many values the window clipped."""
+    if isinstance(source, Path) and not needs_array_reader(source, channels):
+        return load_image(source, channels), 0
+    return reader.unit(source)
 
 
 def _usable_images(
@@ -58,8 +76,7 @@ def _usable_images(
     skipped: list[tuple[str, str]] = []
     for path in paths:
         try:
-            with open_image_header(path) as header:
-                problem = size_problem(header.size, preprocess)
+            problem = size_problem(source_size(path), preprocess)
             if problem:
                 raise UnreadableImageError(f"{path}: {problem}")
         except UnreadableImageError as exc:
@@ -72,12 +89,23 @@ def _usable_images(
     return usable, skipped
 
 
-def _scan_folder(folder: str | os.PathLike, role: str,
-                 preprocess: str = "resize_and_crop") -> tuple[list[Path], list[tuple[str, str]]]:
-    """Usable images of `folder`; DatasetError explaining why if there are none."""
+def _scan_folder(folder: str | os.PathLike, role: str, preprocess: str = "resize_and_crop",
+                 reader: SourceReader | None = None,
+                 min_foreground: float = 0.0) -> tuple[list[Source], list[tuple[str, str]]]:
+    """Usable images of `folder` and, with a `reader`, the slices of its volumes; DatasetError
+    explaining why if there are none."""
     folder = Path(folder)
-    candidates = list_images(folder)
+    candidates, volumes = list_sources(folder)
+    usable: list[Source]
     usable, skipped = _usable_images(candidates, f"{role} folder {folder}", preprocess)
+    if reader is not None:
+        reader.check_windows(usable)
+    if reader is not None and volumes:
+        slices, unusable = expand_volumes(volumes, reader, min_foreground, role)
+        for path, reason in unusable:
+            warnings.warn(f"skipping {path} in {role} folder {folder}: {reason}", SkippedImageWarning, stacklevel=3)
+        usable, skipped = usable + slices, skipped + unusable
+        candidates = candidates + volumes
     if usable:
         return usable, skipped
     entries = sorted(os.listdir(folder))
@@ -126,15 +154,22 @@ class UnalignedDataset(Dataset):
         seed: int = 0,
         size_multiple: int = 4,
         keep: Callable[[Path], bool] | None = None,
+        window_a: str | None = None,
+        window_b: str | None = None,
+        slice_axis: int | None = None,
+        min_foreground: float = 0.0,
     ) -> None:
-        self.paths_a, skipped_a = _scan_folder(dir_a, "domain A", preprocess)
-        self.paths_b, skipped_b = _scan_folder(dir_b, "domain B", preprocess)
+        _check_channels("input_nc", input_nc, MAX_CHANNELS)
+        _check_channels("output_nc", output_nc, MAX_CHANNELS)
+        check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
+        # Readers of 16-bit, float, multi-channel and volume files, through each domain's window.
+        self.readers = {"A": SourceReader(input_nc, parse_window(window_a), slice_axis, "--window-a"),
+                        "B": SourceReader(output_nc, parse_window(window_b), slice_axis, "--window-b")}
+        self.paths_a, skipped_a = _scan_folder(dir_a, "domain A", preprocess, self.readers["A"], min_foreground)
+        self.paths_b, skipped_b = _scan_folder(dir_b, "domain B", preprocess, self.readers["B"], min_foreground)
         if keep is not None:
             self.paths_a = _kept(self.paths_a, keep, dir_a)
             self.paths_b = _kept(self.paths_b, keep, dir_b)
-        _check_channels("input_nc", input_nc)
-        _check_channels("output_nc", output_nc)
-        check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
         self.skipped: list[tuple[str, str]] = skipped_a + skipped_b
         self.input_nc, self.output_nc = input_nc, output_nc
         self.preprocess_options = dict(
@@ -164,27 +199,27 @@ class UnalignedDataset(Dataset):
         else:
             index_b = int(rng.integers(len(self.paths_b)))
         skipped: list[str] = []
-        path_a, img_a = self._load(self.paths_a, index % len(self.paths_a), self.input_nc, skipped)
-        path_b, img_b = self._load(self.paths_b, index_b, self.output_nc, skipped)
-        img_a = preprocess(img_a, rng=rng, **self.preprocess_options)
-        img_b = preprocess(img_b, rng=rng, **self.preprocess_options)
+        path_a, img_a, clipped_a = self._load(self.paths_a, index % len(self.paths_a), "A", skipped)
+        path_b, img_b, clipped_b = self._load(self.paths_b, index_b, "B", skipped)
         return {
-            "A": image_to_tensor(img_a),
-            "B": image_to_tensor(img_b),
+            "A": prepared_tensor(img_a, rng, self.preprocess_options),
+            "B": prepared_tensor(img_b, rng, self.preprocess_options),
             "A_path": str(path_a),
             "B_path": str(path_b),
             "skipped": skipped,
+            "clipped": clipped_a + clipped_b,  # values outside the domains' windows (--window-a/-b)
         }
 
-    def _load(self, paths: list[Path], start: int, channels: int, skipped: list[str]):
+    def _load(self, paths: list[Source], start: int, domain: str, skipped: list[str]):
         """Decode paths[start], or the first decodable file after it (wrapping around)."""
+        channels = self.input_nc if domain == "A" else self.output_nc
         for offset in range(len(paths)):
             path = paths[(start + offset) % len(paths)]
             if str(path) in self._undecodable:
                 skipped.append(str(path))
                 continue
             try:
-                return path, load_image(path, channels)
+                return (path, *load_source(path, channels, self.readers[domain]))
             except UnreadableImageError as exc:
                 self._undecodable[str(path)] = str(exc)
                 skipped.append(str(path))
@@ -195,14 +230,14 @@ class UnalignedDataset(Dataset):
                 )
         reasons = "; ".join(self._undecodable[str(p)] for p in paths[:3])
         raise DatasetError(
-            f"{paths[0].parent}: none of its {len(paths)} images can be decoded ({reasons}). "
+            f"{file_of(paths[0]).parent}: none of its {len(paths)} images can be decoded ({reasons}). "
             "Replace the damaged files."
         )
 
 
 def _kept(paths: list[Path], keep: Callable[[Path], bool], folder) -> list[Path]:
     """The paths that `keep` accepts; DatasetError when it accepts none."""
-    kept = [path for path in paths if keep(path)]
+    kept = [path for path in paths if keep(file_of(path))]
     if not kept:
         raise DatasetError(f"{folder}: none of its {len(paths)} usable images is left once the training and the "
                            "validation images are told apart (--val-fraction); add images or change --val-fraction")
@@ -247,6 +282,7 @@ class SingleFolderDataset(Dataset):
         load_size: int = 256,
         crop_size: int = 256,
         size_multiple: int = 4,
+        window: str | None = None,
     ) -> None:
         if isinstance(source, (str, os.PathLike)):
             self.paths, self.skipped = _scan_folder(source, "the input")
@@ -258,9 +294,10 @@ class SingleFolderDataset(Dataset):
                     + (f" ({self.skipped[0][1]})" if self.skipped else "")
                     + ". Pass image files (PNG, JPEG, ...)."
                 )
-        _check_channels("channels", channels)
+        _check_channels("channels", channels, MAX_CHANNELS)
         check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
         self.channels = channels
+        self.reader = SourceReader(channels, parse_window(window), None)
         self.preprocess_options = dict(
             mode=preprocess, load_size=load_size, crop_size=crop_size, flip=False,
             size_multiple=size_multiple,
@@ -271,8 +308,8 @@ class SingleFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
-        img = preprocess(load_image(path, self.channels), rng=None, **self.preprocess_options)
-        return {"image": image_to_tensor(img), "path": str(path)}
+        loaded, _clipped = load_source(path, self.channels, self.reader)
+        return {"image": prepared_tensor(loaded, None, self.preprocess_options), "path": str(path)}
 
 
 class AlignedDataset(Dataset):

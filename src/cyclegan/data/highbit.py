@@ -111,7 +111,27 @@ def reads_at_full_precision(path: str | os.PathLike) -> bool:
                         or page.samplesperpixel not in (1, 3, 4))
     except (OSError, ValueError, UnreadableImageError):
         return False
+    except ConfigError:  # no tifffile: Pillow reads what it can, as before
+        return False
     return False
+
+
+def header_dtype(path: str | os.PathLike) -> np.dtype:
+    """The stored type of `path`'s values, from its header: a .npy's dtype, 16-bit PNG uint16, a
+    TIFF's first page's type, uint8 for everything else (what load_image decodes)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in NUMPY_SUFFIXES:
+            return np.load(path, mmap_mode="r", allow_pickle=False).dtype.newbyteorder("=")
+        if suffix in PNG_SUFFIXES:
+            return np.dtype(np.uint16) if _png_bit_depth_and_colour(path)[0] == 16 else np.dtype(np.uint8)
+        if suffix in TIFF_SUFFIXES:
+            with _tifffile().TiffFile(path) as tiff:
+                return np.dtype(tiff.pages.first.dtype).newbyteorder("=")
+    except (OSError, ValueError, EOFError) as exc:
+        raise UnreadableImageError(f"{path}: its header cannot be read ({describe_exception(exc)})") from None
+    return np.dtype(np.uint8)
 
 
 def read_array(path: str | os.PathLike) -> np.ndarray:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from cyclegan.config import TrainConfig
 from cyclegan.data.datasets import AlignedDataset, SingleFolderDataset, UnalignedDataset
-from cyclegan.data.images import list_images, open_image_header
+from cyclegan.data.images import list_images
+from cyclegan.data.sources import file_of, source_size
 from cyclegan.data.transforms import preprocessed_size, varies_in_size
 from cyclegan.errors import ConfigError, DatasetError
 from cyclegan.networks import size_multiple
@@ -113,7 +114,9 @@ def training_dataset(config: TrainConfig, layout: DatasetLayout | None = None):
                   size_multiple=size_multiple(model.net_g),
                   keep=(lambda path: path not in held_out) if held_out else None)
     if layout.kind == "unpaired":
-        return UnalignedDataset(layout.train_a, layout.train_b, serial_batches=data.serial_batches, **common)
+        return UnalignedDataset(layout.train_a, layout.train_b, serial_batches=data.serial_batches,
+                                window_a=model.window_a, window_b=model.window_b, slice_axis=model.slice_axis,
+                                min_foreground=data.min_foreground, **common)
     return AlignedDataset(layout.train_a, layout.train_b, **common)
 
 
@@ -183,9 +186,10 @@ def validation_images(config: TrainConfig, layout: DatasetLayout | None = None) 
         keep = held_out.__contains__
     if layout.kind == "unpaired":
         domains = {}
-        for domain, folder, channels in (("A", folders[0], model.input_nc), ("B", folders[1], model.output_nc)):
+        for domain, folder, channels, window in (("A", folders[0], model.input_nc, model.window_a),
+                                                 ("B", folders[1], model.output_nc, model.window_b)):
             files = folder if keep is None else [path for path in list_images(folder) if keep(path)]
-            domains[domain] = SingleFolderDataset(files, channels, **preparation)
+            domains[domain] = SingleFolderDataset(files, channels, window=window, **preparation)
         return ValidationImages(source, domains=domains)
     pairs = AlignedDataset(folders[0], folders[1], model.input_nc, model.output_nc, flip=False, random=False,
                            keep=keep, **preparation)
@@ -212,13 +216,12 @@ def check_batchable(dataset, batch_size: int) -> None:
     for domain, paths in folders.items():
         sizes: dict[tuple[int, int], Path] = {}
         for path in paths:
-            with open_image_header(path) as image:
-                width, height = image.size
+            width, height = source_size(path)
             if isinstance(dataset, AlignedDataset) and dataset.side_by_side:
                 width //= 2
             size = preprocessed_size((width, height), options["mode"], options["load_size"], options["crop_size"],
                                      options["size_multiple"])
-            sizes.setdefault(size, path)
+            sizes.setdefault(size, file_of(path))
             if len(sizes) > 1:
                 (first, first_path), (second, second_path) = sizes.items()
                 raise DatasetError(

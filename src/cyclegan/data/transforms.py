@@ -82,6 +82,21 @@ def preprocess(
     return img
 
 
+def preprocess_array(unit: np.ndarray, mode: str = "resize_and_crop", load_size: int = 286, crop_size: int = 256,
+                     flip: bool = True, rng: np.random.Generator | None = None, size_multiple: int = 4) -> np.ndarray:
+    """`preprocess` for a float32 (H, W, C) array in [-1, 1] (16-bit, float, multi-channel images
+    and volume slices): every channel, as a 32-bit float image, gets the very same resize, crop
+    and flip, and `rng` advances as one `preprocess` call would. Bicubic overshoot is clipped."""
+    state = rng.bit_generator.state if rng is not None else None
+    planes = []
+    for channel in range(unit.shape[2]):
+        if rng is not None:
+            rng.bit_generator.state = state  # each channel draws the same crop and flip
+        plane = Image.fromarray(np.ascontiguousarray(unit[:, :, channel], dtype=np.float32))
+        planes.append(np.asarray(preprocess(plane, mode, load_size, crop_size, flip, rng, size_multiple)))
+    return np.clip(np.stack(planes, axis=-1), -1.0, 1.0)
+
+
 def varies_in_size(mode: str) -> bool:
     """Whether images of different sizes come out of `mode` in different sizes."""
     return mode in ("none", "scale_width")

@@ -128,6 +128,17 @@ def volume_stem(path: str | os.PathLike) -> str:
     return name
 
 
+def nifti_dtype(path: str | os.PathLike) -> np.dtype:
+    """The voxel type a NIfTI file stores, from its header; uint8 where the header cannot be read
+    (reading the volume then says what is wrong)."""
+    try:
+        return np.dtype(_nibabel().load(path).get_data_dtype()).newbyteorder("=")
+    except ConfigError:
+        raise
+    except Exception:
+        return np.dtype(np.uint8)
+
+
 def read_volume(path: str | os.PathLike) -> Volume:
     """Read a NIfTI file or a folder holding one DICOM series. Raises UnreadableImageError
     naming the file for anything unreadable or inconsistent."""

@@ -43,6 +43,10 @@ class TranslateOptions:
     io_threads: int | None = option(
         None, "Threads decoding and encoding image files around the network (default: 2 on a CPU, whose cores "
               "the network uses; on a GPU up to 8, as many as the host has cores).", metavar="N")
+    output_depth: str | None = option(
+        None, "Depth of translated 16-bit, float and multi-channel images (default: the input's own); values go "
+              "back through the model's intensity windows. Volumes keep their voxel type.",
+        choices=("8", "16", "float"))
     overwrite: bool = option(False, "Replace output files that exist already (inputs are never replaced).",
                              shown_default="")
     video_codec: str | None = option(

@@ -30,18 +30,20 @@ DEFAULT_NAME_LIMIT = 255
 class OutputPlan:
     images: list[tuple[Path, Path]] = field(default_factory=list)  # input, output
     videos: list[tuple[Path, Path, Path | None]] = field(default_factory=list)  # input, output, frames folder
+    volumes: list[tuple[Path, Path]] = field(default_factory=list)  # input, output (a file or a DICOM series folder)
     failed: list[tuple[Path, str]] = field(default_factory=list)  # inputs that get no output, and why
     notes: list[str] = field(default_factory=list)
 
 
 def plan_outputs(images: Iterable[Path], videos: Iterable[Path], out_dir: Path, codec: str | None = None,
                  frames_dir: Path | None = None, overwrite: bool = False,
-                 shard: tuple[int, int] = (0, 1)) -> OutputPlan:
+                 shard: tuple[int, int] = (0, 1), volumes: Iterable[Path] = ()) -> OutputPlan:
     """Outputs in `out_dir` for the image files and videos given, and with `frames_dir` a folder of
-    frames per video, named after its output. Raises ConfigError for an output that would replace
+    frames per video, named after its output; `volumes` (NIfTI files, DICOM series folders) keep
+    their names. Raises ConfigError for an output that would replace
     an input, and unless `overwrite` for one that exists; `shard=(rank, world_size)` checks the
     existing outputs of that process's share only (the others may be writing theirs already)."""
-    images, videos, out_dir = list(images), list(videos), Path(out_dir)
+    images, videos, volumes, out_dir = list(images), list(videos), list(volumes), Path(out_dir)
     plan = OutputPlan()
     limit = name_limit(out_dir)
     taken: set[str] = set()  # case-folded: "A.png" and "a.png" are one file on macOS and Windows
@@ -51,6 +53,7 @@ def plan_outputs(images: Iterable[Path], videos: Iterable[Path], out_dir: Path, 
             plan.failed.append((path, problem))
         else:
             plan.images.append((path, out_dir / _claim(path, path.name, taken, limit, plan.notes)))
+    plan.volumes = [(path, out_dir / _claim(path, path.name, taken, limit, plan.notes)) for path in volumes]
     targets = [out_dir / _claim(path, output_name(path, codec), taken, limit, plan.notes) for path in videos]
     folders: list[Path | None] = [None] * len(videos)
     if frames_dir is not None:
@@ -62,10 +65,10 @@ def plan_outputs(images: Iterable[Path], videos: Iterable[Path], out_dir: Path, 
                                              claimed, limit, plan.notes)
                    for path, target in zip(videos, targets)]
     plan.videos = list(zip(videos, targets, folders))
-    _refuse_replacing_inputs(plan, images + videos, out_dir)
+    _refuse_replacing_inputs(plan, images + videos + volumes, out_dir)
     if not overwrite:
         rank, world_size = shard
-        _refuse_existing(plan.images[rank::world_size], plan.videos[rank::world_size])
+        _refuse_existing(plan.images[rank::world_size] + plan.volumes[rank::world_size], plan.videos[rank::world_size])
     return plan
 
 
@@ -84,6 +87,8 @@ def unsavable_name(path: Path) -> str | None:
     """Why the translation of the image `path` cannot be saved under its name (the extension
     chooses the format), or None."""
     extension = path.suffix.lower()
+    if extension == ".npy":  # arrays are written back as arrays (cyclegan.data.highbit)
+        return None
     image_format = Image.registered_extensions().get(extension)
     if image_format is not None and image_format in Image.SAVE:
         return None
@@ -125,7 +130,7 @@ def _refuse_replacing_inputs(plan: OutputPlan, inputs: list[Path], out_dir: Path
     files = {(info.st_dev, info.st_ino) for info in map(_stat, inputs) if info is not None}
     input_folders = {os.path.dirname(path) for path in paths}
     suggestion = _another_folder(out_dir)
-    for path, target in [(path, target) for path, target in plan.images] + [(p, t) for p, t, _ in plan.videos]:
+    for path, target in plan.images + plan.volumes + [(p, t) for p, t, _ in plan.videos]:
         info = _stat(target)
         if os.path.realpath(target) in paths or (info is not None and (info.st_dev, info.st_ino) in files):
             whose = "its translation" if os.path.realpath(target) == os.path.realpath(path) else f"the translation of {path}"

@@ -176,51 +176,12 @@ def translate_tiled(image: Image.Image, translate: Callable[[torch.Tensor], torc
     `norms` are the `ImageStatisticsNorm` layers of the network behind `translate`: given, they
     first record statistics of the whole image, which every tile is then normalised with.
     """
-    try:
-        if norms:
-            _record_statistics(image, translate, tile, norms)
-        return _blend_tiles(image, translate, tile, overlap)
-    finally:
-        for norm in norms:
-            norm.reset()
-
-
-def _tiles(image: Image.Image, tile: int, overlap: int):
-    """(top, left, row index, column index, crop as a (1, C, h, w) tensor) for every tile."""
     width, height = image.size
-    tile_h, tile_w = min(tile, height), min(tile, width)
-    for row_index, top in enumerate(tile_starts(height, tile, overlap)):
-        for col_index, left in enumerate(tile_starts(width, tile, overlap)):
-            crop = image.crop((left, top, left + tile_w, top + tile_h))
-            yield top, left, row_index, col_index, image_to_tensor(crop).unsqueeze(0)
 
+    def crop(left: int, top: int, right: int, bottom: int) -> torch.Tensor:
+        return image_to_tensor(image.crop((left, top, right, bottom))).unsqueeze(0)
 
-def _record_statistics(image: Image.Image, translate: Callable, tile: int,
-                       norms: Sequence[ImageStatisticsNorm]) -> None:
-    # Tiles that do not overlap: each pixel counts once, and the pass is cheaper.
-    for norm in norms:
-        norm.start_recording()
-    for *_, batch in _tiles(image, tile, 0):
-        translate(batch)
-    for norm in norms:
-        norm.use_recorded()
-
-
-def _blend_tiles(image: Image.Image, translate: Callable, tile: int, overlap: int) -> Image.Image:
-    width, height = image.size
-    tile_h, tile_w = min(tile, height), min(tile, width)
-    rows, cols = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
-    canvas: np.ndarray | None = None
-    total = np.zeros((height, width), dtype=np.float32)
-    for top, left, row_index, col_index, batch in _tiles(image, tile, overlap):
-        output = translate(batch)[0].float().cpu().numpy()
-        if canvas is None:
-            canvas = np.zeros((output.shape[0], height, width), dtype=np.float32)
-        weights = np.outer(blend_weights(rows, tile_h, row_index, overlap),
-                           blend_weights(cols, tile_w, col_index, overlap))
-        canvas[:, top:top + tile_h, left:left + tile_w] += output * weights
-        total[top:top + tile_h, left:left + tile_w] += weights
-    assert canvas is not None  # there is always at least one tile
+    canvas, total = _translated_canvas((height, width), crop, translate, tile, overlap, norms)
     channels = canvas.shape[0]
     result = np.empty((height, width) if channels == 1 else (height, width, channels), dtype=np.uint8)
     for top in range(0, height, _FINISH_ROWS):
@@ -229,5 +190,72 @@ def _blend_tiles(image: Image.Image, translate: Callable, tile: int, overlap: in
     return Image.fromarray(result)
 
 
-__all__ = ["check_tiling", "tile_starts", "blend_weights", "translate_tiled", "ImageStatisticsNorm",
+def translate_tiled_array(unit: np.ndarray, translate: Callable[[torch.Tensor], torch.Tensor], tile: int,
+                          overlap: int, norms: Sequence[ImageStatisticsNorm] = ()) -> np.ndarray:
+    """`translate_tiled` for a float (H, W, C) array in [-1, 1] (16-bit, float and multi-channel
+    images): the blended result as float32 (H, W, C'), unrounded, for the caller to map back."""
+    height, width = unit.shape[:2]
+
+    def crop(left: int, top: int, right: int, bottom: int) -> torch.Tensor:
+        block = np.ascontiguousarray(unit[top:bottom, left:right].transpose(2, 0, 1), dtype=np.float32)
+        return torch.from_numpy(block).unsqueeze(0)
+
+    canvas, total = _translated_canvas((height, width), crop, translate, tile, overlap, norms)
+    return (canvas / total).transpose(1, 2, 0)
+
+
+def _translated_canvas(size: tuple[int, int], crop: Callable[[int, int, int, int], torch.Tensor],
+                       translate: Callable, tile: int, overlap: int,
+                       norms: Sequence[ImageStatisticsNorm]) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted sum of the translated tiles, (C', H, W), and the sum of the weights, (H, W)."""
+    try:
+        if norms:
+            _record_statistics(size, crop, translate, tile, norms)
+        return _blend_tiles(size, crop, translate, tile, overlap)
+    finally:
+        for norm in norms:
+            norm.reset()
+
+
+def _tiles(size: tuple[int, int], crop: Callable, tile: int, overlap: int):
+    """(top, left, row index, column index, crop as a (1, C, h, w) tensor) for every tile."""
+    height, width = size
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    for row_index, top in enumerate(tile_starts(height, tile, overlap)):
+        for col_index, left in enumerate(tile_starts(width, tile, overlap)):
+            yield top, left, row_index, col_index, crop(left, top, left + tile_w, top + tile_h)
+
+
+def _record_statistics(size: tuple[int, int], crop: Callable, translate: Callable, tile: int,
+                       norms: Sequence[ImageStatisticsNorm]) -> None:
+    # Tiles that do not overlap: each pixel counts once, and the pass is cheaper.
+    for norm in norms:
+        norm.start_recording()
+    for *_, batch in _tiles(size, crop, tile, 0):
+        translate(batch)
+    for norm in norms:
+        norm.use_recorded()
+
+
+def _blend_tiles(size: tuple[int, int], crop: Callable, translate: Callable, tile: int,
+                 overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    height, width = size
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    rows, cols = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    canvas: np.ndarray | None = None
+    total = np.zeros((height, width), dtype=np.float32)
+    for top, left, row_index, col_index, batch in _tiles(size, crop, tile, overlap):
+        output = translate(batch)[0].float().cpu().numpy()
+        if canvas is None:
+            canvas = np.zeros((output.shape[0], height, width), dtype=np.float32)
+        weights = np.outer(blend_weights(rows, tile_h, row_index, overlap),
+                           blend_weights(cols, tile_w, col_index, overlap))
+        canvas[:, top:top + tile_h, left:left + tile_w] += output * weights
+        total[top:top + tile_h, left:left + tile_w] += weights
+    assert canvas is not None  # there is always at least one tile
+    return canvas, total
+
+
+__all__ = ["check_tiling", "tile_starts", "blend_weights", "translate_tiled", "translate_tiled_array",
+           "ImageStatisticsNorm",
            "with_image_statistics"]

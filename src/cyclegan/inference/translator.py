@@ -20,21 +20,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from cyclegan.checkpoint import GeneratorSpec
-from cyclegan.data.images import (IMAGE_EXTENSIONS, image_to_tensor, list_images, load_image, save_image_atomic,
+from cyclegan.data.images import (IMAGE_EXTENSIONS, image_to_tensor, load_image, save_image_atomic,
                                   tensor_to_image)
 from cyclegan.device import (autocast, select_device, translation_batch_size, translation_io_threads,
                              translation_precision)
 from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError, CycleGANError, UnreadableImageError
+from cyclegan.data.sources import list_sources
+from cyclegan.inference import scientific
 from cyclegan.inference.memory import free_memory, is_out_of_memory, out_of_memory_error, plan_translation
 from cyclegan.inference.pipeline import Pipeline
 from cyclegan.inference.resolve import ResolvedModel, resolve
-from cyclegan.inference.tiling import check_tiling, translate_tiled, with_image_statistics
+from cyclegan.inference.tiling import check_tiling, translate_tiled, translate_tiled_array, with_image_statistics
 from cyclegan.inference.outputs import plan_outputs, write_failure
 from cyclegan.inference.video import (VIDEO_EXTENSIONS, VideoOptions, VideoResult, is_video, list_videos,
                                       translate_video)
@@ -63,6 +66,7 @@ class TranslationReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # written, but with something to know (see VideoResult)
+    clipped: int = 0  # values of 16-bit, float and volume inputs outside the model's input window
 
 
 class Translator:
@@ -135,6 +139,16 @@ class Translator:
     def translate_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [-1, 1] -> (N, C', H, W) in [-1, 1]."""
         return self._run(self.generator, batch)
+
+    def translate_array(self, unit: np.ndarray) -> np.ndarray:
+        """A float32 (H, W, C) array in [-1, 1] (a 16-bit, float or multi-channel image, a volume's
+        slice) -> (H, W, C') in [-1, 1], unrounded; in tiles when larger than `tile`."""
+        if self.tile is not None and max(unit.shape[:2]) > self.tile:
+            with self._tiling_lock:
+                return translate_tiled_array(unit, lambda batch: self._run(self._tiled_generator, batch), self.tile,
+                                             self.overlap, self._tiled_norms)
+        batch = torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1), dtype=np.float32))[None]
+        return self.translate_tensor(batch)[0].cpu().numpy().transpose(1, 2, 0)
 
     @torch.no_grad()
     def _run(self, generator: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
@@ -241,7 +255,8 @@ class Translator:
                         progress: Callable[[Iterable], Iterable] | None = None,
                         video: VideoOptions | None = None, batch_size: int | None = None,
                         shard: tuple[int, int] = (0, 1), io_threads: int | None = None,
-                        processes_on_host: int = 1, overwrite: bool = False) -> TranslationReport:
+                        processes_on_host: int = 1, overwrite: bool = False,
+                        output_depth: str | None = None) -> TranslationReport:
         """Translate image files, videos and folders into `out_dir`, keeping file names and formats.
 
         Unreadable files, and files that cannot be written, are reported in the result and the rest
@@ -260,24 +275,60 @@ class Translator:
         `shard=(rank, world_size)` translates every world_size-th file from the rank-th on, with
         the output names all shards agree on (under torchrun, each process its share); files that
         are missing altogether are reported by rank 0 only.
+
+        16-bit, float and multi-channel images and volumes (NIfTI files, DICOM series folders) go
+        through `cyclegan.inference.scientific`: written at the input's depth (or `output_depth`:
+        "8", "16", "float"), values mapped back through the model's windows; an output its format
+        cannot hold is refused (ConfigError) before anything is translated.
         """
         video = video or VideoOptions()
         rank, world_size = shard
         out_dir = Path(out_dir)
         report = TranslationReport()
         paths = expand_inputs(inputs, report if rank == 0 else TranslationReport())
+        volumes = [path for path in paths if scientific.is_volume(path)]
+        paths = [path for path in paths if path not in volumes]
         kinds = {path: is_video(path) for path in paths}
         videos = [path for path in paths if kinds[path]]
         images = [path for path in paths if not kinds[path]]
         if videos:
             video.check()  # before any image is translated
-        plan = plan_outputs(images, videos, out_dir, video.codec, video.frames_dir, overwrite, shard)
+        plan = plan_outputs(images, videos, out_dir, video.codec, video.frames_dir, overwrite, shard, volumes)
         if rank == 0:
             report.failed.extend(plan.failed)
             report.notes.extend(plan.notes)
+        arrays = {path for path in images if scientific.is_array_input(path, self.spec, output_depth)}
+        array_plan = [(path, target) for path, target in plan.images if path in arrays]
+        # Before anything is translated: refuses what cannot be written, says what is written at 8 bits.
+        depths, depth_notes = scientific.check_outputs(array_plan, plan.volumes, self.spec, output_depth)
         out_dir.mkdir(parents=True, exist_ok=True)
-        self._translate_images(plan.images[rank::world_size], report, progress,
-                               batch_size, io_threads or translation_io_threads(self.device, processes_on_host))
+        self._translate_images([(path, target) for path, target in plan.images if path not in arrays][rank::world_size],
+                               report, progress, batch_size,
+                               io_threads or translation_io_threads(self.device, processes_on_host))
+        for kind, entries in (("image", array_plan), ("volume", plan.volumes)):
+            for path, target in entries[rank::world_size]:
+                try:
+                    if kind == "volume":
+                        clipped = scientific.translate_volume_file(self.spec, self.translate_array, path, target)
+                    else:
+                        clipped = scientific.translate_array_file(self.spec, self.translate_array, path, target,
+                                                                  depths[path])
+                except UnreadableImageError as error:  # this file only
+                    report.failed.append((path, str(error)))
+                    continue
+                except OSError as error:  # this file could not be written (full disk, permissions)
+                    report.failed.append((path, write_failure(target, error)))
+                    continue
+                report.written.append(target)
+                if path in depth_notes:
+                    report.notes.append(depth_notes[path])
+                if clipped:
+                    report.clipped += clipped
+                    report.notes.append(f"{path}: {clipped} value(s) outside the model's intensity window were "
+                                        "clipped")
+        if report.clipped:
+            report.notes.append(f"{report.clipped} value(s) clipped in all, outside the intensity windows the model "
+                                "was trained with (--window-a/--window-b)")
         for path, target, frames_dir in plan.videos[rank::world_size]:
             try:
                 result = translate_video(self, path, target, replace(video, frames_dir=frames_dir))
@@ -338,8 +389,11 @@ def expand_inputs(inputs: Iterable[str | Path], report: TranslationReport) -> li
     paths: list[Path] = []
     for item in inputs:
         item = Path(item)
-        if item.is_dir():
-            found = sorted(list_images(item) + list_videos(item))
+        if item.is_dir() and scientific.is_volume(item):
+            paths.append(item)  # a DICOM series
+        elif item.is_dir():
+            images, volumes = list_sources(item)
+            found = sorted(images + list_videos(item) + volumes)
             if not found:
                 report.failed.append((item, _nothing_to_translate(item)))
             paths.extend(found)

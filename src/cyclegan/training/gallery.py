@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from cyclegan.config import TrainConfig
-from cyclegan.data.datasets import AlignedDataset
-from cyclegan.data.images import image_to_tensor, list_images, load_image, tensor_to_image
+from cyclegan.data.datasets import AlignedDataset, prepared_tensor, load_source
+from cyclegan.data.images import tensor_to_image
 from cyclegan.data.layout import DatasetLayout
-from cyclegan.data.transforms import preprocess
+from cyclegan.data.sources import Source, SourceReader, expand_volumes, list_sources, parse_window
 from cyclegan.device import autocast
 from cyclegan.directions import Direction
 from cyclegan.errors import DatasetError, UnreadableImageError
@@ -60,17 +60,19 @@ class Gallery:
                 tensors["A"].append(sample["A"])
                 tensors["B"].append(sample["B"])
         else:
-            for key, folder, channels in (("A", folder_a, model.input_nc), ("B", folder_b, model.output_nc)):
-                for path in list_images(folder):
+            options = dict(mode=data.preprocess, load_size=data.load_size, crop_size=data.crop_size, flip=False,
+                           size_multiple=multiple)
+            for key, folder, channels, window in (("A", folder_a, model.input_nc, model.window_a),
+                                                  ("B", folder_b, model.output_nc, model.window_b)):
+                reader = SourceReader(channels, parse_window(window), model.slice_axis)
+                for source in _gallery_sources(folder, reader, count, data.min_foreground):
                     if len(tensors[key]) == count:
                         break
                     try:
-                        image = load_image(path, channels)
+                        loaded, _clipped = load_source(source, channels, reader)
                     except UnreadableImageError:
                         continue
-                    image = preprocess(image, data.preprocess, data.load_size, data.crop_size, flip=False,
-                                       rng=None, size_multiple=multiple)
-                    tensors[key].append(image_to_tensor(image))
+                    tensors[key].append(prepared_tensor(loaded, None, options))
         inputs = {}
         for key, items in tensors.items():
             same_size = [t for t in items if t.shape == items[0].shape] if items else []
@@ -93,7 +95,7 @@ class Gallery:
                     real_a, target = self.inputs["A"], self.inputs["B"]
                     n = min(real_a.shape[0], target.shape[0])
                     translated = model.G_AB(real_a[:n])
-                    rows = {Direction.A_TO_B: [[tensor_to_image(t[i].float()) for t in (real_a, translated, target)]
+                    rows = {Direction.A_TO_B: [[_viewable(t[i].float()) for t in (real_a, translated, target)]
                                                for i in range(n)]}
                     columns = ("input", "translated", "ground truth")
                 else:
@@ -105,7 +107,7 @@ class Gallery:
                         translated = forward(real)
                         reconstructed = backward(translated)
                         identity = backward(real) if real.shape[1] == translated.shape[1] else real
-                        rows[direction] = [[tensor_to_image(t[i].float())
+                        rows[direction] = [[_viewable(t[i].float())
                                             for t in (real, translated, reconstructed, identity)]
                                            for i in range(real.shape[0])]
                     columns = GALLERY_COLUMNS
@@ -200,3 +202,20 @@ def _gallery_html(gallery_dir: Path, directions: list[Direction], columns: tuple
                 parts.extend(f"<img src='{epoch_dir.name}/{strip.name}' alt='{html.escape(strip.stem)}'>"
                              for strip in strips)
     return "\n".join(parts) + "\n"
+
+
+def _gallery_sources(folder: Path, reader: SourceReader, count: int, min_foreground: float) -> list[Source]:
+    """The folder's images, then slices spread evenly over its first volumes' foreground."""
+    images, volumes = list_sources(folder)
+    if len(images) >= count or not volumes:
+        return list(images)
+    slices, _unusable = expand_volumes(volumes[:count], reader, min_foreground, "the gallery")
+    wanted = count - len(images)
+    step = max(1, len(slices) // wanted)
+    return list(images) + slices[step // 2::step][:wanted]
+
+
+def _viewable(tensor: torch.Tensor):
+    """An image of a (C, H, W) tensor: as it is for 1 or 3 channels, else its first 3 (or first) channels."""
+    channels = tensor.shape[0]
+    return tensor_to_image(tensor if channels in (1, 3) else tensor[:3] if channels > 3 else tensor[:1])

@@ -58,6 +58,7 @@ class TrainResult:
     is_main_process: bool = True
     eval_seconds: float = 0.0  # of `seconds`, spent scoring the validation images
     best_checkpoint: Path | None = None
+    clipped_values: int = 0  # training-image values outside the domains' windows (--window-a/-b)
 
 
 def epoch_order(length: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
@@ -105,6 +106,7 @@ class Trainer:
         self.dataset = training_dataset(config, layout)
         check_batchable(self.dataset, config.data.batch_size)
         self.skipped_files: set[str] = {str(path) for path, _reason in self.dataset.skipped}
+        self.clipped_values = 0
         self.iterations_per_epoch = iterations_per_epoch(len(self.dataset), config.data.batch_size,
                                                          self.dist.world_size)
         self.quality = QualityTracker(config, layout, self.device, self.run_dir)
@@ -375,6 +377,7 @@ class Trainer:
                 self.schedule_d.start_epoch(self.epoch)
                 for batch in self._loader():
                     self.skipped_files.update(batch["skipped"])
+                    self.clipped_values += sum(batch.get("clipped", ()))
                     step_started = time.perf_counter()
                     real_a = batch["A"].to(self.device, non_blocking=True, memory_format=self.memory_format)
                     real_b = batch["B"].to(self.device, non_blocking=True, memory_format=self.memory_format)
@@ -451,7 +454,8 @@ class Trainer:
     def _result(self, checkpoint_path: Path | None, started: float) -> TrainResult:
         return TrainResult(self.run_dir, self.iteration, self.epoch, checkpoint_path, sorted(self.skipped_files),
                            self.nonfinite_skipped, self.stop_signal, time.perf_counter() - started,
-                           self.dist.is_main, self.quality.seconds, self.quality.best_checkpoint())
+                           self.dist.is_main, self.quality.seconds, self.quality.best_checkpoint(),
+                           self.clipped_values)
 
     # ----------------------------------------------------------------------------- signals
     def _install_signal_handlers(self) -> dict:
