@@ -174,7 +174,7 @@ class ModelConfig:
     output_nc: int = option(3, f"Channels of domain B images (1 = grayscale, 3 = RGB; up to {MAX_CHANNELS}).")
     # The windows travel with the weights: translation maps its inputs as training did, and back.
     window_a: str | None = option(None, "Intensity window of domain A: LOW,HIGH in the files' own units (CT: "
-                                  "--window-a=-1000,2000 Hounsfield units) maps [LOW, HIGH] onto the networks' "
+                                  "--window-a -1000,2000 Hounsfield units) maps [LOW, HIGH] onto the networks' "
                                   "[-1, 1], clipped; percentile:P,Q (MR: percentile:0.5,99.5) takes them from each "
                                   "file (a volume, or a 2-D image; add :image for each slice). Default: 8-bit images "
                                   "as always, 16-bit integers their full range; float images need one. Applies to "
