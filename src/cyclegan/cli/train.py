@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     config, resume = resolve_config(args)
     trainer = Trainer(config, resume=resume)
     if trainer.dist.is_main:
-        print(f"precision:   {config.run.precision} ({trainer.precision_reason})")
+        print(trainer.arithmetic.describe())
     if resume is not None and trainer.dist.is_main:
         print(f"resuming {trainer.run_dir} at iteration {trainer.iteration} (epoch {trainer.epoch + 1})")
     try:

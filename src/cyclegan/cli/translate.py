@@ -41,10 +41,11 @@ def register(subparsers) -> None:
                              "is bounded by the tile rather than the image (e.g. 512).")
     parser.add_argument("--overlap", type=int, default=32, metavar="PX",
                         help="Overlap of neighbouring tiles, blended smoothly (default: %(default)s).")
-    parser.add_argument("--nnpack", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--nnpack", action=argparse.BooleanOptionalAction, default=None,
                         help="On the CPU, run the generator's stride-1 3x3 and 7x7 convolutions through NNPACK "
                              "(Winograd / FFT) where they measured faster (float32, large enough images); the "
-                             "same convolutions up to float rounding (default: on).")
+                             "same convolutions up to float rounding (default: chosen by --precision auto's timing; "
+                             "on for fp32 on a CPU where nothing was timed).")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="Channels-last memory layout (default: the faster one measured for the device: "
                              "contiguous, except on a CPU without the NNPACK path).")
@@ -80,10 +81,11 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Under torchrun each process translates its share of the files (on its own GPU, if any) and
     rank 0 reports for all."""
-    from cyclegan.device import describe_translation_precision, select_device, translation_io_threads
+    from cyclegan.device import select_device, translation_io_threads
     from cyclegan.distributed import Distributed
     from cyclegan.errors import ConfigError
     from cyclegan.inference import load_translators
+    from cyclegan.inference.arithmetic import tune_translation
     from cyclegan.inference.video import VideoOptions
     from cyclegan.inference.resolve import resolve
 
@@ -102,7 +104,11 @@ def run(args: argparse.Namespace) -> int:
         show = dist.is_main and args.progress
         if dist.is_main:
             print(f"model: {translator.spec.describe()}")
-            print(f"precision: {describe_translation_precision(translator.precision, translator.device)}")
+        # Timed on this model for a folder or video of many images, unless cached (docs/PERFORMANCE.md).
+        decision = tune_translation(translator, args.inputs, args.batch_size, args.batch_size or VideoOptions.batch_size,
+                                    may_probe=not dist.enabled)
+        if dist.is_main:
+            print(decision.describe())
             if dist.enabled:
                 print(f"processes: {dist.world_size}, each translating every {dist.world_size}th file")
 
