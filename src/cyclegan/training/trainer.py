@@ -157,6 +157,8 @@ class Trainer:
         into its config as concrete values, so that config.json says what was used and a resumed run
         keeps it without probing. The probe's budget is also a share of --max-minutes when given."""
         run, data = self.config.run, self.config.data
+        if run.precision != "auto":
+            autocast(self.device, run.precision)  # fp16 or tf32 on a CPU: said now, not after the probe
         user_flags = UserFlags.from_options(run.precision, run.channels_last, run.nnpack)
         if resume is not None:
             result = ProbeResult(user_flags.impose(REFERENCE), "resumed", reason="as recorded in the resumed run")
