@@ -217,3 +217,12 @@ def test_cyclegan_translate_prints_the_measured_choice(bf16_cpu, timed_translati
     out = capsys.readouterr().out
     assert "precision: bf16+cl (measured 0.105 s/image;" in out
     assert len(list((tmp_path / "out").iterdir())) == 50
+
+
+def test_a_precision_the_cpu_cannot_run_is_refused_before_anything_is_timed(timed, tiny_dataset, tmp_path):
+    from cyclegan.errors import ConfigError
+
+    for precision, message in (("fp16", "--precision fp16 needs a GPU"), ("tf32", "--precision tf32 needs a CUDA GPU")):
+        with pytest.raises(ConfigError, match=message):
+            Trainer(planned_run(tiny_dataset, tmp_path, precision, precision=precision, device="cpu"))
+    assert timed == []
