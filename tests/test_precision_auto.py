@@ -226,3 +226,21 @@ def test_a_precision_the_cpu_cannot_run_is_refused_before_anything_is_timed(time
         with pytest.raises(ConfigError, match=message):
             Trainer(planned_run(tiny_dataset, tmp_path, precision, precision=precision, device="cpu"))
     assert timed == []
+
+
+def test_a_video_counts_its_frames_in_calls_of_the_video_batch(bf16_cpu, timed_translation, tmp_path):
+    from conftest import require_module
+
+    require_module("av", "video")
+    from test_video import make_clip
+
+    make_clip(tmp_path / "long.mp4", frames=200, size=(48, 32), audio=False)
+    make_clip(tmp_path / "short.mp4", frames=8, size=(48, 32), audio=False)
+    assert translation_tuning.planned_work(tiny_translator(), [tmp_path / "long.mp4"], None, 4) == (50, (48, 32), 4)
+    translator = tiny_translator()
+    translation_tuning.tune_translation(translator, [tmp_path / "short.mp4"], video_batch_size=4)
+    assert timed_translation == []
+    translation_tuning.tune_translation(translator, [tmp_path / "long.mp4"], video_batch_size=4)
+    # 48 x 32 has the area of a 39.2 px square: timed at 40, in batches of 4 frames.
+    assert {(size, batch) for _label, size, batch in timed_translation} == {(40, 4)}
+    assert translator.arithmetic == Arithmetic("bf16", channels_last=True)
