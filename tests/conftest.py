@@ -27,6 +27,13 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def private_cache_root(tmp_path, monkeypatch):
+    """Each test its own cache root, so that an arithmetic decision measured (or faked) by one test
+    is never read by another, and no test writes to the user's ~/.cache/cyclegan."""
+    monkeypatch.setenv("CYCLEGAN_CACHE", str(tmp_path / "cache"))
+
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -126,6 +126,7 @@ def test_a_training_step_with_nnpack_matches_one_without(tmp_path, counted):
         run = config.run
         run.runs_dir, run.name, run.device, run.nnpack = str(tmp_path / "runs"), f"wino_{enabled}", "cpu", enabled
         run.progress, run.tensorboard = False, False
+        run.precision, run.channels_last = "fp32", False  # so that nothing else is timed and chosen
         trainer = Trainer(config)
         batch = next(iter(trainer._loader()))
         losses[enabled] = trainer.train_step(batch["A"], batch["B"])
@@ -153,7 +154,7 @@ def test_resuming_a_run_with_nnpack_repeats_it_exactly(tmp_path, counted):
         return main(["train", "--data", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"), "--name", name,
                      "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--load-size", "128",
                      "--crop-size", "128", "--num-workers", "0", "--epochs", "1", "--epochs-decay", "1",
-                     "--no-progress", "--no-tensorboard", "--device", "cpu", *extra])
+                     "--no-progress", "--no-tensorboard", "--device", "cpu", "--nnpack", *extra])
 
     assert train("straight", "--max-iters", "4") == 0
     assert counted, "the NNPACK path was not taken"

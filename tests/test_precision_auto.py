@@ -1,15 +1,27 @@
-"""`--precision auto`: what it picks per device and job, what a run records, and what resume keeps."""
+"""`--precision auto` wired into training and translation: the fastest timed candidate is used, with
+a fake timer; the cache, resume, the user's own flags and tiny runs; what config.json records."""
 import json
 
 import pytest
 import torch
 
+from conftest import tiny_config, tiny_train_argv, write_images
 from cyclegan import device as devices
+from cyclegan import tuning
+from cyclegan.checkpoint import GeneratorSpec
 from cyclegan.cli import main
-from cyclegan.device import (BF16_TRANSLATION_PIXELS, describe_translation_precision, has_native_bf16,
-                             training_precision, translation_precision)
+from cyclegan.device import has_native_bf16
+from cyclegan.inference import Translator
+from cyclegan.inference import arithmetic as translation_tuning
+from cyclegan.networks import build_generator
+from cyclegan.training import trainer as trainer_module
+from cyclegan.training.trainer import Trainer
+from cyclegan.tuning import Arithmetic
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+# One training iteration (or translation) of each CPU candidate on a fake machine where bf16 with
+# channels-last is fastest: the proportions measured on the AMX CPU of docs/PERFORMANCE.md.
+SECONDS = {"fp32": 3.67, "fp32+nnpack": 4.18, "bf16": 1.39, "bf16+cl": 1.05, "fp32+cl": 3.9}
 
 
 @pytest.fixture
@@ -26,6 +38,44 @@ def gpu_capability(monkeypatch):
     return set_capability
 
 
+@pytest.fixture
+def bf16_cpu(cpu_flags, monkeypatch):
+    """A CPU with native bf16 and NNPACK: four candidates, fp32, fp32+nnpack, bf16, bf16+cl."""
+    cpu_flags("avx2", "avx512_bf16")
+    monkeypatch.setattr(tuning, "nnpack_available", lambda: True)
+
+
+@pytest.fixture
+def timed(monkeypatch):
+    """The trainer's probe replaced by one that takes SECONDS per candidate; its calls are listed."""
+    calls: list[str] = []
+
+    class FakeTrainingProbe:
+        def __init__(self, config, build):
+            assert build is Trainer
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            pass
+
+        def __call__(self, arithmetic: Arithmetic) -> float:
+            calls.append(arithmetic.label)
+            return SECONDS[arithmetic.label]
+
+    monkeypatch.setattr(trainer_module, "TrainingProbe", FakeTrainingProbe)
+    return calls
+
+
+def planned_run(tiny_dataset, tmp_path, name="auto", **run):
+    """A tiny run planned for 4 x 6 iterations: 24, made 60 by more epochs, so that it probes."""
+    config = tiny_config(tiny_dataset, tmp_path / "runs", **run)
+    config.run.name = name
+    config.optim.epochs = 8
+    return config
+
+
 def test_native_bf16_is_read_from_the_cpu_flags_and_the_gpu_compute_capability(cpu_flags, gpu_capability):
     cpu_flags("fpu", "avx2")
     assert not has_native_bf16(CPU)
@@ -40,35 +90,157 @@ def test_native_bf16_is_read_from_the_cpu_flags_and_the_gpu_compute_capability(c
     assert not has_native_bf16(torch.device("mps"))
 
 
-def test_auto_trains_in_fp32_everywhere_and_says_why(cpu_flags):
-    cpu_flags("avx2")
-    assert training_precision("auto", CPU) == ("fp32", "auto: measured fastest for training on CPU")
-    cpu_flags("avx512_bf16")
-    precision, why = training_precision("auto", CPU)
-    assert precision == "fp32" and "awaits its quality study" in why
-    assert training_precision("bf16", CPU) == ("bf16", "as asked")
+def test_auto_trains_in_the_fastest_timed_candidate_and_config_json_records_it(bf16_cpu, timed, tiny_dataset,
+                                                                               tmp_path):
+    trainer = Trainer(planned_run(tiny_dataset, tmp_path))
+    assert trainer.planned_iterations() == 60
+    assert set(timed) == {"fp32", "fp32+nnpack", "bf16", "bf16+cl"}
+    assert timed[:4] == ["fp32", "fp32+nnpack", "bf16", "bf16+cl"]  # the reference path first
+    assert trainer.arithmetic.chosen == Arithmetic("bf16", channels_last=True)
+    assert trainer.arithmetic.describe() == ("precision: bf16+cl (measured 1.05 s/it; fp32 3.67 s, fp32+nnpack "
+                                             "4.18 s, bf16 1.39 s)")
+    assert trainer.memory_format == torch.channels_last
+    trainer.config.run.max_iters = 1
+    trainer.train()
+    saved = json.loads((tmp_path / "runs" / "auto" / "config.json").read_text())["run"]
+    assert (saved["precision"], saved["channels_last"], saved["nnpack"]) == ("bf16", True, False)
 
 
-def test_auto_translates_large_images_in_bf16_only_on_a_gpu_with_native_bf16(cpu_flags, gpu_capability):
-    cpu_flags("avx512_bf16")
-    assert translation_precision("auto", CPU, 4000 * 3000) == "fp32"
-    gpu_capability(9, 0)
-    assert translation_precision("auto", CUDA, 512 * 512) == "fp32"
-    assert translation_precision("auto", CUDA, BF16_TRANSLATION_PIXELS) == "bf16"
-    gpu_capability(7, 0)
-    assert translation_precision("auto", CUDA, 4000 * 3000) == "fp32"
-    assert translation_precision("fp16", CPU, 10) == "fp16"
-    assert describe_translation_precision("auto", CPU) == "auto: fp32 with NNPACK convolutions"
+def test_a_second_run_starts_from_the_cached_decision_without_timing(bf16_cpu, timed, tiny_dataset, tmp_path):
+    Trainer(planned_run(tiny_dataset, tmp_path, "first"))
+    timed.clear()
+    second = Trainer(planned_run(tiny_dataset, tmp_path, "second"))
+    assert timed == []
+    assert second.arithmetic.source == "cached"
+    assert second.arithmetic.chosen == Arithmetic("bf16", channels_last=True)
+    assert second.arithmetic.describe().startswith("precision: bf16+cl (cached measurement 1.05 s/it; fp32 3.67 s")
+    assert (second.config.run.precision, second.config.run.channels_last) == ("bf16", True)
 
 
-def test_a_run_records_the_precision_it_chose_and_resume_keeps_it(tiny_dataset, tmp_path, capsys):
-    flags = ["--data", str(tiny_dataset), "--runs-dir", str(tmp_path), "--name", "auto", "--netG", "resnet_6blocks",
-             "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32", "--num-workers", "0",
-             "--no-progress", "--no-tensorboard"]
-    assert main(["train", *flags, "--max-iters", "2"]) == 0
-    assert "precision:   fp32 (auto: " in capsys.readouterr().out
-    saved = json.loads((tmp_path / "auto" / "config.json").read_text())
-    assert saved["run"]["precision"] == "fp32"
-    assert main(["train", "--resume", str(tmp_path / "auto"), "--precision", "auto", "--max-iters", "3",
+def test_the_users_flags_are_kept_and_only_the_free_ones_are_timed(bf16_cpu, timed, tiny_dataset, tmp_path):
+    trainer = Trainer(planned_run(tiny_dataset, tmp_path, "fp32", precision="fp32"))
+    assert set(timed) == {"fp32", "fp32+nnpack", "fp32+cl"}
+    assert trainer.arithmetic.chosen == Arithmetic("fp32")  # 3.67 s: the fastest in fp32
+    timed.clear()
+    fixed = Trainer(planned_run(tiny_dataset, tmp_path, "fixed", precision="fp32", channels_last=False,
+                                nnpack=True))
+    assert timed == []
+    assert fixed.arithmetic.chosen == Arithmetic("fp32", nnpack=True)
+    assert fixed.arithmetic.describe() == "precision: fp32+nnpack (as asked)"
+
+
+def test_a_run_of_fewer_than_fifty_iterations_trains_in_fp32_without_timing(bf16_cpu, timed, tiny_dataset,
+                                                                           tmp_path, capsys):
+    assert main(tiny_train_argv(tiny_dataset, tmp_path, "short", "--max-iters", "2")) == 0
+    assert timed == []
+    assert ("precision: fp32 (a run of 2 iterations is not worth measuring, and no decision is cached)"
+            in capsys.readouterr().out)
+    saved = json.loads((tmp_path / "short" / "config.json").read_text())["run"]
+    assert (saved["precision"], saved["channels_last"], saved["nnpack"]) == ("fp32", False, False)
+
+
+def test_resume_keeps_the_recorded_choice_without_timing(bf16_cpu, timed, tiny_dataset, tmp_path, capsys):
+    trainer = Trainer(planned_run(tiny_dataset, tmp_path, "resumed"))
+    trainer.config.run.max_iters = 1
+    trainer.train()
+    timed.clear()
+    capsys.readouterr()
+    # Even without the cached decision a resumed run keeps its own, untimed.
+    tuning.DecisionCache().path.unlink()
+    assert main(["train", "--resume", str(tmp_path / "runs" / "resumed"), "--precision", "auto", "--max-iters", "2",
                  "--no-progress"]) == 0
-    assert json.loads((tmp_path / "auto" / "config.json").read_text())["run"]["precision"] == "fp32"
+    assert timed == []
+    assert "precision: bf16+cl (as recorded in the resumed run)" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "runs" / "resumed" / "config.json").read_text())["run"]
+    assert (saved["precision"], saved["channels_last"], saved["nnpack"]) == ("bf16", True, False)
+
+
+# ----------------------------------------------------------------------------- translation
+@pytest.fixture
+def timed_translation(monkeypatch):
+    """translation_measure replaced by one that takes SECONDS per candidate; (label, size, batch) listed."""
+    calls: list[tuple[str, int, int]] = []
+
+    def fake_measure(generator, device, size, batch=1, channels=3):
+        def measure(arithmetic: Arithmetic) -> float:
+            calls.append((arithmetic.label, size, batch))
+            return SECONDS[arithmetic.label] / 10
+        return measure
+
+    monkeypatch.setattr(translation_tuning, "translation_measure", fake_measure)
+    return calls
+
+
+def tiny_translator(**options) -> Translator:
+    torch.manual_seed(0)
+    spec = GeneratorSpec("resnet_6blocks", 3, 3, 8, "instance", "random weights")
+    return Translator(build_generator("resnet_6blocks", ngf=8), spec, device="cpu", **options)
+
+
+def test_a_folder_of_fifty_images_is_translated_in_the_fastest_timed_candidate(bf16_cpu, timed_translation,
+                                                                               tmp_path):
+    write_images(tmp_path / "many", 50, size=(40, 36))
+    translator = tiny_translator()
+    result = translation_tuning.tune_translation(translator, [tmp_path / "many"])
+    assert result.chosen == Arithmetic("bf16", channels_last=True) == translator.arithmetic
+    assert translator.memory_format == torch.channels_last
+    # 40 x 36 has the area of a 37.9 px square: timed at 36, the nearest multiple of 4.
+    assert {(size, batch) for _label, size, batch in timed_translation} == {(36, 1)}
+    assert result.describe().startswith("precision: bf16+cl (measured 0.105 s/image; fp32 0.367 s")
+    timed_translation.clear()
+    again = tiny_translator()
+    assert translation_tuning.tune_translation(again, [tmp_path / "many"]).source == "cached"
+    assert timed_translation == [] and again.arithmetic == Arithmetic("bf16", channels_last=True)
+
+
+def test_a_few_images_keep_the_untuned_default_and_the_users_flags(bf16_cpu, timed_translation, tmp_path):
+    write_images(tmp_path / "few", 3)
+    translator = tiny_translator()
+    result = translation_tuning.tune_translation(translator, [tmp_path / "few"])
+    assert timed_translation == []
+    assert translator.arithmetic == Arithmetic("fp32", nnpack=True)
+    assert result.describe() == ("precision: fp32+nnpack (3 generator call(s) are too few to be worth measuring, "
+                                 "and no decision is cached)")
+    write_images(tmp_path / "many", 50)
+    fixed = tiny_translator(precision="fp32", nnpack=False)
+    translation_tuning.tune_translation(fixed, [tmp_path / "many"])
+    assert {label for label, _size, _batch in timed_translation} == {"fp32", "fp32+cl"}
+    assert fixed.arithmetic == Arithmetic("fp32")  # 0.367 s against 0.39 s
+
+
+def test_cyclegan_translate_prints_the_measured_choice(bf16_cpu, timed_translation, tiny_dataset, tmp_path, capsys):
+    assert main(tiny_train_argv(tiny_dataset, tmp_path, "model", "--max-iters", "1")) == 0
+    write_images(tmp_path / "many", 50, size=(32, 32))
+    capsys.readouterr()
+    assert main(["translate", str(tmp_path / "model"), str(tmp_path / "many"), "--out", str(tmp_path / "out"),
+                 "--device", "cpu", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "precision: bf16+cl (measured 0.105 s/image;" in out
+    assert len(list((tmp_path / "out").iterdir())) == 50
+
+
+def test_a_precision_the_cpu_cannot_run_is_refused_before_anything_is_timed(timed, tiny_dataset, tmp_path):
+    from cyclegan.errors import ConfigError
+
+    for precision, message in (("fp16", "--precision fp16 needs a GPU"), ("tf32", "--precision tf32 needs a CUDA GPU")):
+        with pytest.raises(ConfigError, match=message):
+            Trainer(planned_run(tiny_dataset, tmp_path, precision, precision=precision, device="cpu"))
+    assert timed == []
+
+
+def test_a_video_counts_its_frames_in_calls_of_the_video_batch(bf16_cpu, timed_translation, tmp_path):
+    from conftest import require_module
+
+    require_module("av", "video")
+    from test_video import make_clip
+
+    make_clip(tmp_path / "long.mp4", frames=200, size=(48, 32), audio=False)
+    make_clip(tmp_path / "short.mp4", frames=8, size=(48, 32), audio=False)
+    assert translation_tuning.planned_work(tiny_translator(), [tmp_path / "long.mp4"], None, 4) == (50, (48, 32), 4)
+    translator = tiny_translator()
+    translation_tuning.tune_translation(translator, [tmp_path / "short.mp4"], video_batch_size=4)
+    assert timed_translation == []
+    translation_tuning.tune_translation(translator, [tmp_path / "long.mp4"], video_batch_size=4)
+    # 48 x 32 has the area of a 39.2 px square: timed at 40, in batches of 4 frames.
+    assert {(size, batch) for _label, size, batch in timed_translation} == {(40, 4)}
+    assert translator.arithmetic == Arithmetic("bf16", channels_last=True)

@@ -48,11 +48,11 @@ class Variant:
     """
 
     precision: str = RunConfig.precision
-    channels_last: bool = RunConfig.channels_last
+    channels_last: bool | None = RunConfig.channels_last
     batch_generator_calls: bool = RunConfig.batch_generator_calls
     compile: bool = RunConfig.compile
     cuda_graphs: bool = RunConfig.cuda_graphs
-    nnpack: bool = RunConfig.nnpack
+    nnpack: bool | None = RunConfig.nnpack
     fused_adam: bool = False
 
     @property
@@ -66,7 +66,7 @@ class Variant:
             tokens.append("compile")
         if self.cuda_graphs:
             tokens.append("graphs")
-        if not self.nnpack:
+        if self.nnpack is False:
             tokens.append("nonnpack")
         if self.fused_adam:
             tokens.append("fused")
@@ -79,6 +79,8 @@ class Variant:
         for token in text.strip().split("+"):
             if token in ("fp32", "bf16", "fp16"):
                 values["precision"] = token
+            elif token == "auto":  # the Trainer's own timed choice, as `cyclegan train` makes it
+                values.update(precision="auto", channels_last=None, nnpack=None)
             elif token == "cl":
                 values["channels_last"] = True
             elif token == "nobatch":
@@ -93,7 +95,7 @@ class Variant:
                 values["fused_adam"] = True
             else:
                 raise ValueError(f"unknown variant token {token!r} in {text!r}; "
-                                 "use fp32, bf16 or fp16, optionally with +cl, +nobatch, +compile, +graphs, "
+                                 "use auto, fp32, bf16 or fp16, optionally with +cl, +nobatch, +compile, +graphs, "
                                  "+nonnpack, +fused")
         return cls(**values)
 
@@ -195,6 +197,8 @@ def build_trainer(variant: Variant, args: argparse.Namespace, workdir: Path) -> 
     run.nnpack = variant.nnpack
     run.progress, run.tensorboard, run.gallery_size = False, False, 1
     trainer = Trainer(config)
+    if variant.precision == "auto":
+        print(f"{variant.name}: {trainer.arithmetic.describe()}", flush=True)
     if variant.fused_adam:
         for name in ("optimizer_g", "optimizer_d"):
             plain = getattr(trainer, name)
@@ -273,7 +277,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     candidate.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults.compile)
     candidate.add_argument("--nnpack", action=argparse.BooleanOptionalAction, default=defaults.nnpack)
     parser.add_argument("--variants", default=None,
-                        help="Comma-separated candidates, each fp32|bf16|fp16 with optional +cl, +nobatch, +compile, +graphs, +nonnpack "
+                        help="Comma-separated candidates, each auto|fp32|bf16|fp16 with optional +cl, +nobatch, +compile, +graphs, +nonnpack "
                              "(e.g. fp32,bf16,bf16+cl). The reference always runs as well.")
     parser.add_argument("--repeats", type=int, default=5, help="Timed iterations per variant.")
     parser.add_argument("--warmup", type=int, default=2,

@@ -38,7 +38,7 @@ LR_POLICIES = ("linear", "step", "cosine", "plateau")
 # (its StepLR and ReduceLROnPlateau), so that a run asking for its policy gets its schedule.
 LR_GAMMA_DEFAULTS = {"step": 0.1, "plateau": 0.2}
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 BACKENDS = ("auto", "torch", "onnxruntime")
 # The validation scores a run can pick its best checkpoint by, per model (all lower-is-better): a
 # sum over the model's directions ("kid") or one direction's ("kid_AtoB"). pix2pix has AtoB only, and
@@ -255,12 +255,14 @@ class RunConfig:
     runs_dir: str = option("runs", "Folder holding all runs.")
     seed: int = option(0, "Random seed; on CPU the same seed repeats a run exactly.")
     device: str = option("auto", "Device: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.")
-    precision: str = option("auto", "Arithmetic: auto (the fastest measured for the device, see docs/PERFORMANCE.md; "
-                            "the choice is printed at start and saved in config.json), fp32, bf16 (autocast) or "
-                            "fp16 (autocast with loss scaling, CUDA).",
+    precision: str = option("auto", "Arithmetic: auto (the fastest of the candidates this device can run, timed "
+                            "on this run's model, size and batch before training and cached for the next run; "
+                            "docs/PERFORMANCE.md), fp32, tf32 (CUDA), bf16 (autocast) or fp16 (autocast with loss "
+                            "scaling, CUDA). The choice is printed at start and saved in config.json.",
                             choices=PRECISIONS)
-    channels_last: bool = option(False, "Keep activations in channels-last memory layout (often faster with bf16).",
-                                 flag="--channels-last", negative_flag="--no-channels-last")
+    channels_last: bool | None = option(None, "Keep activations in channels-last memory layout (often faster with "
+                                        "bf16). Default: chosen by --precision auto's timing, else off.",
+                                        flag="--channels-last", negative_flag="--no-channels-last")
     compile: bool = option(False, "Compile the networks with torch.compile (slow first iterations, faster after).",
                            flag="--compile", negative_flag="--no-compile")
     cuda_graphs: bool = option(False, "On a CUDA GPU, capture the networks of the training step in CUDA graphs "
@@ -271,10 +273,11 @@ class RunConfig:
     batch_generator_calls: bool = option(True, "Run the generator calls that are independent per image as one batch "
                                          "(same result with instance norm; never done with batch norm).",
                                          flag="--batch-generator-calls", negative_flag="--no-batch-generator-calls")
-    nnpack: bool = option(True, "On the CPU, run the generator's stride-1 3x3 and 7x7 convolutions through NNPACK "
-                          "(Winograd / FFT) where they measured faster (float32, feature maps of 32x32 or "
-                          "more); the same convolutions up to float rounding.",
-                          flag="--nnpack", negative_flag="--no-nnpack")
+    nnpack: bool | None = option(None, "On the CPU, run the generator's stride-1 3x3 and 7x7 convolutions through "
+                                 "NNPACK (Winograd / FFT; float32, contiguous layout, feature maps of 32x32 or more); "
+                                 "the same convolutions up to float rounding. Default: chosen by --precision auto's "
+                                 "timing, else off.",
+                                 flag="--nnpack", negative_flag="--no-nnpack")
     max_iters: int | None = option(None, "Stop after this many iterations in total (checkpoint saved as at an epoch end).")
     max_minutes: float | None = option(None, "Stop after this many minutes of training (checkpoint saved as at an "
                                        "epoch end); for time-budgeted experiments.")

@@ -1,17 +1,10 @@
-"""Choosing where to compute and in what precision.
+"""Choosing where to compute, and the pieces that apply an arithmetic there.
 
-`--precision auto` (the default) picks, per device and per job, the arithmetic measured fastest
-there; docs/PERFORMANCE.md has the table behind each rule and the commands that measured it:
-
-    training      fp32 on every device: on GPUs at batch 1 bf16 autocast measured slower than
-                  fp32; on CPUs with native bf16 it measured faster, but its quality parity on
-                  the CPU has not been shown yet, so the CPU rule awaits that study
-    translation   fp32 (with the NNPACK convolutions on a CPU), except bf16 on a GPU with native
-                  bf16 for images of BF16_TRANSLATION_PIXELS and more, where bf16 measured faster
-
-`cyclegan.tuning` replaces these rules by timing the candidates on the user's own machine; the
-pieces it applies a candidate with live here: `autocast` (the precision, tf32 included),
-`apply_layout` (channels-last and the NNPACK convolutions), `synchronize` and `device_name`.
+Which arithmetic is fastest is not decided here by CPU flags: `cyclegan.tuning` times the
+candidates on the user's machine (docs/PERFORMANCE.md). The device's capabilities only decide
+which candidates are tried (`has_native_bf16`); `autocast` (the precision, tf32 included),
+`apply_layout` (channels-last and the NNPACK convolutions), `synchronize` and `device_name`
+apply and time them.
 """
 from __future__ import annotations
 
@@ -52,9 +45,6 @@ def select_device(name: str = "auto") -> torch.device:
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Every precision `autocast` knows: tf32 is float32 storage with TensorFloat-32 products on a CUDA GPU.
 ARITHMETIC_PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
-# From this image area up, bf16 translation measured faster than fp32 on a GPU (the measured
-# sizes are in docs/PERFORMANCE.md: slower at 512x512, faster at 1024x768).
-BF16_TRANSLATION_PIXELS = 1024 * 768
 
 
 @functools.cache
@@ -96,24 +86,6 @@ def has_native_bf16(device: torch.device) -> bool:
     return False
 
 
-def training_precision(requested: str, device: torch.device) -> tuple[str, str]:
-    """(precision, why) for training: `requested` itself unless it is "auto"."""
-    if requested != "auto":
-        return requested, "as asked"
-    if device.type == "cpu" and has_native_bf16(device):
-        return "fp32", "auto: this CPU has native bf16, but bf16 training awaits its quality study on CPUs"
-    return "fp32", f"auto: measured fastest for training on {device.type.upper()}"
-
-
-def translation_precision(requested: str, device: torch.device, pixels: int) -> str:
-    """The precision for translating an image of `pixels` pixels: `requested` unless "auto"."""
-    if requested != "auto":
-        return requested
-    if device.type == "cuda" and has_native_bf16(device) and pixels >= BF16_TRANSLATION_PIXELS:
-        return "bf16"
-    return "fp32"
-
-
 # Bytes of GPU memory one image of one pixel needs in a generator's forward pass, per filter of
 # its first layer: a deliberately generous bound on the activations alive at once (the largest
 # maps are the full-resolution ngf-channel ones, a few of them at a time), so that the batch
@@ -150,15 +122,6 @@ def translation_io_threads(device: torch.device, processes_on_host: int = 1) -> 
     if device.type != "cuda":
         return 2
     return max(2, min(8, (os.cpu_count() or 1) // max(1, processes_on_host)))
-
-
-def describe_translation_precision(requested: str, device: torch.device) -> str:
-    """One line saying what `translation_precision` will pick on `device`."""
-    if requested != "auto":
-        return requested
-    if device.type == "cuda" and has_native_bf16(device):
-        return f"auto: fp32, bf16 for images of {BF16_TRANSLATION_PIXELS // 1000}k pixels and more"
-    return "auto: fp32" + (" with NNPACK convolutions" if device.type == "cpu" else "")
 
 
 def autocast(device: torch.device, precision: str):

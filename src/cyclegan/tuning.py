@@ -136,10 +136,20 @@ def device_candidates(device: torch.device) -> list[Arithmetic]:
     return [REFERENCE, Arithmetic("fp32", channels_last=True)]
 
 
+def _computed_alike(arithmetic: Arithmetic) -> Arithmetic:
+    """`arithmetic` without an NNPACK switch that cannot apply: NNPACK runs fp32 in the contiguous layout only."""
+    return dataclasses.replace(arithmetic, nnpack=arithmetic.nnpack and arithmetic.precision == "fp32"
+                               and not arithmetic.channels_last)
+
+
 def candidates(device: torch.device, user_flags: UserFlags = UserFlags()) -> list[Arithmetic]:
     """The device's candidates with what the user fixed imposed on each (so only the free
-    dimensions vary), each once, in order."""
-    return list(dict.fromkeys(user_flags.impose(candidate) for candidate in device_candidates(device)))
+    dimensions vary), in order, leaving out any that would compute as an earlier one does."""
+    found: dict[Arithmetic, Arithmetic] = {}
+    for candidate in device_candidates(device):
+        imposed = user_flags.impose(candidate)
+        found.setdefault(_computed_alike(imposed), imposed)
+    return list(found.values())
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,10 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="Arithmetic: auto (the fastest measured for the device and the image size, see "
-                             "docs/PERFORMANCE.md), fp32, or bf16 / fp16 autocast (default: auto).")
+                        help="Arithmetic: auto (for a folder or video of 50 images or more, the fastest candidate "
+                             "timed on this model and size, cached for the next run; else the cached decision, else "
+                             "fp32; see docs/PERFORMANCE.md), fp32, tf32 (CUDA), or bf16 / fp16 autocast "
+                             "(default: auto).")
 
 
 def add_direction_argument(parser: argparse.ArgumentParser, help: str, repeatable: bool = False) -> None:

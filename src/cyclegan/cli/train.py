@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     config, resume = resolve_config(args)
     trainer = Trainer(config, resume=resume)
     if trainer.dist.is_main:
-        print(f"precision:   {config.run.precision} ({trainer.precision_reason})")
+        print(trainer.arithmetic.describe())
         for line in trainer.init_notes:
             print(line)
     if resume is not None and trainer.dist.is_main:

@@ -48,10 +48,11 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Under torchrun each process translates its share of the files (on its own GPU, if any) and
     rank 0 reports for all."""
-    from cyclegan.device import describe_translation_precision, select_device
+    from cyclegan.device import select_device
     from cyclegan.distributed import Distributed
     from cyclegan.errors import InsufficientMemoryError
     from cyclegan.inference import load_translators
+    from cyclegan.inference.arithmetic import tune_translation
     from cyclegan.inference.resolve import resolve
 
     options = options_from_args(TranslateOptions, args)
@@ -66,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
         show = dist.is_main and args.progress
         if dist.is_main:
             print(f"model: {translator.spec.describe()}")
-            print(f"precision: {describe_translation_precision(translator.precision, translator.device)}")
+        # Timed on this model for a folder or video of many images, unless cached (docs/PERFORMANCE.md).
+        decision = tune_translation(translator, args.inputs, options.batch_size,
+                                    options.video_options().frames_per_batch, may_probe=not dist.enabled)
+        if dist.is_main:
+            print(decision.describe())
             if dist.enabled:
                 print(f"processes: {dist.world_size}, each translating every {dist.world_size}th file")
 

@@ -28,10 +28,11 @@ class TranslateOptions:
               "the tile rather than the image (e.g. 512; default: whole images, tiled only when one would not "
               "fit in the free memory).", metavar="SIZE")
     overlap: int = option(32, "Overlap of neighbouring tiles, blended smoothly", metavar="PX")
-    nnpack: bool = option(
-        True, "On the CPU, run the generator's stride-1 3x3 and 7x7 convolutions through NNPACK (Winograd / FFT) "
+    nnpack: bool | None = option(
+        None, "On the CPU, run the generator's stride-1 3x3 and 7x7 convolutions through NNPACK (Winograd / FFT) "
               "where they measured faster (float32, large enough images); the same convolutions up to float "
-              "rounding", shown_default="on")
+              "rounding (default: chosen by --precision auto's timing; on for fp32 on a CPU where nothing was "
+              "timed).")
     channels_last: bool | None = option(
         None, "Channels-last memory layout (default: the faster one measured for the device: contiguous, except "
               "on a CPU without the NNPACK path).")

@@ -28,8 +28,7 @@ from PIL import Image
 from cyclegan.checkpoint import GeneratorSpec
 from cyclegan.data.images import (IMAGE_EXTENSIONS, image_to_tensor, load_image, save_image_atomic,
                                   tensor_to_image)
-from cyclegan.device import (autocast, select_device, translation_batch_size, translation_io_threads,
-                             translation_precision)
+from cyclegan.device import select_device, translation_batch_size, translation_io_threads
 from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError, CycleGANError, UnreadableImageError
 from cyclegan.data.sources import list_sources
@@ -42,11 +41,25 @@ from cyclegan.inference.outputs import plan_outputs, write_failure
 from cyclegan.inference.video import (VIDEO_EXTENSIONS, VideoOptions, VideoResult, is_video, list_videos,
                                       translate_video)
 from cyclegan.layers.nnpack import available as nnpack_available
-from cyclegan.layers.nnpack import use_nnpack
+from cyclegan.tuning import Arithmetic, UserFlags
 
 Item = TypeVar("Item")
 
 log = logging.getLogger("cyclegan.inference")
+
+
+def untuned_arithmetic(device: torch.device, user_flags: UserFlags = UserFlags()) -> Arithmetic:
+    """What `auto` translates with where nothing was timed and no decision is cached (one image, a
+    few, `serve`): fp32 with the NNPACK convolutions on a CPU that has them, else channels-last on
+    a CPU (faster there without NNPACK); plain fp32 on a GPU. The dimensions in `user_flags` are
+    the user's; the others follow from them."""
+    on_cpu = device.type == "cpu"
+    precision = user_flags.precision or "fp32"
+    nnpack = user_flags.nnpack if user_flags.nnpack is not None else on_cpu and nnpack_available()
+    channels_last = user_flags.channels_last
+    if channels_last is None:  # NNPACK needs the contiguous layout, and applies to fp32 only
+        channels_last = on_cpu and not (nnpack and nnpack_available() and precision == "fp32")
+    return Arithmetic(precision, channels_last, nnpack)
 
 
 def pad_to_multiple(batch: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -81,25 +94,13 @@ class Translator:
 
     def __init__(self, generator: torch.nn.Module, spec: GeneratorSpec, device: str = "auto",
                  precision: str = "auto", tile: int | None = None, overlap: int = 32,
-                 channels_last: bool | None = None, nnpack: bool = True):
+                 channels_last: bool | None = None, nnpack: bool | None = None):
         self.device = select_device(device)
         self.generator = generator.to(self.device).eval()
         self.spec = spec
-        self.precision = precision
-        # None: the layout measured faster for the device (benchmarks/speed/translate.py, figures in
-        # docs/PERFORMANCE.md). On a CPU the NNPACK convolutions, which need the contiguous
-        # layout, beat channels-last; without them channels-last was the faster one there. On a
-        # GPU channels-last was slower.
-        if channels_last is None:
-            # (Under bf16 autocast the NNPACK path does not apply; "auto" is fp32 on a CPU.)
-            channels_last = self.device.type == "cpu" and not (nnpack and nnpack_available()
-                                                               and precision in ("auto", "fp32"))
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if channels_last:
-            self.generator.to(memory_format=torch.channels_last)
-        # NNPACK's convolutions where they measured faster (CPU, float32, contiguous
-        # layout, large enough feature maps; see cyclegan.layers.nnpack); a no-op elsewhere.
-        use_nnpack(self.generator, nnpack)
+        # What the user fixed ("auto" and None: free); `cyclegan.inference.arithmetic.tune_translation`
+        # times the rest for a folder or a video, and `use` applies its choice.
+        self.user_flags = UserFlags.from_options(precision, channels_last, nnpack)
         self.multiple = spec.size_multiple
         # Tiles are normalised with statistics of the whole image (see cyclegan.inference.tiling); those
         # layers hold per-image state, so tiled translations take turns.
@@ -111,12 +112,24 @@ class Translator:
         self.tile, self.overlap = tile, overlap
         self.memory_share = 1.0
         self._memory_noted = False
+        self.use(self.user_flags.impose(untuned_arithmetic(self.device, self.user_flags)))
+
+    def use(self, arithmetic: Arithmetic) -> None:
+        """Translate in `arithmetic` from now on (the tiling copy of the generator too)."""
+        self.arithmetic = arithmetic
+        self.memory_format = arithmetic.apply(self.generator, self.device)
+        if self._tiled_generator is not None and self._tiled_generator is not self.generator:
+            arithmetic.apply(self._tiled_generator, self.device)
+
+    @property
+    def precision(self) -> str:
+        return self.arithmetic.precision
 
     @classmethod
     def from_checkpoint(cls, value: str | os.PathLike | ResolvedModel, direction: str = "AtoB",
                         device: str = "auto", precision: str = "auto", backend: str = "auto",
                         tile: int | None = None, overlap: int = 32, channels_last: bool | None = None,
-                        nnpack: bool = True, pick: str = "latest") -> "Translator":
+                        nnpack: bool | None = None, pick: str = "latest") -> "Translator":
         """The generator of `direction` in the model `value` names (see `cyclegan.inference.resolve`:
         a zoo name, a run folder with `pick` "latest" or "best", a checkpoint file, `.pth`, `.onnx`),
         or in a model already resolved; a file holding a single generator gives it whatever the
@@ -128,7 +141,7 @@ class Translator:
                 raise ConfigError("--precision applies to the torch backend; an ONNX model runs as exported (fp32)")
             generator, spec = model.load_generator(direction, device)
             # onnxruntime places the work itself; torch only hands it contiguous CPU tensors.
-            return cls(generator, spec, "cpu", precision, tile, overlap, channels_last=False)
+            return cls(generator, spec, "cpu", "fp32", tile, overlap, channels_last=False, nnpack=False)
         generator, spec = model.load_generator(direction)
         return cls(generator, spec, device, precision, tile, overlap, channels_last, nnpack)
 
@@ -157,9 +170,8 @@ class Translator:
         minimum = 2 * self.multiple if self.spec.net_g.startswith("resnet") else self.multiple
         padded, (height, width) = pad_to_multiple(batch.to(self.device), self.multiple, minimum)
         padded = padded.contiguous(memory_format=self.memory_format)
-        precision = translation_precision(self.precision, self.device, height * width)
         try:
-            with autocast(self.device, precision):
+            with self.arithmetic.autocast(self.device):
                 output = generator(padded)
         except Exception as error:  # MemoryError, torch.OutOfMemoryError and the allocators' RuntimeErrors
             if not is_out_of_memory(error):
@@ -211,6 +223,7 @@ class Translator:
         with self._tiling_lock:
             if self._tiled_generator is None:
                 self._tiled_generator, self._tiled_norms = with_image_statistics(self.generator)
+                self.arithmetic.apply(self._tiled_generator, self.device)
             return translate_tiled(image, lambda batch: self._run(self._tiled_generator, batch), tile,
                                    self.overlap, self._tiled_norms)
 
@@ -434,4 +447,5 @@ def load_translators(value: str | os.PathLike | ResolvedModel, directions: Itera
             for direction in wanted or model.available_directions}
 
 
-__all__ = ["Translator", "load_translators", "pad_to_multiple", "expand_inputs", "TranslationReport"]
+__all__ = ["Translator", "load_translators", "pad_to_multiple", "expand_inputs", "TranslationReport",
+           "untuned_arithmetic"]

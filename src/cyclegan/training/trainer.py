@@ -12,7 +12,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +24,12 @@ from cyclegan.config import TrainConfig
 from cyclegan.data.check import fatal_problems
 from cyclegan.data.datasets import collate_samples
 from cyclegan.data.layout import check_batchable, iterations_per_epoch, layout_of, training_dataset
-from cyclegan.device import autocast, select_device, training_precision
+from cyclegan.device import autocast, select_device
 from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, DatasetError
 from cyclegan.fileio import unwritable_reason
-from cyclegan.layers.nnpack import use_nnpack
 from cyclegan import checkpoint as ckpt
 from cyclegan.distributed import Distributed
+from cyclegan.training.arithmetic_probe import TrainingProbe
 from cyclegan.training.gallery import Gallery
 from cyclegan.training.model import build_model
 from cyclegan.training.objective import LossTerms, build_objective, check_objective_options
@@ -39,6 +39,8 @@ from cyclegan.training.plots import plot_history
 from cyclegan.training.trackers import Trackers, check_available, open_trackers, tracker_names
 from cyclegan.training.schedules import LearningRateSchedule
 from cyclegan.training.validation import QualityTracker
+from cyclegan.tuning import (MAX_PROBE_SECONDS, PLANNED_TIME_SHARE, REFERENCE, ProbeKey, ProbeResult, UserFlags,
+                             choose_arithmetic)
 
 
 class NonFiniteLossError(CycleGANError):
@@ -78,9 +80,6 @@ class Trainer:
         device = select_device(config.run.device)
         self.dist = Distributed.from_environment(device)
         self.device = self.dist.device(device)
-        # "auto" becomes the precision it stands for here, so config.json (and a resumed run) says
-        # what was used.
-        config.run.precision, self.precision_reason = training_precision(config.run.precision, self.device)
         self.run_dir = Path(config.run.runs_dir) / config.run.name
         self.checkpoint_dir = self.run_dir / "checkpoints"
         unwritable = unwritable_reason(self.run_dir)
@@ -110,6 +109,8 @@ class Trainer:
         self.iterations_per_epoch = iterations_per_epoch(len(self.dataset), config.data.batch_size,
                                                          self.dist.world_size)
         self.quality = QualityTracker(config, layout, self.device, self.run_dir)
+        # Timed before this run seeds torch and builds its model, so the probe changes nothing of it.
+        self.arithmetic = self._choose_arithmetic(resume)
 
         if self.device.type == "cuda":
             # The shapes repeat every iteration, so cuDNN's measured choice of algorithm pays for
@@ -117,9 +118,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(config.run.seed)
         self.model = build_model(config.model, config.run.batch_generator_calls).to(self.device)
-        use_nnpack(self.model, config.run.nnpack and self.device.type == "cpu")
-        self.memory_format = torch.channels_last if config.run.channels_last else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        self.memory_format = self.arithmetic.chosen.apply(self.model, self.device)
         # The modules whose forward does one update's work; under torchrun wrapped in DDP.
         self.generators = self.dist.wrap(self.model.generators, self.device)
         self.discriminators = self.dist.wrap(self.model.discriminators, self.device)
@@ -166,6 +165,34 @@ class Trainer:
             self.init_notes = initialise_from(self.model, config.run.init_from, config.model.model == "pix2pix")
 
         self.gallery = Gallery(config, layout, self.device)
+
+    def _choose_arithmetic(self, resume: ckpt.CheckpointFiles | None) -> ProbeResult:
+        """The run's precision, layout and convolutions (`cyclegan.tuning.choose_arithmetic`), written
+        into its config as concrete values, so that config.json says what was used and a resumed run
+        keeps it without probing. The probe's budget is also a share of --max-minutes when given."""
+        run, data = self.config.run, self.config.data
+        if run.precision != "auto":
+            autocast(self.device, run.precision)  # fp16 or tf32 on a CPU: said now, not after the probe
+        user_flags = UserFlags.from_options(run.precision, run.channels_last, run.nnpack)
+        if resume is not None:
+            result = ProbeResult(user_flags.impose(REFERENCE), "resumed", reason="as recorded in the resumed run")
+        else:
+            key = ProbeKey.for_job(self.device, self.config.model, "train", data.crop_size, data.batch_size,
+                                   user_flags)
+            budget = MAX_PROBE_SECONDS
+            if run.max_minutes is not None:
+                budget = min(budget, PLANNED_TIME_SHARE * run.max_minutes * 60)
+            # Under torchrun the ranks must compute alike, and a second Trainer could not join the
+            # process group: the cached decision (from `cyclegan tune`) or plain fp32 then.
+            with contextlib.ExitStack() as stack:
+                measure = None if self.dist.enabled else stack.enter_context(TrainingProbe(self.config, Trainer))
+                result = choose_arithmetic(self.device, key, measure, self.planned_iterations(), user_flags, budget)
+            if self.dist.enabled and result.source == "default":
+                result = replace(result, reason="not measured under torchrun and no decision is cached; "
+                                                            "`cyclegan tune` with this run's flags caches one")
+        run.precision, run.channels_last, run.nnpack = (result.chosen.precision, result.chosen.channels_last,
+                                                        result.chosen.nnpack)
+        return result
 
     # ----------------------------------------------------------------------------- checkpoints
     def training_state(self) -> dict:
