@@ -116,3 +116,13 @@ def test_a_staged_folder_refuses_a_destination_that_holds_files(tmp_path):
             pass
     assert (tmp_path / "dataset" / "mine.txt").read_text() == "keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
+
+
+def test_names_are_shortened_by_their_bytes_on_disk_even_when_they_are_not_utf8():
+    from cyclegan.fileio import shorten_to_bytes
+
+    assert shorten_to_bytes("abc", 3) == "abc"
+    assert shorten_to_bytes("aé b", 2) == "a"  # é is 2 bytes: never cut inside it
+    undecodable = "caf\udce9 latin-1"  # b"caf\xe9 latin-1", as os.listdir gives a Latin-1 name
+    assert shorten_to_bytes(undecodable, 4) == "caf\udce9"
+    assert shorten_to_bytes(undecodable, 100) == undecodable

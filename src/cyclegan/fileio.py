@@ -102,9 +102,18 @@ def _fsync_directory(folder: Path) -> None:
 
 
 def shorten_to_bytes(text: str, size: int) -> str:
-    """`text` cut to at most `size` bytes of UTF-8, never inside a character."""
-    encoded = text.encode()
-    return text if len(encoded) <= size else encoded[:max(size, 0)].decode(errors="ignore")
+    """`text` cut to at most `size` bytes as the file system stores it, never inside a character
+    (a name that is not UTF-8 keeps its undecodable bytes, as `os.fsencode` gives them back)."""
+    if len(os.fsencode(text)) <= size:
+        return text
+    kept, used = [], 0
+    for character in text:
+        length = len(os.fsencode(character))
+        if used + length > size:
+            break
+        kept.append(character)
+        used += length
+    return "".join(kept)
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:

@@ -9,6 +9,7 @@ translation cannot be saved under (no image extension) fails that file alone.
 """
 from __future__ import annotations
 
+import errno
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -99,6 +100,12 @@ def unsavable_name(path: Path) -> str | None:
             f"format's extension (e.g. {example})")
 
 
+def stops_every_write(error: BaseException) -> bool:
+    """Whether a failed write means the output folder takes no more files (full disk, quota,
+    read-only file system), so that translating on would only fail again."""
+    return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def write_failure(target: Path, error: BaseException) -> str:
     """One line saying that `target` could not be written, why, and what to do."""
     reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
@@ -113,12 +120,12 @@ def _claim(path: Path, name: str, taken: set[str], limit: int, notes: list[str])
     counter = 0
     while True:
         tail = (f"_{counter}" if counter else "") + suffix
-        candidate = shorten_to_bytes(stem, limit - len(tail.encode())) + tail
+        candidate = shorten_to_bytes(stem, limit - len(os.fsencode(tail))) + tail
         if candidate.casefold() not in taken:
             break
         counter += 1
     taken.add(candidate.casefold())
-    if len(f"{stem}{tail}".encode()) > limit:
+    if len(os.fsencode(f"{stem}{tail}")) > limit:
         notes.append(f"{path}: written as {candidate}, since {stem}{tail} is longer than the {limit} bytes "
                      "a file name may have there")
     return candidate

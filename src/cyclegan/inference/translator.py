@@ -37,7 +37,7 @@ from cyclegan.inference.memory import free_memory, is_out_of_memory, out_of_memo
 from cyclegan.inference.pipeline import Pipeline
 from cyclegan.inference.resolve import ResolvedModel, resolve
 from cyclegan.inference.tiling import check_tiling, translate_tiled, translate_tiled_array, with_image_statistics
-from cyclegan.inference.outputs import plan_outputs, write_failure
+from cyclegan.inference.outputs import plan_outputs, stops_every_write, write_failure
 from cyclegan.inference.video import (VIDEO_EXTENSIONS, VideoOptions, VideoResult, is_video, list_videos,
                                       translate_video)
 from cyclegan.layers.nnpack import available as nnpack_available
@@ -329,7 +329,9 @@ class Translator:
                 except UnreadableImageError as error:  # this file only
                     report.failed.append((path, str(error)))
                     continue
-                except OSError as error:  # this file could not be written (full disk, permissions)
+                except OSError as error:  # this file could not be written
+                    if stops_every_write(error):
+                        raise
                     report.failed.append((path, write_failure(target, error)))
                     continue
                 report.written.append(target)
@@ -362,8 +364,10 @@ class Translator:
         def save(output: Image.Image, path: Path, target: Path) -> None:
             try:
                 save_image_atomic(output, target)
-            except OSError as error:  # a full disk, a name too long there: this file only
-                unwritten[target] = (path, write_failure(target, error))
+            except OSError as error:
+                if stops_every_write(error):  # a full or read-only disk: the next files would fail alike
+                    raise
+                unwritten[target] = (path, write_failure(target, error))  # a name too long there: this file only
 
         inputs = dict((target, path) for path, target in plan)
         with Pipeline(io_threads, io_threads, ahead=io_threads + 1, behind=io_threads, name="translate-io") as pipeline:
