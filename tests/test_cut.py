@@ -230,3 +230,21 @@ def test_a_btoa_cut_run_is_validated_translates_b_to_a_and_refuses_a_to_b(tiny_d
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.endswith("holds no AtoB generator, only BtoA; ask for BtoA")
     assert not (tmp_path / "other").exists()
+
+
+def test_a_btoa_checkpoint_exports_its_generator_to_onnx_and_refuses_the_other_direction(tmp_path):
+    from conftest import require_module
+
+    require_module("onnxruntime", "onnx")
+    from cyclegan.inference.onnx import export_onnx
+
+    config = ModelConfig(model="fastcut", direction="BtoA", net_g="resnet_6blocks", ngf=4, ndf=4)
+    torch.manual_seed(0)
+    model = build_model(config)
+    files = ckpt.save_checkpoint(tmp_path / "checkpoints", model.networks(), config, None, epoch=0, iteration=1)
+    report = export_onnx(files.weights, tmp_path / "g.onnx", "BtoA")
+    assert report.ok and report.spec.direction == "BtoA"
+    loaded, _spec = ckpt.load_generator(files.weights, "BtoA")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.G.state_dict().values()))
+    with pytest.raises(ckpt.CheckpointError, match="holds no AtoB generator .G_AB., only G_BA, D_A, projector; use direction BtoA$"):
+        export_onnx(files.weights, tmp_path / "other.onnx", "AtoB")
