@@ -207,9 +207,9 @@ def _add_notes(parser: argparse.ArgumentParser, notes: list[Note]) -> None:
 
 
 def check_dataset_mode(args: argparse.Namespace, model: str) -> None:
-    """--dataset_mode unaligned asks for a cyclegan, aligned for a pix2pix (any other value was
-    refused while parsing)."""
+    """--dataset_mode unaligned asks for an unpaired model (cyclegan, cut, fastcut), aligned for a
+    pix2pix (any other value was refused while parsing)."""
     mode = getattr(args, "reference_dataset_mode", None)
-    if mode is not None and mode != {"cyclegan": "unaligned", "pix2pix": "aligned"}.get(model):
+    if mode is not None and mode != ("aligned" if model == "pix2pix" else "unaligned"):
         note = next(note for note in TRAIN_NOTES if note.flags == ("--dataset_mode",))
         raise ConfigError(f"--dataset_mode {mode} does not fit --model {model}: {note.advice}")
