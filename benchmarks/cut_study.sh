@@ -4,15 +4,18 @@
 # the suite (`cyclegan experiment cut`) trains CUT and FastCUT both ways ("CUT" is A -> B, "CUT BtoA"
 # the other), against CycleGAN's two directions from one run.
 #   cityscapes (default): labels <-> photo at 64 px, scored against the ground truth (labels -> photo
-#                         FCN score, photo -> labels accuracies and IoU)
+#                         FCN score, photo -> labels accuracies and IoU). A holds the photos and B the
+#                         label maps, so "CUT BtoA" is the paper's labels -> photo task, "CUT" photo -> labels
 #   photo2anime:          ../shared/data/photo2anime_animegan at 64 px, scored by FID / KID (needs the
 #                         metrics extra)
 # Usage, from the repository root with the venv active:
 #   benchmarks/cut_study.sh [OUT]                                  (Cityscapes, equal iterations)
 #   MINUTES=20 benchmarks/cut_study.sh [OUT]                       (equal wall-clock time per run)
 #   DATASET=photo2anime benchmarks/cut_study.sh [OUT]
-# Default OUT: experiments/cut_<dataset>64_<iters or minutes>. Resumable as improvements_study.sh: call it
-# again and it skips finished runs, continues interrupted ones and rewrites OUT/study.md and study.json.
+# Default OUT: experiments/cut_<dataset>64_<iters or minutes>. Checked to start and finish with
+# ITERS=2 SEEDS=0,1 ONLY="CycleGAN,CUT BtoA" EVAL_FLAGS="--no-fid --segmenter-steps 5 --segmenter-size 32".
+# Resumable as improvements_study.sh: call it again and it skips finished runs, continues interrupted
+# ones and rewrites OUT/study.md and study.json.
 # Equal time is only fair on one machine with nothing else running: keep PARALLEL at 1 for it.
 #
 # Environment: DATASET (cityscapes), SHARED (default ../shared/data), SEEDS (0,1,2), ITERS (1000) or

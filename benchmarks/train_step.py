@@ -261,7 +261,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256, help="Square crop side (the paper: 256).")
     parser.add_argument("--model", default="cyclegan", choices=("cyclegan", *ONE_DIRECTION_MODELS),
-                        help="The candidates' model (cut / fastcut: CUT's; the reference iteration stays CycleGAN's).")
+                        help="The candidates' model (cut / fastcut: CUT's; the reference iteration and the GFLOP "
+                             "columns stay CycleGAN's).")
     parser.add_argument("--netG", default="resnet_9blocks",
                         choices=("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128"))
     parser.add_argument("--ngf", type=int, default=64)
