@@ -26,7 +26,7 @@ from PIL import Image
 
 import common
 import conv_throughput
-from cyclegan.config import ModelConfig, RunConfig, TrainConfig
+from cyclegan.config import ONE_DIRECTION_MODELS, ModelConfig, RunConfig, TrainConfig
 from cyclegan.networks import build_discriminator, build_generator
 from cyclegan.training.pool import ImagePool
 
@@ -184,7 +184,7 @@ def write_dataset(root: Path, size: int) -> Path:
 def build_trainer(variant: Variant, args: argparse.Namespace, workdir: Path) -> Trainer:
     from cyclegan.training.trainer import Trainer
 
-    config = TrainConfig()
+    config = TrainConfig(model=ModelConfig(model=args.model))
     config.model.net_g, config.model.ngf, config.model.ndf = args.netG, args.ngf, args.ndf
     config.data.data = str(workdir / "data")
     config.data.load_size = config.data.crop_size = args.size
@@ -234,7 +234,7 @@ def make_inputs(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def probe_arguments(args: argparse.Namespace, name: str) -> list[str]:
-    arguments = ["--size", str(args.size), "--netG", args.netG, "--ngf", str(args.ngf), "--ndf", str(args.ndf),
+    arguments = ["--model", args.model, "--size", str(args.size), "--netG", args.netG, "--ngf", str(args.ngf), "--ndf", str(args.ndf),
                  "--batch", str(args.batch), "--memory-probe", name,
                  "--probe-iterations", str(args.probe_iterations), "--device", str(args.device)]
     if args.threads is not None:
@@ -264,6 +264,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = RunConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256, help="Square crop side (the paper: 256).")
+    parser.add_argument("--model", default="cyclegan", choices=("cyclegan", *ONE_DIRECTION_MODELS),
+                        help="The candidates' model (cut / fastcut: CUT's; the reference iteration and the GFLOP "
+                             "columns stay CycleGAN's).")
     parser.add_argument("--netG", default="resnet_9blocks",
                         choices=("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128"))
     parser.add_argument("--ngf", type=int, default=64)

@@ -389,8 +389,9 @@ def generator_from_file(weights: Path, metadata: dict, direction: Direction | st
     else:
         name, applied = direction.generator, direction
         if networks is not None and name not in networks:
+            held = held_directions(metadata)
             raise CheckpointError(f"{weights} holds no {direction} generator ({name}), only "
-                                  f"{', '.join(networks)}; use direction AtoB")
+                                  f"{', '.join(networks)}; use direction {' or '.join(held) or 'AtoB'}")
     input_nc, output_nc = generator_channels(config, applied or Direction.A_TO_B)
     generator = build_generator_from_config(config, applied or Direction.A_TO_B)
     load_weights(weights, {name: generator})

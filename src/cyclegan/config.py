@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cyclegan.directions import DIRECTIONS  # noqa: F401  (re-exported: the choices of --direction)
+from cyclegan.directions import DIRECTIONS, Direction  # DIRECTIONS: also re-exported, the choices of --direction
 from cyclegan.errors import ConfigError
 
 
 # Every choice an option offers, named once; the networks, losses, transforms, schedules and every
 # command's flags take their choices from here.
-MODELS = ("cyclegan", "pix2pix")
+MODELS = ("cyclegan", "pix2pix", "cut", "fastcut")
+# The models that learn one direction (--direction) with one generator and no cycle.
+ONE_DIRECTION_MODELS = ("cut", "fastcut")
 GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("instance", "batch", "none")
@@ -46,6 +48,8 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 MODEL_SCORES = {"cyclegan": ("kid", "fid", "cycle", "kid_AtoB", "kid_BtoA", "fid_AtoB", "fid_BtoA", "cycle_AtoB",
                              "cycle_BtoA"),
                 "pix2pix": ("kid", "fid", "l1", "kid_AtoB", "fid_AtoB", "l1_AtoB")}
+# CUT and FastCUT are scored in their one --direction (kid_AtoB, or kid_BtoA with --direction BtoA).
+MODEL_SCORES.update(dict.fromkeys(ONE_DIRECTION_MODELS, ("kid", "fid", "kid_AtoB", "kid_BtoA", "fid_AtoB", "fid_BtoA")))
 SCORES = tuple(dict.fromkeys(MODEL_SCORES["cyclegan"] + MODEL_SCORES["pix2pix"]))
 # Which checkpoint of a run a command uses: the newest, or the one with the best validation score.
 PICKS = ("latest", "best")
@@ -57,13 +61,27 @@ MAX_CHANNELS = 16
 
 
 # Each model's own defaults for the options whose paper value differs between CycleGAN (Zhu et al.
-# 2017) and pix2pix (Isola et al. 2017). Those fields default to None, "the model's default", which
+# 2017), pix2pix (Isola et al. 2017) and CUT / FastCUT (Park et al. 2020, whose networks are
+# anti-aliased and xavier-initialised). Those fields default to None, "the model's default", which
 # the config resolves itself, so the command line, a --config file and Python give the same run.
+_CUT_NETWORKS = {"net_g": "resnet_9blocks", "norm": "instance", "antialias": True, "upsample": "antialias",
+                 "init_type": "xavier"}
+_CYCLEGAN_NETWORKS = {"antialias": False, "upsample": "transposed", "init_type": "normal"}
 MODEL_DEFAULTS = {
-    "cyclegan": {"model": {"net_g": "resnet_9blocks", "norm": "instance"},
-                 "loss": {"gan_mode": "lsgan", "pool_size": 50, "lambda_identity": 0.5}},
-    "pix2pix": {"model": {"net_g": "unet_256", "norm": "batch"},
-                "loss": {"gan_mode": "vanilla", "pool_size": 0, "lambda_identity": 0.0}},
+    "cyclegan": {"model": {"net_g": "resnet_9blocks", "norm": "instance", **_CYCLEGAN_NETWORKS},
+                 "loss": {"gan_mode": "lsgan", "pool_size": 50, "lambda_identity": 0.5},
+                 "optim": {"epochs": 100, "epochs_decay": 100}},
+    "pix2pix": {"model": {"net_g": "unet_256", "norm": "batch", **_CYCLEGAN_NETWORKS},
+                "loss": {"gan_mode": "vanilla", "pool_size": 0, "lambda_identity": 0.0},
+                "optim": {"epochs": 100, "epochs_decay": 100}},
+    "cut": {"model": _CUT_NETWORKS,
+            "loss": {"gan_mode": "lsgan", "pool_size": 0, "lambda_identity": 0.0, "lambda_nce": 1.0, "nce_idt": True,
+                     "flip_equivariance": False},
+            "optim": {"epochs": 200, "epochs_decay": 200}},
+    "fastcut": {"model": _CUT_NETWORKS,
+                "loss": {"gan_mode": "lsgan", "pool_size": 0, "lambda_identity": 0.0, "lambda_nce": 10.0,
+                         "nce_idt": False, "flip_equivariance": True},
+                "optim": {"epochs": 150, "epochs_decay": 50}},
 }
 
 
@@ -93,6 +111,24 @@ def parse_trackers(log_to: str | None) -> tuple[str, ...] | None:
     return names
 
 
+def parse_nce_layers(text: str) -> tuple[int, ...]:
+    """The layer indices that --nce-layers "0,4,8,12,16" names. Raises ConfigError for anything
+    that is not a comma-separated list of non-negative integers."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise ConfigError(f"--nce-layers {text!r} is not a comma-separated list of layer indices; "
+                          "give e.g. 0,4,8,12,16")
+    return tuple(int(part) for part in parts)
+
+
+def model_directions(model: "ModelConfig") -> tuple[Direction, ...]:
+    """The directions a model of this config learns: both for CycleGAN, A to B for pix2pix, the
+    --direction of CUT and FastCUT."""
+    if model.model in ONE_DIRECTION_MODELS:
+        return (Direction.parse(model.direction),)
+    return (Direction.A_TO_B,) if model.model == "pix2pix" else tuple(Direction)
+
+
 def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
            negative_flag: str | None = None, aliases: tuple[str, ...] = (), metavar: str | None = None,
            parse: Any = None, shown_default: str | None = None, group: str | None = None) -> Any:
@@ -120,9 +156,13 @@ def negative_flag_of(option_field: dataclasses.Field) -> str:
 def model_default_text(section: str, name: str) -> str | None:
     """How the help shows a default that depends on --model ("resnet_9blocks; pix2pix: unet_256")."""
     values = {model: defaults.get(section, {}).get(name) for model, defaults in MODEL_DEFAULTS.items()}
-    if values["cyclegan"] is None:
+    first = next((model for model, value in values.items() if value is not None), None)
+    if first is None:
         return None
-    return f"{values['cyclegan']}; pix2pix: {values['pix2pix']}"
+    others = [f"{model}: {value}" for model, value in values.items()
+              if model != first and value is not None and value != values[first]]
+    shown = values[first] if first == "cyclegan" else f"{first}: {values[first]}"
+    return "; ".join([str(shown), *others])
 
 
 def _resolve_model_defaults(section_name: str, section, model: str) -> None:
@@ -138,10 +178,15 @@ def _resolve_model_defaults(section_name: str, section, model: str) -> None:
 class ModelConfig:
     """Architecture: everything needed to rebuild the networks from saved weights."""
 
-    model: str = option("cyclegan", "cyclegan (unpaired) or pix2pix (paired data: the upper bound in the paper's tables). "
-                        "pix2pix changes the defaults of --netG, --norm, --gan-mode, --pool-size and "
-                        "--lambda-identity to the pix2pix paper's unless they are given.",
+    model: str = option("cyclegan", "cyclegan (unpaired), pix2pix (paired data: the upper bound in the paper's tables), "
+                        "or cut / fastcut (unpaired, one direction: one generator trained with PatchNCE instead of "
+                        "a second generator and the cycle loss; Park et al. 2020). pix2pix, cut and fastcut change "
+                        "the defaults of the options that show a per-model default to their paper's unless they "
+                        "are given.",
                         choices=MODELS)
+    direction: str = option("AtoB", "cut and fastcut: the direction the one generator learns (BtoA: from domain B "
+                            "to domain A). CycleGAN learns both; for pix2pix swap the domains instead.",
+                            choices=DIRECTIONS)
     net_g: str | None = option(None, "Generator architecture (ResNet-9 at 256 px, ResNet-6 at 128 px in the paper).",
                         flag="--netG", choices=GENERATORS)
     net_d: str = option("basic", "Discriminator: basic = 70x70 PatchGAN, n_layers = PatchGAN with --n-layers-D, pixel = 1x1.",
@@ -150,17 +195,17 @@ class ModelConfig:
     ngf: int = option(64, "Filters in the generator's first and last convolution.")
     ndf: int = option(64, "Filters in the discriminator's first convolution.")
     norm: str | None = option(None, "Normalisation layer.", choices=NORMS)
-    init_type: str = option("normal", "Weight initialisation.", choices=INIT_TYPES)
+    init_type: str | None = option(None, "Weight initialisation.", choices=INIT_TYPES)
     init_gain: float = option(0.02, "Scale (std or gain) of the weight initialisation.")
     use_dropout: bool = option(False, "Dropout (0.5) in the generator; the paper's CycleGAN uses none.",
                                flag="--dropout", negative_flag="--no-dropout")
     padding_type: str = option("reflect", "Padding in the ResNet generator.", choices=PADDING_TYPES)
-    upsample: str = option("transposed", "Up-sampling in the ResNet generator: transposed (stride-2 transposed "
+    upsample: str | None = option(None, "Up-sampling in the ResNet generator: transposed (stride-2 transposed "
                            "convolution, the paper's), resize_conv (nearest-neighbour 2x, then a 3x3 convolution, "
                            "against checkerboard artifacts; Odena et al. 2016) or antialias (CUT's: zeros between the "
                            "pixels and a [1,3,3,1] blur, i.e. bilinear 2x, then a 3x3 convolution; Park et al. 2020).",
                            choices=UPSAMPLINGS)
-    antialias: bool = option(False, "Anti-aliased down-sampling as in CUT (Zhang 2019): each stride-2 convolution of "
+    antialias: bool | None = option(None, "Anti-aliased down-sampling as in CUT (Zhang 2019): each stride-2 convolution of "
                              "the ResNet generator and the PatchGAN becomes a stride-1 one followed by a [1,2,1] blur "
                              "pool. CUT's networks are --antialias --upsample antialias.",
                              flag="--antialias", negative_flag="--no-antialias")
@@ -169,6 +214,10 @@ class ModelConfig:
                                  "generators only): a data-dependent norm would undo the Lipschitz bound that "
                                  "spectral norm gives, and SN-GAN uses none; their convolutions get biases instead.",
                                  flag="--spectral-norm", negative_flag="--no-spectral-norm")
+    nce_layers: str | None = option(None, "cut / fastcut: the layers of the ResNet generator's encoder that PatchNCE "
+                                    "reads, as indices into its layer list, e.g. 0,4,8,12,16 (default: the paper's: "
+                                    "the input, both down-samplings, the first and the middle residual block; those "
+                                    "are 0,4,8,12,16 of the anti-aliased generator).")
     input_nc: int = option(3, f"Channels of domain A images (1 = grayscale, 3 = RGB; up to {MAX_CHANNELS} from "
                            "multi-page TIFF or .npy H x W x C).")
     output_nc: int = option(3, f"Channels of domain B images (1 = grayscale, 3 = RGB; up to {MAX_CHANNELS}).")
@@ -206,6 +255,17 @@ class LossConfig:
     d_ratio: float = option(2.0, "The discriminator loss is divided by this to slow D down (2 = the reference's 0.5 factor).")
     d_steps: int = option(1, "Discriminator updates per generator update (the generator steps every d_steps iterations).")
     pool_size: int | None = option(None, "Size of the history of generated images shown to the discriminators (0 disables).")
+    # CUT and FastCUT (Park et al. 2020): PatchNCE between the generator's input and output.
+    lambda_gan: float = option(1.0, "cut / fastcut: weight of the adversarial term.", flag="--lambda-GAN")
+    lambda_nce: float | None = option(None, "cut / fastcut: weight of the PatchNCE term.", flag="--lambda-NCE")
+    nce_idt: bool | None = option(None, "cut / fastcut: also PatchNCE between images of the target domain and their "
+                                  "translation (CUT's identity term; the two terms are then averaged).",
+                                  flag="--nce-idt", negative_flag="--no-nce-idt")
+    num_patches: int = option(256, "cut / fastcut: locations per layer and image that PatchNCE compares.")
+    nce_temperature: float = option(0.07, "cut / fastcut: temperature of PatchNCE's softmax.", flag="--nce-T")
+    flip_equivariance: bool | None = option(None, "cut / fastcut: mirror the generator's input at random and its "
+                                            "features back for PatchNCE (FastCUT's augmentation).",
+                                            flag="--flip-equivariance", negative_flag="--no-flip-equivariance")
     diff_augment: str = option("", "Differentiable augmentation (DiffAugment, Zhao et al. 2020) of every image the "
                                "discriminators see, real and generated alike: a comma-separated policy of color "
                                "(brightness, saturation, contrast), translation (up to 1/8 of the side, zero filled) "
@@ -220,8 +280,8 @@ class OptimConfig:
     lr_d: float | None = option(None, "Initial learning rate of the discriminators (default: --lr).", flag="--lr-D")
     beta1: float = option(0.5, "Adam beta1.")
     beta2: float = option(0.999, "Adam beta2.")
-    epochs: int = option(100, "Epochs at the initial learning rate.")
-    epochs_decay: int = option(100, "Epochs over which the learning rate then decays (linear policy: to zero).")
+    epochs: int | None = option(None, "Epochs at the initial learning rate.")
+    epochs_decay: int | None = option(None, "Epochs over which the learning rate then decays (linear policy: to zero).")
     lr_policy: str = option("linear", "Learning-rate schedule.", choices=LR_POLICIES)
     lr_decay_epochs: int = option(50, "For --lr-policy step: multiply the lr by --lr-gamma every this many epochs.")
     lr_gamma: float | None = option(None, "Factor of the step and plateau policies (default: 0.1 for step, 0.2 for "
@@ -347,6 +407,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _resolve_model_defaults("model", self.model, self.model.model)
         _resolve_model_defaults("loss", self.loss, self.model.model)
+        _resolve_model_defaults("optim", self.optim, self.model.model)
         if self.optim.lr_gamma is None:  # recorded in config.json as used, like the model's defaults
             self.optim.lr_gamma = LR_GAMMA_DEFAULTS.get(self.optim.lr_policy)
 
@@ -394,6 +455,12 @@ class TrainConfig:
                             ("--ngf", self.model.ngf), ("--ndf", self.model.ndf)):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
+        if self.loss.num_patches < 1:
+            raise ConfigError(f"--num-patches must be at least 1, got {self.loss.num_patches}")
+        if not self.loss.nce_temperature > 0:
+            raise ConfigError(f"--nce-T must be positive, got {self.loss.nce_temperature}")
+        if self.model.nce_layers is not None:
+            parse_nce_layers(self.model.nce_layers)
         if self.loss.d_ratio <= 0:
             raise ConfigError(f"--d-ratio must be positive, got {self.loss.d_ratio}")
         if self.optim.lr_gamma is not None and not self.optim.lr_gamma > 0:
@@ -419,6 +486,10 @@ class TrainConfig:
             raise ConfigError("--no-gan with --cycle none leaves no loss to train with")
         parse_policy(self.loss.diff_augment)
         parse_trackers(self.run.log_to)
+        if self.model.model not in ONE_DIRECTION_MODELS and self.model.direction != Direction.A_TO_B:
+            raise ConfigError(f"--direction {self.model.direction} applies to --model cut and fastcut, which learn one "
+                              f"direction; for --model {self.model.model} swap the domains instead: "
+                              "--domain-a DATA/trainB --domain-b DATA/trainA")
         if self.validation.eval_every is not None and self.validation.eval_every < 0:
             raise ConfigError(f"--eval-every must be 0 (off) or more, got {self.validation.eval_every}")
         if self.validation.eval_images < 2:
@@ -426,7 +497,8 @@ class TrainConfig:
                               f"got {self.validation.eval_images}")
         if not 0.0 <= self.validation.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction must be at least 0 and below 1, got {self.validation.val_fraction}")
-        scores = MODEL_SCORES[self.model.model]
+        scores = [score for score in MODEL_SCORES[self.model.model]
+                  if "_" not in score or score.split("_")[1] in model_directions(self.model)]
         if self.validation.select_by not in scores:
             raise ConfigError(f"--select-by {self.validation.select_by} is not a score of --model {self.model.model}; "
                               f"choose one of {', '.join(scores)}")

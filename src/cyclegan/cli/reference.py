@@ -10,7 +10,7 @@ A reference option with no counterpart here gets a one-line note saying what to 
 (`TRAIN_NOTES`, `TRANSLATE_NOTES`). Options that only steer the reference's display, logging or
 checkpoint frequency change no result: they are ignored, with the note. The others stop the
 command with the note, because ignoring them would change the experiment; where a value asks for
-what this project does anyway (`--epoch_count 1`, `--direction AtoB`) it is accepted silently.
+what this project does anyway (`--epoch_count 1`, `--phase train`) it is accepted silently.
 """
 from __future__ import annotations
 
@@ -96,8 +96,6 @@ TRAIN_NOTES = [
     Note(("--epoch_count",), RESUME, refuse=True, same_as_ours=("1",)),
     Note(("--phase",), "training reads DATA/trainA and DATA/trainB; for other folders give --domain-a and "
          "--domain-b", refuse=True, same_as_ours=("train",)),
-    Note(("--direction",), "swap the domains instead: --domain-a DATA/trainB --domain-b DATA/trainA",
-         refuse=True, same_as_ours=("AtoB",)),
     # Which of the two values fits depends on --model, possibly from --config: check_dataset_mode.
     Note(("--dataset_mode",), "the layout follows --model: cyclegan reads unpaired trainA/ and trainB/ (the "
          "reference's unaligned), pix2pix aligned A|B pairs (aligned)", refuse=True,
@@ -209,9 +207,9 @@ def _add_notes(parser: argparse.ArgumentParser, notes: list[Note]) -> None:
 
 
 def check_dataset_mode(args: argparse.Namespace, model: str) -> None:
-    """--dataset_mode unaligned asks for a cyclegan, aligned for a pix2pix (any other value was
-    refused while parsing)."""
+    """--dataset_mode unaligned asks for an unpaired model (cyclegan, cut, fastcut), aligned for a
+    pix2pix (any other value was refused while parsing)."""
     mode = getattr(args, "reference_dataset_mode", None)
-    if mode is not None and mode != {"cyclegan": "unaligned", "pix2pix": "aligned"}.get(model):
+    if mode is not None and mode != ("aligned" if model == "pix2pix" else "unaligned"):
         note = next(note for note in TRAIN_NOTES if note.flags == ("--dataset_mode",))
         raise ConfigError(f"--dataset_mode {mode} does not fit --model {model}: {note.advice}")

@@ -72,8 +72,8 @@ class ResolvedModel:
         if missing:
             what = ("holds a single generator, which is served as AtoB" if self.is_single_generator
                     else f"holds no {missing[0]} generator, only {', '.join(self.directions)}")
-            raise ConfigError(f"{self.weights} {what}; ask for {' and '.join(self.available_directions)} "
-                              "or leave the direction out")
+            leave_out = " or leave the direction out" if Direction.A_TO_B in self.available_directions else ""
+            raise ConfigError(f"{self.weights} {what}; ask for {' and '.join(self.available_directions)}{leave_out}")
 
 
 def resolve(value: str | os.PathLike, pick: str = "latest", backend: str = "auto",

@@ -3,7 +3,8 @@
 The page (gallery/index.html) shows the newest validation scores and every warning above the
 strips, and the strips also go to the run's trackers. For CycleGAN each direction shows the input, its
 translation, the reconstruction and the identity mapping; for pix2pix the input, the
-translation and the paired ground truth.
+translation and the paired ground truth; for CUT and FastCUT their one direction's input and
+translation.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from cyclegan.config import TrainConfig
+from cyclegan.config import TrainConfig, model_directions
 from cyclegan.data.datasets import AlignedDataset, prepared_tensor, load_source
 from cyclegan.data.images import tensor_to_image
 from cyclegan.data.layout import DatasetLayout
@@ -101,16 +102,19 @@ class Gallery:
                 else:
                     rows = {}
                     networks = model.networks()
-                    for direction in Direction:
-                        forward, backward = networks[direction.generator], networks[direction.reverse.generator]
+                    directions = model_directions(self.config.model)
+                    cycle = all(direction.reverse.generator in networks for direction in directions)
+                    for direction in directions:
                         real = self.inputs[direction.source]
-                        translated = forward(real)
-                        reconstructed = backward(translated)
-                        identity = backward(real) if real.shape[1] == translated.shape[1] else real
-                        rows[direction] = [[_viewable(t[i].float())
-                                            for t in (real, translated, reconstructed, identity)]
+                        translated = networks[direction.generator](real)
+                        shown = [real, translated]
+                        if cycle:
+                            backward = networks[direction.reverse.generator]
+                            identity = backward(real) if real.shape[1] == translated.shape[1] else real
+                            shown += [backward(translated), identity]
+                        rows[direction] = [[_viewable(t[i].float()) for t in shown]
                                            for i in range(real.shape[0])]
-                    columns = GALLERY_COLUMNS
+                    columns = GALLERY_COLUMNS if cycle else GALLERY_COLUMNS[:2]
             finally:
                 model.train()
         page, strips = save_gallery(run_dir / "gallery", epoch, rows, columns, preamble=quality_section(run_dir))

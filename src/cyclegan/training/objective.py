@@ -2,7 +2,8 @@
 
 `CycleGANObjective` is CycleGAN's full objective (Zhu et al. 2017, eq. 1-3, plus the identity
 term of section 5.2); `Pix2PixObjective` is pix2pix's conditional GAN + L1 (Isola et al. 2017,
-eq. 4), the paper's upper bound. Each owns its loss terms and their weights, checks its own
+eq. 4), the paper's upper bound; `CUTObjective` is CUT's and FastCUT's adversarial term + PatchNCE
+(Park et al. 2020, eq. 5), one direction without a cycle. Each owns its loss terms and their weights, checks its own
 options (those that do not apply to it; `TrainConfig.validate` checks the combinations that cannot
 work for any model), and returns named loss terms for the generator update and for the discriminator update.
 The trainer does the rest: precision, frozen discriminators, the image history, backward passes,
@@ -18,15 +19,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from cyclegan import losses
 from cyclegan.augment import augment_for_discriminator, diff_augment
-from cyclegan.config import LossConfig, ModelConfig, TrainConfig, flag_of
+from cyclegan.config import ONE_DIRECTION_MODELS, LossConfig, ModelConfig, TrainConfig, flag_of
 from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError
+from cyclegan.training.patchnce import draw_flip
+
+# CUT's options (LossConfig, and ModelConfig.nce_layers), which no other objective uses.
+CUT_OPTIONS = ("lambda_gan", "lambda_nce", "nce_idt", "num_patches", "nce_temperature", "flip_equivariance")
 
 
 @dataclass(frozen=True)
@@ -97,11 +103,19 @@ class CycleGANObjective:
         unused = _changed(loss, ("lambda_l1",))
         if unused:
             raise ConfigError(f"{', '.join(unused)} only applies to --model pix2pix; leave it out")
+        _refuse_cut_options(loss, model)
 
     @property
     def trains_discriminators(self) -> bool:
         """False for the cycle-only ablation (--no-gan), which has no discriminator to train."""
         return self.adversarial
+
+    # No state of its own beyond the networks' (the trainer saves whatever an objective returns).
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
     def generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[LossTerms, GeneratorOutputs]:
         """The generator update's loss terms, and the generated images."""
@@ -176,8 +190,16 @@ class Pix2PixObjective:
         if unused:
             raise ConfigError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to --model "
                               "pix2pix; leave them out")
+        _refuse_cut_options(loss, model)
 
     trains_discriminators = True
+
+    # No state of its own beyond the networks' (the trainer saves whatever an objective returns).
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
     def generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[LossTerms, GeneratorOutputs]:
         fake_b = self.generators(real_a)
@@ -200,7 +222,103 @@ class Pix2PixObjective:
                          {"acc_D": losses.discriminator_accuracy(self.gan_mode, pred_real, pred_fake)})
 
 
-OBJECTIVES = {"cyclegan": CycleGANObjective, "pix2pix": Pix2PixObjective}
+class CUTObjective:
+    """CUT and FastCUT (Park et al. 2020): lambda_GAN * the adversarial term of G(x), plus
+    lambda_NCE * PatchNCE(x, G(x)); with `nce_idt` (CUT) also PatchNCE(y, G(y)) for images y of
+    the target domain, the two PatchNCE terms then averaged, as CUT's loss_NCE_both. FastCUT:
+    no identity term, lambda_NCE 10, and flip-equivariance.
+
+    One direction (`ModelConfig.direction`): source and target are A and B, or B and A. The
+    random numbers PatchNCE and the flips use come from the objective's own `torch.Generator`,
+    seeded by the run's seed; `state_dict` carries its state into the checkpoint, so a resumed
+    run draws what an uninterrupted one would have drawn.
+
+    The trainer updates the generator against the discriminator as it was before this
+    iteration's discriminator step (CUT updates D first); the two orders see the same images.
+    """
+
+    # Options of other objectives, which must keep their defaults here.
+    NOT_APPLICABLE = {"gan": "--no-gan", "cycle": "--cycle", "lambda_identity": "--lambda-identity",
+                      "lambda_a": "--lambda-A", "lambda_b": "--lambda-B", "lambda_l1": "--lambda-L1"}
+
+    def __init__(self, loss: LossConfig, model: ModelConfig, generators: nn.Module, discriminators: nn.Module,
+                 judges: dict[str, nn.Module], seed: int = 0):
+        self.check_options(loss, model)
+        self.generators, self.discriminators = generators, discriminators
+        self.direction = Direction.parse(model.direction)
+        self.judge = judges[self.direction.target]
+        self.gan_mode = loss.gan_mode
+        self.gan_weight, self.nce_weight = loss.lambda_gan, loss.lambda_nce
+        self.nce_identity = loss.nce_idt
+        self.flip_equivariance = loss.flip_equivariance
+        self.num_patches, self.temperature = loss.num_patches, loss.nce_temperature
+        self.gp_weight = loss.gp_weight
+        self.d_ratio = loss.d_ratio
+        self.augmentation = loss.diff_augment
+        # Its own stream, apart from the global one that initialises the networks.
+        self.rng = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 0xC07]).generate_state(1)[0]))
+
+    @classmethod
+    def check_options(cls, loss: LossConfig, model: ModelConfig) -> None:
+        if model.model not in ONE_DIRECTION_MODELS:
+            raise ConfigError(f"CUTObjective trains --model cut or fastcut, not {model.model}")
+        defaults = TrainConfig(model=ModelConfig(model=model.model)).loss
+        unused = [flag for name, flag in cls.NOT_APPLICABLE.items() if getattr(loss, name) != getattr(defaults, name)]
+        if unused:
+            raise ConfigError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to --model "
+                              f"{model.model}, which has one generator and no cycle; leave them out")
+        if not model.net_g.startswith("resnet"):
+            raise ConfigError(f"--model {model.model} reads the encoder of a ResNet generator, not --netG {model.net_g}; "
+                              "use --netG resnet_9blocks or resnet_6blocks")
+        if loss.nce_idt and model.input_nc != model.output_nc:
+            raise ConfigError(f"--nce-idt feeds target-domain images to the generator, which needs --input-nc == "
+                              f"--output-nc (got {model.input_nc} and {model.output_nc}); pass --no-nce-idt")
+
+    trains_discriminators = True
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.set_state(state["rng"])
+
+    def _source_target(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (real_a, real_b) if self.direction is Direction.A_TO_B else (real_b, real_a)
+
+    def generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[LossTerms, GeneratorOutputs]:
+        source, target = self._source_target(real_a, real_b)
+        flipped = draw_flip(self.rng).flipped if self.flip_equivariance else False
+        out = self.generators(source, target, identity=self.nce_identity, flipped=flipped, rng=self.rng,
+                              num_patches=self.num_patches, temperature=self.temperature)
+        seen = diff_augment(out["fake"], self.augmentation)
+        terms = {"loss_G_GAN": losses.generator_adversarial_loss(self.gan_mode, self.judge(seen)) * self.gan_weight}
+        nce_weight = self.nce_weight * (0.5 if self.nce_identity else 1.0)
+        terms["loss_NCE"] = out["nce"] * nce_weight
+        identity = {}
+        if self.nce_identity:
+            terms["loss_NCE_idt"] = out["nce_identity"] * nce_weight
+            identity = {self.direction.target: out["identity"]}
+        return LossTerms(terms), GeneratorOutputs(fakes={self.direction.target: out["fake"]}, identity=identity)
+
+    def translate(self, real_a: torch.Tensor, real_b: torch.Tensor) -> GeneratorOutputs:
+        source, _target = self._source_target(real_a, real_b)
+        return GeneratorOutputs(fakes={self.direction.target: _unwrapped(self.generators).G(source)})
+
+    def discriminator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor,
+                            fakes: dict[str, torch.Tensor]) -> LossTerms:
+        domain = self.direction.target
+        _source, real = self._source_target(real_a, real_b)
+        seen = augment_for_discriminator(real, fakes[domain], self.augmentation)
+        pred_real, pred_fake = self.discriminators(*seen)
+        loss = losses.discriminator_adversarial_loss(self.gan_mode, pred_real, pred_fake)
+        if self.gan_mode == "wgangp":
+            loss = loss + self.gp_weight * losses.gradient_penalty(self.judge, *seen)
+        return LossTerms({f"loss_D_{domain}": loss / self.d_ratio},
+                         {f"acc_D_{domain}": losses.discriminator_accuracy(self.gan_mode, pred_real, pred_fake)})
+
+
+OBJECTIVES = {"cyclegan": CycleGANObjective, "pix2pix": Pix2PixObjective, "cut": CUTObjective,
+              "fastcut": CUTObjective}
 
 
 def check_objective_options(config: TrainConfig) -> None:
@@ -210,7 +328,17 @@ def check_objective_options(config: TrainConfig) -> None:
 
 def build_objective(config: TrainConfig, generators: nn.Module, discriminators: nn.Module,
                     judges: dict[str, nn.Module]):
-    return OBJECTIVES[config.model.model](config.loss, config.model, generators, discriminators, judges)
+    objective_class = OBJECTIVES[config.model.model]
+    if objective_class is CUTObjective:
+        return CUTObjective(config.loss, config.model, generators, discriminators, judges, seed=config.run.seed)
+    return objective_class(config.loss, config.model, generators, discriminators, judges)
+
+
+def _refuse_cut_options(loss: LossConfig, model: ModelConfig) -> None:
+    given = _changed(loss, CUT_OPTIONS) + (["--nce-layers"] if model.nce_layers is not None else [])
+    if given:
+        raise ConfigError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to --model cut and "
+                          f"fastcut; leave {'it' if len(given) == 1 else 'them'} out")
 
 
 def _changed(loss: LossConfig, names: tuple[str, ...]) -> list[str]:

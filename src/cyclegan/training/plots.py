@@ -10,7 +10,7 @@ from cyclegan.training.logging import read_log
 
 
 LOSS_KEYS = ("loss_G_AB", "loss_G_BA", "loss_cycle_A", "loss_cycle_B", "loss_idt_A", "loss_idt_B",
-             "loss_D_A", "loss_D_B", "loss_G_GAN", "loss_G_L1", "loss_D")
+             "loss_D_A", "loss_D_B", "loss_G_GAN", "loss_G_L1", "loss_D", "loss_NCE", "loss_NCE_idt")
 ACCURACY_KEYS = ("acc_D_A", "acc_D_B", "acc_D")
 
 

@@ -201,6 +201,7 @@ class Trainer:
         per_rank = {
             "pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "objective": self.objective.state_dict(),  # e.g. CUT's own random stream
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         return {
@@ -246,6 +247,7 @@ class Trainer:
         self.pool_a.load_state_dict(own["pool_a"], self.device)
         self.pool_b.load_state_dict(own["pool_b"], self.device)
         torch.set_rng_state(own["torch_rng"])
+        self.objective.load_state_dict(own.get("objective", {}))
         if torch.cuda.is_available() and own["cuda_rng"]:
             torch.cuda.set_rng_state_all(own["cuda_rng"])
         self.epoch, self.iteration, self.position = state["epoch"], state["iteration"], state["position"]

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cyclegan.config import TrainConfig
+from cyclegan.config import TrainConfig, model_directions
 from cyclegan.data.layout import DatasetLayout, validation_images
 from cyclegan.device import autocast
 from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
@@ -72,7 +72,8 @@ class QualityTracker:
         if self.every and self.images is None:
             raise ConfigError(f"--eval-every {self.every} needs validation images: add valA/ and valB/ to the dataset "
                               "(for A|B images: val/) or hold some out with --val-fraction")
-        self.directions = (Direction.A_TO_B,) if config.model.model == "pix2pix" else tuple(Direction)
+        self.directions = model_directions(config.model)
+        self.paired = config.model.model == "pix2pix"  # scored against each input's paired target
         self.health = HealthMonitor()
         self.seconds = 0.0  # spent evaluating in this process
         self.best: dict | None = None  # best.json's record
@@ -116,7 +117,8 @@ class QualityTracker:
              f"{when}; best checkpoint by {self.select_by}")
         if self._inception_missing:
             pixel_score = self.select_by.split("_")[0] in ("cycle", "l1")
-            tracked = "the cycle error" if len(self.directions) == 2 else "the L1 distance to the paired target"
+            tracked = ("the cycle error" if len(self.directions) == 2 else
+                       "the L1 distance to the paired target" if self.paired else "the change and spread")
             _say(f"note: {self._inception_missing}; validation tracks {tracked} only"
                  + ("" if pixel_score else f", and keeps no best checkpoint by {self.select_by}"))
 
@@ -143,7 +145,7 @@ class QualityTracker:
         inputs = self._inputs
         cuda = [self.device] if self.device.type == "cuda" else []
         networks = model.networks()
-        cycles = len(self.directions) == 2  # pix2pix has no generator back
+        cycles = len(self.directions) == 2  # pix2pix, CUT and FastCUT have no generator back
         with torch.random.fork_rng(devices=cuda), torch.no_grad(), autocast(self.device, self.config.run.precision):
             model.eval()
             try:
@@ -161,7 +163,7 @@ class QualityTracker:
                 direction, outputs, inputs[direction.target], network=network, target_features=self._real_features,
                 cycle_pairs=zip(returned[direction], images) if cycles else None, inputs=images,
                 # pix2pix: B holds each input's paired target
-                paired_targets=None if cycles else inputs[direction.target])
+                paired_targets=inputs[direction.target] if self.paired else None)
             record.update(scores.metrics_record())
         for score in ("kid", "fid", "cycle", "l1"):
             values = [record[key] for key in (f"{score}_{direction}" for direction in self.directions) if key in record]
