@@ -59,7 +59,7 @@ SUITES: dict[str, list[Variant]] = {
         Variant("all", ["--antialias", "--upsample", "antialias", "--spectral-norm",
                         "--diff-augment", "color,translation,cutout"]),
     ],    # Issue #23: CUT and FastCUT (Park et al. 2020) beside CycleGAN. A CUT run learns one direction,
-    # so each is trained both ways to meet CycleGAN's two (benchmarks/cut_study.sh).
+    # so each is trained both ways to meet CycleGAN's two (benchmarks/studies/cut_study.sh).
     "cut": [
         Variant("CycleGAN", []),
         Variant("CUT", ["--model", "cut"]),

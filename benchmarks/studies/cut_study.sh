@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue #23's comparison: CycleGAN against CUT and FastCUT (Park et al. 2020), over three seeds, every
-# variant compared with CycleGAN by benchmarks/seeded_study.py. A CUT run learns one direction, so
+# variant compared with CycleGAN by `cyclegan study`. A CUT run learns one direction, so
 # the suite (`cyclegan experiment cut`) trains CUT and FastCUT both ways ("CUT" is A -> B, "CUT BtoA"
 # the other), against CycleGAN's two directions from one run.
 #   cityscapes (default): labels <-> photo at 64 px, scored against the ground truth (labels -> photo
@@ -9,9 +9,9 @@
 #   photo2anime:          ../shared/data/photo2anime_animegan at 64 px, scored by FID / KID (needs the
 #                         metrics extra)
 # Usage, from the repository root with the venv active:
-#   benchmarks/cut_study.sh [OUT]                                  (Cityscapes, equal iterations)
-#   MINUTES=20 benchmarks/cut_study.sh [OUT]                       (equal wall-clock time per run)
-#   DATASET=photo2anime benchmarks/cut_study.sh [OUT]
+#   benchmarks/studies/cut_study.sh [OUT]                                  (Cityscapes, equal iterations)
+#   MINUTES=20 benchmarks/studies/cut_study.sh [OUT]                       (equal wall-clock time per run)
+#   DATASET=photo2anime benchmarks/studies/cut_study.sh [OUT]
 # Default OUT: experiments/cut_<dataset>64_<iters or minutes>. Checked to start and finish with
 # ITERS=2 SEEDS=0,1 ONLY="CycleGAN,CUT BtoA" EVAL_FLAGS="--no-fid --segmenter-steps 5 --segmenter-size 32".
 # Resumable as improvements_study.sh: call it again and it skips finished runs, continues interrupted
@@ -50,6 +50,6 @@ photo2anime)
     exit 2
     ;;
 esac
-exec python "$(dirname "$0")/seeded_study.py" cut --data "$DATA" --out "$OUT" "${BUDGET[@]}" \
+exec cyclegan study cut --data "$DATA" --out "$OUT" "${BUDGET[@]}" \
     --seeds "${SEEDS:-0,1,2}" --parallel "${PARALLEL:-1}" --baseline CycleGAN ${ONLY:+--only "$ONLY"} \
     ${EVAL_FLAGS:+"--eval-flags=$EVAL_FLAGS"} -- "${FLAGS[@]}"
