@@ -15,8 +15,8 @@ bad direction (accuracies, IoU, PSNR and SSIM are better up; FID, KID and cycle 
 "within noise"; a loss term is "higher" or "lower" by the same rule. A variant is "better" when it
 is better on at least one primary score (--primary; by default the class IoU of both
 segmentation directions and the KID of both translation directions, those present) and worse on
-no score at all. The options of the single-option variants that are better make the line
-`recipe improved: FLAGS` (issue #13: the preset "turns on exactly the options that beat the
+no score at all. In the improvements suite, the options of the single-option variants that are better
+make the line `recipe improved: FLAGS` (issue #13: the preset "turns on exactly the options that beat the
 defaults by more than two standard errors, and nothing else"); when none is, the line says so.
 
 It writes study.md, study.json and loss_curves.png into --out. Run again with the same arguments,
@@ -358,6 +358,13 @@ class Study:
 
         return {variant.name: variant.flags for variant in SUITES[self.suite] if variant.name in self.variants}
 
+    @property
+    def proposes_preset(self) -> bool:
+        """Whether the winners make a preset (the improvements suite), so the recipe line means something."""
+        from cyclegan.studies.suites import PRESET_SUITES
+
+        return self.suite in PRESET_SUITES
+
 
 def experiment_command(study: Study, seed: int, only: Sequence[str], out: Path | None = None,
                        iterations: int | None = None) -> list[str]:
@@ -499,9 +506,10 @@ def summarize(study: Study) -> dict | None:
     for report, section in sections.items():
         lines += [f"## {report.capitalize()} checkpoints", "",
                   f"Primary scores: {', '.join(section['primary'])}.", "",
-                  *variants_table(section["variants"], flags), "",
-                  ("(provisional) " if done < expected else "") + recipe_line(section["recipe"], study.baseline), ""]
-        lines += [f"- {note}" for note in section["recipe"]["notes"]]
+                  *variants_table(section["variants"], flags), ""]
+        if study.proposes_preset:
+            lines += [("(provisional) " if done < expected else "") + recipe_line(section["recipe"], study.baseline), ""]
+            lines += [f"- {note}" for note in section["recipe"]["notes"]]
         lines += ["", "Scores (↑ higher is better, ↓ lower is better):", "",
                   *comparison_table(values_of[report], section["scores"], study.baseline, score_keys, "score"), ""]
     if loss_rows:
@@ -520,7 +528,8 @@ def summarize(study: Study) -> dict | None:
     plot_curves(curves, losses, study.out / "loss_curves.png")
     print("\n".join(lines))
     for report, section in sections.items():
-        print(f"[{report} checkpoints] " + recipe_line(section["recipe"], study.baseline))
+        if study.proposes_preset:
+            print(f"[{report} checkpoints] " + recipe_line(section["recipe"], study.baseline))
     return result
 
 

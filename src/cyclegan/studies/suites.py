@@ -58,7 +58,8 @@ SUITES: dict[str, list[Variant]] = {
         Variant("DiffAugment", ["--diff-augment", "color,translation,cutout"]),
         Variant("all", ["--antialias", "--upsample", "antialias", "--spectral-norm",
                         "--diff-augment", "color,translation,cutout"]),
-    ],    # Issue #23: CUT and FastCUT (Park et al. 2020) beside CycleGAN. A CUT run learns one direction,
+    ],
+    # Issue #23: CUT and FastCUT (Park et al. 2020) beside CycleGAN. A CUT run learns one direction,
     # so each is trained both ways to meet CycleGAN's two (benchmarks/studies/cut_study.sh).
     "cut": [
         Variant("CycleGAN", []),
@@ -68,6 +69,11 @@ SUITES: dict[str, list[Variant]] = {
         Variant("FastCUT BtoA", ["--model", "fastcut", "--direction", "BtoA"]),
     ],
 }
+
+
+# The suites whose winners make a preset: `cyclegan study` prints the `--recipe` line only for these
+# (a comparison of models, as "cut", has no options to add up).
+PRESET_SUITES = frozenset({"improvements"})
 
 
 def variant_slug(name: str) -> str:
