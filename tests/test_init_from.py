@@ -282,3 +282,13 @@ def test_a_cut_run_takes_the_generator_and_discriminator_of_its_direction(cycleg
         "             trained from scratch: projector (the file holds D_A, D_B, G_AB, G_BA only)"]
     held = load_file(str(weights))
     assert same_weights(trainer.model.G, held, "G_BA") and same_weights(trainer.model.D, held, "D_A")
+
+
+def test_init_from_a_model_holding_none_of_the_runs_networks_is_refused(tiny_dataset, tmp_path, capsys):
+    pth = shared_dataset("reference_outputs") / REFERENCE_GENERATOR  # one generator, which is G_AB
+    assert main(tiny_train_argv(tiny_dataset, tmp_path / "runs", "back", "--model", "cut", "--direction", "BtoA",
+                                "--init-from", str(pth))) == 2
+    assert capsys.readouterr().err == (f"cyclegan train: error: --init-from {pth} holds none of this run's networks "
+                                       "(it holds G_AB; this run trains G_BA, D_A, projector); give a model of the "
+                                       "same kind and direction\n")
+    assert not (tmp_path / "runs" / "back").exists()
