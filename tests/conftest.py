@@ -81,15 +81,19 @@ def write_images(folder: Path, count: int, size=(40, 36), seed: int = 0, prefix:
     return paths
 
 
-@pytest.fixture
-def tiny_dataset(tmp_path) -> Path:
-    """trainA/trainB/testA/testB with a handful of 40x36 images each."""
-    root = tmp_path / "data"
+def write_tiny_dataset(root: Path) -> Path:
+    """trainA/trainB/testA/testB with a handful of 40x36 images each, in `root`."""
     write_images(root / "trainA", 6, seed=1, prefix="a")
     write_images(root / "trainB", 5, seed=2, prefix="b")
     write_images(root / "testA", 2, seed=3, prefix="ta")
     write_images(root / "testB", 2, seed=4, prefix="tb")
     return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> Path:
+    """trainA/trainB/testA/testB with a handful of 40x36 images each."""
+    return write_tiny_dataset(tmp_path / "data")
 
 
 def tiny_train_argv(data, runs, name, *extra, gallery_size: int = 2) -> list[str]:

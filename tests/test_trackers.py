@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,14 @@ def logged(run_dir) -> list[dict]:
     return [record for record in records if "warning" not in record]
 
 
-def wandb_history(path) -> list[dict]:
-    """The history rows of an offline W&B run file: a LevelDB-style log (7-byte header ":W&B" +
-    magic + version, then records of crc32, length, type in 32 KiB blocks) of protobuf Records."""
+def wandb_records(path):
+    """The protobuf Records of an offline W&B run file: a LevelDB-style log (7-byte header ":W&B" +
+    magic + version, then records of crc32, length, type in 32 KiB blocks)."""
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
     assert data[:4] == b":W&B"
-    block, offset, pending, rows = 32768, 7, b"", []
+    block, offset, pending = 32768, 7, b""
     while offset + 7 <= len(data):
         if block - offset % block < 7:  # a block's tail too short for a header is padding
             offset += block - offset % block
@@ -55,10 +56,29 @@ def wandb_history(path) -> list[dict]:
             record = wandb_internal_pb2.Record()
             record.ParseFromString(pending)
             pending = b""
-            if record.WhichOneof("record_type") == "history":
-                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                             for item in record.history.item})
-    return rows
+            yield record
+
+
+def finished_wandb_run_file(wandb_dir: Path) -> Path:
+    """The offline run file under `wandb_dir` once W&B's service has written its last record (exit):
+    the service writes the file in its own process, and may still be writing when `finish()` returns."""
+    deadline = time.monotonic() + 30
+    while True:
+        files = list(wandb_dir.glob("wandb/offline-run-*/run-*.wandb"))
+        try:
+            if len(files) == 1 and any(record.WhichOneof("record_type") == "exit" for record in wandb_records(files[0])):
+                return files[0]
+        except Exception:  # noqa: BLE001 - a record still being written does not parse yet
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no finished W&B run file under {wandb_dir}: {files}")
+        time.sleep(0.1)
+
+
+def wandb_history(path) -> list[dict]:
+    """The history rows of an offline W&B run file."""
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            for record in wandb_records(path) if record.WhichOneof("record_type") == "history"]
 
 
 def test_wandb_offline_run_holds_the_logged_scalars_and_gallery(tiny_dataset, tmp_path, monkeypatch):
@@ -70,8 +90,7 @@ def test_wandb_offline_run_holds_the_logged_scalars_and_gallery(tiny_dataset, tm
     warn_at_iteration_two(monkeypatch)
     argv = tiny_train_argv(tiny_dataset, tmp_path / "runs", "w", "--max-iters", str(ITERATIONS), "--log-to", "wandb")
     assert main(argv) == 0
-    [run_file] = (tmp_path / "wandb_dir").glob("wandb/offline-run-*/run-*.wandb")
-    rows = wandb_history(run_file)
+    rows = wandb_history(finished_wandb_run_file(tmp_path / "wandb_dir"))
     steps = {row["_step"]: row for row in rows}
     for record in logged(tmp_path / "runs" / "w"):
         row = steps[record["iteration"]]

@@ -303,12 +303,17 @@ def model_config_of(weights_path: Path, metadata: dict) -> ModelConfig:
     return ModelConfig(**values)
 
 
-def load_weights(weights_path: Path, modules: dict[str, torch.nn.Module], device: torch.device | str = "cpu") -> None:
-    """Load the named networks' weights, strictly: every key present and of the right shape."""
+def read_tensors(weights_path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Every tensor of a weights file, by its key ("G_AB.model.1.weight")."""
     try:
-        tensors = load_file(str(weights_path), device=str(device))
+        return load_file(str(weights_path), device=str(device))
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{weights_path} cannot be read ({error}); it may be truncated or damaged") from error
+
+
+def load_weights(weights_path: Path, modules: dict[str, torch.nn.Module], device: torch.device | str = "cpu") -> None:
+    """Load the named networks' weights, strictly: every key present and of the right shape."""
+    tensors = read_tensors(weights_path, device)
     for name, module in modules.items():
         prefix = f"{name}."
         state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}

@@ -70,7 +70,7 @@ def write_hub_folder(value: str | os.PathLike, out: str | os.PathLike, pick: str
     elif discriminators:
         notes.append(f"discriminators ({', '.join(discriminators)}) left out; --with-discriminators adds them")
     run_dir = _run_folder(Path(value), resolved.weights)
-    train_config = _train_config(run_dir)
+    train_config = _train_config(run_dir, resolved.weights)
     metadata = {key: resolved.metadata[key] for key in ("epoch", "iteration") if key in resolved.metadata}
     metadata.update(ckpt.format_metadata(resolved.config, networks))
     kept = {key: value for key, value in tensors.items() if key.split(".", 1)[0] in networks}
@@ -192,11 +192,15 @@ def _run_folder(value: Path, weights: Path) -> Path | None:
     return None
 
 
-def _train_config(run_dir: Path | None) -> TrainConfig | None:
-    if run_dir is None:
-        return None
+def _train_config(run_dir: Path | None, weights: Path) -> TrainConfig | None:
+    """The training config of the run folder, else the one a Hub folder's config.json carries
+    (so that a Hub folder exported again keeps its card's training details)."""
     try:
-        return TrainConfig.load(run_dir / CONFIG_FILE)
+        if run_dir is not None:
+            return TrainConfig.load(run_dir / CONFIG_FILE)
+        described = _read_json(weights.parent / CONFIG_FILE)
+        training = described.get("training") if isinstance(described, dict) else None
+        return TrainConfig.from_dict(training) if isinstance(training, dict) else None
     except ConfigError:
         return None
 

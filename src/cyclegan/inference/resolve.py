@@ -20,7 +20,7 @@ from cyclegan import checkpoint as ckpt
 from cyclegan.config import BACKENDS, PICKS, ModelConfig
 from cyclegan.directions import Direction
 from cyclegan.errors import CheckpointError, ConfigError
-from cyclegan.hub import download_hub_model, is_hub_name
+from cyclegan.hub import download_hub_model, is_hub_name, parse_hub_name
 from cyclegan.zoo import resolve_model_argument
 
 ONNX_SUFFIX = ".onnx"
@@ -84,6 +84,9 @@ def resolve(value: str | os.PathLike, pick: str = "latest", backend: str = "auto
     Raises CheckpointError for what cannot be found or read, ConfigError for a wrong choice."""
     if pick not in PICKS:
         raise CheckpointError(f"unknown checkpoint choice {pick!r}; choose {' or '.join(PICKS)}")
+    if is_hub_name(value) and pick == "best":
+        parse_hub_name(str(value))  # a malformed name is said first
+        raise CheckpointError(f"{value} is a Hub model, which holds one model; leave out --pick best")
     path = download_hub_model(str(value)) if is_hub_name(value) else resolve_model_argument(value, cache)
     is_onnx = path.suffix.lower() == ONNX_SUFFIX
     backend = _backend(path, backend, is_onnx)

@@ -162,7 +162,7 @@ class Trainer:
         elif config.run.init_from:
             from cyclegan.training.init_from import initialise_from
 
-            self.init_notes = initialise_from(self.model, config.run.init_from, config.model.model == "pix2pix")
+            self.init_notes = initialise_from(self.model, config.run.init_from)
 
         self.gallery = Gallery(config, layout, self.device)
 
