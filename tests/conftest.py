@@ -81,6 +81,24 @@ def write_images(folder: Path, count: int, size=(40, 36), seed: int = 0, prefix:
     return paths
 
 
+def write_ct_volumes(folder: Path, count: int, shape=(16, 16, 4), seed: int = 0, prefix: str = "ct") -> list[Path]:
+    """Real NIfTI files written by nibabel: int16 Hounsfield units, every slice a body of tissue
+    (-200..1500 HU) inside air (-1000 HU)."""
+    nibabel = require_module("nibabel", "medical")
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        raw = np.full(shape, -1000, np.int16)
+        raw[2:-2, 2:-2, :] = rng.integers(-200, 1500, size=(shape[0] - 4, shape[1] - 4, shape[2]))
+        image = nibabel.Nifti1Image(raw, np.diag([0.75, 0.75, 2.5, 1.0]))
+        image.header.set_data_dtype(np.int16)
+        path = folder / f"{prefix}_{index:03d}.nii.gz"
+        nibabel.save(image, path)
+        paths.append(path)
+    return paths
+
+
 def write_tiny_dataset(root: Path) -> Path:
     """trainA/trainB/testA/testB with a handful of 40x36 images each, in `root`."""
     write_images(root / "trainA", 6, seed=1, prefix="a")

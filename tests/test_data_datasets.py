@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from cyclegan.data import SingleFolderDataset, SkippedImageWarning, UnalignedDataset, collate_samples
 from cyclegan.errors import DatasetError
 
-from conftest import shared_dataset
+from conftest import shared_dataset, write_ct_volumes
 
 MNIST2USPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist2usps"
 SMALL = dict(preprocess="resize_and_crop", load_size=40, crop_size=32)
@@ -245,3 +245,77 @@ def test_single_folder_dataset_accepts_a_list_of_files_and_one_channel(tmp_path)
 
     assert [s["path"] for s in dataset] == [str(paths[2]), str(paths[0])]
     assert dataset[0]["image"].shape == (1, 32, 32)
+
+
+# ------------------------------------------------------------------------------ decoded volumes kept
+HU = "-1000,2000"
+VOLUME_BYTES = 16 * 16 * 4 * 4  # a 16x16x4 volume as float32
+
+
+@pytest.fixture
+def volume_reads(monkeypatch):
+    """How often each volume file is decoded from now on."""
+    from cyclegan.data import sources
+
+    reads: dict[str, int] = {}
+    decode = sources.read_volume
+
+    def counted(path):
+        reads[Path(path).name] = reads.get(Path(path).name, 0) + 1
+        return decode(path)
+
+    monkeypatch.setattr(sources, "read_volume", counted)
+    return reads
+
+
+def test_an_epoch_in_random_order_decodes_each_volume_once(tmp_path, volume_reads):
+    import pickle
+
+    from cyclegan.training.trainer import epoch_order
+
+    write_ct_volumes(tmp_path / "A", 3, seed=1, prefix="a")
+    write_ct_volumes(tmp_path / "B", 3, seed=2, prefix="b")
+    dataset = UnalignedDataset(tmp_path / "A", tmp_path / "B", 1, 1, preprocess="none", flip=False,
+                               window_a=HU, window_b=HU)
+    assert len(dataset) == 12 and volume_reads == {f"{d}_{i:03d}.nii.gz": 1 for d in "ab" for i in range(3)}
+    volume_reads.clear()  # listing the slices read each volume once, and kept none
+
+    worker = pickle.loads(pickle.dumps(dataset))  # as a DataLoader worker gets it: nothing kept
+    for index in epoch_order(len(worker), seed=0, epoch=0, shuffle=True):
+        worker[int(index)]
+    assert volume_reads == {f"{d}_{i:03d}.nii.gz": 1 for d in "ab" for i in range(3)}
+    for index in epoch_order(len(worker), seed=0, epoch=1, shuffle=True):
+        worker[int(index)]
+    assert sum(volume_reads.values()) == 6  # without workers the next epoch decodes nothing again
+    assert pickle.loads(pickle.dumps(worker)).readers["A"].cached == []
+
+
+def test_the_kept_volumes_stay_within_the_bound_dropping_the_least_recently_used(tmp_path, volume_reads):
+    from cyclegan.data.intensity import IntensityWindow
+    from cyclegan.data.sources import SourceReader
+
+    first, second, third = write_ct_volumes(tmp_path, 3)
+    reader = SourceReader(1, IntensityWindow.parse(HU), max_cache_bytes=2 * VOLUME_BYTES)
+    for path in (first, second, third, second, first):
+        reader.volume(path)
+        assert reader.cached_bytes <= 2 * VOLUME_BYTES
+    assert reader.cached == [second, first]
+    assert volume_reads == {first.name: 2, second.name: 1, third.name: 1}
+
+    only_the_last = SourceReader(1, IntensityWindow.parse(HU), max_cache_bytes=0)
+    for path in (first, second):
+        only_the_last.volume(path)
+    assert only_the_last.cached == [second] and only_the_last.cached_bytes == VOLUME_BYTES
+
+
+def test_volume_cache_mb_sets_the_bound_of_each_domains_reader(tmp_path):
+    from cyclegan.config import TrainConfig
+    from cyclegan.data.layout import training_dataset
+
+    write_ct_volumes(tmp_path / "trainA", 1, prefix="a")
+    write_ct_volumes(tmp_path / "trainB", 1, prefix="b")
+    config = TrainConfig()
+    config.data.data, config.data.volume_cache_mb = str(tmp_path), 3
+    config.model.input_nc = config.model.output_nc = 1
+    dataset = training_dataset(config)
+    assert [reader.max_cache_bytes for reader in dataset.readers.values()] == [3 * 2 ** 20] * 2

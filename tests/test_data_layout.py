@@ -5,10 +5,10 @@ import pytest
 
 from cyclegan.config import TrainConfig
 from cyclegan.data.layout import (check_batchable, find_layout, held_out_images, is_paired, iterations_per_epoch,
-                                  training_dataset)
+                                  training_dataset, validation_images)
 from cyclegan.errors import DatasetError
 
-from conftest import write_images
+from conftest import write_ct_volumes, write_images
 
 
 def test_epoch_length_is_the_larger_domain_or_the_number_of_pairs(tmp_path):
@@ -104,3 +104,58 @@ def test_a_file_that_ranks_after_the_split_changes_nothing_when_added(tmp_path):
                 if split_position(0, "A", f"z{index}.png") > split_position(0, "A", held_out_a[-1]))
     write_images(tmp_path / "new", 1, prefix="z")[0].rename(tmp_path / "trainA" / late)
     assert held_out_names(tmp_path, 0.25) == before
+
+
+# --------------------------------------------------------------------------- volumes in the split
+def volume_config(data, fraction, seed=0):
+    config = TrainConfig()
+    config.data.data, config.validation.val_fraction, config.run.seed = str(data), fraction, seed
+    config.model.input_nc, config.model.window_a = 1, "-1000,2000"
+    return config
+
+
+def test_val_fraction_holds_out_whole_volumes_first_in_the_order_of_their_name_hashes(tmp_path):
+    volumes = write_ct_volumes(tmp_path / "trainA", 12, shape=(16, 16, 4))
+    write_images(tmp_path / "trainB", 8, prefix="b")
+    config = volume_config(tmp_path, 0.25, seed=3)
+    names = sorted(path.name for path in volumes)
+    expected = sorted(sorted(names, key=lambda name: split_position(3, "A", name))[:3])
+
+    held_out = sorted(path.name for path in held_out_images(config) if path.parent.name == "trainA")
+    trained = [(piece.path.name, piece.index) for piece in training_dataset(config).paths_a]
+    validating = [(piece.path.name, piece.index) for piece in validation_images(config).domains["A"].paths]
+
+    assert held_out == expected
+    assert trained == [(name, index) for name in names if name not in expected for index in range(4)]
+    assert validating == [(name, index) for name in expected for index in range(4)]
+
+
+def test_adding_a_volume_moves_no_other_volume_across_the_split(tmp_path):
+    # 11 volumes hold out 3 (a quarter of 11 rounds to 3, of 12 too): a new volume that ranks
+    # after the split changes nothing, one that ranks first pushes out only the last held out.
+    write_ct_volumes(tmp_path / "trainA", 11, shape=(8, 8, 2))
+    write_images(tmp_path / "trainB", 4, prefix="b")
+    before = {path.name for path in held_out_images(volume_config(tmp_path, 0.25)) if path.parent.name == "trainA"}
+    ranked = sorted(before, key=lambda name: split_position(0, "A", name))
+    late = next(f"late_{index}.nii.gz" for index in range(1000)
+                if split_position(0, "A", f"late_{index}.nii.gz") > split_position(0, "A", ranked[-1]))
+    early = next(f"early_{index}.nii.gz" for index in range(1000)
+                 if split_position(0, "A", f"early_{index}.nii.gz") < split_position(0, "A", ranked[0]))
+
+    def held_out_after_adding(name):
+        [new] = write_ct_volumes(tmp_path / "new", 1, shape=(8, 8, 2), seed=5)
+        new.rename(tmp_path / "trainA" / name)
+        held_out = {path.name for path in held_out_images(volume_config(tmp_path, 0.25))
+                    if path.parent.name == "trainA"}
+        (tmp_path / "trainA" / name).unlink()
+        return held_out
+
+    assert held_out_after_adding(late) == before
+    assert held_out_after_adding(early) == before - {ranked[-1]} | {early}
+
+
+def test_a_folder_of_one_volume_cannot_hold_one_out(tmp_path):
+    write_ct_volumes(tmp_path / "trainA", 1, shape=(8, 8, 2))
+    write_images(tmp_path / "trainB", 4, prefix="b")
+    with pytest.raises(DatasetError, match="trainA holds 1 image.s. or volume.s.: too few to hold one out"):
+        held_out_images(volume_config(tmp_path, 0.25))

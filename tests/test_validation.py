@@ -1,6 +1,7 @@
 """Quality tracked during training: validation images, metrics.jsonl, the best checkpoint, --pick."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -16,7 +17,7 @@ from cyclegan.training.trackers import Tracker, Trackers
 from cyclegan.training.trainer import Trainer
 from cyclegan.training.validation import QualityTracker
 
-from conftest import tiny_config, tiny_train_argv, unavailable, write_images
+from conftest import require_module, tiny_config, tiny_train_argv, unavailable, write_ct_volumes, write_images
 
 DIRECTION_KEYS = ["images_{d}", "kid_{d}", "kid_{d}_std", "fid_{d}", "cycle_{d}", "change_{d}", "spread_{d}"]
 
@@ -315,6 +316,44 @@ def test_a_folder_of_one_image_cannot_hold_one_out(tmp_path):
     config.validation.val_fraction = 0.5
     with pytest.raises(DatasetError, match="trainA holds 1 image.*too few to hold one out"):
         Trainer(config)
+
+
+def volume_run_config(root, runs):
+    """Two NIfTI CT volumes per domain (4 slices each), half held out, read through a HU window."""
+    write_ct_volumes(root / "trainA", 2, seed=1, prefix="a")
+    write_ct_volumes(root / "trainB", 2, seed=2, prefix="b")
+    config = tiny_config(root, runs, max_iters=4)
+    config.model.input_nc = config.model.output_nc = 1
+    config.model.window_a = config.model.window_b = "-1000,2000"
+    config.optim.epochs, config.optim.epochs_decay = 1, 0
+    config.validation.val_fraction = 0.5
+    return config
+
+
+def test_held_out_volumes_are_validated_on_all_their_slices_through_the_domains_window(tmp_path):
+    nibabel = require_module("nibabel", "medical")
+    config = volume_run_config(tmp_path / "data", tmp_path / "runs")
+    config.data.preprocess = "none"
+    (held_out,) = [path for path in held_out_images(config) if path.parent.name == "trainA"]
+
+    validation = validation_images(config).domains["A"]
+
+    assert [(piece.path, piece.index) for piece in validation.paths] == [(held_out, index) for index in range(4)]
+    raw = np.asarray(nibabel.load(held_out).dataobj)  # int16 HU, as nibabel stored them
+    expected = (raw[:, :, 2].astype(np.float32) + 1000) / 1500 - 1
+    assert torch.equal(validation[2]["image"][0], torch.from_numpy(expected))
+
+
+def test_a_run_on_volumes_scores_itself_on_the_slices_of_its_held_out_volumes(tmp_path, no_inception):
+    config = volume_run_config(tmp_path / "data", tmp_path / "runs")
+    trainer = Trainer(config)
+    trained = {piece.path for piece in trainer.dataset.paths_a + trainer.dataset.paths_b}
+    validating = {piece.path for domain in "AB" for piece in trainer.quality.images.domains[domain].paths}
+    assert not trained & validating and len(trained) == len(validating) == 2
+    trainer.train()
+    (record,) = evaluations(tmp_path / "runs" / "tiny")
+    assert (record["iteration"], record["images_AtoB"], record["images_BtoA"]) == (4, 4, 4)
+    assert record["cycle"] is not None
 
 
 class RecordingTracker(Tracker):

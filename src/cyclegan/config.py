@@ -305,6 +305,9 @@ class DataConfig:
     num_workers: int = option(2, "Data-loading worker processes (0 loads in the training process).")
     min_foreground: float = option(0.0, "Volumes: skip slices whose fraction of voxels above the window's low end "
                                    "is at most this (0: skip only empty slices).")
+    volume_cache_mb: int = option(1024, "Volumes: MiB of decoded volumes each data-loading worker keeps per domain, "
+                                  "so that an epoch decodes each volume file about once rather than once per slice "
+                                  "(the most recent volume is always kept; 0 keeps only it).")
 
 
 @dataclass
@@ -388,7 +391,7 @@ RESUMABLE_FIELDS = {
     ("run", "gallery_every"), ("run", "gallery_size"), ("run", "tensorboard"), ("run", "progress"),
     ("run", "log_to"), ("run", "tracker_project"),
     ("run", "skip_nonfinite"), ("run", "compile"), ("run", "cuda_graphs"), ("run", "nnpack"), ("run", "max_minutes"),
-    ("run", "device"), ("run", "runs_dir"), ("data", "num_workers"), ("data", "data"),
+    ("run", "device"), ("run", "runs_dir"), ("data", "num_workers"), ("data", "volume_cache_mb"), ("data", "data"),
     ("data", "domain_a"), ("data", "domain_b"), ("validation", "eval_every"),
 }
 
@@ -478,6 +481,8 @@ class TrainConfig:
             raise ConfigError(f"--slice-axis must be 0, 1 or 2 (a voxel axis), got {self.model.slice_axis}")
         if not 0.0 <= self.data.min_foreground < 1.0:
             raise ConfigError(f"--min-foreground is a fraction in [0, 1), got {self.data.min_foreground}")
+        if self.data.volume_cache_mb < 0:
+            raise ConfigError(f"--volume-cache-mb must be 0 or more, got {self.data.volume_cache_mb}")
         if self.loss.lambda_identity > 0 and self.model.input_nc != self.model.output_nc:
             raise ConfigError(f"the identity loss feeds B images to the A -> B generator, which needs "
                               f"--input-nc == --output-nc (got {self.model.input_nc} and {self.model.output_nc}); "

@@ -33,8 +33,9 @@ from cyclegan.data.images import (
     load_image,
 )
 from cyclegan.config import MAX_CHANNELS
-from cyclegan.data.sources import (Source, SourceReader, expand_volumes, file_of, list_sources, needs_array_reader,
-                                   parse_window, source_size)
+from cyclegan.data.sources import (DEFAULT_VOLUME_CACHE_BYTES, Source, SourceReader, expand_volumes, file_of,
+                                   list_sources, needs_array_reader, parse_window, source_size)
+from cyclegan.data.volumes import is_volume
 from cyclegan.data.transforms import check_preprocess_options, preprocess, preprocess_array
 from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
 
@@ -89,6 +90,22 @@ def _usable_images(
     return usable, skipped
 
 
+def _usable_sources(images: Sequence[Path], volumes: Sequence[Path], describe: str, preprocess: str,
+                    reader: SourceReader | None, min_foreground: float) -> tuple[list[Source], list[tuple[str, str]]]:
+    """The usable images of `images` and, with a `reader`, the slices of `volumes`; (path, reason)
+    for the others, each also warned about."""
+    usable: list[Source]
+    usable, skipped = _usable_images(images, describe, preprocess)
+    if reader is not None:
+        reader.check_windows(usable)
+    if reader is not None and volumes:
+        slices, unusable = expand_volumes(list(volumes), reader, min_foreground, describe)
+        for path, reason in unusable:
+            warnings.warn(f"skipping {path} in {describe}: {reason}", SkippedImageWarning, stacklevel=4)
+        usable, skipped = usable + slices, skipped + unusable
+    return usable, skipped
+
+
 def _scan_folder(folder: str | os.PathLike, role: str, preprocess: str = "resize_and_crop",
                  reader: SourceReader | None = None,
                  min_foreground: float = 0.0) -> tuple[list[Source], list[tuple[str, str]]]:
@@ -96,15 +113,9 @@ def _scan_folder(folder: str | os.PathLike, role: str, preprocess: str = "resize
     explaining why if there are none."""
     folder = Path(folder)
     candidates, volumes = list_sources(folder)
-    usable: list[Source]
-    usable, skipped = _usable_images(candidates, f"{role} folder {folder}", preprocess)
+    usable, skipped = _usable_sources(candidates, volumes, f"{role} folder {folder}", preprocess, reader,
+                                      min_foreground)
     if reader is not None:
-        reader.check_windows(usable)
-    if reader is not None and volumes:
-        slices, unusable = expand_volumes(volumes, reader, min_foreground, role)
-        for path, reason in unusable:
-            warnings.warn(f"skipping {path} in {role} folder {folder}: {reason}", SkippedImageWarning, stacklevel=3)
-        usable, skipped = usable + slices, skipped + unusable
         candidates = candidates + volumes
     if usable:
         return usable, skipped
@@ -137,7 +148,9 @@ class UnalignedDataset(Dataset):
     [-1, 1]. Call `set_epoch` at the start of every epoch to get new random choices; with
     `persistent_workers=True` DataLoader workers keep their own copy of the dataset, so
     create a new iterator after `set_epoch` without that option. `keep`, when given, chooses
-    the files used (a run's training images without those it holds out for validation).
+    the files used (a run's training images without those it holds out for validation), and for a
+    volume's slices is asked about the volume. Each domain keeps up to `volume_cache_bytes` of
+    decoded volumes (`SourceReader`), so that an epoch decodes each volume about once.
     """
 
     def __init__(
@@ -158,13 +171,16 @@ class UnalignedDataset(Dataset):
         window_b: str | None = None,
         slice_axis: int | None = None,
         min_foreground: float = 0.0,
+        volume_cache_bytes: int = DEFAULT_VOLUME_CACHE_BYTES,
     ) -> None:
         _check_channels("input_nc", input_nc, MAX_CHANNELS)
         _check_channels("output_nc", output_nc, MAX_CHANNELS)
         check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
         # Readers of 16-bit, float, multi-channel and volume files, through each domain's window.
-        self.readers = {"A": SourceReader(input_nc, parse_window(window_a), slice_axis, "--window-a"),
-                        "B": SourceReader(output_nc, parse_window(window_b), slice_axis, "--window-b")}
+        self.readers = {"A": SourceReader(input_nc, parse_window(window_a), slice_axis, "--window-a",
+                                          volume_cache_bytes),
+                        "B": SourceReader(output_nc, parse_window(window_b), slice_axis, "--window-b",
+                                          volume_cache_bytes)}
         self.paths_a, skipped_a = _scan_folder(dir_a, "domain A", preprocess, self.readers["A"], min_foreground)
         self.paths_b, skipped_b = _scan_folder(dir_b, "domain B", preprocess, self.readers["B"], min_foreground)
         if keep is not None:
@@ -270,7 +286,9 @@ class SingleFolderDataset(Dataset):
     image's size up to rounding to `size_multiple`, so batch images of equal size only (or
     use batch size 1). Files that are not images are dropped when the dataset is built
     (`skipped`, with a SkippedImageWarning); a file that fails to decode later raises
-    UnreadableImageError, as a translation cannot silently leave out an input.
+    UnreadableImageError, as a translation cannot silently leave out an input. Volumes (NIfTI
+    files, DICOM series folders; in the folder or listed) give their slices along `slice_axis`
+    that `min_foreground` keeps, as in training, through `window`.
     Samples are {"image": tensor (channels, H, W) in [-1, 1], "path": str}.
     """
 
@@ -283,21 +301,29 @@ class SingleFolderDataset(Dataset):
         crop_size: int = 256,
         size_multiple: int = 4,
         window: str | None = None,
+        slice_axis: int | None = None,
+        min_foreground: float = 0.0,
     ) -> None:
+        _check_channels("channels", channels, MAX_CHANNELS)
+        # The slices are read in their order, volume after volume: keeping the last volume is enough.
+        self.reader = SourceReader(channels, parse_window(window), slice_axis, max_cache_bytes=0)
         if isinstance(source, (str, os.PathLike)):
-            self.paths, self.skipped = _scan_folder(source, "the input")
+            self.paths, self.skipped = _scan_folder(source, "the input", reader=self.reader,
+                                                    min_foreground=min_foreground)
         else:
-            self.paths, self.skipped = _usable_images([Path(p) for p in source], "the input list")
+            listed = [Path(p) for p in source]
+            volumes = [path for path in listed if is_volume(path)]
+            self.paths, self.skipped = _usable_sources([path for path in listed if path not in volumes], volumes,
+                                                       "the input list", "resize_and_crop", self.reader,
+                                                       min_foreground)
             if not self.paths:
                 raise DatasetError(
                     f"none of the {len(source)} listed files is a usable image"
                     + (f" ({self.skipped[0][1]})" if self.skipped else "")
                     + ". Pass image files (PNG, JPEG, ...)."
                 )
-        _check_channels("channels", channels, MAX_CHANNELS)
         check_preprocess_options(preprocess, load_size, crop_size, size_multiple)
         self.channels = channels
-        self.reader = SourceReader(channels, parse_window(window), None)
         self.preprocess_options = dict(
             mode=preprocess, load_size=load_size, crop_size=crop_size, flip=False,
             size_multiple=size_multiple,

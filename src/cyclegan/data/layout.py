@@ -13,8 +13,9 @@ testA/ and testB/ (for the aligned format: test/, else val/) hold the test image
 
 Validation images, which a run scores itself on while it trains, are valA/ and valB/ (for the
 aligned format: val/) when both are present; else a run may hold out a fraction of its training
-images (--val-fraction), chosen by its seed and then never trained on. The test folders are never
-validation images, so that test scores stay honest.
+images (--val-fraction), chosen by its seed and then never trained on: image files, and volumes
+whole (all the slices of a scan on one side). The test folders are never validation images, so
+that test scores stay honest.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from cyclegan.config import TrainConfig
 from cyclegan.data.datasets import AlignedDataset, SingleFolderDataset, UnalignedDataset
 from cyclegan.data.images import list_images
-from cyclegan.data.sources import file_of, source_size
+from cyclegan.data.sources import file_of, list_sources, source_size
 from cyclegan.data.transforms import preprocessed_size, varies_in_size
 from cyclegan.errors import ConfigError, DatasetError
 from cyclegan.networks import size_multiple
@@ -116,17 +117,21 @@ def training_dataset(config: TrainConfig, layout: DatasetLayout | None = None):
     if layout.kind == "unpaired":
         return UnalignedDataset(layout.train_a, layout.train_b, serial_batches=data.serial_batches,
                                 window_a=model.window_a, window_b=model.window_b, slice_axis=model.slice_axis,
-                                min_foreground=data.min_foreground, **common)
+                                min_foreground=data.min_foreground, volume_cache_bytes=data.volume_cache_mb * 2 ** 20,
+                                **common)
     return AlignedDataset(layout.train_a, layout.train_b, **common)
 
 
 def held_out_images(config: TrainConfig, layout: DatasetLayout | None = None) -> frozenset[Path]:
-    """The training images a run holds out as validation images (--val-fraction; none when the
+    """The training files a run holds out as validation images (--val-fraction; none when the
     dataset has validation folders): in each training folder (for pairs: of their A files), that
-    fraction of its image files, at least one and never all: those first in the order of a hash of
-    each file's name with the run's seed. So a resumed run holds out the very same images, and an
-    image added or removed in between moves at most itself and the one image at the split's edge
-    (an order drawn over all the files, as a permutation is, would reshuffle most of the split)."""
+    fraction of its units, at least one and never all: those first in the order of a hash of each
+    unit's name with the run's seed. A unit is an image file or, for unpaired data, a whole volume
+    (a NIfTI file, a DICOM series folder, given here by that path): the slices of one scan are too
+    alike to have some trained on and the others judge how the run does on new scans. So a resumed
+    run holds out the very same files, and a unit added or removed in between moves at most itself
+    and the one unit at the split's edge (an order drawn over all the units, as a permutation is,
+    would reshuffle most of the split)."""
     layout = layout or layout_of(config)
     fraction = config.validation.val_fraction
     if fraction <= 0 or layout.has_validation_set:
@@ -134,15 +139,24 @@ def held_out_images(config: TrainConfig, layout: DatasetLayout | None = None) ->
     folders = {"A": layout.train_a, "B": layout.train_b} if layout.kind == "unpaired" else {"A": layout.train_a}
     held_out: set[Path] = set()
     for domain, folder in folders.items():
-        paths = list_images(folder)
+        paths = _split_units(folder, volumes=layout.kind == "unpaired")
         if len(paths) < 2:
-            raise DatasetError(f"{folder} holds {len(paths)} image(s): too few to hold one out for validation "
-                               "(--val-fraction); add images or leave the option out")
+            raise DatasetError(f"{folder} holds {len(paths)} image(s) or volume(s): too few to hold one out for "
+                               "validation (--val-fraction); add images or leave the option out")
         count = min(len(paths) - 1, max(1, round(fraction * len(paths))))
         names = {path.relative_to(folder).as_posix(): path for path in paths}
         order = sorted(names, key=lambda name: (_split_position(config.run.seed, domain, name), name))
         held_out.update(names[name] for name in order[:count])
     return frozenset(held_out)
+
+
+def _split_units(folder: Path, volumes: bool) -> list[Path]:
+    """What --val-fraction holds out or keeps, one by one, of a training folder: its image files
+    and, with `volumes` (the unpaired datasets, which read them), its volumes, sorted."""
+    if not volumes:
+        return list_images(folder)
+    images, found = list_sources(folder)
+    return sorted(images + found)
 
 
 def _split_position(seed: int, domain: str, name: str) -> int:
@@ -188,8 +202,9 @@ def validation_images(config: TrainConfig, layout: DatasetLayout | None = None) 
         domains = {}
         for domain, folder, channels, window in (("A", folders[0], model.input_nc, model.window_a),
                                                  ("B", folders[1], model.output_nc, model.window_b)):
-            files = folder if keep is None else [path for path in list_images(folder) if keep(path)]
-            domains[domain] = SingleFolderDataset(files, channels, window=window, **preparation)
+            files = folder if keep is None else [path for path in _split_units(folder, volumes=True) if keep(path)]
+            domains[domain] = SingleFolderDataset(files, channels, window=window, slice_axis=model.slice_axis,
+                                                  min_foreground=data.min_foreground, **preparation)
         return ValidationImages(source, domains=domains)
     pairs = AlignedDataset(folders[0], folders[1], model.input_nc, model.output_nc, flip=False, random=False,
                            keep=keep, **preparation)

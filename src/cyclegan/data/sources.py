@@ -10,11 +10,13 @@ through a per-image stretch; `SourceReader.unit` does that and counts what the w
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cyclegan.config import DataConfig
 from cyclegan.data.highbit import (NUMPY_SUFFIXES, TIFF_SUFFIXES, header_dtype, match_channels, read_array,
                                    reads_at_full_precision)
 from cyclegan.data.images import list_images, open_image_header
@@ -88,25 +90,52 @@ def parse_window(text: str | None) -> IntensityWindow | None:
     return None if text is None else IntensityWindow.parse(text)
 
 
+# The decoded volumes a `SourceReader` keeps unless told otherwise, in bytes of their float32
+# values: training's default of --volume-cache-mb.
+DEFAULT_VOLUME_CACHE_BYTES = DataConfig.volume_cache_mb * 2 ** 20
+
+
 class SourceReader:
     """Reads one domain's full-precision files and volume slices as [-1, 1] float32 (H, W, C)
-    arrays through its window (None: the default of each file's type, see `intensity`). The last
-    volume read is kept, since consecutive slices usually come from the same one."""
+    arrays through its window (None: the default of each file's type, see `intensity`).
+
+    Decoded volumes are kept, least recently used dropped first, up to `max_cache_bytes` of values
+    (the most recent one always): a training epoch visits slices in random order, so keeping only
+    the last volume decoded a `.nii.gz` or a DICOM series again for almost every slice. The kept
+    volumes are not pickled: each DataLoader worker fills its own (workers start anew each epoch,
+    so a volume is decoded about once per epoch and worker)."""
 
     def __init__(self, channels: int, window: IntensityWindow | None, slice_axis: int | None = None,
-                 flag: str = "--window-a/--window-b"):
+                 flag: str = "--window-a/--window-b", max_cache_bytes: int = DEFAULT_VOLUME_CACHE_BYTES):
         self.channels, self.window, self.slice_axis, self.flag = channels, window, slice_axis, flag
-        self._volume: tuple[Path, Volume, IntensityWindow] | None = None
+        self.max_cache_bytes = max_cache_bytes
+        self._volumes: OrderedDict[Path, tuple[Volume, IntensityWindow]] = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_volumes": OrderedDict()}
+
+    @property
+    def cached(self) -> list[Path]:
+        """The volumes kept, least recently used first."""
+        return list(self._volumes)
+
+    @property
+    def cached_bytes(self) -> int:
+        return sum(volume.values.nbytes for volume, _window in self._volumes.values())
 
     def volume(self, path: Path) -> tuple[Volume, IntensityWindow]:
         """The volume at `path` and its window (a percentile window of scope "volume" resolved on it)."""
-        if self._volume is None or self._volume[0] != path:
-            volume = read_volume(path)
-            window = window_for(volume.stored_dtype, self.window, self.flag)
-            if window.is_percentile and window.scope == "volume":
-                window = window.resolved(volume.values)
-            self._volume = (path, volume, window)
-        return self._volume[1], self._volume[2]
+        if path in self._volumes:
+            self._volumes.move_to_end(path)
+            return self._volumes[path]
+        volume = read_volume(path)
+        window = window_for(volume.stored_dtype, self.window, self.flag)
+        if window.is_percentile and window.scope == "volume":
+            window = window.resolved(volume.values)
+        self._volumes[path] = (volume, window)
+        while len(self._volumes) > 1 and self.cached_bytes > self.max_cache_bytes:
+            self._volumes.popitem(last=False)
+        return volume, window
 
     def check_windows(self, paths: list[Path]) -> None:
         """Raise ConfigError naming the first of `paths` that needs a window the domain lacks (a
@@ -119,8 +148,8 @@ class SourceReader:
                     raise ConfigError(f"{path}: {error}") from None
 
     def forget(self) -> None:
-        """Drop the volume kept, so that a dataset sent to DataLoader workers does not carry it."""
-        self._volume = None
+        """Drop the volumes kept (once a dataset has listed the slices of its volumes)."""
+        self._volumes.clear()
 
     def slices_of(self, path: Path, min_foreground: float = 0.0) -> list[VolumeSlice]:
         """The slices of the volume at `path` worth training on (`Volume.foreground_slices`, above
