@@ -127,3 +127,74 @@ def test_an_onnx_file_without_our_metadata_is_refused(exported, tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
     with pytest.raises(CheckpointError, match="cannot be loaded by onnxruntime"):
         load_onnx_generator(tmp_path / "broken.onnx", "cpu")
+
+
+# ------------------------------------------------------------------------ intensity windows in the file
+@pytest.fixture(scope="module")
+def windowed_checkpoint(tmp_path_factory):
+    """A tiny 1-channel CycleGAN trained with windows: CT in HU (A) and a 12-bit scanner's values (B)."""
+    folder = tmp_path_factory.mktemp("windowed") / "checkpoints"
+    config = ModelConfig(net_g="resnet_6blocks", ngf=8, ndf=8, input_nc=1, output_nc=1, window_a="-1000,2000",
+                         window_b="0,4095", slice_axis=2)
+    torch.manual_seed(0)
+    generators = {"G_AB": build_generator("resnet_6blocks", 1, 1, 8),
+                  "G_BA": build_generator("resnet_6blocks", 1, 1, 8)}
+    for generator in generators.values():
+        with torch.no_grad():
+            for parameter in generator.parameters():
+                parameter.mul_(10)
+    return save_checkpoint(folder, generators, config, None, epoch=1, iteration=1).weights
+
+
+def metadata_of(path):
+    return {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
+
+
+def test_the_onnx_file_of_a_windowed_run_records_the_windows_of_its_input_and_output_domains(windowed_checkpoint,
+                                                                                             tmp_path):
+    a_to_b = metadata_of(export_onnx(windowed_checkpoint, tmp_path / "ab.onnx", "AtoB").path)
+    b_to_a = metadata_of(export_onnx(windowed_checkpoint, tmp_path / "ba.onnx", "BtoA").path)
+
+    assert {key: a_to_b[key] for key in ("input_window", "output_window", "slice_axis", "input_values",
+                                         "output_values")} == {
+        "input_window": "-1000,2000", "output_window": "0,4095", "slice_axis": "2",
+        "input_values": "1 channel, window -1000..2000 (mapped to [-1, 1], clipped)",
+        "output_values": "1 channel, window 0..4095 (mapped to [-1, 1], clipped)"}
+    assert (b_to_a["input_window"], b_to_a["output_window"]) == ("0,4095", "-1000,2000")
+    assert b_to_a["input_values"] == "1 channel, window 0..4095 (mapped to [-1, 1], clipped)"
+
+
+def test_the_onnx_file_of_a_run_without_windows_says_8_bit(exported):
+    props = metadata_of(exported.path)
+    assert (props["input_window"], props["output_window"], props["slice_axis"]) == ("", "", "")
+    assert props["input_values"] == "3 channels, 8-bit images, [0, 255] → [-1, 1]"
+    assert props["output_values"] == "1 channel, 8-bit images, [0, 255] → [-1, 1]"
+
+
+def test_translating_hounsfield_units_with_the_onnx_file_maps_them_through_its_windows(windowed_checkpoint, tmp_path):
+    out = export_onnx(windowed_checkpoint, tmp_path / "ab.onnx", "AtoB").path
+    _generator, spec = load_onnx_generator(out, "cpu")
+    assert (spec.input_window, spec.output_window, spec.slice_axis) == ("-1000,2000", "0,4095", 2)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    hounsfield = np.random.default_rng(0).integers(-1000, 2000, (24, 20)).astype(np.int16)
+    np.save(inputs / "ct.npy", hounsfield)
+
+    for name, model in (("onnx", out), ("torch", windowed_checkpoint)):
+        report = Translator.from_checkpoint(model, device="cpu").translate_files([inputs / "ct.npy"], tmp_path / name)
+        assert report.written == [tmp_path / name / "ct.npy"]
+    by_onnx, by_torch = np.load(tmp_path / "onnx" / "ct.npy"), np.load(tmp_path / "torch" / "ct.npy")
+
+    assert by_onnx.dtype == np.int16 and by_onnx.shape == (24, 20)
+    assert 0 <= by_onnx.min() and by_onnx.max() <= 4095 and np.ptp(by_onnx) > 100  # B's values, not A's or 8-bit
+    assert np.abs(by_onnx.astype(int) - by_torch.astype(int)).max() <= 1  # a stored level at most
+
+
+def test_an_onnx_file_with_a_damaged_window_is_refused(windowed_checkpoint, tmp_path):
+    model = onnx.load(str(export_onnx(windowed_checkpoint, tmp_path / "ab.onnx", "AtoB").path))
+    for prop in model.metadata_props:
+        if prop.key == "input_window":
+            prop.value = "2000,-1000"
+    onnx.save(model, str(tmp_path / "damaged.onnx"))
+    with pytest.raises(CheckpointError, match="damaged.onnx has damaged cyclegan metadata"):
+        load_onnx_generator(tmp_path / "damaged.onnx", "cpu")

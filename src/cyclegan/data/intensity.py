@@ -149,6 +149,31 @@ def window_for(dtype: np.dtype | type, window: IntensityWindow | None, flags: st
     return window if window is not None else default_window(dtype, flags)
 
 
+def describe_values(channels: int, window: str | IntensityWindow | None, stored: np.dtype | type | None = None) -> str:
+    """For people (a model card, an ONNX file's metadata): which stored values a domain's files
+    hold and how they map onto [-1, 1] (and translations back), e.g. "1 channel, window
+    -1000..2000 (mapped to [-1, 1], clipped)". Without a window, the default of `stored` (the
+    files' type; None: 8-bit)."""
+    counted = f"{channels} channel{'' if channels == 1 else 's'}"
+    if isinstance(window, str):
+        window = IntensityWindow.parse(window)
+    if window is not None and window.is_percentile:
+        each = "volume or 2-D file" if window.scope == "volume" else "2-D image or slice"
+        # Percentiles of an output cannot be inverted: `inference.scientific` maps it back through
+        # the input's window as resolved on each file.
+        return (f"{counted}, window percentiles {_number(window.p_low)}..{_number(window.p_high)} of each {each} "
+                "(mapped to [-1, 1], clipped; translations into it come back in the input's window)")
+    if window is not None:
+        return f"{counted}, window {_number(window.low)}..{_number(window.high)} (mapped to [-1, 1], clipped)"
+    stored = np.dtype(np.uint8 if stored is None else stored)
+    if stored.kind == "f" or stored.itemsize > 2:
+        return f"{counted}, {stored.name} images without a window (refused: they need one)"
+    default = default_window(stored)
+    signed = "signed " if stored.kind == "i" else ""
+    return (f"{counted}, {signed}{stored.itemsize * 8}-bit images, [{_number(default.low)}, {_number(default.high)}] "
+            "→ [-1, 1]")
+
+
 def _two_numbers(body: str, text: str) -> tuple[float, float]:
     parts = body.split(",")
     try:

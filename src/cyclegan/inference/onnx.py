@@ -2,9 +2,13 @@
 
 `export_onnx(checkpoint, out)` writes one direction's generator with dynamic batch, height and
 width, records what translation needs in the model's metadata (net_g, input_nc, output_nc, the
-size multiple) and checks the file against PyTorch with onnxruntime on an input of another size
-than the one traced. `load_onnx_generator(path)` gives a module-like wrapper around an
-onnxruntime session that `inference.Translator` drives like any generator (padding, tiling).
+size multiple; the intensity windows of its input and output domains, `input_window` and
+`output_window` as `--window-a/-b` spell them, and in words `input_values` and `output_values`;
+the volumes' `slice_axis`) and checks the file against PyTorch with onnxruntime on an input of
+another size than the one traced. The network itself maps [-1, 1] to [-1, 1]: a user of the file
+maps the stored values through the windows, as `cyclegan translate` of the file does.
+`load_onnx_generator(path)` gives a module-like wrapper around an onnxruntime session that
+`inference.Translator` drives like any generator (padding, tiling), with the windows in its spec.
 
 The graph is traced with PyTorch's TorchScript-based exporter (`dynamo=False`): for these
 convolution-only networks it gives the same graph as the newer torch.export-based one, many times
@@ -23,6 +27,7 @@ import torch
 
 from cyclegan.checkpoint import GeneratorSpec, load_generator
 from cyclegan.config import DIRECTIONS, GENERATORS
+from cyclegan.data.intensity import IntensityWindow, describe_values
 from cyclegan.errors import CheckpointError, ConfigError
 from cyclegan.fileio import write_atomic
 
@@ -91,7 +96,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, direction: str = "AtoB"
         metadata = {"format": FORMAT, "net_g": spec.net_g, "input_nc": str(spec.input_nc),
                     "output_nc": str(spec.output_nc), "ngf": _text(spec.ngf), "norm": _text(spec.norm),
                     "size_multiple": str(multiple), "direction": _text(spec.direction),
-                    "source": Path(spec.source).name}
+                    "source": Path(spec.source).name, "input_window": _text(spec.input_window),
+                    "output_window": _text(spec.output_window), "slice_axis": _text(spec.slice_axis),
+                    "input_values": describe_values(spec.input_nc, spec.input_window),
+                    "output_values": describe_values(spec.output_nc, spec.output_window)}
         onnx.helper.set_model_props(model, metadata)
         onnx.checker.check_model(model)
         onnx.save(model, str(temporary))
@@ -175,12 +183,19 @@ def load_onnx_generator(path: str | Path, device: str = "auto") -> tuple[OnnxRun
     try:
         input_nc, output_nc = int(metadata["input_nc"]), int(metadata["output_nc"])
         ngf = int(metadata["ngf"]) if metadata.get("ngf", "").isdigit() else None
-    except (KeyError, ValueError) as error:
+        # Exports older than the windows hold none: 8-bit (and full-range 16-bit) as before.
+        windows = [metadata.get(key) or None for key in ("input_window", "output_window")]
+        for window in windows:
+            if window is not None:
+                IntensityWindow.parse(window)
+        slice_axis = int(metadata["slice_axis"]) if metadata.get("slice_axis") else None
+    except (KeyError, ValueError, ConfigError) as error:
         raise CheckpointError(f"{path} has damaged cyclegan metadata ({error})") from error
     exported = metadata.get("direction")
     spec = GeneratorSpec(metadata["net_g"], input_nc, output_nc, ngf, metadata.get("norm") or None, str(path),
                          direction=None, backend="onnxruntime", providers=tuple(session.get_providers()),
-                         exported_direction=exported if exported in DIRECTIONS else None)
+                         exported_direction=exported if exported in DIRECTIONS else None, input_window=windows[0],
+                         output_window=windows[1], slice_axis=slice_axis)
     return OnnxRuntimeGenerator(session), spec
 
 
