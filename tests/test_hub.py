@@ -20,7 +20,7 @@ from cyclegan.hub_folder import read_card
 from cyclegan.inference import Translator
 from cyclegan.training.trainer import Trainer
 
-from conftest import require_module, tiny_config, tiny_train_argv
+from conftest import require_module, tiny_config, tiny_train_argv, write_ct_volumes
 from fake_hub import FakeHub
 
 ITERATIONS = 2
@@ -65,7 +65,9 @@ def test_a_hub_folder_translates_as_its_run_and_its_card_has_the_fields(trained,
                  f"- iterations: {ITERATIONS} (epochs completed: 0)", "- precision: fp32",
                  "cyclegan train --netG resnet_6blocks --ngf 8 --ndf 8", "![input](example_input.png)",
                  "| checkpoint | iteration | kid_AtoB | kid_BtoA | kid |", "| newest | 2 | 0.625 | 0.25 | 0.875 |",
-                 "| best | 1 | 0.5 | 0.25 | 0.75 |", "| directions.AtoB.fid | 12.5 |"):
+                 "| best | 1 | 0.5 | 0.25 | 0.75 |", "| directions.AtoB.fid | 12.5 |",
+                 "- A: 3 channels, 8-bit images, [0, 255] → [-1, 1]\n"
+                 "- B: 3 channels, 8-bit images, [0, 255] → [-1, 1]\n"):
         assert line in body, line
     config = json.loads((folder / "config.json").read_text())
     assert (config["library_name"], config["networks"], config["directions"], config["iteration"]) == (
@@ -74,6 +76,28 @@ def test_a_hub_folder_translates_as_its_run_and_its_card_has_the_fields(trained,
     assert example_in.size == example_out.size == (40, 36)
     assert np.array_equal(np.asarray(example_out), np.asarray(Translator.from_checkpoint(trained, device="cpu")(
         example_in.convert("RGB"))))
+
+
+def test_the_card_of_a_windowed_run_says_which_stored_values_each_domain_expects_and_returns(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_ct_volumes(data / "trainA", 2)  # int16 Hounsfield units, through a window
+    (data / "trainB").mkdir()
+    for index in range(3):  # 16-bit scans without a window: their full range
+        Image.fromarray(np.full((36, 40), 1000 * (index + 1), np.uint16)).save(data / "trainB" / f"s{index}.png")
+    assert main(tiny_train_argv(data, tmp_path / "runs", "ct", "--input-nc", "1", "--output-nc", "1",
+                                "--window-a=-1000,2000", "--slice-axis", "2", "--max-iters", "1")) == 0
+    capsys.readouterr()
+
+    assert main(["export", str(tmp_path / "runs" / "ct"), "--hub-folder", str(tmp_path / "hub"),
+                 "--repo-id", "me/ct"]) == 0
+
+    _front, body = read_card((tmp_path / "hub" / "README.md").read_text())
+    assert ("- A: 1 channel, window -1000..2000 (mapped to [-1, 1], clipped)\n"
+            "- B: 1 channel, 16-bit images, [0, 65535] → [-1, 1]\n"
+            "- volumes (NIfTI, DICOM series): slices along voxel axis 2\n") in body
+    assert 'translate.translate_files(["scans/"], "translated/")' in body
+    assert ("no example pair: domain A's files are read through an intensity window or have other than 1 or 3 "
+            "channels") in capsys.readouterr().out
 
 
 def test_a_hub_folder_with_discriminators_is_a_start_for_init_from(trained, tiny_dataset, tmp_path):

@@ -5,8 +5,9 @@ shares models, a folder of
   the model config in their metadata, so the folder loads like any of our checkpoints;
 - `config.json`: that config and what the folder holds, for people and other tools;
 - `README.md`: the model card, YAML front matter (library_name, license, tags, pipeline_tag) then
-  the architecture, the options and command that trained it, its data, iterations, precision and
-  scores;
+  the stored values each domain's files hold and how they map onto [-1, 1] (the intensity windows,
+  else the training files' depth), the architecture, the options and command that trained it, its
+  data, iterations, precision and scores;
 - `example_input.png`, `example_output.png`: one image of the training data and its translation.
 
 `cyclegan.hub` reads such a folder back from the Hub (`hf://owner/name`).
@@ -20,12 +21,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 from safetensors.torch import load_file, save_file
 
 from cyclegan import checkpoint as ckpt
 from cyclegan.config import TrainConfig
-from cyclegan.errors import CheckpointError, ConfigError
+from cyclegan.errors import CheckpointError, ConfigError, CycleGANError
 from cyclegan.fileio import write_atomic, write_text_atomic
 from cyclegan.hub import DEFAULT_LICENSE, sha256_of
 
@@ -86,11 +88,12 @@ def write_hub_folder(value: str | os.PathLike, out: str | os.PathLike, pick: str
               "training": train_config.to_dict() if train_config is not None else None}
     write_text_atomic(out / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     files = [ckpt.HUB_WEIGHTS, CONFIG_FILE]
-    example = _write_example(out, train_config)
+    missing = _write_example(out, train_config)
+    example = missing is None
     if example:
         files += [EXAMPLE_INPUT, EXAMPLE_OUTPUT]
     else:
-        notes.append("no example pair: the training images are not where config.json says")
+        notes.append(f"no example pair: {missing}")
     card = model_card(config, train_config, run_dir, license, repo_id or f"OWNER/{out.name}",
                       _read_json(Path(scores)) if scores else None, example)
     write_text_atomic(out / CARD_FILE, card)
@@ -124,8 +127,12 @@ def model_card(config: dict, train: TrainConfig | None, run_dir: Path | None, li
              f"cyclegan translate hf://{repo_id} photos/ --out translated/", "```", "",
              "```python", "from cyclegan.inference import Translator", "",
              f"translate = Translator.from_checkpoint(\"hf://{repo_id}\", direction=\"{directions[0]}\")",
-             "result = translate(image)  # a PIL image in, a PIL image of the same size out", "```", "",
+             "result = translate(image)  # a PIL image in, a PIL image of the same size out",
+             *(["translate.translate_files([\"scans/\"], \"translated/\")  # 16-bit, float, multi-channel files, "
+                "volumes: at their depth, through the values below"] if _reads_beyond_8_bit(model) else []),
+             "```", "",
              f"Fine-tune it: `cyclegan train --data DATA --init-from hf://{repo_id}`.", "",
+             *_value_lines(model, train),
              "## Architecture", "",
              f"- generator: `{model['net_g']}`, ngf {model['ngf']}, {model['norm']} norm, "
              f"{model['input_nc']} → {model['output_nc']} channels, dropout {'on' if model['use_dropout'] else 'off'}, "
@@ -225,19 +232,71 @@ def _data_description(train: TrainConfig) -> str:
     return ", ".join(f"`{folder.parent.name}/{folder.name}` ({len(list_images(folder))} images)" for folder in folders)
 
 
-def _write_example(out: Path, train: TrainConfig | None) -> bool:
-    """Translate the first training image of domain A, both shrunk to EXAMPLE_SIZE at most."""
-    if train is None:
-        return False
+def _value_lines(model: dict, train: TrainConfig | None) -> list[str]:
+    """The card's "Values" section: for each domain, one line on which stored values its files
+    hold and how they map onto [-1, 1] (`data.intensity.describe_values`)."""
+    from cyclegan.data.intensity import describe_values
+
+    lines = ["## Values", "", "What the files of each domain hold, and how they map onto the networks' [-1, 1]. "
+             "Translations into a domain with a fixed window come back through that window, into any other through "
+             "the window of the input file (`cyclegan translate` does both).", ""]
+    for domain, channels, window in (("A", model["input_nc"], model.get("window_a")),
+                                     ("B", model["output_nc"], model.get("window_b"))):
+        stored = None if window or train is None else _stored_type(train, domain)
+        lines.append(f"- {domain}: {describe_values(channels, window, stored)}")
+    if model.get("slice_axis") is not None:
+        lines.append(f"- volumes (NIfTI, DICOM series): slices along voxel axis {model['slice_axis']}")
+    return lines + [""]
+
+
+def _reads_beyond_8_bit(model: dict) -> bool:
+    return bool(model.get("window_a") or model.get("window_b")) or not {model["input_nc"], model["output_nc"]} <= {1, 3}
+
+
+def _stored_type(train: TrainConfig, domain: str):
+    """The type the training files of `domain` store (its first image file, else its first NIfTI
+    volume), or None where they cannot be read any more (the card then says 8-bit)."""
+    from cyclegan.data.highbit import header_dtype
+    from cyclegan.data.sources import list_sources
+    from cyclegan.data.volumes import nifti_dtype
+
+    layout = _training_folders(train)
+    folder = None if layout is None else layout.train_a if domain == "A" else layout.train_b
+    if folder is None or layout.kind == "aligned" or not folder.is_dir():
+        return None
+    try:
+        images, volumes = list_sources(folder)
+        if images:
+            return header_dtype(images[0])
+        return nifti_dtype(volumes[0]) if volumes and volumes[0].is_file() else None
+    except (CycleGANError, OSError):
+        return None
+
+
+def _write_example(out: Path, train: TrainConfig | None) -> str | None:
+    """Translate the first training image of domain A, both shrunk to EXAMPLE_SIZE at most; or
+    say why there is no example. Only 8-bit pictures make one: a PNG of another depth, or of a
+    window's values, would show something else than the model was given."""
     from PIL import Image
 
+    from cyclegan.data.highbit import header_dtype
     from cyclegan.data.images import list_images
     from cyclegan.inference import Translator
 
+    missing = "the training images are not where config.json says"
+    if train is None:
+        return missing
+    if train.model.window_a or train.model.input_nc not in (1, 3):
+        return "domain A's files are read through an intensity window or have other than 1 or 3 channels"
     layout = _training_folders(train)
     images = list_images(layout.train_a) if layout is not None and layout.train_a.is_dir() else []
     if not images:
-        return False
+        return missing
+    try:
+        if header_dtype(images[0]) != np.uint8:
+            return f"domain A's files are not 8-bit pictures ({images[0].name})"
+    except CycleGANError as error:
+        return str(error)
     image = Image.open(images[0])
     image.load()
     if layout.kind == "aligned":  # an A|B pair: its left half is the input
@@ -247,7 +306,7 @@ def _write_example(out: Path, train: TrainConfig | None) -> bool:
     translated = Translator.from_checkpoint(out, device="cpu")(image)
     write_atomic(out / EXAMPLE_INPUT, lambda temporary: image.save(temporary, format="PNG"))
     write_atomic(out / EXAMPLE_OUTPUT, lambda temporary: translated.save(temporary, format="PNG"))
-    return True
+    return None
 
 
 def _score_lines(run_dir: Path | None, scores: dict | None) -> list[str]:
