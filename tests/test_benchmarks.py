@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_module
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = ["--ngf", "8", "--repeats", "1", "--warmup", "0", "--threads", "1"]
 
@@ -402,3 +404,15 @@ def test_the_paths_other_people_run_still_run_the_moved_scripts(old_path, usage)
     result = run_script(old_path, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(usage)
+
+
+def test_volume_cache_reports_seconds_and_decodes_per_epoch_of_each_variant(tmp_path):
+    require_module("nibabel", "medical")
+    out = tmp_path / "volumes.json"
+    result = run_script("speed/volume_cache.py", "--volumes", "2", "--shape", "16,16,3", "--load-size", "20",
+                        "--crop-size", "16", "--repeats", "1", "--threads", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert [row[0] for row in table_rows(result.stdout, "last") + table_rows(result.stdout, "kept")] == ["last", "kept"]
+    report = json.loads(out.read_text())
+    assert report["samples_per_epoch"] == 6
+    assert report["variants"]["kept"]["decodes_per_epoch"] == [4]  # each of the 2 + 2 volumes once
