@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.config import TrainConfig
+from cyclegan.config import ONE_DIRECTION_MODELS, ModelConfig, TrainConfig
 from cyclegan.evaluation import fid as fid_metrics
 
 @pytest.fixture(autouse=True)
@@ -122,10 +122,13 @@ def tiny_train_argv(data, runs, name, *extra, gallery_size: int = 2) -> list[str
             "--gallery-size", str(gallery_size), *extra]
 
 
-def tiny_config(data: Path, runs_dir: Path, **run) -> TrainConfig:
-    """A model small enough for tests: ResNet-6, ngf/ndf 8, 32x32 crops, no workers."""
-    config = TrainConfig()
+def tiny_config(data: Path, runs_dir: Path, model: str = "cyclegan", **run) -> TrainConfig:
+    """A model small enough for tests: ResNet-6, ngf/ndf 8, 32x32 crops, no workers; for CUT and
+    FastCUT also two PatchNCE layers and 16 locations (as tests/test_cut.py's runs)."""
+    config = TrainConfig(model=ModelConfig(model=model))
     config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 8, 8
+    if model in ONE_DIRECTION_MODELS:
+        config.model.nce_layers, config.loss.num_patches = "0,4", 16
     config.data.data, config.data.load_size, config.data.crop_size = str(data), 36, 32
     config.data.num_workers = 0
     config.optim.epochs, config.optim.epochs_decay = 2, 2

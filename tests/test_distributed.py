@@ -56,6 +56,24 @@ def test_two_ranks_hold_identical_weights_and_match_one_process_with_the_same_gl
             assert step_ddp[key] == pytest.approx(step_single[key], rel=2e-3), key
 
 
+def test_two_ranks_of_a_cut_run_train_its_projection_heads_in_step_and_match_one_process(data, tmp_path):
+    # CUT's projection heads are built with the model, before DDP wraps the generator and them:
+    # heads made on the first batch would be missing from DDP's gradient buckets and drift apart.
+    run([*TORCHRUN, str(HERE / "ddp_worker.py"), str(data), str(tmp_path / "ddp_runs"), str(tmp_path / "ddp.json"),
+         "1", "3", "cut"], tmp_path)
+    run([sys.executable, str(HERE / "ddp_worker.py"), str(data), str(tmp_path / "one_runs"), str(tmp_path / "one.json"),
+         "2", "3", "cut"], tmp_path)
+    ddp, single = json.loads((tmp_path / "ddp.json").read_text()), json.loads((tmp_path / "one.json").read_text())
+    assert ddp["world"] == 2 and ddp["checksums"][0] == ddp["checksums"][1]
+    assert ddp["networks"] == ["D", "G", "projector"] and ddp["projector_parameters"] > 0
+    # Each rank draws the same PatchNCE locations from the same seeded stream, as one process
+    # draws them once for its batch of two.
+    for step_ddp, step_single in zip(ddp["losses"], single["losses"]):
+        assert sorted(step_ddp) == ["acc_D_B", "loss_D_B", "loss_G_GAN", "loss_NCE", "loss_NCE_idt"]
+        for key in ("loss_G_GAN", "loss_NCE", "loss_NCE_idt", "loss_D_B"):
+            assert step_ddp[key] == pytest.approx(step_single[key], rel=2e-3), key
+
+
 def test_torchrun_train_writes_from_rank_zero_only_and_resumes(data, tmp_path):
     common = ["-m", "cyclegan", "train", "--data", str(data), "--runs-dir", "runs", "--name", "ddp",
               "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32",

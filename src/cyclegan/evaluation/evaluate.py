@@ -136,11 +136,14 @@ def _by_direction(translators: dict[str, Translator]) -> dict[Direction, Transla
 
 def _skipped_directions(translators: dict[str, Translator]) -> dict[Direction, str]:
     """Why the directions a checkpoint does not hold are not scored."""
-    if Direction.B_TO_A in translators:
+    held = _by_direction(translators)
+    if len(held) == len(Direction):
         return {}
-    if translators[Direction.A_TO_B].spec.direction is None:
-        return {Direction.B_TO_A: "the file holds a single generator, evaluated as AtoB"}
-    return {Direction.B_TO_A: "the checkpoint has no generator for BtoA (a pix2pix run translates AtoB only)"}
+    ((only, translator),) = held.items()
+    if translator.spec.direction is None:
+        return {only.reverse: f"the file holds a single generator, evaluated as {only}"}
+    # pix2pix translates AtoB only; CUT and FastCUT the one direction they were trained in.
+    return {only.reverse: f"the checkpoint has no generator for {only.reverse}; it translates {only} only"}
 
 
 def _runs_of_equal_shape(items: list[torch.Tensor], batch_size: int):

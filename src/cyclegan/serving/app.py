@@ -302,6 +302,8 @@ class _Service:
     def _direction(self, value) -> str:
         if value is None or value == "":
             return self.info["default_direction"]
+        if value in DIRECTIONS and value not in self.translators:  # a one-direction model (pix2pix, CUT)
+            raise Rejected(400, f"this model has no {value} generator; it offers {', '.join(self.translators)}")
         if not isinstance(value, str) or value not in self.translators:
             shown = value if isinstance(value, str) else "a file"
             raise Rejected(400, f"unknown direction {shown[:40]!r}; this model offers "

@@ -41,6 +41,26 @@ COPY_EVALUATIONS = 2
 # Three rises in a row: with fewer, the noise of a score on a few dozen images would warn often.
 KID_RISES = 3
 
+# What to try, in options the model accepts: each objective refuses the options of the others
+# (pix2pix has no --diff-augment, CUT and FastCUT no cycle, identity weight or --no-gan).
+_CUT_ADVICE = {
+    "discriminator_wins": "Try a lower --lr-D, a larger --d-ratio, --diff-augment color,translation,cutout (small "
+                          "datasets) or --spectral-norm",
+    "collapse": "Try a lower --lr or --lr-D, or a larger --lambda-NCE (PatchNCE ties each output patch to its input)",
+    "copy": "Try a lower --lambda-NCE, a larger --lambda-GAN, or a higher --lr-D"}
+ADVICE = {
+    "cyclegan": {
+        "discriminator_wins": _CUT_ADVICE["discriminator_wins"],
+        "collapse": "Try a lower --lr or --lr-D, a larger --pool-size or larger cycle weights (--lambda-A, --lambda-B)",
+        "copy": "Try a lower --lambda-identity, the adversarial loss (no --no-gan), or a higher --lr-D"},
+    "pix2pix": {
+        "discriminator_wins": "Try a lower --lr-D, a larger --d-ratio or --spectral-norm",
+        "collapse": "Try a lower --lr or --lr-D, or a larger --lambda-L1",
+        "copy": "Try a higher --lr-D or a lower --lambda-L1"},
+    "cut": _CUT_ADVICE,
+    "fastcut": _CUT_ADVICE,
+}
+
 
 @dataclass(frozen=True)
 class HealthWarning:
@@ -59,7 +79,8 @@ class HealthWarning:
 class HealthMonitor:
     """Turns log and validation records into warnings (see the module's docstring)."""
 
-    def __init__(self):
+    def __init__(self, model: str = "cyclegan"):
+        self.advice = ADVICE[model]  # what each warning suggests trying, in this model's options
         self.accuracies: dict[str, deque[float]] = {}
         self.copies: dict[str, int] = {}  # evaluations in a row at which each direction's generator copied
         self.kid_history: list[float] = []  # the KID of each evaluation since it last fell
@@ -79,8 +100,7 @@ class HealthMonitor:
                 warnings.append(HealthWarning(
                     "discriminator_wins", subject, record["iteration"], record["epoch"],
                     f"{subject} has told real from generated patches over {D_ACCURACY:.0%} of the time for the last "
-                    f"{D_WINDOW} log records, so its generator learns little from it. Try a lower --lr-D, a larger "
-                    "--d-ratio, --diff-augment color,translation,cutout (small datasets) or --spectral-norm"))
+                    f"{D_WINDOW} log records, so its generator learns little from it. {self.advice['discriminator_wins']}"))
         return warnings
 
     def observe_scores(self, record: dict) -> list[HealthWarning]:
@@ -94,16 +114,14 @@ class HealthMonitor:
                 warnings.append(HealthWarning(
                     "collapse", generator, iteration, epoch,
                     f"{generator} gives nearly the same image whatever its input (its translations of the validation "
-                    f"images are {spread:.1%} as far apart as the images): mode collapse. Try a lower --lr or "
-                    "--lr-D; for CycleGAN also a larger --pool-size or larger cycle weights (--lambda-A, --lambda-B)"))
+                    f"images are {spread:.1%} as far apart as the images): mode collapse. {self.advice['collapse']}"))
             copying = change is not None and change < COPY_CHANGE
             self.copies[direction] = self.copies.get(direction, 0) + 1 if copying else 0
             if self._starts("copy", generator, self.copies[direction] >= COPY_EVALUATIONS):
                 warnings.append(HealthWarning(
                     "copy", generator, iteration, epoch,
                     f"{generator} returns its input almost unchanged (mean |G(x) - x| = {change:.4f} at "
-                    f"{COPY_EVALUATIONS} evaluations in a row): it does not translate. Try a lower "
-                    "--lambda-identity, the adversarial loss (no --no-gan), or a higher --lr-D"))
+                    f"{COPY_EVALUATIONS} evaluations in a row): it does not translate. {self.advice['copy']}"))
         kid = record.get("kid")
         if kid is not None:
             if self.kid_history and kid <= self.kid_history[-1]:

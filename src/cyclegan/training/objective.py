@@ -265,8 +265,9 @@ class CUTObjective:
         defaults = TrainConfig(model=ModelConfig(model=model.model)).loss
         unused = [flag for name, flag in cls.NOT_APPLICABLE.items() if getattr(loss, name) != getattr(defaults, name)]
         if unused:
-            raise ConfigError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to --model "
-                              f"{model.model}, which has one generator and no cycle; leave them out")
+            one = len(unused) == 1
+            raise ConfigError(f"{', '.join(unused)} {'does' if one else 'do'} not apply to --model {model.model}, "
+                              f"which has one generator and no cycle; leave {'it' if one else 'them'} out")
         if not model.net_g.startswith("resnet"):
             raise ConfigError(f"--model {model.model} reads the encoder of a ResNet generator, not --netG {model.net_g}; "
                               "use --netG resnet_9blocks or resnet_6blocks")

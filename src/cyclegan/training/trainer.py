@@ -91,6 +91,7 @@ class Trainer:
                               f"`cyclegan train --resume {self.run_dir}` or choose another --name")
 
         check_objective_options(config)
+        _check_compilable(config, self.device)
         # A tracker whose package is missing stops the run here, before any data is read.
         self.tracker_names = tracker_names(config.run)
         check_available(self.tracker_names)
@@ -509,6 +510,17 @@ class Trainer:
     def _restore_signal_handlers(previous: dict) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _check_compilable(config: TrainConfig, device: torch.device) -> None:
+    """ConfigError for a --compile run that torch cannot compile: on the CPU, inductor's code for
+    the gradient of the anti-aliased up-sampling's replicated border fails at the first backward
+    pass (an assertion on strides inside torch), so it is refused before anything is built."""
+    model = config.model
+    if (config.run.compile and device.type == "cpu" and model.net_g.startswith("resnet")
+            and model.upsample == "antialias"):
+        raise ConfigError("--compile cannot compile the backward pass of --upsample antialias on the CPU (a fault of "
+                          "torch's inductor); leave out --compile, or pass --upsample transposed")
 
 
 @contextlib.contextmanager

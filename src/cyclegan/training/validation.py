@@ -74,7 +74,7 @@ class QualityTracker:
                               "(for A|B images: val/) or hold some out with --val-fraction")
         self.directions = model_directions(config.model)
         self.paired = config.model.model == "pix2pix"  # scored against each input's paired target
-        self.health = HealthMonitor()
+        self.health = HealthMonitor(config.model.model)
         self.seconds = 0.0  # spent evaluating in this process
         self.best: dict | None = None  # best.json's record
         self._log: MetricsLog | None = None
