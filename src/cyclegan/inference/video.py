@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
-import torch
 from PIL import Image
 
 from cyclegan.data.images import IMAGE_EXTENSIONS, save_image_atomic

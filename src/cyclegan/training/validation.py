@@ -40,7 +40,6 @@ from cyclegan.config import TrainConfig, model_directions
 from cyclegan.data.layout import DatasetLayout, validation_images
 from cyclegan.device import autocast
 from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
-from cyclegan.directions import Direction
 from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.evaluation.scoring import score_direction, spread  # noqa: F401  (spread: re-exported)
 from cyclegan import checkpoint as ckpt
