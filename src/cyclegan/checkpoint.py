@@ -311,12 +311,17 @@ def read_tensors(weights_path: Path, device: torch.device | str = "cpu") -> dict
         raise CheckpointError(f"{weights_path} cannot be read ({error}); it may be truncated or damaged") from error
 
 
+def network_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The state dict of network `name` ("D_A") among a file's tensors, its prefix taken off."""
+    prefix = f"{name}."
+    return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+
+
 def load_weights(weights_path: Path, modules: dict[str, torch.nn.Module], device: torch.device | str = "cpu") -> None:
     """Load the named networks' weights, strictly: every key present and of the right shape."""
     tensors = read_tensors(weights_path, device)
     for name, module in modules.items():
-        prefix = f"{name}."
-        state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+        state = network_state(tensors, name)
         if not state:
             raise CheckpointError(f"{weights_path} holds no weights for network {name}")
         try:

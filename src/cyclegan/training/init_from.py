@@ -53,7 +53,7 @@ def initialise_from(model: torch.nn.Module, value: str) -> list[str]:
         else:
             if tensors is None:
                 tensors = ckpt.read_tensors(resolved.weights)
-            state = {key[len(name) + 1:]: value for key, value in tensors.items() if key.startswith(f"{name}.")}
+            state = ckpt.network_state(tensors, name)
             kind = "discriminator" if name.startswith("D") else "network"
             _load_strictly(network, state, name, kind, resolved.weights,
                            _hint(f"from {resolved.weights}", resolved.config, model.config, DISCRIMINATOR_OPTIONS))
