@@ -122,6 +122,16 @@ def tiny_train_argv(data, runs, name, *extra, gallery_size: int = 2) -> list[str
             "--gallery-size", str(gallery_size), *extra]
 
 
+def train_tiny_source(root: Path, seed: str) -> Path:
+    """A tiny dataset in root/data and a run "source" trained on it for 2 iterations with `seed`
+    (root/runs/source), the model other tests export, load or start from."""
+    from cyclegan.cli import main
+
+    write_tiny_dataset(root / "data")
+    assert main(tiny_train_argv(root / "data", root / "runs", "source", "--max-iters", "2", "--seed", seed)) == 0
+    return root / "runs" / "source"
+
+
 def tiny_config(data: Path, runs_dir: Path, model: str = "cyclegan", **run) -> TrainConfig:
     """A model small enough for tests: ResNet-6, ngf/ndf 8, 32x32 crops, no workers; for CUT and
     FastCUT also two PatchNCE layers and 16 locations (as tests/test_cut.py's runs)."""

@@ -21,7 +21,7 @@ from cyclegan.hub_folder import read_card
 from cyclegan.inference import Translator
 from cyclegan.training.trainer import Trainer
 
-from conftest import require_module, tiny_config, tiny_train_argv, write_tiny_dataset
+from conftest import require_module, tiny_config, tiny_train_argv, train_tiny_source
 from fake_hub import FakeHub
 
 REPO = "me/tiny"
@@ -34,11 +34,8 @@ def shared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hub_commands")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CYCLEGAN_CACHE", str(root / "cache"))
-        write_tiny_dataset(root / "data")
-        assert main(tiny_train_argv(root / "data", root / "runs", "source", "--max-iters", "2",
-                                    "--seed", SOURCE_SEED)) == 0
-        assert main(["export", str(root / "runs" / "source"), "--hub-folder", str(root / "hub"),
-                     "--repo-id", REPO]) == 0
+        source = train_tiny_source(root, SOURCE_SEED)
+        assert main(["export", str(source), "--hub-folder", str(root / "hub"), "--repo-id", REPO]) == 0
     return root
 
 

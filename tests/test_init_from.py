@@ -22,7 +22,7 @@ from cyclegan.inference import Translator
 from cyclegan.inference.resolve import resolve
 from cyclegan.training.trainer import Trainer
 
-from conftest import shared_dataset, tiny_config, tiny_train_argv, write_images, write_tiny_dataset
+from conftest import shared_dataset, tiny_config, tiny_train_argv, train_tiny_source, write_images
 
 REFERENCE_GENERATOR = "r6_ngf8_net_G_A.pth"
 
@@ -125,12 +125,9 @@ def cyclegan_source(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("init_sources")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CYCLEGAN_CACHE", str(root / "cache"))
-        write_tiny_dataset(root / "data")
-        assert main(tiny_train_argv(root / "data", root / "runs", "source", "--max-iters", "2",
-                                    "--seed", SOURCE_SEED)) == 0
-        assert main(["export", str(root / "runs" / "source"), "--hub-folder", str(root / "hub")]) == 0
-        assert main(["export", str(root / "runs" / "source"), "--hub-folder", str(root / "hub_d"),
-                     "--with-discriminators"]) == 0
+        source = train_tiny_source(root, SOURCE_SEED)
+        assert main(["export", str(source), "--hub-folder", str(root / "hub")]) == 0
+        assert main(["export", str(source), "--hub-folder", str(root / "hub_d"), "--with-discriminators"]) == 0
     return root
 
 
