@@ -103,7 +103,9 @@ def test_cyclegan_evaluate_on_a_tiny_run_writes_every_score(synthetic, cyclegan_
     printed = capsys.readouterr().out
     assert "photo -> labels" in printed and "FCN score" in printed and "KID" in printed
     result = json.loads(out.read_text())
-    assert set(result) == {"checkpoint", "data", "size", "seconds", "dataset", "directions", "segmentation", "notes"}
+    assert set(result) == {"checkpoint", "data", "size", "seconds", "dataset", "directions", "segmentation", "windows",
+                           "notes"}
+    assert result["windows"] == {"A": None, "B": None}  # trained without --window-a/--window-b
     assert result["dataset"] == {"kind": "synthetic", "labels_domain": "A",
                                  "classes": ["road", "sidewalk", "building", "vegetation", "sky", "car", "person"]}
     for direction, (source, target) in {"AtoB": ("testA", "testB"), "BtoA": ("testB", "testA")}.items():

@@ -48,3 +48,17 @@ def test_without_the_network_or_enough_images_there_is_no_fid_and_pix2pix_report
                                        "change_AtoB": mean_absolute_error(zip(translations, inputs)),
                                        "spread_AtoB": None}
     assert scores.to_record()["kid"] is None and scores.to_record()["cycle_l1"] is None
+
+
+def test_images_of_other_than_1_or_3_channels_get_no_fid_even_with_the_network(fake_inception):
+    network = fid_metrics.InceptionFeatures(fake_inception, "cpu")
+    four_channels = [torch.cat([image, image[:1]]) for image in fixed_images(4, 0)]
+    gray = [image[:1] for image in fixed_images(4, 1)]
+
+    multispectral = score_direction(Direction.A_TO_B, four_channels, four_channels, network=network)
+    grayscale = score_direction(Direction.A_TO_B, gray, gray, network=network)
+
+    assert (multispectral.fid, multispectral.kid) == (None, None)
+    assert grayscale.fid == pytest.approx(0.0, abs=1e-6)  # gray repeated to RGB: identical sets
+    with pytest.raises(ValueError, match="1- or 3-channel images, got 4 channels"):
+        network.prepare(four_channels[0])

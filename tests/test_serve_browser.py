@@ -10,8 +10,10 @@ import base64
 import importlib
 import os
 import shutil
+from io import BytesIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -112,6 +114,26 @@ def test_choose_a_file_pick_a_direction_translate_and_download(page, tmp_path):
     download.save_as(saved)
     assert saved.read_bytes().startswith(PNG_SIGNATURE)
     assert Image.open(saved).size == (96, 64)
+
+
+def test_a_16_bit_tiff_translated_on_the_page_downloads_as_tiff(page, tmp_path):
+    tifffile = conftest.require_module("tifffile", "medical")
+    buffer = BytesIO()
+    tifffile.imwrite(buffer, np.random.default_rng(5).integers(0, 65536, (24, 32, 3)).astype(np.uint16),
+                     photometric="rgb")
+    page.set_input_files("#file-input", files=[{"name": "slide.tif", "mimeType": "image/tiff",
+                                                "buffer": buffer.getvalue()}])
+    page.click("#translate-button")
+    page.wait_for_selector("#download-link", state="visible", timeout=30_000)
+
+    with page.expect_download() as download_info:
+        page.click("#download-link")
+    download = download_info.value
+    assert download.suggested_filename == "slide_AtoB.tif"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    back = tifffile.imread(saved)
+    assert back.dtype == np.uint16 and back.shape == (24, 32, 3)
 
 
 def test_an_image_dropped_on_the_drop_zone_is_translated(page):

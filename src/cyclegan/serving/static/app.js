@@ -122,9 +122,10 @@ dropZone.addEventListener("drop", (event) => {
 window.addEventListener("dragover", (event) => event.preventDefault());
 window.addEventListener("drop", (event) => event.preventDefault());
 
-function downloadName(fileName, direction) {
+// 16-bit and float TIFF uploads come back as TIFF, everything else as PNG.
+function downloadName(fileName, direction, mediaType) {
   const stem = fileName.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9._-]+/g, "_") || "image";
-  return `${stem}_${direction}.png`;
+  return `${stem}_${direction}${mediaType === "image/tiff" ? ".tif" : ".png"}`;
 }
 
 form.addEventListener("submit", async (event) => {
@@ -152,7 +153,7 @@ form.addEventListener("submit", async (event) => {
     outputImage.src = outputUrl;
     outputImage.hidden = false;
     downloadLink.href = outputUrl;
-    downloadLink.download = downloadName(chosenFile.name, direction);
+    downloadLink.download = downloadName(chosenFile.name, direction, blob.type);
     downloadLink.hidden = false;
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     showStatus(`Done in ${seconds} s.`);
