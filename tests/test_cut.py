@@ -2,6 +2,7 @@
 trains, resumes exactly, is validated, translates its one direction and refuses the other."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -203,7 +204,7 @@ def test_fastcut_with_the_identity_term_resumes_exactly(tiny_dataset, tmp_path):
             saved["optim"]["epochs"]) == ("fastcut", 10.0, True, 2)
 
 
-def test_a_btoa_cut_run_is_validated_translates_b_to_a_and_refuses_a_to_b(tiny_dataset, tmp_path, monkeypatch,
+def test_a_btoa_cut_run_is_validated_translates_b_to_a_by_default_and_refuses_a_to_b(tiny_dataset, tmp_path, monkeypatch,
                                                                           fake_inception, capsys):
     monkeypatch.setenv(fid_metrics.WEIGHTS_ENV, str(fake_inception))
     write_images(tiny_dataset / "valA", 3, seed=5, prefix="va")
@@ -226,9 +227,14 @@ def test_a_btoa_cut_run_is_validated_translates_b_to_a_and_refuses_a_to_b(tiny_d
     assert main(["translate", str(run), str(source), "--out", str(tmp_path / "out"), "--direction", "BtoA",
                  "--pick", "best", "--device", "cpu", "--no-progress"]) == 0
     assert Image.open(tmp_path / "out" / "tb_000.png").size == Image.open(source).size
+    # Without --direction the run's one direction is applied, as `serve` serves it.
+    assert main(["translate", str(run), str(source), "--out", str(tmp_path / "implicit"), "--pick", "best",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert (np.asarray(Image.open(tmp_path / "implicit" / "tb_000.png"))
+            == np.asarray(Image.open(tmp_path / "out" / "tb_000.png"))).all()
     capsys.readouterr()
-    assert main(["translate", str(run), str(source), "--out", str(tmp_path / "other"), "--device", "cpu",
-                 "--no-progress"]) == 2
+    assert main(["translate", str(run), str(source), "--out", str(tmp_path / "other"), "--direction", "AtoB",
+                 "--device", "cpu", "--no-progress"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.endswith("holds no AtoB generator, only BtoA; ask for BtoA")
     assert not (tmp_path / "other").exists()
@@ -250,3 +256,6 @@ def test_a_btoa_checkpoint_exports_its_generator_to_onnx_and_refuses_the_other_d
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.G.state_dict().values()))
     with pytest.raises(ckpt.CheckpointError, match="holds no AtoB generator .G_AB., only G_BA, D_A, projector; use direction BtoA$"):
         export_onnx(files.weights, tmp_path / "other.onnx", "AtoB")
+    # `cyclegan export` without --direction exports the one direction the file holds.
+    assert main(["export", str(files.weights), "--onnx", str(tmp_path / "implicit.onnx")]) == 0
+    assert (tmp_path / "implicit.onnx").read_bytes() == (tmp_path / "g.onnx").read_bytes()

@@ -94,12 +94,20 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_direction_argument(parser: argparse.ArgumentParser, help: str, repeatable: bool = False) -> None:
-    """--direction AtoB|BtoA; `repeatable` collects a list (default: None) instead of one value
-    (default: AtoB)."""
+    """--direction AtoB|BtoA; `repeatable` collects a list instead of one value. Left out it is
+    None: the command takes the model's first direction (`default_direction`)."""
     if repeatable:
         parser.add_argument("--direction", choices=DIRECTIONS, action="append", help=help)
     else:
-        parser.add_argument("--direction", choices=DIRECTIONS, default="AtoB", help=help)
+        parser.add_argument("--direction", choices=DIRECTIONS, default=None,
+                            help=f"{help} (default: AtoB, or the one direction a one-direction model holds, "
+                                 "as a CUT run trained with --direction BtoA)")
+
+
+def default_direction(asked: str | None, model) -> str:
+    """The direction a command applies: the one asked, else the model's first (AtoB where it has it,
+    so that a model trained in one direction only is applied in that one without saying so)."""
+    return asked or model.available_directions[0].value
 
 
 def add_pick_argument(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cyclegan.cli.arguments import add_direction_argument, add_pick_argument
+from cyclegan.cli.arguments import add_direction_argument, add_pick_argument, default_direction
 from cyclegan.errors import ConfigError
 
 MODEL_HELP = "run folder, checkpoint .safetensors, official *.pth, a downloaded model's name or hf://owner/name"
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from cyclegan.inference.resolve import resolve
 
     checkpoint = resolve(args.checkpoint, args.pick)
-    report = export_onnx(checkpoint.weights, args.onnx, args.direction, args.opset or DEFAULT_OPSET)
+    report = export_onnx(checkpoint.weights, args.onnx, default_direction(args.direction, checkpoint), args.opset or DEFAULT_OPSET)
     print(f"wrote {report.path}: {report.spec.describe()}")
     shape = "x".join(str(n) for n in report.check_shape)
     print(f"max abs difference from PyTorch on a random {shape} input: {report.max_abs_diff:.3g}")

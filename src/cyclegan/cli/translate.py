@@ -8,7 +8,8 @@ from tqdm import tqdm
 
 from cyclegan.cli import reference
 from cyclegan.cli.arguments import (add_backend_argument, add_device_argument, add_direction_argument,
-                                    add_pick_argument, add_precision_argument, add_progress_argument)
+                                    add_pick_argument, add_precision_argument, add_progress_argument,
+                                    default_direction)
 from cyclegan.cli.options import add_option_arguments, options_from_args
 from cyclegan.inference.options import VIDEO_GROUP, TranslateOptions
 
@@ -62,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     dist = Distributed.from_environment(device)
     try:
         device = str(dist.device(device))
-        translator = load_translators(checkpoint, [args.direction], device, args.precision, backend=args.backend,
-                                      **options.translator_options)[args.direction]
+        direction = default_direction(args.direction, checkpoint)
+        translator = load_translators(checkpoint, [direction], device, args.precision, backend=args.backend,
+                                      **options.translator_options)[direction]
         show = dist.is_main and args.progress
         if dist.is_main:
             print(f"model: {translator.spec.describe()}")
