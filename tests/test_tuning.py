@@ -177,6 +177,28 @@ def test_the_cache_key_holds_what_decides_the_choice():
         ProbeKey.for_job(CPU, TINY, "serve", 128, 1)
 
 
+def test_a_training_key_holds_the_loss_terms_that_change_an_iterations_work_and_not_mere_weights():
+    def architecture(**sections) -> str:
+        config = TrainConfig.from_dict({"model": {"net_g": "resnet_6blocks", "ngf": 8, "ndf": 8,
+                                                  **sections.get("model", {})}, "loss": sections.get("loss", {})})
+        return ProbeKey.for_job(CPU, config.model, "train", 64, 1, loss=config.loss).architecture
+
+    cyclegan = architecture()
+    assert cyclegan.endswith("cyclegan, basic, ndf 8, n_layers_d 3, spectral_norm False, gan lsgan, d_steps 1, "
+                             "cycle both, identity True")
+    assert architecture(loss={"lambda_identity": 0.0}).endswith("cycle both, identity False")
+    assert architecture(loss={"lambda_a": 5.0}) == cyclegan  # a weight: the same work
+    cut = architecture(model={"model": "cut"})
+    assert cut.endswith("gan lsgan, d_steps 1, nce_layers default, num_patches 256, nce_idt True, "
+                        "flip_equivariance False")
+    assert architecture(model={"model": "cut"}, loss={"nce_idt": False}).endswith(
+        "num_patches 256, nce_idt False, flip_equivariance False")
+    assert architecture(model={"model": "cut"}, loss={"num_patches": 64}) != cut
+    assert architecture(model={"model": "cut", "nce_layers": "0,4"}) != cut
+    assert architecture(model={"model": "cut"}, loss={"lambda_nce": 3.0}) == cut
+    assert architecture(model={"model": "fastcut"}).endswith("nce_idt False, flip_equivariance True")
+
+
 def test_the_device_name_is_the_cpu_model_from_cpuinfo(monkeypatch):
     monkeypatch.setattr(devices, "_cpu_model_name", lambda: "Intel(R) Xeon(R) Platinum 8480+")
     assert devices.device_name(CPU) == "Intel(R) Xeon(R) Platinum 8480+"

@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from cyclegan.config import ModelConfig
+from cyclegan.config import LossConfig, ModelConfig
 from cyclegan.device import (ARITHMETIC_PRECISIONS, apply_layout, autocast, device_name, has_native_bf16,
                              synchronize)
 from cyclegan.errors import ConfigError
@@ -243,15 +243,19 @@ class ProbeKey:
 
     @classmethod
     def for_job(cls, device: torch.device, model: ModelConfig, job: str, size: int, batch: int,
-                user_flags: UserFlags = UserFlags()) -> "ProbeKey":
+                user_flags: UserFlags = UserFlags(), loss: LossConfig | None = None) -> "ProbeKey":
         """The key of `job` ("train": both generators and discriminators; "translate": one
         generator's forward) on `device`, at `size` x `size` pixels and `batch` images, for a model
-        described by its config. Translation is keyed by the loaded network (`for_network`)."""
+        described by its config; a training key also holds the terms of `loss` that change how
+        much an iteration computes (identity passes, PatchNCE's layers and patches...). Translation
+        is keyed by the loaded network (`for_network`)."""
         parts = [model.net_g, f"ngf {model.ngf}", f"norm {model.norm}", f"upsample {model.upsample}",
                  f"antialias {model.antialias}", f"channels {model.input_nc}->{model.output_nc}"]
         if job == "train":
             parts += [model.model, model.net_d, f"ndf {model.ndf}", f"n_layers_d {model.n_layers_d}",
                       f"spectral_norm {model.spectral_norm}"]
+            if loss is not None:
+                parts += _training_work(model, loss)
         return cls.for_architecture(device, job, ", ".join(parts), size, batch, user_flags)
 
     @classmethod
@@ -274,6 +278,20 @@ class ProbeKey:
     def text(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
+
+
+def _training_work(model: ModelConfig, loss: LossConfig) -> list[str]:
+    """The loss settings that change what a training iteration computes (and so which arithmetic
+    is fastest): passes added or left out, PatchNCE's work; weights that only scale a term are not."""
+    parts = [f"gan {loss.gan_mode if loss.gan else 'off'}", f"d_steps {loss.d_steps}"]
+    if loss.diff_augment:
+        parts.append(f"diff_augment {loss.diff_augment}")
+    if model.model == "cyclegan":
+        parts += [f"cycle {loss.cycle}", f"identity {bool(loss.lambda_identity)}"]
+    elif model.model in ("cut", "fastcut"):
+        parts += [f"nce_layers {model.nce_layers or 'default'}", f"num_patches {loss.num_patches}",
+                  f"nce_idt {loss.nce_idt}", f"flip_equivariance {loss.flip_equivariance}"]
+    return parts
 
 class DecisionCache:
     """Measured decisions in one JSON file under the cache root, `arithmetic/decisions.json`.

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"timing {len(options)} candidates on {device_name(device)} ({args.job}, {model.net_g}, "
           f"{data.crop_size}x{data.crop_size}, batch {data.batch_size}), budget {args.budget:g} s")
     if args.job == "train":
-        key = ProbeKey.for_job(device, model, "train", data.crop_size, data.batch_size)
+        key = ProbeKey.for_job(device, model, "train", data.crop_size, data.batch_size, loss=config.loss)
         from cyclegan.training.arithmetic_probe import TrainingProbe
         from cyclegan.training.trainer import Trainer
 

@@ -163,7 +163,8 @@ class Trainer:
         elif config.run.init_from:
             from cyclegan.training.init_from import initialise_from
 
-            self.init_notes = initialise_from(self.model, config.run.init_from)
+            # config.json and the trackers then name the exact Hub commit the weights came from.
+            self.init_notes, config.run.init_from = initialise_from(self.model, config.run.init_from)
 
         self.gallery = Gallery(config, layout, self.device)
 
@@ -179,7 +180,7 @@ class Trainer:
             result = ProbeResult(user_flags.impose(REFERENCE), "resumed", reason="as recorded in the resumed run")
         else:
             key = ProbeKey.for_job(self.device, self.config.model, "train", data.crop_size, data.batch_size,
-                                   user_flags)
+                                   user_flags, self.config.loss)
             budget = MAX_PROBE_SECONDS
             if run.max_minutes is not None:
                 budget = min(budget, PLANNED_TIME_SHARE * run.max_minutes * 60)
