@@ -91,6 +91,7 @@ def test_evaluate_scores_an_hf_name_as_the_local_hub_folder(shared, hub, tmp_pat
         assert scores["hub"][key] == scores["local"][key], key
     assert sorted(scores["hub"]["directions"]) == ["AtoB", "BtoA"]
     assert scores["hub"]["directions"]["AtoB"]["fid"] is not None
+    assert scores["hub"]["size"] == 32  # the source run's crop size, which the folder's config.json carries
 
 
 def test_export_onnx_from_an_hf_name_computes_as_the_local_hub_folders_export(shared, hub, tmp_path, capsys):
@@ -173,4 +174,4 @@ def test_train_init_from_an_hf_name_translates_as_the_source_before_its_first_up
                                 "--init-from", f"hf://{REPO}")) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[1:3] == notes  # after the precision line, before training
-    assert json.loads((tmp_path / "runs" / "cli" / "config.json").read_text())["run"]["init_from"] == f"hf://{REPO}"
+    assert json.loads((tmp_path / "runs" / "cli" / "config.json").read_text())["run"]["init_from"] == f"hf://{REPO}@{hub.commit}"

@@ -87,8 +87,8 @@ def test_train_export_serve_translate_and_fine_tune_from_the_hub(tiny_dataset, t
     assert sorted(steps) == [1, 2]
 
     # 6. The fine-tuned run records where it started, in its config.json and in W&B's copy of it.
-    assert json.loads((runs / "tuned" / "config.json").read_text())["run"]["init_from"] == f"hf://{REPO}"
+    assert json.loads((runs / "tuned" / "config.json").read_text())["run"]["init_from"] == f"hf://{REPO}@{hub.commit}"
     [wandb_config] = [json.loads(item.value_json) for record in wandb_records(run_file)
                       if record.WhichOneof("record_type") == "run" for item in record.run.config.update
                       if item.key == "run"]
-    assert wandb_config["init_from"] == f"hf://{REPO}"
+    assert wandb_config["init_from"] == f"hf://{REPO}@{hub.commit}"

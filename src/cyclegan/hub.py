@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from cyclegan.errors import CheckpointError, ConfigError
@@ -36,6 +37,17 @@ def parse_hub_name(value: str) -> tuple[str, str | None]:
     if len(parts) != 2 or not all(parts) or (revision == "" and "@" in name):
         raise ConfigError(f"{value} is not a Hub model name; write hf://owner/name (or hf://owner/name@revision)")
     return repo_id, revision or None
+
+
+def pinned_hub_name(value: str, folder: Path) -> str:
+    """hf://owner/name@<commit> of the snapshot `folder` that `value` was downloaded to, so that a
+    record names exactly the weights used even after the model's main branch moves on; `value`
+    unchanged where the folder is not a client snapshot (whose name is its commit)."""
+    repo_id, _revision = parse_hub_name(value)
+    commit = Path(folder).name
+    if Path(folder).parent.name != "snapshots" or not re.fullmatch(r"[0-9a-f]{40}", commit):
+        return value
+    return f"{HF_PREFIX}{repo_id}@{commit}"
 
 
 def hub_cache_dir() -> Path:

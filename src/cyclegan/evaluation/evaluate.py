@@ -123,14 +123,16 @@ def _colour_domain(root: Path, colours: np.ndarray, samples: int = 4) -> str | N
 
 
 def _run_data_config(checkpoint: str | Path) -> dict:
-    """The data section of the run folder's config.json ({} when there is none)."""
+    """The data section of the run folder's config.json, or of the training config that a Hub
+    folder's config.json carries ({} when there is neither)."""
     path = Path(checkpoint)
     if path.is_dir():
         run = path.parent if path.name == "checkpoints" else path
     else:
         run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     try:
-        data = json.loads((run / "config.json").read_text())["data"]
+        described = json.loads((run / "config.json").read_text())
+        data = described["data"] if "data" in described else described["training"]["data"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     return data if isinstance(data, dict) else {}

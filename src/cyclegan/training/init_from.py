@@ -20,6 +20,7 @@ from cyclegan import checkpoint as ckpt
 from cyclegan.config import ModelConfig, flag_of, negative_flag_of
 from cyclegan.directions import Direction
 from cyclegan.errors import CheckpointError, ConfigError
+from cyclegan.hub import is_hub_name, pinned_hub_name
 
 SHOWN_LAYERS = 4  # mismatched layers named in an error, per kind
 # The options that decide the shapes of each kind of network, as the errors name them.
@@ -28,12 +29,14 @@ DISCRIMINATOR_OPTIONS = ("net_d", "ndf", "n_layers_d", "norm", "input_nc", "outp
 PIX2PIX = "pix2pix"
 
 
-def initialise_from(model: torch.nn.Module, value: str) -> list[str]:
+def initialise_from(model: torch.nn.Module, value: str) -> tuple[list[str], str]:
     """Load the networks of `model` from the model that `value` names; returns what was loaded
-    and what starts fresh, one line each, for the user."""
+    and what starts fresh, one line each, for the user, and the name to record for `value` (a Hub
+    name pinned to the commit downloaded, `hub.pinned_hub_name`)."""
     from cyclegan.inference.resolve import resolve
 
     resolved = resolve(value)
+    recorded = pinned_hub_name(value, resolved.weights.parent) if is_hub_name(value) else value
     if resolved.is_onnx:
         raise ConfigError(f"--init-from needs PyTorch weights, and {resolved.weights} is an ONNX export; "
                           "give the run folder or .safetensors file it was exported from")
@@ -65,7 +68,7 @@ def initialise_from(model: torch.nn.Module, value: str) -> list[str]:
     lines = [f"init from:   {resolved.weights}: {', '.join(loaded)}; optimisers and schedule start new"]
     if fresh:
         lines.append(f"             trained from scratch: {', '.join(fresh)} ({_why_fresh(resolved, held, model.config)})")
-    return lines
+    return lines, recorded
 
 
 def _held_networks(resolved) -> set[str]:
