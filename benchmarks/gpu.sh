@@ -11,6 +11,8 @@
 #                                  # a folder (target 5x the reference's images/s), --precision auto
 #   benchmarks/gpu.sh study OUT    # issue #13's improvements study: 6 variants x 3 seeds, Cityscapes 64 px
 #   benchmarks/gpu.sh parity128 OUT  # reference parity, 3 seeds at once (Cityscapes 128 px, 3,600 iterations)
+#   benchmarks/gpu.sh cut OUT      # issue #23: s/iteration and peak GPU memory of CycleGAN, CUT, FastCUT
+#                                  # at 256 px ResNet-9, batch 1 (the paper's table: 0.40 / 0.24 / 0.15 s)
 #
 # Each part writes its tables (*.txt, *.json, *.md) into OUT. The study and parity128 read
 # Cityscapes from $SHARED/cityscapes (default ../shared/data, as benchmarks/studies/reference_parity.sh), which
@@ -32,7 +34,7 @@
 #   cd /tmp && tar czf $OUT/results.tar.gz --exclude=checkpoints --exclude=gallery --exclude='*.safetensors' \
 #          --exclude=synth64 --exclude='*.png' p f
 set -euo pipefail
-part=${1:?usage: benchmarks/gpu.sh speed|parity|paths|compile|fast|study|parity128 OUT}
+part=${1:?usage: benchmarks/gpu.sh speed|parity|paths|compile|fast|study|parity128|cut OUT}
 OUT=$(realpath -m "${2:?usage: benchmarks/gpu.sh PART OUT}")
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -169,8 +171,19 @@ parity128)
         --exclude='*.safetensors' reference_parity
     [ "$failed" = 0 ] || { echo "a seed failed: see $OUT/parity128_seed*.txt" >&2; exit 1; }
     ;;
+cut)
+    # Each model in its own process beside the reference iteration, fp32 then bf16; the CPU's
+    # figures (docs/RESULTS.md (f)) found CUT slower than CycleGAN at 64 and 256 px. Sizing: the
+    # H100's 256 px CycleGAN iteration is about 30 ms, so 3 models x 2 variants x 50 iterations plus
+    # the memory probes take well under two minutes.
+    for model in cyclegan cut fastcut; do
+        python "$BENCH/speed/train_step.py" --device cuda --size 256 --netG resnet_9blocks --model "$model" \
+            --variants fp32,bf16 --repeats 40 --warmup 10 --memory --no-floor \
+            --json "$OUT/train256_$model.json" | tee "$OUT/train256_$model.txt"
+    done
+    ;;
 *)
-    echo "unknown part $part: use speed, parity, paths, compile, fast, study or parity128" >&2
+    echo "unknown part $part: use speed, parity, paths, compile, fast, study, parity128 or cut" >&2
     exit 2
     ;;
 esac
