@@ -85,7 +85,7 @@ def test_the_installed_command_refuses_an_abbreviation_before_doing_anything(tmp
 SHARED_FLAGS = {
     "--device": {"translate": "auto", "serve": "auto", "evaluate": "auto", "demo": "auto"},
     "--precision": {"translate": "auto", "serve": "auto", "evaluate": "auto"},
-    "--direction": {"translate": "AtoB", "export": "AtoB", "serve": None},
+    "--direction": {"translate": None, "export": None, "serve": None},  # None: the model's first direction
     "--backend": {"translate": "auto"},
     "--no-progress": {"translate": True, "demo": True, "data download": True, "models download": True},
 }
