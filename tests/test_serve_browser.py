@@ -106,14 +106,20 @@ def test_choose_a_file_pick_a_direction_translate_and_download(page, tmp_path):
     assert page.text_content("#status").startswith("Done in ")
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
+    saved = click_download(page, tmp_path)
+    assert saved.name == "street_photo_BtoA.png"
+    assert saved.read_bytes().startswith(PNG_SIGNATURE)
+    assert Image.open(saved).size == (96, 64)
+
+
+def click_download(page, folder):
+    """Click the page's download link and save the file under the name the page suggests."""
     with page.expect_download() as download_info:
         page.click("#download-link")
     download = download_info.value
-    assert download.suggested_filename == "street_photo_BtoA.png"
-    saved = tmp_path / download.suggested_filename
+    saved = folder / download.suggested_filename
     download.save_as(saved)
-    assert saved.read_bytes().startswith(PNG_SIGNATURE)
-    assert Image.open(saved).size == (96, 64)
+    return saved
 
 
 def test_a_16_bit_tiff_translated_on_the_page_downloads_as_tiff(page, tmp_path):
@@ -126,12 +132,8 @@ def test_a_16_bit_tiff_translated_on_the_page_downloads_as_tiff(page, tmp_path):
     page.click("#translate-button")
     page.wait_for_selector("#download-link", state="visible", timeout=30_000)
 
-    with page.expect_download() as download_info:
-        page.click("#download-link")
-    download = download_info.value
-    assert download.suggested_filename == "slide_AtoB.tif"
-    saved = tmp_path / download.suggested_filename
-    download.save_as(saved)
+    saved = click_download(page, tmp_path)
+    assert saved.name == "slide_AtoB.tif"
     back = tifffile.imread(saved)
     assert back.dtype == np.uint16 and back.shape == (24, 32, 3)
 
