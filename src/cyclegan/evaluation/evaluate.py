@@ -141,18 +141,22 @@ def _run_data_config(checkpoint: str | Path) -> dict:
 def run_config_size(checkpoint: str | Path) -> int | None:
     """The size a run's images were trained at (its crop size, with the default resize_and_crop
     preprocessing), from the run folder's config.json; None when there is no such file."""
-    data = _run_data_config(checkpoint)
+    return _trained_size(_run_data_config(checkpoint))
+
+
+def _trained_size(data: dict) -> int | None:
+    """`run_config_size` of a run's data config."""
     try:
         return int(data["crop_size"]) if data.get("preprocess", "resize_and_crop") == "resize_and_crop" else None
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def run_config_min_foreground(checkpoint: str | Path) -> float:
-    """The run's --min-foreground (the slices of volumes it trained on), from its config.json; 0
+def _min_foreground(data: dict) -> float:
+    """The run's --min-foreground (the slices of volumes it trained on), from its data config; 0
     when there is none: even then slices without any voxel above the window's low end are skipped."""
     try:
-        return float(_run_data_config(checkpoint).get("min_foreground", 0.0))
+        return float(data.get("min_foreground", 0.0))
     except (TypeError, ValueError):
         return 0.0
 
@@ -280,12 +284,13 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     follow the run's --min-foreground (its config.json).
     """
     info = describe_dataset(data_dir, labels_domain)  # before loading: a missing test folder fails at once
+    run_data = _run_data_config(checkpoint)
     if size is None:
-        size = run_config_size(checkpoint)
+        size = _trained_size(run_data)
     translators = load_translators(checkpoint, device=device, precision=precision)
     return evaluate_translators(translators, info, checkpoint=str(checkpoint), size=size, fid=fid,
                                 inception_weights=inception_weights, device=device,
-                                min_foreground=run_config_min_foreground(checkpoint), segmenter_size=segmenter_size,
+                                min_foreground=_min_foreground(run_data), segmenter_size=segmenter_size,
                                 segmenter_steps=segmenter_steps, segmenter_seed=segmenter_seed, cache_dir=cache_dir,
                                 batch_size=batch_size, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                                 log=log)
@@ -305,20 +310,20 @@ def evaluate_translators(translators: dict[str, Translator], dataset: DatasetInf
     slices of test volumes."""
     started = time.perf_counter()
     say = log or (lambda message: None)
-    info = dataset
     skipped = _skipped_directions(translators)
     notes: list[str] = []
     channels: dict[str, int] = {}
     windows: dict[str, str | None] = {}
     slice_axis = None
-    for direction, translator in _by_direction(translators).items():
+    by_direction = _by_direction(translators)
+    for direction, translator in by_direction.items():
         spec = translator.spec
         channels.setdefault(direction.source, spec.input_nc)
         channels.setdefault(direction.target, spec.output_nc)
         windows.setdefault(direction.source, spec.input_window)
         windows.setdefault(direction.target, spec.output_window)
         slice_axis = spec.slice_axis if slice_axis is None else slice_axis
-    targets = {direction.target for direction in _by_direction(translators)}
+    targets = {direction.target for direction in by_direction}
     unscorable = {domain: channels[domain] for domain in sorted(targets)
                   if channels[domain] not in fid_metrics.INCEPTION_CHANNELS}
     if fid and unscorable:
@@ -328,7 +333,7 @@ def evaluate_translators(translators: dict[str, Translator], dataset: DatasetInf
     inception = _inception_network(fid, inception_weights, device, notes, say)  # fails early if --fid cannot work
 
     real: dict[str, DomainImages] = {}
-    for domain, folder in zip(DOMAINS, test_folders(info.root)):
+    for domain, folder in zip(DOMAINS, test_folders(dataset.root)):
         real[domain] = read_domain(folder, domain, channels.get(domain, 3), windows.get(domain), slice_axis,
                                    min_foreground, size)
         for _volume, reason in real[domain].skipped:
@@ -347,7 +352,7 @@ def evaluate_translators(translators: dict[str, Translator], dataset: DatasetInf
     directions: dict[Direction, DirectionEvaluation | SkippedDirection] = {
         direction: SkippedDirection(reason) for direction, reason in skipped.items()}
     real_features: dict[str, np.ndarray] = {}
-    for direction, translator in _by_direction(translators).items():
+    for direction, translator in by_direction.items():
         source, target = direction.source, direction.target
         say(f"translating test{source} -> {target}")
         fake[direction], cycle_pairs = _translate(translator, translators.get(direction.reverse), images[source],
@@ -360,12 +365,12 @@ def evaluate_translators(translators: dict[str, Translator], dataset: DatasetInf
             scores, _paired_scores(fake[direction], sources[source], images[target], sources[target]))
 
     segmentation = None
-    if info.label_set is not None:
-        segmentation = _segmentation_scores(info, fake, images, sources, segmenter_size, segmenter_steps,
+    if dataset.label_set is not None:
+        segmentation = _segmentation_scores(dataset, fake, images, sources, segmenter_size, segmenter_steps,
                                             segmenter_seed, cache_dir, device, notes, say)
     if checkpoint is None:
         checkpoint = next(iter(translators.values())).spec.source
-    return EvaluationResult(checkpoint, str(info.root), size, round(time.perf_counter() - started, 1), info,
+    return EvaluationResult(checkpoint, str(dataset.root), size, round(time.perf_counter() - started, 1), dataset,
                             directions, segmentation, tuple(notes), {domain: windows.get(domain) for domain in DOMAINS})
 
 

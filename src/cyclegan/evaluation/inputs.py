@@ -84,8 +84,7 @@ def describe_window(images: DomainImages) -> str:
     """How the domain's full-precision images were mapped, for a note."""
     if images.window is not None:
         return f"test{images.domain} through window {images.window}"
-    full_range = SIXTEEN_BIT_WINDOW
-    return f"test{images.domain} through each file type's full range (16-bit: {full_range})"
+    return f"test{images.domain} through each file type's full range (16-bit: {SIXTEEN_BIT_WINDOW})"
 
 
 __all__ = ["DomainImages", "read_domain", "pair_key", "as_unit", "describe_window"]
