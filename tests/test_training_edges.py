@@ -140,21 +140,21 @@ def test_a_run_stopped_inside_an_epoch_counts_only_the_completed_ones(tiny_datas
 
 def test_cuda_graphs_change_nothing_on_a_cpu(tiny_dataset, tmp_path, monkeypatch):
     # Without a CUDA device the option must leave the step as it is: no compiled networks, no
-    # graph step marks (either would fail below), and the very same weights.
+    # graph capture (either would fail below), and the very same weights.
     import torch
     from safetensors.torch import load_file
 
     def no_graphs(*args, **kwargs):
         raise AssertionError("a CPU run used CUDA graphs or torch.compile")
 
-    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", no_graphs)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", no_graphs)
     monkeypatch.setattr(torch, "compile", no_graphs)
     weights = {}
     for graphs in (False, True):
         config = tiny_config(tiny_dataset, tmp_path / "runs", max_iters=3)
         config.run.name, config.run.cuda_graphs = f"graphs_{graphs}", graphs
         trainer = Trainer(config)
-        assert trainer.cuda_graphs is False and trainer.generators is trainer.model.generators
+        assert trainer.captured_step is None and trainer.generators is trainer.model.generators
         result = trainer.train()
         weights[graphs] = load_file(str(result.checkpoint))
     assert weights[False].keys() == weights[True].keys()

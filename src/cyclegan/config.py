@@ -328,10 +328,11 @@ class RunConfig:
                                         flag="--channels-last", negative_flag="--no-channels-last")
     compile: bool = option(False, "Compile the networks with torch.compile (slow first iterations, faster after).",
                            flag="--compile", negative_flag="--no-compile")
-    cuda_graphs: bool = option(False, "On a CUDA GPU, capture the networks of the training step in CUDA graphs "
-                               "(torch.compile's reduce-overhead mode): at batch 1 the GPU otherwise waits for the "
-                               "host to launch each kernel. Off by default: on an H200 it measured no faster than the "
-                               "uncaptured step (docs/PERFORMANCE.md); no effect elsewhere.",
+    cuda_graphs: bool = option(False, "On a CUDA GPU, capture the whole training iteration (all four networks' passes, "
+                               "the losses, the image history, both Adam updates) in one CUDA graph after three "
+                               "ordinary iterations, and replay it: at batch 1 the GPU otherwise waits for the host "
+                               "to launch each kernel. CycleGAN and pix2pix; not with fp16, --d-steps, --compile or "
+                               "torchrun. Off by default until measured (docs/PERFORMANCE.md); no effect elsewhere.",
                                flag="--cuda-graphs", negative_flag="--no-cuda-graphs")
     batch_generator_calls: bool = option(True, "Run the generator calls that are independent per image as one batch "
                                          "(same result with instance norm; never done with batch norm).",

@@ -124,12 +124,13 @@ def translation_io_threads(device: torch.device, processes_on_host: int = 1) -> 
     return max(2, min(8, (os.cpu_count() or 1) // max(1, processes_on_host)))
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str, cache: bool = True):
     """A context in which eligible ops (convolutions, matmuls) run in reduced precision.
 
     fp32 is a no-op context, so exact-reproduction code paths stay bit-exact. tf32 lets CUDA's
     matmuls and convolutions use TensorFloat-32 inside the context only (the switches are the
-    process's, so they are put back on leaving it).
+    process's, so they are put back on leaving it). `cache` False keeps no cast copies of the
+    weights between ops (needed inside a CUDA graph capture, whose memory they would outlive).
     """
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -141,7 +142,7 @@ def autocast(device: torch.device, precision: str):
         raise ConfigError(f"unknown precision '{precision}'; choose fp32, bf16 or fp16")
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError("--precision fp16 needs a GPU; on the CPU use bf16")
-    return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
+    return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision], cache_enabled=cache)
 
 
 @contextlib.contextmanager

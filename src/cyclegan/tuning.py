@@ -142,11 +142,15 @@ def _computed_alike(arithmetic: Arithmetic) -> Arithmetic:
                                and not arithmetic.channels_last)
 
 
-def candidates(device: torch.device, user_flags: UserFlags = UserFlags()) -> list[Arithmetic]:
+def candidates(device: torch.device, user_flags: UserFlags = UserFlags(),
+               exclude: tuple[str, ...] = ()) -> list[Arithmetic]:
     """The device's candidates with what the user fixed imposed on each (so only the free
-    dimensions vary), in order, leaving out any that would compute as an earlier one does."""
+    dimensions vary), in order, leaving out any that would compute as an earlier one does and
+    the precisions in `exclude` (those the run cannot use)."""
     found: dict[Arithmetic, Arithmetic] = {}
     for candidate in device_candidates(device):
+        if candidate.precision in exclude:
+            continue
         imposed = user_flags.impose(candidate)
         found.setdefault(_computed_alike(imposed), imposed)
     return list(found.values())
@@ -331,18 +335,19 @@ class DecisionCache:
 def choose_arithmetic(device: torch.device, key: ProbeKey, measure: Measure | None, planned_iterations: int,
                       user_flags: UserFlags = UserFlags(), budget_seconds: float = MAX_PROBE_SECONDS,
                       cache: DecisionCache | None = None, unit: str = "s/it",
-                      clock: Callable[[], float] = time.perf_counter) -> ProbeResult:
+                      clock: Callable[[], float] = time.perf_counter, exclude: tuple[str, ...] = ()) -> ProbeResult:
     """The arithmetic for a run of `planned_iterations` calls of `key.job`, in this order: all of
     it fixed by the user (no probe); a cached decision; plain fp32 (with the user's flags) for a
     run shorter than MIN_PROBED_ITERATIONS or without a `measure`; else the probe's choice, which
-    is then cached. The user's flags are never overridden: only the free dimensions are probed."""
+    is then cached. The user's flags are never overridden: only the free dimensions are probed;
+    precisions in `exclude` are not candidates (those the run cannot use)."""
     cache = cache or DecisionCache()
     if user_flags.complete:
         return ProbeResult(user_flags.impose(REFERENCE), "as asked", key.job, unit=unit, reason="as asked")
     cached = cache.read(key)
     if cached is not None:
         return cached
-    options = candidates(device, user_flags)
+    options = candidates(device, user_flags, exclude)
     if len(options) == 1:
         return ProbeResult(options[0], "as asked", key.job, unit=unit, reason="the only candidate here")
     if measure is None or planned_iterations < MIN_PROBED_ITERATIONS:

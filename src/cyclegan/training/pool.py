@@ -28,16 +28,29 @@ class ImagePool:
         chosen = []
         for image in images.detach():
             image = image.unsqueeze(0)
-            if len(self.images) < self.size:
-                self.images.append(image.clone())
+            slot, returns_stored = self.choose(len(self.images))
+            if slot is None:
                 chosen.append(image)
-            elif self._random.uniform(0, 1) > 0.5:
-                slot = self._random.randint(0, self.size - 1)
+            elif returns_stored:
                 chosen.append(self.images[slot].clone())
                 self.images[slot] = image.clone()
             else:
+                self.images.append(image.clone())
                 chosen.append(image)
         return torch.cat(chosen, 0)
+
+    def choose(self, filled: int) -> tuple[int | None, bool]:
+        """The rule of `query` for one new image, given how many are stored: (slot, returns_stored).
+        While the pool fills, the image goes into the next slot and is returned itself; once full,
+        with probability 1/2 it replaces a random slot's image, which is returned instead (True),
+        else it is returned and not kept (slot None). Draws from the pool's own random stream, so a
+        captured training step (training.captured_step) that applies the choice on the GPU draws
+        what `query` would."""
+        if filled < self.size:
+            return filled, False
+        if self._random.uniform(0, 1) > 0.5:
+            return self._random.randint(0, self.size - 1), True
+        return None, False
 
     def snapshot(self) -> tuple:
         """What `restore` needs to undo the queries made since: cheap (the list of stored images is

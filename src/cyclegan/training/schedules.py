@@ -68,7 +68,11 @@ class LearningRateSchedule:
     def start_epoch(self, epoch: int) -> None:
         if self.plateau is None:
             for group in self.optimizer.param_groups:
-                group["lr"] = self.initial_lr * self.factor(epoch)
+                lr = self.initial_lr * self.factor(epoch)
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(lr)  # in place: a captured training step reads this very tensor
+                else:
+                    group["lr"] = lr
 
     def end_epoch(self, mean_generator_loss: float) -> None:
         if self.plateau is not None:
@@ -76,7 +80,7 @@ class LearningRateSchedule:
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        return float(self.optimizer.param_groups[0]["lr"])
 
     def state_dict(self) -> dict:
         return {"plateau": self.plateau.state_dict() if self.plateau else {}}

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from cyclegan.fileio import unwritable_reason
 from cyclegan import checkpoint as ckpt
 from cyclegan.distributed import Distributed
 from cyclegan.training.arithmetic_probe import TrainingProbe
+from cyclegan.training.captured_step import CapturedStep, check_capturable, ordinary_state
 from cyclegan.training.gallery import Gallery
 from cyclegan.training.model import build_model
 from cyclegan.training.objective import LossTerms, build_objective, check_objective_options
@@ -92,6 +94,9 @@ class Trainer:
 
         check_objective_options(config)
         _check_compilable(config, self.device)
+        self.cuda_graphs = config.run.cuda_graphs and self.device.type == "cuda"
+        if self.cuda_graphs:
+            check_capturable(config, self.dist.enabled)
         # A tracker whose package is missing stops the run here, before any data is read.
         self.tracker_names = tracker_names(config.run)
         check_available(self.tracker_names)
@@ -123,13 +128,9 @@ class Trainer:
         # The modules whose forward does one update's work; under torchrun wrapped in DDP.
         self.generators = self.dist.wrap(self.model.generators, self.device)
         self.discriminators = self.dist.wrap(self.model.discriminators, self.device)
-        self.cuda_graphs = config.run.cuda_graphs and self.device.type == "cuda"
-        if config.run.compile or self.cuda_graphs:
-            # CUDA graphs replay the step's kernels without the host launching each one; the image
-            # history's random choice stays on the host, between the captured networks.
-            mode = "reduce-overhead" if self.cuda_graphs else None
-            self.generators = torch.compile(self.generators, mode=mode)
-            self.discriminators = torch.compile(self.discriminators, mode=mode)
+        if config.run.compile:
+            self.generators = torch.compile(self.generators)
+            self.discriminators = torch.compile(self.discriminators)
         self.objective = build_objective(config, self.generators, self.discriminators, self.model.judges())
 
         optim = config.optim
@@ -167,6 +168,8 @@ class Trainer:
             self.init_notes, config.run.init_from = initialise_from(self.model, config.run.init_from)
 
         self.gallery = Gallery(config, layout, self.device)
+        # The whole iteration replayed as one CUDA graph after a few ordinary ones (training.captured_step).
+        self.captured_step = CapturedStep(self) if self.cuda_graphs else None
 
     def _choose_arithmetic(self, resume: ckpt.CheckpointFiles | None) -> ProbeResult:
         """The run's precision, layout and convolutions (`cyclegan.tuning.choose_arithmetic`), written
@@ -181,6 +184,10 @@ class Trainer:
         else:
             key = ProbeKey.for_job(self.device, self.config.model, "train", data.crop_size, data.batch_size,
                                    user_flags, self.config.loss)
+            # A captured step has no loss scaling (training.captured_step): fp16 is not a candidate.
+            excluded = ("fp16",) if self.cuda_graphs else ()
+            if excluded:
+                key = replace(key, fixed=",".join(filter(None, (key.fixed, "cuda_graphs"))))
             budget = MAX_PROBE_SECONDS
             if run.max_minutes is not None:
                 budget = min(budget, PLANNED_TIME_SHARE * run.max_minutes * 60)
@@ -188,7 +195,8 @@ class Trainer:
             # process group: the cached decision (from `cyclegan tune`) or plain fp32 then.
             with contextlib.ExitStack() as stack:
                 measure = None if self.dist.enabled else stack.enter_context(TrainingProbe(self.config, Trainer))
-                result = choose_arithmetic(self.device, key, measure, self.planned_iterations(), user_flags, budget)
+                result = choose_arithmetic(self.device, key, measure, self.planned_iterations(), user_flags, budget,
+                                           exclude=excluded)
             if self.dist.enabled and result.source == "default":
                 result = replace(result, reason="not measured under torchrun and no decision is cached; "
                                                             "`cyclegan tune` with this run's flags caches one")
@@ -200,6 +208,8 @@ class Trainer:
     def training_state(self) -> dict:
         """Everything besides the weights that a resumed run needs. Pools and RNG states differ
         per rank under torchrun, so they are gathered from every rank."""
+        if self.captured_step is not None:
+            self.captured_step.sync_pools()
         per_rank = {
             "pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -210,7 +220,7 @@ class Trainer:
             "epoch": self.epoch, "iteration": self.iteration, "position": self.position,
             "epoch_loss_sum": self.epoch_loss_sum, "epoch_loss_count": self.epoch_loss_count,
             "nonfinite_skipped": self.nonfinite_skipped,
-            "optimizer_g": self.optimizer_g.state_dict(), "optimizer_d": self.optimizer_d.state_dict(),
+            "optimizer_g": ordinary_state(self.optimizer_g), "optimizer_d": ordinary_state(self.optimizer_d),
             "schedule_g": self.schedule_g.state_dict(), "schedule_d": self.schedule_d.state_dict(),
             "grad_scaler": self.scaler.state_dict(),
             "ranks": self.dist.gather(per_rank),
@@ -261,15 +271,18 @@ class Trainer:
         """One iteration: a generator update (every d_steps-th iteration), then a discriminator update.
 
         Returns the loss terms and discriminator accuracies as floats. Raises NonFiniteLossError
-        before any weight changes if a loss is NaN/inf (unless --skip-nonfinite).
+        before any weight changes if a loss is NaN/inf (unless --skip-nonfinite). With
+        --cuda-graphs on a GPU the iteration is replayed from one CUDA graph (training.captured_step).
         """
+        if self.captured_step is not None:
+            return self.captured_step(real_a, real_b, self._uncaptured_step)
+        return self._uncaptured_step(real_a, real_b)
+
+    def _uncaptured_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
         # Last step's gradients are dropped before the forward pass rather than after it, so they
         # are not held in memory at the peak (the reference code's order raises it; docs/PERFORMANCE.md).
         self.optimizer_g.zero_grad(set_to_none=True)
         self.optimizer_d.zero_grad(set_to_none=True)
-        if self.cuda_graphs:
-            # A new iteration: the replayed graphs may reuse the memory of the last one's outputs.
-            torch.compiler.cudagraph_mark_step_begin()
         objective = self.objective
         precision = autocast(self.device, self.config.run.precision)
 
@@ -281,17 +294,10 @@ class Trainer:
         # generators, so the order of the two updates is the reference's.
         terms_g = LossTerms()
         if (self.iteration + 1) % self.config.loss.d_steps == 0:
-            with precision, frozen(self.model.judges().values()):  # D is a fixed judge during the G update
+            with precision, self.judges_fixed():
                 terms_g, outputs = objective.generator_terms(real_a, real_b)
                 loss_g = terms_g.total
             self._backward(loss_g)
-            if self.cuda_graphs:
-                # The generators' gradients are outputs of a replayed graph, in memory that the
-                # discriminators' graphs reuse before the generators' optimizer reads them (torch
-                # raises "accessing tensor output of CUDAGraphs that has been overwritten"): copy them out.
-                for parameter in self.model.generator_parameters():
-                    if parameter.grad is not None:
-                        parameter.grad = parameter.grad.clone()
         else:
             with torch.no_grad(), precision:
                 outputs = objective.translate(real_a, real_b)
@@ -311,33 +317,55 @@ class Trainer:
             self._backward(loss_d)
         return self._apply_updates(terms_g, terms_d, pools)
 
+    def judges_fixed(self):
+        """A context in which the discriminators are fixed critics (no gradients): the generator update."""
+        return frozen(self.model.judges().values())
+
     def _backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
     def _apply_updates(self, terms_g: LossTerms, terms_d: LossTerms, pools: dict | None = None) -> dict[str, float]:
         """Read every value back at once, then step the generators' and the discriminators'
-        optimizers, each only if its losses are finite (see _nonfinite). `pools`, the image pools'
+        optimizers, each only if its losses are finite (see `settle`). `pools`, the image pools'
         snapshots from before this iteration's queries, are restored when the generator's losses
-        are not finite. Returns the values, or {"skipped": 1.0} merged in where a step was skipped."""
+        are not finite."""
         values = self._read({**terms_g.to_record(), **terms_d.to_record()})
-        values_g = {name: values[name] for name in terms_g.terms}
-        values_d = {name: values[name] for name in terms_d.terms}
-        self.progress_totals = {}
-        if pools is not None and not all(math.isfinite(value) for value in values_g.values()):
-            for domain, snapshot in pools.items():  # before _nonfinite, which may raise
+
+        def restore_pools() -> None:
+            for domain, snapshot in (pools or {}).items():
                 self.pools[domain].restore(snapshot)
+
+        return self.settle(values, list(terms_g.terms), list(terms_d.terms), restore_pools,
+                           step_g=lambda: self.scaler.step(self.optimizer_g),
+                           step_d=lambda: self.scaler.step(self.optimizer_d))
+
+    def settle(self, values: dict[str, float], names_g: list[str], names_d: list[str],
+               restore_history: Callable[[], None], step_g: Callable[[], None] | None,
+               step_d: Callable[[], None] | None) -> dict[str, float]:
+        """The bookkeeping of an iteration whose values have been read: the generators' update
+        (`step_g`) only if its terms are finite, then the discriminators' (`step_d`) only if theirs
+        are too; the image history put back (`restore_history`) when the generators' are not.
+        A step None was applied already, on the device, under the same rule (a captured step).
+        Returns the values, or {"skipped": 1.0} merged in where a step was skipped."""
+        values_g = {name: values[name] for name in names_g}
+        values_d = {name: values[name] for name in names_d}
+        self.progress_totals = {}
+        if not all(math.isfinite(value) for value in values_g.values()):
+            restore_history()  # before _nonfinite, which may raise
         if self._nonfinite(values_g):
             return {"skipped": 1.0}
         if values_g:
-            self.scaler.step(self.optimizer_g)
+            if step_g is not None:
+                step_g()
             self.progress_totals["G"] = sum(values_g.values())
             self.epoch_loss_sum += self.progress_totals["G"]
             self.epoch_loss_count += 1
         if self._nonfinite(values_d):
             self.scaler.update()  # the generator's optimizer did step (fp16 needs one update per step)
             return {**values_g, "skipped": 1.0}
+        if values_d and step_d is not None:
+            step_d()
         if values_d:
-            self.scaler.step(self.optimizer_d)
             self.progress_totals["D"] = sum(values_d.values())
         self.scaler.update()  # once per iteration, after every optimizer has stepped (fp16 only)
         return values
