@@ -416,3 +416,33 @@ def test_volume_cache_reports_seconds_and_decodes_per_epoch_of_each_variant(tmp_
     report = json.loads(out.read_text())
     assert report["samples_per_epoch"] == 6
     assert report["variants"]["kept"]["decodes_per_epoch"] == [4]  # each of the 2 + 2 volumes once
+
+
+def test_probe_under_load_runs_the_probe_with_each_clock_beside_busy_processes(tmp_path):
+    out = tmp_path / "under_load.json"
+    result = run_script("speed/probe_under_load.py", "--size", "32", "--netG", "resnet_6blocks", "--ngf", "8",
+                        "--load", "1", "--bursts", "--repeats", "1", "--budget", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [entry["clock"] for entry in report["results"]] == ["wall", "cpu"]
+    candidates = set(report["results"][0]["seconds"])
+    assert "fp32" in candidates and all(set(entry["seconds"]) == candidates for entry in report["results"])
+    assert "wall clock chose:" in result.stdout and "cpu clock chose:" in result.stdout
+    assert "1 busy processes beside it (in bursts)" in result.stdout
+
+
+def test_probe_under_load_summarises_choices_and_spread_per_clock(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "speed"))  # it imports its neighbour `common`
+    module = importlib.import_module("probe_under_load")
+    results = [{"clock": "wall", "chosen": "bf16", "seconds": {"fp32": 4.0, "bf16": 2.0}},
+               {"clock": "wall", "chosen": "fp32", "seconds": {"fp32": 2.0, "bf16": 3.0}},
+               {"clock": "wall", "chosen": "bf16", "seconds": {"fp32": 3.0, "bf16": 1.0}},
+               {"clock": "cpu", "chosen": "bf16", "seconds": {"fp32": 2.0, "bf16": 1.0}}]
+    assert module.summary(results) == [
+        "wall clock chose: bf16 2x, fp32 1x",
+        "  fp32         median 3.000 s, spread 67% over 3 probes",  # (4 - 2) / 3
+        "  bf16         median 2.000 s, spread 100% over 3 probes",  # (3 - 1) / 2
+        "cpu clock chose: bf16 1x",
+        "  fp32         median 2.000 s, spread 0% over 1 probes",
+        "  bf16         median 1.000 s, spread 0% over 1 probes",
+    ]

@@ -1,5 +1,6 @@
 """`cyclegan.tuning`: the arithmetic chosen by timing, with a fake timer; its cache; `cyclegan tune`."""
 import json
+import time
 
 import pytest
 import torch
@@ -339,3 +340,27 @@ def test_a_translation_is_keyed_by_the_generators_layers():
     assert key_of().architecture.startswith("ResnetGenerator ")
     assert key_of(upsample="resize_conv").text() != key_of().text()
     assert key_of(antialias=True).text() != key_of().text()
+
+
+class Waiting(torch.nn.Module):
+    """A 'network' whose call waits 0.3 s for something else (as a process does for a core another
+    program holds), computing almost nothing."""
+
+    def forward(self, x):
+        import time
+        time.sleep(0.3)
+        return x
+
+
+def test_one_cpu_thread_is_timed_by_cpu_time_so_waiting_does_not_count():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert tuning.call_clock(CPU) is time.process_time
+        assert translation_measure(Waiting(), CPU, 8)(REFERENCE) < 0.1
+        torch.set_num_threads(2)  # CPU times of several threads add up: the wall clock then
+        assert tuning.call_clock(CPU) is time.perf_counter
+        assert translation_measure(Waiting(), CPU, 8)(REFERENCE) >= 0.3
+    finally:
+        torch.set_num_threads(threads)
+    assert tuning.call_clock(torch.device("cuda")) is time.perf_counter

@@ -360,11 +360,24 @@ def choose_arithmetic(device: torch.device, key: ProbeKey, measure: Measure | No
     return result
 
 
+def call_clock(device: torch.device) -> Callable[[], float]:
+    """The clock a candidate's call is timed by. On a CPU computing with one torch thread, the
+    process's CPU time: on a machine that other programs share, the wall clock also counts the
+    time spent waiting for a core, which varies from call to call and, with one timed call per
+    candidate, can reorder them (benchmarks/speed/probe_under_load.py, docs/PERFORMANCE.md). With
+    more threads (whose CPU times add up, spinning included) and on a GPU, the wall clock."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.process_time
+    return time.perf_counter
+
+
 def translation_measure(generator: torch.nn.Module, device: torch.device, size: int, batch: int = 1,
-                        channels: int = 3, timer: Callable[[], float] = time.perf_counter) -> Measure:
+                        channels: int = 3, timer: Callable[[], float] | None = None) -> Measure:
     """`measure(arithmetic) -> seconds` of one forward pass of `generator` (in eval mode) over a
-    batch of `batch` images of `size` x `size`, as `Translator` runs it. It leaves the generator
-    in the layout of the last candidate measured: apply the chosen one afterwards."""
+    batch of `batch` images of `size` x `size`, as `Translator` runs it, timed by `timer`
+    (default: `call_clock(device)`). It leaves the generator in the layout of the last candidate
+    measured: apply the chosen one afterwards."""
+    timer = timer or call_clock(device)
     images = (torch.rand(batch, channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
 
     def measure(arithmetic: Arithmetic) -> float:

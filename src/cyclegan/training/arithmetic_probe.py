@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +24,7 @@ from PIL import Image
 
 from cyclegan.config import TrainConfig
 from cyclegan.device import synchronize
-from cyclegan.tuning import Arithmetic
+from cyclegan.tuning import Arithmetic, call_clock
 
 
 def switch_arithmetic(trainer, arithmetic: Arithmetic) -> None:
@@ -64,11 +63,11 @@ def write_probe_dataset(folder: Path, size: int, channels: tuple[int, int]) -> N
 
 class TrainingProbe:
     """`measure(arithmetic) -> seconds` of one training iteration of `config`'s model at its crop
-    size and batch, on a `build(config)` (the Trainer class). Use it as a context manager (or call
-    `close`) to free the throwaway Trainer."""
+    size and batch, on a `build(config)` (the Trainer class), timed by `timer` (default: the
+    device's `call_clock`). Use it as a context manager (or call `close`) to free the throwaway Trainer."""
 
     def __init__(self, config: TrainConfig, build: Callable[[TrainConfig], object],
-                 timer: Callable[[], float] = time.perf_counter):
+                 timer: Callable[[], float] | None = None):
         self.config = config
         self.build = build
         self.timer = timer
@@ -98,10 +97,11 @@ class TrainingProbe:
             optimizer.state.clear()
         real_a, real_b = (images.contiguous(memory_format=trainer.memory_format) for images in self.inputs)
         synchronize(trainer.device)
-        start = self.timer()
+        timer = self.timer or call_clock(trainer.device)
+        start = timer()
         trainer.train_step(real_a, real_b)
         synchronize(trainer.device)
-        seconds = self.timer() - start
+        seconds = timer() - start
         trainer.iteration += 1
         trainer.position += 1
         return seconds
