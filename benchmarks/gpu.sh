@@ -83,7 +83,7 @@ fast)
     for graphs in --no-cuda-graphs --cuda-graphs; do
         python -m cyclegan train --data "$data" --runs-dir "$OUT/runs" --name "curve$graphs" --max-iters 300 \
             --epochs 1 --epochs-decay 1 --netG resnet_6blocks --ngf 32 --load-size 72 --crop-size 64 \
-            --num-workers 2 --no-progress --no-tensorboard --log-every 10 $graphs
+            --num-workers 2 --no-progress --no-tensorboard --log-every 10 --precision fp32 --no-channels-last $graphs
     done
     python - "$OUT/runs/curve--no-cuda-graphs/log.jsonl" "$OUT/runs/curve--cuda-graphs/log.jsonl" <<'PY' | tee "$OUT/curves.txt"
 import json, sys
@@ -97,7 +97,9 @@ for name, records in (("uncaptured", plain), ("captured", graphs)):
     print(f"{name}: median s/it over the second half {seconds[len(seconds) // 2]:.4f}")
 PY
     # 4. Large images with --precision auto (the automatic batch is capped by pixels: 2 at 1024 px),
-    #    then torch.compile without graphs for comparison. The H200 ran parts 1-4 in about 320 s.
+    #    then torch.compile without graphs for comparison. The H200 ran parts 1-4 in about 320 s before
+    #    part 2 gained its bf16 and channels-last variants and memory probes (one process each, a few
+    #    seconds of CUDA start-up apiece): expect about 7 minutes; run `fast` alone in a call.
     python "$BENCH/speed/translate_folder.py" --device cuda --size 1024 --count 16 --batches auto,1,2,4 --repeats 3 \
         --warmup 1 --precision auto --json "$OUT/folder1024_auto.json" | tee "$OUT/folder1024_auto.txt"
     python "$BENCH/speed/train_step.py" --device cuda --size 256 --variants fp32,fp32+compile \

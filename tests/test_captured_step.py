@@ -254,3 +254,15 @@ def test_the_probe_leaves_out_an_excluded_precision(tmp_path):
     result = choose_arithmetic(cpu, key, lambda arithmetic: 2.0 if arithmetic.precision == "fp32" else 1.0, 1000,
                                cache=DecisionCache(tmp_path / "decisions.json"), exclude=("bf16",))
     assert result.chosen.precision == "fp32"
+
+
+def test_the_capture_waits_for_a_first_image_in_the_history(tiny_dataset, tmp_path):
+    # Every warm-up step skipped for a NaN: the history is still empty, so the next steps stay ordinary.
+    captured = build(tiny_dataset, tmp_path, "captured", captured=True, skip_nonfinite=True)
+    for real_a, real_b in batches(WARM_UP_ITERATIONS + 1, nan_at=tuple(range(WARM_UP_ITERATIONS + 1))):
+        assert step(captured, real_a, real_b) == {"skipped": 1.0}
+    assert not captured.captured_step.captured and captured.pool_a.images == []
+    step(captured, *next(batches(1)))
+    assert not captured.captured_step.captured and len(captured.pool_a.images) == 1
+    step(captured, *next(batches(1)))
+    assert captured.captured_step.captured

@@ -179,14 +179,21 @@ class CapturedStep:
 
     def __call__(self, real_a: torch.Tensor, real_b: torch.Tensor,
                  ordinary: Callable[[torch.Tensor, torch.Tensor], dict[str, float]]) -> dict[str, float]:
-        if self.warm_ups_left > 0:
-            self.warm_ups_left -= 1
+        if self.warm_ups_left > 0 or not (self.captured or self._history_started()):
+            self.warm_ups_left = max(0, self.warm_ups_left - 1)
             return self._warm_up(real_a, real_b, ordinary)
         if not self.captured:
             self._capture(real_a, real_b)
         elif (real_a.shape, real_b.shape) != self.shapes:
             return self._uncaptured(real_a, real_b, ordinary)
         return self._step(real_a, real_b)
+
+    def _history_started(self) -> bool:
+        """Whether every image history the step uses holds an image (the capture takes its shape
+        and type from one; warm-up steps skipped for a non-finite loss may have stored none)."""
+        trainer = self.trainer
+        return not trainer.objective.trains_discriminators or all(
+            pool.images for pool in trainer.pools.values() if pool.size > 0)
 
     def _warm_up(self, real_a, real_b, ordinary) -> dict[str, float]:
         if not self.replay:
