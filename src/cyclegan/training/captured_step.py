@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from cyclegan.config import TrainConfig
+from cyclegan.config import ONE_DIRECTION_MODELS, TrainConfig
 from cyclegan.device import autocast
 from cyclegan.errors import ConfigError
 from cyclegan.training.objective import LossTerms
@@ -44,7 +44,7 @@ def check_capturable(config: TrainConfig, distributed: bool) -> None:
     """ConfigError for a --cuda-graphs run on a CUDA GPU whose step cannot be one graph, saying why."""
     model, loss, run = config.model, config.loss, config.run
     reasons = []
-    if model.model in ("cut", "fastcut"):
+    if model.model in ONE_DIRECTION_MODELS:
         reasons.append(f"--model {model.model} draws its PatchNCE patch positions on the host every iteration, "
                        "which a replayed graph would repeat")
     if run.precision == "fp16":
