@@ -266,3 +266,30 @@ def test_the_capture_waits_for_a_first_image_in_the_history(tiny_dataset, tmp_pa
     assert not captured.captured_step.captured and len(captured.pool_a.images) == 1
     step(captured, *next(batches(1)))
     assert captured.captured_step.captured
+
+
+def test_a_step_torch_cannot_capture_leaves_the_run_training_without_graphs(tiny_dataset, tmp_path, capsys):
+    ordinary = build(tiny_dataset, tmp_path, "ordinary", captured=False)
+    captured = build(tiny_dataset, tmp_path, "captured", captured=True)
+    body = CapturedStep._body
+    calls = []
+
+    def refusing(self):
+        calls.append(1)
+        if len(calls) == 1:  # as torch refuses an operation while a stream is being captured
+            raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+        return body(self)
+
+    captured.captured_step._body = refusing.__get__(captured.captured_step)
+    for real_a, real_b in batches(WARM_UP_ITERATIONS + 4):
+        assert step(captured, real_a, real_b) == step(ordinary, real_a, real_b,
+                                                      ordinary_converts_at=WARM_UP_ITERATIONS)
+    assert captured.captured_step.failure == "operation not permitted when stream is capturing"
+    assert len(calls) == 1 and not captured.captured_step.captured
+    assert ("--cuda-graphs: this training step could not be captured (operation not permitted when stream is "
+            "capturing); training goes on without CUDA graphs") in capsys.readouterr().out
+    for mine, theirs in zip(ordinary.model.parameters(), captured.model.parameters()):
+        assert torch.equal(mine, theirs)
+    for domain in ("A", "B"):
+        assert ordinary.pools[domain]._random.getstate() == captured.pools[domain]._random.getstate()
+        assert all(torch.equal(a, b) for a, b in zip(ordinary.pools[domain].images, captured.pools[domain].images))

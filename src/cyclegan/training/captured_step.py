@@ -28,6 +28,7 @@ import contextlib
 from typing import Callable
 
 import torch
+from tqdm import tqdm
 
 from cyclegan.config import ONE_DIRECTION_MODELS, TrainConfig
 from cyclegan.device import autocast
@@ -172,6 +173,7 @@ class CapturedStep:
         self.values: torch.Tensor | None = None
         self._graph_gradients: list[tuple[torch.nn.Parameter, torch.Tensor]] = []  # where the replays write them
         self._side_stream = torch.cuda.Stream() if replay else None
+        self.failure: str | None = None  # why the capture failed, if it did: then every step is ordinary
 
     @property
     def captured(self) -> bool:
@@ -179,14 +181,40 @@ class CapturedStep:
 
     def __call__(self, real_a: torch.Tensor, real_b: torch.Tensor,
                  ordinary: Callable[[torch.Tensor, torch.Tensor], dict[str, float]]) -> dict[str, float]:
+        if self.failure is not None:
+            return ordinary(real_a, real_b)
         if self.warm_ups_left > 0 or not (self.captured or self._history_started()):
             self.warm_ups_left = max(0, self.warm_ups_left - 1)
             return self._warm_up(real_a, real_b, ordinary)
         if not self.captured:
-            self._capture(real_a, real_b)
-        elif (real_a.shape, real_b.shape) != self.shapes:
+            return self._first_step(real_a, real_b, ordinary)
+        if (real_a.shape, real_b.shape) != self.shapes:
             return self._uncaptured(real_a, real_b, ordinary)
         return self._step(real_a, real_b)
+
+    def _first_step(self, real_a, real_b, ordinary) -> dict[str, float]:
+        """Capture, then the first replay. Should torch refuse to capture this step (a CUDA or
+        library version whose kernels cannot be captured), the run goes on with ordinary steps
+        and says so: nothing of the capture was executed, so the weights, Adam's state and the
+        history are as before it (the pools' random streams are put back too)."""
+        pools = {domain: pool.snapshot() for domain, pool in self.trainer.pools.items()}
+        try:
+            self._capture(real_a, real_b)
+            return self._step(real_a, real_b)
+        except RuntimeError as error:
+            for domain, snapshot in pools.items():
+                self.trainer.pools[domain].restore(snapshot)
+            self._give_up(error)
+            return ordinary(real_a, real_b)
+
+    def _give_up(self, error: RuntimeError) -> None:
+        self.failure = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        self.graph, self.shapes, self.values = None, None, None
+        self.histories, self._graph_gradients = {}, []
+        self.trainer.optimizer_g.zero_grad(set_to_none=True)
+        self.trainer.optimizer_d.zero_grad(set_to_none=True)
+        tqdm.write(f"--cuda-graphs: this training step could not be captured ({self.failure}); "
+                   "training goes on without CUDA graphs")
 
     def _history_started(self) -> bool:
         """Whether every image history the step uses holds an image (the capture takes its shape
