@@ -4,7 +4,6 @@ Smoke tests only: they check what is printed and written, never how fast anythin
 """
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import os

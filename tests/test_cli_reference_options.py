@@ -202,7 +202,7 @@ def test_the_lists_hold_every_reference_option_once_per_value():
 def test_train_answers_every_reference_training_option(reference, ours, capsys):
     if ours == REFUSED:
         error = refusal(["train", *reference], capsys)
-        assert error.startswith(f"cyclegan train: error: ") and reference[0] in error
+        assert error.startswith("cyclegan train: error: ") and reference[0] in error
         assert error.count("\n") == 1
     elif ours == IGNORED:
         args = train_args(reference)

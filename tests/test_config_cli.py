@@ -142,7 +142,7 @@ def test_cli_reports_errors_in_one_line_with_exit_code_2(tmp_path, capsys):
 
 
 def test_config_to_argv_gives_a_command_line_that_rebuilds_the_config():
-    from cyclegan.cli.options import config_to_argv
+    from cyclegan.config import config_to_argv
 
     config = parse(["--netG", "resnet_6blocks", "--no-flip", "--lambda-A", "3", "--max-minutes", "2.5",
                     "--data", "d", "--cycle", "forward", "--no-gan"])

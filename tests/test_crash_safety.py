@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from cyclegan import checkpoint as ckpt
 from cyclegan.cli import main

@@ -10,14 +10,9 @@ import torch
 from PIL import Image
 
 from cyclegan.data import images
-from cyclegan.data.images import (
-    image_to_tensor,
-    list_images,
-    load_image,
-    save_image_atomic,
-    tensor_to_image,
-)
+from cyclegan.data.images import list_images, load_image, save_image_atomic
 from cyclegan.errors import DatasetError, UnreadableImageError
+from cyclegan.imageconv import image_to_tensor, tensor_to_image
 
 
 def pixels(img):

@@ -4,8 +4,8 @@ import hashlib
 import pytest
 
 from cyclegan.config import TrainConfig
-from cyclegan.data.layout import (check_batchable, find_layout, held_out_images, is_paired, iterations_per_epoch,
-                                  training_dataset, validation_images)
+from cyclegan.data.layout import (find_layout, held_out_images, is_paired, iterations_per_epoch, training_dataset,
+                                  validation_images)
 from cyclegan.errors import DatasetError
 
 from conftest import write_ct_volumes, write_images

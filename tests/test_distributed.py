@@ -1,7 +1,6 @@
 """torchrun: two CPU processes with the gloo backend behave as one process with the same global batch."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from cyclegan.evaluation import fid as fid_metrics
+from cyclegan.evaluation.scoring import spread
 from cyclegan.training.health import COPY_CHANGE, D_WINDOW, HealthMonitor
 from cyclegan.training.trainer import Trainer
-from cyclegan.training.validation import spread
 
 from conftest import tiny_config, write_images
 

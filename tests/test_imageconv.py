@@ -3,7 +3,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cyclegan.data import images
+from cyclegan import data
 from cyclegan.imageconv import image_to_tensor, tensor_to_image, to_8bit_values, to_uint8, to_unit_range
 
 
@@ -23,4 +23,4 @@ def test_values_outside_the_range_are_clamped_rounded_and_nan_is_black():
 
 
 def test_the_data_package_hands_out_the_same_functions():
-    assert images.image_to_tensor is image_to_tensor and images.tensor_to_image is tensor_to_image
+    assert data.image_to_tensor is image_to_tensor and data.tensor_to_image is tensor_to_image

@@ -10,7 +10,7 @@ from cyclegan.config import ModelConfig
 from cyclegan.layers import nnpack
 from cyclegan.errors import CheckpointError, ConfigError
 from cyclegan.inference import Translator, load_translators, pad_to_multiple
-from cyclegan.networks import ResnetGenerator, UnetGenerator
+from cyclegan.networks import ResnetGenerator
 from cyclegan.training.model import CycleGAN
 from cyclegan.layers.nnpack import NnpackConv2d
 

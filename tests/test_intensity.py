@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from cyclegan.data.highbit import unit_to_array
-from cyclegan.data.images import image_to_tensor, tensor_to_image
 from cyclegan.data.intensity import EIGHT_BIT_WINDOW, IntensityWindow, default_window, window_for
 from cyclegan.errors import ConfigError
+from cyclegan.imageconv import image_to_tensor, tensor_to_image
 
 
 def test_parse_reads_a_fixed_window():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.errors import CheckpointError, ConfigError
+from cyclegan.errors import ConfigError
 from cyclegan.layers.instance_norm import FastInstanceNorm2d
 from cyclegan.layers.nnpack import NnpackConv2d
 from cyclegan.networks import (

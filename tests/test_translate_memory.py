@@ -12,8 +12,8 @@ from PIL import Image
 from cyclegan.checkpoint import save_checkpoint
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
-from cyclegan.data.images import image_to_tensor, tensor_to_image
 from cyclegan.errors import InsufficientMemoryError
+from cyclegan.imageconv import image_to_tensor, tensor_to_image
 from cyclegan.inference import load_translators
 from cyclegan.inference import memory
 from cyclegan.inference.memory import MemoryPlan, activation_bytes, plan_translation

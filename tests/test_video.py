@@ -147,15 +147,19 @@ class Identity:
 
 # --- a tiny model ----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("video_model") / "run"
+def save_tiny_model(folder: Path) -> Path:
+    """`folder` as a run holding an untrained ResNet-6 CycleGAN with ngf = ndf = 8."""
     config = ModelConfig(net_g="resnet_6blocks", ngf=8, ndf=8)
     torch.manual_seed(0)
     model = CycleGAN(config)
     save_checkpoint(folder / "checkpoints", {"G_AB": model.G_AB, "G_BA": model.G_BA, "D_A": model.D_A,
                                              "D_B": model.D_B}, config, None, epoch=0, iteration=0)
     return folder
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("video_model") / "run")
 
 
 @pytest.fixture(scope="module")

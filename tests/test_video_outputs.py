@@ -12,9 +12,14 @@ from cyclegan.cli import main
 from cyclegan.inference import video as video_module
 
 from conftest import require_module
-from test_video import decoded_frames, make_clip, run  # noqa: F401 (run: the tiny model fixture)
+from test_video import decoded_frames, make_clip, save_tiny_model
 
 av = require_module("av", "video")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("video_model") / "run")
 
 
 def translate(run, *arguments) -> int:

@@ -28,7 +28,8 @@ from PIL import Image
 import common
 from translate import make_generator
 
-from cyclegan.data.images import image_to_tensor, load_image, tensor_to_image
+from cyclegan.data.images import load_image
+from cyclegan.imageconv import image_to_tensor, tensor_to_image
 from cyclegan.inference import Translator
 
 REFERENCE = "reference"

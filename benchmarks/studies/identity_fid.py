@@ -11,8 +11,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from cyclegan.data.images import image_to_tensor, list_images, load_image
+from cyclegan.data.images import list_images, load_image
 from cyclegan.evaluation.fid import InceptionFeatures, fid_from_features, kid_from_features
+from cyclegan.imageconv import image_to_tensor
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import Callable
 from cyclegan.cli import reference
 from cyclegan.config import SECTIONS, TrainConfig, model_default_text
 from cyclegan.config import flag_of as _flag
-from cyclegan.config import config_to_argv, negative_flag_of  # noqa: F401  (config_to_argv: re-exported)
+from cyclegan.config import negative_flag_of
 
 
 def _dest_of(field: dataclasses.Field) -> str:

@@ -9,12 +9,10 @@ from cyclegan.data.datasets import (
 from cyclegan.data.images import (
     IMAGE_EXTENSIONS,
     MAX_IMAGE_PIXELS,
-    image_to_tensor,
     list_images,
     load_image,
     open_image_header,
     save_image_atomic,
-    tensor_to_image,
 )
 from cyclegan.data.synth import (
     CLASS_NAMES,
@@ -26,6 +24,7 @@ from cyclegan.data.synth import (
     scene_rng,
 )
 from cyclegan.data.transforms import PREPROCESS_MODES, check_preprocess_options, preprocess
+from cyclegan.imageconv import image_to_tensor, tensor_to_image
 
 __all__ = [
     "CLASS_NAMES",

@@ -27,17 +27,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cyclegan.data.images import (
-    IMAGE_EXTENSIONS,
-    image_to_tensor,
-    load_image,
-)
+from cyclegan.data.images import IMAGE_EXTENSIONS, load_image
 from cyclegan.config import MAX_CHANNELS
 from cyclegan.data.sources import (DEFAULT_VOLUME_CACHE_BYTES, Source, SourceReader, expand_volumes, file_of,
                                    list_sources, needs_array_reader, parse_window, source_size)
 from cyclegan.data.volumes import is_volume
 from cyclegan.data.transforms import check_preprocess_options, preprocess, preprocess_array
 from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
+from cyclegan.imageconv import image_to_tensor
 
 
 class SkippedImageWarning(UserWarning):

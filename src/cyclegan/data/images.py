@@ -13,13 +13,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from cyclegan.errors import DatasetError, UnreadableImageError
 from cyclegan.fileio import write_atomic
-# The [-1, 1] <-> 8-bit conversion lives in imageconv; re-exported because every caller looks here.
-from cyclegan.imageconv import image_to_tensor, tensor_to_image  # noqa: F401
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}

@@ -234,7 +234,7 @@ def _read_nifti(path: Path) -> Volume:
 
 
 def _write_nifti(volume: Volume, values: np.ndarray, destination: Path) -> None:
-    nibabel = _nibabel()
+    _nibabel()  # only to fail as reading does when nibabel is missing: the image's own type writes it
     if not destination.name.lower().endswith(NIFTI_SUFFIXES):
         raise ConfigError(f"{destination}: a NIfTI volume is written as .nii or .nii.gz")
     original = volume.source

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cyclegan.data.images import image_to_tensor, load_image
+from cyclegan.data.images import load_image
+from cyclegan.imageconv import image_to_tensor
 
 DATA_RANGE = 2.0
 SSIM_WINDOW = 11

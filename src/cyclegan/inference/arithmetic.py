@@ -17,8 +17,7 @@ from typing import Iterable
 from PIL import Image
 
 from cyclegan.device import translation_batch_size
-from cyclegan.tuning import (MIN_PROBED_ITERATIONS, DecisionCache, ProbeKey, ProbeResult, choose_arithmetic,
-                             translation_measure)
+from cyclegan.tuning import DecisionCache, ProbeKey, ProbeResult, choose_arithmetic, translation_measure
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:

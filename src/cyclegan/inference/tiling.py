@@ -31,8 +31,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cyclegan.data.images import image_to_tensor, tensor_to_image
 from cyclegan.errors import ConfigError
+from cyclegan.imageconv import image_to_tensor, tensor_to_image
 from cyclegan.layers.instance_norm import instance_norm
 
 # Rows converted to 8 bits at a time at the end, so the conversion's temporaries stay small.

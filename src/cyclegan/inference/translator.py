@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cyclegan.checkpoint import GeneratorSpec
-from cyclegan.data.images import (IMAGE_EXTENSIONS, image_to_tensor, load_image, save_image_atomic,
-                                  tensor_to_image)
+from cyclegan.data.images import IMAGE_EXTENSIONS, load_image, save_image_atomic
 from cyclegan.device import select_device, translation_batch_size, translation_io_threads
 from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError, CycleGANError, UnreadableImageError
+from cyclegan.imageconv import image_to_tensor, tensor_to_image
 from cyclegan.data.sources import list_sources
 from cyclegan.inference import scientific
 from cyclegan.inference.memory import free_memory, is_out_of_memory, out_of_memory_error, plan_translation

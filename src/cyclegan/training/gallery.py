@@ -16,13 +16,13 @@ from PIL import Image
 
 from cyclegan.config import TrainConfig, model_directions
 from cyclegan.data.datasets import AlignedDataset, prepared_tensor, load_source
-from cyclegan.data.images import tensor_to_image
 from cyclegan.data.layout import DatasetLayout
 from cyclegan.data.sources import Source, SourceReader, expand_volumes, list_sources, parse_window
 from cyclegan.device import autocast
 from cyclegan.directions import Direction
 from cyclegan.errors import DatasetError, UnreadableImageError
 from cyclegan.fileio import write_atomic, write_text_atomic
+from cyclegan.imageconv import tensor_to_image
 from cyclegan.networks import size_multiple
 from cyclegan.training.logging import read_log
 from cyclegan.training.trackers import Trackers

@@ -41,7 +41,7 @@ from cyclegan.data.layout import DatasetLayout, validation_images
 from cyclegan.device import autocast
 from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
 from cyclegan.evaluation import fid as fid_metrics
-from cyclegan.evaluation.scoring import score_direction, spread  # noqa: F401  (spread: re-exported)
+from cyclegan.evaluation.scoring import score_direction
 from cyclegan import checkpoint as ckpt
 from cyclegan.training.health import HealthMonitor, HealthWarning
 from cyclegan.training.logging import MetricsLog, append_record, read_log, truncate_log
