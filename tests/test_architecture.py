@@ -173,3 +173,17 @@ def test_the_layer_rules_catch_a_forbidden_import_through_another_module():
     graph = {"cyclegan.data.a": {"cyclegan.data.b"}, "cyclegan.data.b": {"cyclegan.inference.c"},
              "cyclegan.inference.c": set()}
     assert reachable(graph, "cyclegan.data.a") == {"cyclegan.data.b", "cyclegan.inference.c"}
+
+
+def test_no_unused_import_or_undefined_name_in_the_code():
+    # pyflakes finds imports left behind by a change and names used but never defined, in the
+    # package, its tests and its benchmarks alike.
+    import io
+
+    from pyflakes.api import checkRecursive
+    from pyflakes.reporter import Reporter
+
+    root = Path(__file__).resolve().parents[1]
+    warnings, errors = io.StringIO(), io.StringIO()
+    count = checkRecursive([str(root / folder) for folder in ("src", "tests", "benchmarks")], Reporter(warnings, errors))
+    assert (count, warnings.getvalue(), errors.getvalue()) == (0, "", "")
