@@ -61,6 +61,12 @@ compile)
         --no-memory --json "$OUT/train256_compile.json" | tee "$OUT/train256_compile.txt"
     ;;
 fast)
+    # 0. First, in seconds: does the whole-iteration CUDA graph train as the ordinary step does (fp32,
+    #    then bf16)? If its last line says "captured: no", part 2's graph variants measured the
+    #    ordinary step and part 3 compares two uncaptured runs.
+    python "$BENCH/speed/captured_check.py" --device cuda --size 64 --iterations 20 | tee "$OUT/captured_check.txt"
+    python "$BENCH/speed/captured_check.py" --device cuda --size 64 --iterations 20 --precision bf16 \
+        | tee "$OUT/captured_check_bf16.txt"
     # Ordered so that a run cut short still returns the two targets first (issue #12).
     # 1. A folder of 64 images at 256 px: the reference's loop against translate_files per batch size.
     #    With 2 file threads (the earlier default) and 8 (the default on a GPU host with 8+ cores since

@@ -445,3 +445,14 @@ def test_probe_under_load_summarises_choices_and_spread_per_clock(monkeypatch):
         "  fp32         median 2.000 s, spread 0% over 1 probes",
         "  bf16         median 1.000 s, spread 0% over 1 probes",
     ]
+
+
+def test_captured_check_compares_the_captured_step_with_the_ordinary_one_iteration_by_iteration():
+    # On the CPU the captured step runs eagerly, so the two Trainers must agree to the last bit.
+    result = run_script("speed/captured_check.py", "--device", "cpu", "--size", "32", "--ngf", "8", "--iterations", "6")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[2] for line in lines if line.startswith("iteration")] == ["ordinary"] * 3 + ["captured"] * 3
+    assert all(line.endswith("largest relative difference 0.00e+00") for line in lines if line.startswith("iteration"))
+    assert lines[-1] == ("captured: yes, eagerly (no CUDA graphs on this device); largest relative difference of a "
+                         "logged value 0.00e+00; largest weight difference 0.00e+00")
