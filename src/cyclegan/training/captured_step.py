@@ -33,7 +33,7 @@ from tqdm import tqdm
 from cyclegan.config import ONE_DIRECTION_MODELS, TrainConfig
 from cyclegan.device import autocast
 from cyclegan.errors import ConfigError
-from cyclegan.training.objective import LossTerms
+from cyclegan.training.objective import LossTerms, stacked
 from cyclegan.training.pool import ImagePool
 
 # Ordinary steps before the capture: enough for cuDNN's algorithm search (torch.backends.cudnn.benchmark)
@@ -125,8 +125,7 @@ class CapturedHistory:
 
 def _nonfinite(terms: LossTerms) -> torch.Tensor:
     """1.0 when any of the terms is NaN or infinite, else 0.0, on the device (Adam's `found_inf`)."""
-    values = torch.stack([value.detach().float().reshape(()) for value in terms.terms.values()])
-    return (~torch.isfinite(values)).any().float()
+    return (~torch.isfinite(stacked(terms.terms.values()))).any().float()
 
 
 def make_capturable(optimizer: torch.optim.Adam, device: torch.device) -> None:
@@ -168,6 +167,7 @@ class CapturedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.shapes: tuple | None = None
         self.histories: dict[str, CapturedHistory] = {}
+        self.names: list[str] = []  # of the values the step logs, in the order `values` holds them
         self.names_g: list[str] = []
         self.names_d: list[str] = []
         self.values: torch.Tensor | None = None
@@ -318,7 +318,7 @@ class CapturedStep:
         self.names_g, self.names_d = list(terms_g.terms), list(terms_d.terms)
         record = {**terms_g.to_record(), **terms_d.to_record()}
         self.names = list(record)
-        return torch.stack([value.detach().float().reshape(()) for value in record.values()])
+        return stacked(record.values())
 
     # ---------------------------------------------------------------------------------- replay
     def _step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:

@@ -47,6 +47,11 @@ class GeneratorOutputs:
     identity: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def stacked(values) -> torch.Tensor:
+    """Loss values (0-d tensors) as one float32 vector on their device, so that one copy reads them all."""
+    return torch.stack([value.detach().float().reshape(()) for value in values])
+
+
 @dataclass(frozen=True)
 class LossTerms:
     """One update's loss terms, each under the name log.jsonl and TensorBoard give it, and the

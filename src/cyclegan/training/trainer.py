@@ -34,7 +34,7 @@ from cyclegan.training.arithmetic_probe import TrainingProbe
 from cyclegan.training.captured_step import CapturedStep, check_capturable, ordinary_state
 from cyclegan.training.gallery import Gallery
 from cyclegan.training.model import build_model
-from cyclegan.training.objective import LossTerms, build_objective, check_objective_options
+from cyclegan.training.objective import LossTerms, build_objective, check_objective_options, stacked
 from cyclegan.training.pool import ImagePool
 from cyclegan.training.logging import MetricsLog, truncate_log
 from cyclegan.training.plots import plot_history
@@ -374,8 +374,7 @@ class Trainer:
         """The tensors as floats, averaged over ranks, in one copy from the device (one wait)."""
         if not tensors:
             return {}
-        stacked = torch.stack([value.detach().float().reshape(()) for value in tensors.values()])
-        return self.dist.mean(dict(zip(tensors, stacked.tolist())))
+        return self.dist.mean(dict(zip(tensors, stacked(tensors.values()).tolist())))
 
     def _nonfinite(self, values: dict[str, float]) -> bool:
         """True when a term is NaN/inf and --skip-nonfinite asks to skip the update; raises
