@@ -67,6 +67,10 @@ fast)
     python "$BENCH/speed/captured_check.py" --device cuda --size 64 --iterations 20 | tee "$OUT/captured_check.txt"
     python "$BENCH/speed/captured_check.py" --device cuda --size 64 --iterations 20 --precision bf16 \
         | tee "$OUT/captured_check_bf16.txt"
+    # 0b. The probe of a --cuda-graphs run times captured replays (training/arithmetic_probe.py): its
+    #     table and choice beside the ordinary step's, 256 px ResNet-9 (about 20 s each).
+    python -m cyclegan tune --job train --size 256 --budget 15 --device cuda | tee "$OUT/tune256.txt"
+    python -m cyclegan tune --job train --size 256 --budget 15 --device cuda --cuda-graphs | tee "$OUT/tune256_graphs.txt"
     # Ordered so that a run cut short still returns the two targets first (issue #12).
     # 1. A folder of 64 images at 256 px: the reference's loop against translate_files per batch size.
     #    With 2 file threads (the earlier default) and 8 (the default on a GPU host with 8+ cores since

@@ -304,6 +304,73 @@ def test_the_training_probe_times_the_trainers_own_step_in_each_arithmetic():
     assert config.run.precision == "auto" and config.data.data is None  # the run's own config is untouched
 
 
+def test_a_captured_probe_times_one_replay_after_warming_up_and_capturing_afresh_per_candidate(monkeypatch):
+    # A --cuda-graphs run trains by replays of one captured iteration, so that is what its probe
+    # times; on this CPU the captured step runs eagerly, the same calls in the same order.
+    from cyclegan.training import captured_step
+    from cyclegan.training.arithmetic_probe import TrainingProbe
+    from cyclegan.training.trainer import Trainer
+
+    events: list[str] = []
+    for cls, name, event in ((captured_step.CapturedStep, "_capture", "capture"),
+                             (captured_step.CapturedStep, "_step", "replay"),
+                             (Trainer, "_uncaptured_step", "ordinary")):
+        def spy(self, *args, original=getattr(cls, name), event=event):
+            events.append(event)
+            return original(self, *args)
+        monkeypatch.setattr(cls, name, spy)
+
+    def clock() -> float:
+        events.append("clock")
+        return float(events.count("clock"))  # 1, 2, 3, ...: one unit between a call's two readings
+
+    config = TrainConfig()
+    config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 8, 8
+    config.data.crop_size = 32
+    with TrainingProbe(config, Trainer, timer=clock, captured=True) as measure:
+        one_call = ["ordinary"] * captured_step.WARM_UP_ITERATIONS + ["capture", "replay", "clock", "replay", "clock"]
+        assert measure(FP32) == 1.0
+        assert events == one_call
+        trainer = measure.trainer
+        assert trainer.captured_step is None  # the graph is not kept between calls
+        assert all(group["capturable"] and group["fused"] for group in trainer.optimizer_g.param_groups)
+        assert measure(BF16_CL) == 1.0
+        assert events == one_call * 2  # warmed up and captured again in the new layout
+        assert trainer.memory_format == torch.channels_last
+        # Each call started from empty histories: only its own warm-up steps filled the pools.
+        assert [len(pool.images) for pool in trainer.pools.values()] == [captured_step.WARM_UP_ITERATIONS] * 2
+
+
+def test_a_captured_runs_decisions_are_kept_apart_and_leave_fp16_out():
+    from cyclegan.training.arithmetic_probe import training_probe_key
+
+    ordinary, no_exclusions = training_probe_key(CPU, TINY, TrainConfig().loss, 64, 1, UserFlags(nnpack=False))
+    captured, excluded = training_probe_key(CPU, TINY, TrainConfig().loss, 64, 1, UserFlags(nnpack=False),
+                                            captured=True)
+    assert (no_exclusions, excluded) == ((), ("fp16",))
+    assert (ordinary.fixed, captured.fixed) == ("nnpack=False", "nnpack=False,cuda_graphs")
+    assert captured.text() != ordinary.text()
+
+
+def test_cyclegan_tune_cuda_graphs_without_a_gpu_times_the_ordinary_step_as_train_does(cache, capsys):
+    argv = ["tune", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8", "--size", "32", "--budget", "1",
+            "--device", "cpu", "--cuda-graphs"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == ("--cuda-graphs: no CUDA GPU here (cpu); timing the ordinary step, "
+                                   "as `train --cuda-graphs` runs it")
+    assert "captured" not in out.splitlines()[1]
+    (entry,) = json.loads(cache.path.read_text())["decisions"].values()
+    assert entry["key"]["fixed"] == ""  # the key a CPU run with --cuda-graphs reads
+
+
+def test_cyclegan_tune_refuses_cuda_graphs_for_translation(cache, capsys):
+    assert main(["tune", "--job", "translate", "--cuda-graphs", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == ("cyclegan tune: error: --cuda-graphs captures a training iteration; "
+                                               "leave it out with --job translate")
+    assert not cache.path.exists()
+
+
 def test_cyclegan_tune_times_a_tiny_model_prints_the_table_and_caches_the_choice(cache, capsys):
     argv = ["tune", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8", "--size", "32", "--budget", "1",
             "--device", "cpu"]

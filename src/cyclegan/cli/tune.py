@@ -3,6 +3,7 @@ keep the fastest, so that `--precision auto` runs of that job start without prob
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from cyclegan.cli.arguments import add_device_argument
 from cyclegan.cli.options import add_config_arguments, config_from_args
@@ -25,6 +26,9 @@ def register(subparsers) -> None:
                         metavar="PX", help="Image side in pixels, as train's --crop-size (default: 256).")
     parser.add_argument("--batch-size", dest="data.batch_size", type=int, default=argparse.SUPPRESS, metavar="N",
                         help="Images per domain per iteration, or per generator call (default: 1).")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="Time the training iteration as `train --cuda-graphs` runs it, captured in one CUDA graph, "
+                             "and cache the choice for such runs (--job train on a CUDA GPU; fp16 is not a candidate).")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_SECONDS, metavar="SECONDS",
                         help="Stop timing rounds after about this many seconds; every candidate is timed at least "
                              f"once after a warm-up whatever the budget (default: {DEFAULT_BUDGET_SECONDS:g}).")
@@ -44,29 +48,43 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--crop-size and --batch-size must be at least 1")
     if args.budget <= 0:
         raise ConfigError(f"--budget must be positive, got {args.budget:g}")
+    if args.cuda_graphs and args.job != "train":
+        raise ConfigError("--cuda-graphs captures a training iteration; leave it out with --job translate")
     device = select_device(args.device)
-    options = candidates(device)
-    print(f"timing {len(options)} candidates on {device_name(device)} ({args.job}, {model.net_g}, "
-          f"{data.crop_size}x{data.crop_size}, batch {data.batch_size}), budget {args.budget:g} s")
-    if args.job == "train":
-        key = ProbeKey.for_job(device, model, "train", data.crop_size, data.batch_size, loss=config.loss)
-        from cyclegan.training.arithmetic_probe import TrainingProbe
-        from cyclegan.training.trainer import Trainer
+    # As in `train`: without a CUDA GPU there is no graph, and the run trains as without the flag.
+    captured = args.cuda_graphs and device.type == "cuda"
+    if args.cuda_graphs and not captured:
+        print(f"--cuda-graphs: no CUDA GPU here ({device}); timing the ordinary step, as `train --cuda-graphs` runs it")
+    if captured:
+        from cyclegan.training.captured_step import check_capturable
 
-        with TrainingProbe(config, Trainer) as measure:
-            result = probe(options, measure, args.budget, job="train", unit="s/it")
-    else:
-        from cyclegan.networks import build_generator
-        from cyclegan.tuning import translation_measure
+        check_capturable(config, distributed=False)
+    with contextlib.ExitStack() as stack:
+        if args.job == "train":
+            from cyclegan.training.arithmetic_probe import TrainingProbe, training_probe_key
+            from cyclegan.training.trainer import Trainer
 
-        generator = build_generator(model.net_g, model.input_nc, model.output_nc, model.ngf, model.norm,
-                                    model.use_dropout, model.padding_type, model.init_type, model.init_gain,
-                                    model.upsample, model.antialias).to(device).eval()
-        # Keyed by the network, as `translate` keys the generator it loads.
-        key = ProbeKey.for_network(device, generator, "translate", data.crop_size, data.batch_size)
-        unit = "s/image" if data.batch_size == 1 else "s/batch"
-        result = probe(options, translation_measure(generator, device, data.crop_size, data.batch_size,
-                                                    model.input_nc), args.budget, job="translate", unit=unit)
+            key, excluded = training_probe_key(device, model, config.loss, data.crop_size, data.batch_size,
+                                               captured=captured)
+            options = candidates(device, exclude=excluded)
+            measure = stack.enter_context(TrainingProbe(config, Trainer, captured=captured))
+            unit = "s/it"
+        else:
+            from cyclegan.networks import build_generator
+            from cyclegan.tuning import translation_measure
+
+            generator = build_generator(model.net_g, model.input_nc, model.output_nc, model.ngf, model.norm,
+                                        model.use_dropout, model.padding_type, model.init_type, model.init_gain,
+                                        model.upsample, model.antialias).to(device).eval()
+            # Keyed by the network, as `translate` keys the generator it loads.
+            key = ProbeKey.for_network(device, generator, "translate", data.crop_size, data.batch_size)
+            options = candidates(device)
+            measure = translation_measure(generator, device, data.crop_size, data.batch_size, model.input_nc)
+            unit = "s/image" if data.batch_size == 1 else "s/batch"
+        how = " captured in a CUDA graph" if captured else ""
+        print(f"timing {len(options)} candidates on {device_name(device)} ({args.job}{how}, {model.net_g}, "
+              f"{data.crop_size}x{data.crop_size}, batch {data.batch_size}), budget {args.budget:g} s")
+        result = probe(options, measure, args.budget, job=args.job, unit=unit)
     for line in result.table():
         print(line)
     print(f"{result.describe()}; {result.rounds} timed round(s)")
@@ -74,3 +92,4 @@ def run(args: argparse.Namespace) -> int:
     cache.write(key, result)
     print(f"cached in {cache.path}")
     return 0
+

@@ -8,11 +8,18 @@ whatever the number of candidates. Run before the run's own Trainer seeds torch 
 model, and closed first, it leaves the run's weights, optimizer state and random streams as they
 would be without it.
 
+With `captured=True` (a `--cuda-graphs` run) each call times a replay of the whole iteration
+captured as one CUDA graph (training.captured_step), the way that run will train: the graph's
+kernels without the host's launches can favour another arithmetic than the ordinary step does.
+A capture holds the weights' storage, which a candidate's layout replaces, so every call warms
+up and captures afresh, from empty image histories, before the one replay it times.
+
 The Trainer class is passed in rather than imported, so that the trainer itself can probe.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,9 +29,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cyclegan.config import TrainConfig
+from cyclegan.config import LossConfig, ModelConfig, TrainConfig
 from cyclegan.device import synchronize
-from cyclegan.tuning import Arithmetic, call_clock
+from cyclegan.training.captured_step import WARM_UP_ITERATIONS, CapturedStep
+from cyclegan.tuning import Arithmetic, ProbeKey, UserFlags, call_clock
+
+# A captured step has no loss scaling (training.captured_step): fp16 is not a candidate there.
+CAPTURED_EXCLUDES = ("fp16",)
+
+
+def training_probe_key(device: torch.device, model: ModelConfig, loss: LossConfig, size: int, batch: int,
+                       user_flags: UserFlags = UserFlags(), captured: bool = False) -> tuple[ProbeKey, tuple[str, ...]]:
+    """The cache key of a training run's decision and the precisions it cannot use: a run whose
+    iteration is one CUDA graph is timed (and its decision kept) apart from an ordinary one."""
+    key = ProbeKey.for_job(device, model, "train", size, batch, user_flags, loss)
+    if not captured:
+        return key, ()
+    return dataclasses.replace(key, fixed=",".join(filter(None, (key.fixed, "cuda_graphs")))), CAPTURED_EXCLUDES
 
 
 def switch_arithmetic(trainer, arithmetic: Arithmetic) -> None:
@@ -64,13 +85,16 @@ def write_probe_dataset(folder: Path, size: int, channels: tuple[int, int]) -> N
 class TrainingProbe:
     """`measure(arithmetic) -> seconds` of one training iteration of `config`'s model at its crop
     size and batch, on a `build(config)` (the Trainer class), timed by `timer` (default: the
-    device's `call_clock`). Use it as a context manager (or call `close`) to free the throwaway Trainer."""
+    device's `call_clock`); with `captured`, of one replay of the captured iteration (run eagerly
+    where there are no CUDA graphs: the tests' CPU). Use it as a context manager (or call `close`)
+    to free the throwaway Trainer."""
 
     def __init__(self, config: TrainConfig, build: Callable[[TrainConfig], object],
-                 timer: Callable[[], float] | None = None):
+                 timer: Callable[[], float] | None = None, captured: bool = False):
         self.config = config
         self.build = build
         self.timer = timer
+        self.captured = captured
         self.trainer = None
         self.workdir: Path | None = None
 
@@ -96,15 +120,27 @@ class TrainingProbe:
             # Adam's moments are created in the layout of the weights they follow.
             optimizer.state.clear()
         real_a, real_b = (images.contiguous(memory_format=trainer.memory_format) for images in self.inputs)
+        if self.captured:
+            for pool in trainer.pools.values():
+                pool.images = []
+            trainer.captured_step = CapturedStep(trainer, replay=trainer.device.type == "cuda")
+            # The warm-up steps, then the capture and its first replay.
+            for _ in range(WARM_UP_ITERATIONS + 1):
+                self._step(real_a, real_b)
         synchronize(trainer.device)
         timer = self.timer or call_clock(trainer.device)
         start = timer()
-        trainer.train_step(real_a, real_b)
+        self._step(real_a, real_b)
         synchronize(trainer.device)
         seconds = timer() - start
+        trainer.captured_step = None  # and with it the graph and its memory
+        return seconds
+
+    def _step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> None:
+        trainer = self.trainer
+        trainer.train_step(real_a, real_b)
         trainer.iteration += 1
         trainer.position += 1
-        return seconds
 
     def close(self) -> None:
         self.trainer = None

@@ -30,7 +30,7 @@ from cyclegan.errors import CheckpointError, ConfigError, CycleGANError, Dataset
 from cyclegan.fileio import unwritable_reason
 from cyclegan import checkpoint as ckpt
 from cyclegan.distributed import Distributed
-from cyclegan.training.arithmetic_probe import TrainingProbe
+from cyclegan.training.arithmetic_probe import TrainingProbe, training_probe_key
 from cyclegan.training.captured_step import CapturedStep, check_capturable, ordinary_state
 from cyclegan.training.gallery import Gallery
 from cyclegan.training.model import build_model
@@ -41,7 +41,7 @@ from cyclegan.training.plots import plot_history
 from cyclegan.training.trackers import Trackers, check_available, open_trackers, tracker_names
 from cyclegan.training.schedules import LearningRateSchedule
 from cyclegan.training.validation import QualityTracker
-from cyclegan.tuning import (MAX_PROBE_SECONDS, PLANNED_TIME_SHARE, REFERENCE, ProbeKey, ProbeResult, UserFlags,
+from cyclegan.tuning import (MAX_PROBE_SECONDS, PLANNED_TIME_SHARE, REFERENCE, ProbeResult, UserFlags,
                              choose_arithmetic)
 
 
@@ -182,19 +182,16 @@ class Trainer:
         if resume is not None:
             result = ProbeResult(user_flags.impose(REFERENCE), "resumed", reason="as recorded in the resumed run")
         else:
-            key = ProbeKey.for_job(self.device, self.config.model, "train", data.crop_size, data.batch_size,
-                                   user_flags, self.config.loss)
-            # A captured step has no loss scaling (training.captured_step): fp16 is not a candidate.
-            excluded = ("fp16",) if self.cuda_graphs else ()
-            if excluded:
-                key = replace(key, fixed=",".join(filter(None, (key.fixed, "cuda_graphs"))))
+            key, excluded = training_probe_key(self.device, self.config.model, self.config.loss, data.crop_size,
+                                               data.batch_size, user_flags, captured=self.cuda_graphs)
             budget = MAX_PROBE_SECONDS
             if run.max_minutes is not None:
                 budget = min(budget, PLANNED_TIME_SHARE * run.max_minutes * 60)
             # Under torchrun the ranks must compute alike, and a second Trainer could not join the
             # process group: the cached decision (from `cyclegan tune`) or plain fp32 then.
             with contextlib.ExitStack() as stack:
-                measure = None if self.dist.enabled else stack.enter_context(TrainingProbe(self.config, Trainer))
+                measure = None if self.dist.enabled else stack.enter_context(
+                    TrainingProbe(self.config, Trainer, captured=self.cuda_graphs))
                 result = choose_arithmetic(self.device, key, measure, self.planned_iterations(), user_flags, budget,
                                            exclude=excluded)
             if self.dist.enabled and result.source == "default":
