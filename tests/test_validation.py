@@ -397,3 +397,29 @@ def test_the_scores_are_mirrored_to_the_trackers(dataset, tmp_path, inception):
     assert set(tracker.scalars) == {f"validation/{key}" for key in (
         *(key.format(d=d) for d in ("AtoB", "BtoA") for key in DIRECTION_KEYS), "kid", "fid", "cycle", "seconds",
         "train_seconds")}
+
+
+def test_a_batch_norm_run_scores_the_translations_that_translate_will_make(tmp_path, no_inception):
+    # Batch norm normalises each image by its own statistics at test time (layers.test_time_norm),
+    # in `cyclegan translate` and so in the scores that choose a run's best checkpoint.
+    from cyclegan.evaluation.scoring import mean_absolute_error
+    from cyclegan.inference import Translator
+
+    root = tmp_path / "paired"
+    for folder, seed in (("trainA", 1), ("trainB", 2), ("valA", 3), ("valB", 4)):
+        write_images(root / folder, 4 if folder.startswith("train") else 3, seed=seed, prefix="p")
+    values = tiny_config(root, tmp_path / "runs", max_iters=4).to_dict()
+    values["model"], values["loss"] = {"model": "pix2pix", "net_g": "resnet_6blocks", "ngf": 8, "ndf": 8}, {}
+    config = TrainConfig.from_dict(values)
+    config.optim.epochs, config.optim.epochs_decay = 1, 0
+    assert config.model.norm == "batch"  # pix2pix's default
+    trainer = Trainer(config)
+    trainer.train()
+    (record,) = evaluations(tmp_path / "runs" / "tiny")
+    inputs = trainer.quality._inputs
+    translator = Translator.from_checkpoint(tmp_path / "runs" / "tiny", device="cpu", precision="fp32")
+    with torch.no_grad():
+        translated = [translator.translate_tensor(image[None])[0] for image in inputs["A"]]
+        averaged = [trainer.model.G_AB.eval()(image[None])[0] for image in inputs["A"]]
+    assert record["l1_AtoB"] == pytest.approx(mean_absolute_error(zip(translated, inputs["B"])), rel=1e-6)
+    assert abs(mean_absolute_error(zip(averaged, inputs["B"])) - record["l1_AtoB"]) > 1e-3

@@ -130,7 +130,8 @@ TRANSLATE_NOTES = [
     Note(("--num_threads",), "translate decodes and encodes in threads of its own; the results are the same"),
     Note(("--serial_batches",), "translate visits the files in order", takes_value=False),
     Note(("--no_flip",), "translate never flips images", takes_value=False),
-    Note(("--eval",), "translate always runs the network in eval mode", takes_value=False),
+    Note(("--eval",), "translate keeps dropout off, as --eval does, and normalises batch-norm layers by each "
+                      "image's own statistics, as the reference does without --eval", takes_value=False),
     Note(("--load_size", "--crop_size"), OWN_SIZE, refuse=True),
     Note(("--preprocess",), OWN_SIZE, refuse=True, same_as_ours=("none",)),
     Note(("--aspect_ratio",), OWN_SIZE, refuse=True, same_as_ours=("1", "1.0")),

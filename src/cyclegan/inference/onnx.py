@@ -30,6 +30,7 @@ from cyclegan.config import DIRECTIONS, GENERATORS
 from cyclegan.data.intensity import IntensityWindow, describe_values
 from cyclegan.errors import CheckpointError, ConfigError
 from cyclegan.fileio import write_atomic
+from cyclegan.layers.test_time_norm import each_image_normalised
 
 FORMAT = "cyclegan-onnx/1"
 DEFAULT_OPSET = 17
@@ -78,6 +79,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, direction: str = "AtoB"
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise ConfigError(f"{checkpoint} is already an ONNX model")
     generator, spec = load_generator(checkpoint, direction)
+    generator = each_image_normalised(generator)  # as `cyclegan translate` runs it (layers.test_time_norm)
     multiple = spec.size_multiple
     side = max(64, multiple)
     traced = torch.rand(1, spec.input_nc, side, side) * 2 - 1

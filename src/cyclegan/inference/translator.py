@@ -41,6 +41,7 @@ from cyclegan.inference.outputs import plan_outputs, stops_every_write, write_fa
 from cyclegan.inference.video import (VIDEO_EXTENSIONS, VideoOptions, VideoResult, is_video, list_videos,
                                       translate_video)
 from cyclegan.layers.nnpack import available as nnpack_available
+from cyclegan.layers.test_time_norm import each_image_normalised
 from cyclegan.tuning import Arithmetic, UserFlags
 
 Item = TypeVar("Item")
@@ -96,7 +97,8 @@ class Translator:
                  precision: str = "auto", tile: int | None = None, overlap: int = 32,
                  channels_last: bool | None = None, nnpack: bool | None = None):
         self.device = select_device(device)
-        self.generator = generator.to(self.device).eval()
+        # Batch norm as the pix2pix paper and the reference run it at test time (layers.test_time_norm).
+        self.generator = each_image_normalised(generator).to(self.device).eval()
         self.spec = spec
         # What the user fixed ("auto" and None: free); `cyclegan.inference.arithmetic.tune_translation`
         # times the rest for a folder or a video, and `use` applies its choice.

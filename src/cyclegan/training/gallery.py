@@ -23,6 +23,7 @@ from cyclegan.directions import Direction
 from cyclegan.errors import DatasetError, UnreadableImageError
 from cyclegan.fileio import write_atomic, write_text_atomic
 from cyclegan.imageconv import tensor_to_image
+from cyclegan.layers.test_time_norm import normalising_each_image
 from cyclegan.networks import size_multiple
 from cyclegan.training.logging import read_log
 from cyclegan.training.trackers import Trackers
@@ -89,7 +90,9 @@ class Gallery:
             return None
         device = self.inputs["A"].device
         # The gallery must not perturb training: its own RNG scope, eval mode, then back.
-        with torch.random.fork_rng(devices=[]), autocast(device, self.config.run.precision):
+        # Batch norm as translation runs it (layers.test_time_norm).
+        with torch.random.fork_rng(devices=[]), autocast(device, self.config.run.precision), \
+                normalising_each_image(model):
             model.eval()
             try:
                 if self.is_pix2pix:

@@ -42,6 +42,7 @@ from cyclegan.device import autocast
 from cyclegan.errors import ConfigError, DatasetError, UnreadableImageError
 from cyclegan.evaluation import fid as fid_metrics
 from cyclegan.evaluation.scoring import score_direction
+from cyclegan.layers.test_time_norm import normalising_each_image
 from cyclegan import checkpoint as ckpt
 from cyclegan.training.health import HealthMonitor, HealthWarning
 from cyclegan.training.logging import MetricsLog, append_record, read_log, truncate_log
@@ -153,7 +154,9 @@ class QualityTracker:
         cuda = [self.device] if self.device.type == "cuda" else []
         networks = model.networks()
         cycles = len(self.directions) == 2  # pix2pix, CUT and FastCUT have no generator back
-        with torch.random.fork_rng(devices=cuda), torch.no_grad(), autocast(self.device, self.config.run.precision):
+        # Batch norm as translation runs it (layers.test_time_norm), so the scores are those of `cyclegan translate`.
+        with torch.random.fork_rng(devices=cuda), torch.no_grad(), autocast(self.device, self.config.run.precision), \
+                normalising_each_image(model):
             model.eval()
             try:
                 translated = {direction: _translate(networks[direction.generator], inputs[direction.source],
