@@ -121,7 +121,7 @@ def test_the_inference_package_imports_neither_the_command_line_nor_the_server()
 CORE = ["cyclegan.config", "cyclegan.errors", "cyclegan.fileio", "cyclegan.directions", "cyclegan.imageconv",
         "cyclegan.device", "cyclegan.distributed", "cyclegan.download", "cyclegan.layers", "cyclegan.networks",
         "cyclegan.losses", "cyclegan.augment", "cyclegan.reference_format", "cyclegan.checkpoint", "cyclegan.zoo",
-        "cyclegan.tuning"]
+        "cyclegan.hub", "cyclegan.tuning"]
 UPPER = ["cyclegan.data", "cyclegan.training", "cyclegan.inference", "cyclegan.evaluation", "cyclegan.serving",
          "cyclegan.cli", "cyclegan.studies"]
 # package -> the packages nothing in it may reach, directly or through other modules.

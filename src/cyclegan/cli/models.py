@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models", help="list, download and convert official pretrained generators",
         description="The pretrained generators published with CycleGAN (ResNet-9, one per direction).")
     commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    cache_help = "folder of converted models (default: $CYCLEGAN_CACHE or ~/.cache/cyclegan/models)"
+    cache_help = "folder of converted models (default: $CYCLEGAN_CACHE/models, else ~/.cache/cyclegan/models)"
 
     listing = commands.add_parser("list", help="list the official pretrained generators")
     listing.add_argument("--cache", type=Path, default=None, help=cache_help)
