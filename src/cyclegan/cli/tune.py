@@ -92,4 +92,3 @@ def run(args: argparse.Namespace) -> int:
     cache.write(key, result)
     print(f"cached in {cache.path}")
     return 0
-
