@@ -196,7 +196,8 @@ def test_a_pix2pix_run_gives_a_cyclegan_run_its_generator_only(pix2pix_source, t
     CycleGAN run takes its G_AB (the same architecture, here batch norm) and trains the rest fresh."""
     source = pix2pix_source / "runs" / "source"
     weights = ckpt.find_checkpoint(source).weights
-    argv = tiny_train_argv(pix2pix_source / "paired", tmp_path / "runs", "cycle", "--norm", "batch",
+    # The same architecture as pix2pix's defaults here: batch norm, and dropout in the ResNet blocks.
+    argv = tiny_train_argv(pix2pix_source / "paired", tmp_path / "runs", "cycle", "--norm", "batch", "--dropout",
                            "--init-from", str(source))
     trainer = cli_trainer(argv)
     assert trainer.init_notes == [
@@ -215,12 +216,14 @@ def test_a_pix2pix_run_gives_a_cyclegan_run_its_generator_only(pix2pix_source, t
     assert error.count("\n") == 1
     assert error.startswith(f"cyclegan train: error: --init-from {weights}: G_AB does not fit this run's generator (")
     assert error.endswith("). It was trained with --norm batch: give the same\n")
+    assert main([value for value in argv if value != "--dropout"]) == 2  # CycleGAN's default: no dropout
+    assert capsys.readouterr().err.endswith("). It was trained with --dropout: give the same\n")
 
 
 def test_a_cyclegan_model_gives_a_pix2pix_run_its_generator_only(cyclegan_source, pix2pix_source, tmp_path):
     weights = cyclegan_source / "hub_d" / "model.safetensors"
     trainer = cli_trainer(pix2pix_argv(pix2pix_source / "paired", tmp_path / "runs", "p2p", "--norm", "instance",
-                                       "--init-from", str(cyclegan_source / "hub_d")))
+                                       "--no-dropout", "--init-from", str(cyclegan_source / "hub_d")))
     assert trainer.init_notes == [
         f"init from:   {weights}: G_AB; optimisers and schedule start new",
         "             trained from scratch: D (pix2pix's D judges (A, B) pairs, and the file's D_A, D_B one "

@@ -65,13 +65,13 @@ MAX_CHANNELS = 16
 # anti-aliased and xavier-initialised). Those fields default to None, "the model's default", which
 # the config resolves itself, so the command line, a --config file and Python give the same run.
 _CUT_NETWORKS = {"net_g": "resnet_9blocks", "norm": "instance", "antialias": True, "upsample": "antialias",
-                 "init_type": "xavier"}
-_CYCLEGAN_NETWORKS = {"antialias": False, "upsample": "transposed", "init_type": "normal"}
+                 "init_type": "xavier", "use_dropout": False}
+_CYCLEGAN_NETWORKS = {"antialias": False, "upsample": "transposed", "init_type": "normal", "use_dropout": False}
 MODEL_DEFAULTS = {
     "cyclegan": {"model": {"net_g": "resnet_9blocks", "norm": "instance", **_CYCLEGAN_NETWORKS},
                  "loss": {"gan_mode": "lsgan", "pool_size": 50, "lambda_identity": 0.5},
                  "optim": {"epochs": 100, "epochs_decay": 100}},
-    "pix2pix": {"model": {"net_g": "unet_256", "norm": "batch", **_CYCLEGAN_NETWORKS},
+    "pix2pix": {"model": {**_CYCLEGAN_NETWORKS, "net_g": "unet_256", "norm": "batch", "use_dropout": True},
                 "loss": {"gan_mode": "vanilla", "pool_size": 0, "lambda_identity": 0.0},
                 "optim": {"epochs": 100, "epochs_decay": 100}},
     "cut": {"model": _CUT_NETWORKS,
@@ -197,8 +197,10 @@ class ModelConfig:
     norm: str | None = option(None, "Normalisation layer.", choices=NORMS)
     init_type: str | None = option(None, "Weight initialisation.", choices=INIT_TYPES)
     init_gain: float = option(0.02, "Scale (std or gain) of the weight initialisation.")
-    use_dropout: bool = option(False, "Dropout (0.5) in the generator; the paper's CycleGAN uses none.",
-                               flag="--dropout", negative_flag="--no-dropout")
+    use_dropout: bool | None = option(None, "Dropout (0.5) in the generator while training: in the U-Net's innermost "
+                                      "decoder levels (three in unet_256), as the pix2pix paper's, or in every ResNet block. The "
+                                      "paper's CycleGAN uses none. Translation runs without it.",
+                                      flag="--dropout", negative_flag="--no-dropout")
     padding_type: str = option("reflect", "Padding in the ResNet generator.", choices=PADDING_TYPES)
     upsample: str | None = option(None, "Up-sampling in the ResNet generator: transposed (stride-2 transposed "
                            "convolution, the paper's), resize_conv (nearest-neighbour 2x, then a 3x3 convolution, "

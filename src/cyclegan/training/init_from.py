@@ -24,7 +24,8 @@ from cyclegan.hub import is_hub_name, pinned_hub_name
 
 SHOWN_LAYERS = 4  # mismatched layers named in an error, per kind
 # The options that decide the shapes of each kind of network, as the errors name them.
-GENERATOR_OPTIONS = ("net_g", "ngf", "norm", "input_nc", "output_nc", "antialias", "upsample")
+# Dropout moves the layers after it in a ResNet block, and so their state-dict keys.
+GENERATOR_OPTIONS = ("net_g", "ngf", "norm", "use_dropout", "input_nc", "output_nc", "antialias", "upsample")
 DISCRIMINATOR_OPTIONS = ("net_d", "ndf", "n_layers_d", "norm", "input_nc", "output_nc")
 PIX2PIX = "pix2pix"
 
