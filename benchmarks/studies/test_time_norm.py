@@ -6,7 +6,8 @@ translations both ways with `cyclegan evaluate`: the same weights, only the test
 so the comparison is paired per seed. Writes OUT/study.md and OUT/scores.json.
 
     python benchmarks/studies/test_time_norm.py --data ../shared/data/cityscapes --out experiments/ttnorm \
-        --seeds 0,1,2 --iters 600 -- --netG unet_128 --ngf 16 --ndf 16 --load-size 143 --crop-size 128 --precision bf16
+        --seeds 0,1,2 --iters 600 -- --netG unet_128 --ngf 16 --ndf 16 --load-size 143 --crop-size 128 --precision bf16 \
+        --dropout
 """
 from __future__ import annotations
 
