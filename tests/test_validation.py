@@ -160,15 +160,21 @@ def test_each_evaluation_writes_one_record_with_exact_keys_a_plot_and_the_galler
     assert "of evaluations (" in output.out and "% of the training time)" in output.out
 
 
-def test_pix2pix_scores_its_paired_validation_set_by_kid_and_l1(tmp_path, inception):
+def tiny_pix2pix_config(tmp_path) -> TrainConfig:
+    """A 4-iteration pix2pix run on 4 training and 3 validation pairs, with the pix2pix paper's
+    defaults for what is not given (batch norm among them)."""
     root = tmp_path / "paired"
     for folder, seed in (("trainA", 1), ("trainB", 2), ("valA", 3), ("valB", 4)):
         write_images(root / folder, 4 if folder.startswith("train") else 3, seed=seed, prefix="p")
     values = tiny_config(root, tmp_path / "runs", max_iters=4).to_dict()
     values["model"], values["loss"] = {"model": "pix2pix", "net_g": "resnet_6blocks", "ngf": 8, "ndf": 8}, {}
-    config = TrainConfig.from_dict(values)  # the pix2pix paper's defaults for what is not given
+    config = TrainConfig.from_dict(values)
     config.optim.epochs, config.optim.epochs_decay = 1, 0
-    Trainer(config).train()
+    return config
+
+
+def test_pix2pix_scores_its_paired_validation_set_by_kid_and_l1(tmp_path, inception):
+    Trainer(tiny_pix2pix_config(tmp_path)).train()
     (record,) = evaluations(tmp_path / "runs" / "tiny")
     assert list(record) == ["iteration", "epoch", "images_AtoB", "kid_AtoB", "kid_AtoB_std", "fid_AtoB", "l1_AtoB",
                             "change_AtoB", "spread_AtoB", "kid", "fid", "l1", "seconds", "train_seconds", "best"]
@@ -405,13 +411,7 @@ def test_a_batch_norm_run_scores_the_translations_that_translate_will_make(tmp_p
     from cyclegan.evaluation.scoring import mean_absolute_error
     from cyclegan.inference import Translator
 
-    root = tmp_path / "paired"
-    for folder, seed in (("trainA", 1), ("trainB", 2), ("valA", 3), ("valB", 4)):
-        write_images(root / folder, 4 if folder.startswith("train") else 3, seed=seed, prefix="p")
-    values = tiny_config(root, tmp_path / "runs", max_iters=4).to_dict()
-    values["model"], values["loss"] = {"model": "pix2pix", "net_g": "resnet_6blocks", "ngf": 8, "ndf": 8}, {}
-    config = TrainConfig.from_dict(values)
-    config.optim.epochs, config.optim.epochs_decay = 1, 0
+    config = tiny_pix2pix_config(tmp_path)
     assert config.model.norm == "batch"  # pix2pix's default
     trainer = Trainer(config)
     trainer.train()
