@@ -149,3 +149,38 @@ def test_config_to_argv_gives_a_command_line_that_rebuilds_the_config():
     argv = config_to_argv(config)
     assert "--no-flip" in argv and "--netG" in argv
     assert parse(argv) == config
+
+
+@pytest.mark.parametrize("argv, message", [
+    # Each of these used to fail deep inside Adam, the image pool or the step schedule with a traceback.
+    (["--lr", "nan"], "--lr must be a positive number, got nan"),
+    (["--lr", "-1"], "--lr must be a positive number, got -1.0"),
+    (["--lr-D", "0"], "--lr-D must be a positive number, got 0.0"),
+    (["--beta1", "2"], "--beta1 must be at least 0 and below 1 (Adam's decay rate), got 2.0"),
+    (["--pool-size", "-1"], "--pool-size must be 0 or more, got -1"),
+    (["--num-workers", "-1"], "--num-workers must be 0 or more, got -1"),
+    (["--lr-policy", "step", "--lr-decay-epochs", "0"], "--lr-decay-epochs must be 1 or more, got 0"),
+    # These trained nothing and exited 0 with "checkpoint: None".
+    (["--max-iters", "-5"], "--max-iters must be 1 or more, got -5"),
+    (["--max-minutes", "0"], "--max-minutes must be a positive number, got 0.0"),
+    (["--epochs", "0", "--epochs-decay", "0"],
+     "--epochs 0 with --epochs-decay 0 leaves no epoch to train; give either a positive count"),
+    # These trained towards the wrong objective, or stopped at the first iteration on an infinite loss.
+    (["--lambda-identity", "-1"], "--lambda-identity is a loss weight: a finite number, 0 or more, got -1.0"),
+    (["--lambda-A", "inf"], "--lambda-A is a loss weight: a finite number, 0 or more, got inf"),
+    (["--d-ratio", "nan"], "--d-ratio must be positive, got nan"),
+])
+def test_a_numeric_option_out_of_its_range_is_one_line_and_exit_code_2_before_the_run_folder_exists(
+        tmp_path, capsys, argv, message):
+    data = tmp_path / "data"
+    for domain in ("trainA", "trainB"):
+        (data / domain).mkdir(parents=True)
+    assert main(["train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), *argv]) == 2
+    assert capsys.readouterr().err == f"cyclegan train: error: {message}\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_numeric_options_at_the_edges_of_their_ranges_are_accepted():
+    config = parse(["--data", "d", "--pool-size", "0", "--num-workers", "0", "--beta1", "0", "--lambda-identity", "0",
+                    "--epochs", "0", "--epochs-decay", "1", "--save-every", "0", "--keep-last", "0", "--max-iters", "1"])
+    config.validate()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -465,8 +466,9 @@ class TrainConfig:
             raise ConfigError(f"--nce-T must be positive, got {self.loss.nce_temperature}")
         if self.model.nce_layers is not None:
             parse_nce_layers(self.model.nce_layers)
-        if self.loss.d_ratio <= 0:
+        if not self.loss.d_ratio > 0:
             raise ConfigError(f"--d-ratio must be positive, got {self.loss.d_ratio}")
+        self._validate_numbers()
         if self.optim.lr_gamma is not None and not self.optim.lr_gamma > 0:
             raise ConfigError(f"--lr-gamma must be positive, got {self.optim.lr_gamma}")
         for name, channels in (("--input-nc", self.model.input_nc), ("--output-nc", self.model.output_nc)):
@@ -511,6 +513,34 @@ class TrainConfig:
         if self.data.data is None and (self.data.domain_a is None or self.data.domain_b is None):
             raise ConfigError("no training data: give --data DIR (with trainA/ and trainB/) "
                               "or both --domain-a DIR and --domain-b DIR")
+
+    def _validate_numbers(self) -> None:
+        """Ranges of the plain numeric options, checked here because a value out of range otherwise
+        fails deep inside Adam, the image pool or the schedule, or trains nothing and exits 0."""
+        optim, loss, run = self.optim, self.loss, self.run
+        positive = [("--lr", optim.lr), ("--lr-D", optim.lr_d), ("--max-minutes", run.max_minutes)]
+        for name, value in positive:
+            if value is not None and not 0 < value < math.inf:  # `not` so that NaN is refused too
+                raise ConfigError(f"{name} must be a positive number, got {value}")
+        for name, value in (("--beta1", optim.beta1), ("--beta2", optim.beta2)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"{name} must be at least 0 and below 1 (Adam's decay rate), got {value}")
+        weights = [("--lambda-A", loss.lambda_a), ("--lambda-B", loss.lambda_b),
+                   ("--lambda-identity", loss.lambda_identity), ("--lambda-L1", loss.lambda_l1),
+                   ("--gp-weight", loss.gp_weight), ("--lambda-GAN", loss.lambda_gan), ("--lambda-NCE", loss.lambda_nce)]
+        for name, value in weights:
+            if value is not None and not 0 <= value < math.inf:
+                raise ConfigError(f"{name} is a loss weight: a finite number, 0 or more, got {value}")
+        counts = [("--pool-size", loss.pool_size, 0), ("--num-workers", self.data.num_workers, 0),
+                  ("--epochs", optim.epochs, 0), ("--epochs-decay", optim.epochs_decay, 0),
+                  ("--lr-decay-epochs", optim.lr_decay_epochs, 1), ("--max-iters", run.max_iters, 1),
+                  ("--save-every", run.save_every, 0), ("--keep-last", run.keep_last, 0),
+                  ("--gallery-size", run.gallery_size, 0), ("--n-layers-D", self.model.n_layers_d, 1)]
+        for name, value, least in counts:
+            if value is not None and value < least:
+                raise ConfigError(f"{name} must be {least} or more, got {value}")
+        if optim.epochs is not None and optim.epochs_decay is not None and optim.epochs + optim.epochs_decay == 0:
+            raise ConfigError("--epochs 0 with --epochs-decay 0 leaves no epoch to train; give either a positive count")
 
     @property
     def total_epochs(self) -> int:
