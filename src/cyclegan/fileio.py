@@ -133,8 +133,10 @@ def write_text_atomic(path: Path, text: str) -> None:
 def unwritable_reason(folder: Path) -> str | None:
     """Why files cannot be created in `folder` (or in the folders that would hold it), or None."""
     existing = Path(folder).absolute()
-    while not existing.exists() and existing != existing.parent:
+    while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
+    if existing.is_symlink() and not existing.exists():
+        return f"{existing} is a link to nothing"
     if not existing.is_dir():
         return f"{existing} is not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
