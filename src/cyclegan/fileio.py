@@ -144,6 +144,15 @@ def unwritable_reason(folder: Path) -> str | None:
     return None
 
 
+def unwritable_file_reason(path: Path) -> str | None:
+    """Why the file `path` cannot be written (a folder in its place, or no folder that can hold it),
+    or None."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path.absolute()} is a folder"
+    return unwritable_reason(path.parent)
+
+
 def write_advice(error: BaseException) -> str | None:
     """What to do about a failed write, from its error number; None where the number says nothing."""
     number = getattr(error, "errno", None)
