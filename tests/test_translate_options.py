@@ -11,8 +11,11 @@ import pytest
 from cyclegan.cli import build_parser, main
 from cyclegan.cli.options import add_option_arguments, options_from_args
 from cyclegan.config import ServeLimits, option
+from cyclegan.errors import ConfigError
 from cyclegan.inference.options import TranslateOptions
 from cyclegan.inference.video import VIDEO_BATCH_SIZE, VideoOptions
+
+from conftest import require_module
 
 
 def translate_args(*flags: str) -> argparse.Namespace:
@@ -59,6 +62,31 @@ def test_serve_flags_build_its_limits_with_their_units():
                                       "1", "--queue", "0", "--timeout", "3"])
     assert options_from_args(ServeLimits, args) == ServeLimits(max_upload_bytes=524288, max_pixels=100, workers=1,
                                                                queue=0, timeout_s=3.0)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    # Named by their fields alone before (max_upload_bytes for --max-upload-mb), not by what the user typed.
+    ("--max-upload-mb", "0", "max_upload_bytes (--max-upload-mb) must be at least 1, got 0"),
+    ("--max-pixels", "0", "max_pixels (--max-pixels) must be at least 1, got 0"),
+    ("--workers", "0", "workers (--workers) must be at least 1, got 0"),
+    ("--queue", "-1", "queue (--queue) must be 0 or more, got -1"),
+    ("--timeout", "0", "timeout_s (--timeout) must be positive, got 0.0"),
+])
+def test_a_serving_limit_out_of_range_is_one_line_naming_its_flag(tmp_path, capsys, flag, value, message):
+    require_module("starlette", "web")
+    assert main(["serve", str(tmp_path / "missing"), flag, value]) == 2
+    assert capsys.readouterr().err == f"cyclegan serve: error: serving limit {message}\n"
+
+
+@pytest.mark.parametrize("port", [-1, 65536])
+def test_a_port_outside_the_tcp_range_is_refused_by_name_not_blamed_on_the_host(port):
+    require_module("starlette", "web")
+    from cyclegan.serving.app import bind_socket
+
+    # -1 used to say "cannot resolve --host 127.0.0.1", and 70000 that the port was already in use.
+    with pytest.raises(ConfigError) as refused:
+        bind_socket("127.0.0.1", port)
+    assert str(refused.value) == f"--port must be 0 to 65535 (0 picks a free one), got {port}"
 
 
 @dataclass(frozen=True)

@@ -607,13 +607,15 @@ class ServeLimits:
                               flag="--timeout", shown_default="60", metavar="TIMEOUT")
 
     def __post_init__(self):
+        # Named by field and flag: `Limits(timeout_s=0)` in code, `--timeout 0` on the command line.
+        names = {limit.name: f"{limit.name} ({flag_of(limit)})" for limit in dataclasses.fields(self)}
         for name in ("max_upload_bytes", "max_pixels", "workers"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"serving limit {name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"serving limit {names[name]} must be at least 1, got {getattr(self, name)}")
         if self.queue < 0:
-            raise ConfigError(f"serving limit queue must be 0 or more, got {self.queue}")
+            raise ConfigError(f"serving limit {names['queue']} must be 0 or more, got {self.queue}")
         if not self.timeout_s > 0:
-            raise ConfigError(f"serving limit timeout_s must be positive, got {self.timeout_s}")
+            raise ConfigError(f"serving limit {names['timeout_s']} must be positive, got {self.timeout_s}")
 
 
 def config_to_argv(config: TrainConfig, base: TrainConfig | None = None) -> list[str]:
