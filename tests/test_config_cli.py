@@ -184,3 +184,13 @@ def test_the_numeric_options_at_the_edges_of_their_ranges_are_accepted():
     config = parse(["--data", "d", "--pool-size", "0", "--num-workers", "0", "--beta1", "0", "--lambda-identity", "0",
                     "--epochs", "0", "--epochs-decay", "1", "--save-every", "0", "--keep-last", "0", "--max-iters", "1"])
     config.validate()
+
+
+def test_a_config_file_that_is_not_text_is_one_line_and_exit_code_2(tmp_path, capsys):
+    # An image given as --config by mistake used to end in a UnicodeDecodeError traceback.
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert main(["train", "--config", str(image), "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"cyclegan train: error: cannot read config {image}: it is not a UTF-8 text "
+                                       "file (invalid start byte at byte 0); give a JSON config such as a run's "
+                                       "config.json\n")

@@ -443,7 +443,10 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
         try:
-            values = json.loads(Path(path).read_text())
+            values = json.loads(Path(path).read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:  # an image or archive given by mistake
+            raise ConfigError(f"cannot read config {path}: it is not a UTF-8 text file ({error.reason} at byte "
+                              f"{error.start}); give a JSON config such as a run's config.json") from error
         except (OSError, json.JSONDecodeError) as error:
             raise ConfigError(f"cannot read config {path}: {error}") from error
         _check_value_types(values, path)
