@@ -194,3 +194,15 @@ def test_a_config_file_that_is_not_text_is_one_line_and_exit_code_2(tmp_path, ca
     assert capsys.readouterr().err == (f"cyclegan train: error: cannot read config {image}: it is not a UTF-8 text "
                                        "file (invalid start byte at byte 0); give a JSON config such as a run's "
                                        "config.json\n")
+
+
+@pytest.mark.parametrize("name", ["", ".", "./"])
+def test_a_run_name_that_names_no_folder_is_refused_before_the_runs_folder_is_written(tmp_path, capsys, name):
+    # The run's checkpoints, config.json and gallery used to land in --runs-dir itself, among the other runs.
+    data = tmp_path / "data"
+    for domain in ("trainA", "trainB"):
+        (data / domain).mkdir(parents=True)
+    assert main(["train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--name", name]) == 2
+    assert capsys.readouterr().err == (f"cyclegan train: error: --name {name!r} names no run folder; give the run "
+                                       "a name, e.g. --name horse2zebra\n")
+    assert not (tmp_path / "runs").exists()

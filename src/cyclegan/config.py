@@ -513,6 +513,9 @@ class TrainConfig:
         if self.validation.select_by not in scores:
             raise ConfigError(f"--select-by {self.validation.select_by} is not a score of --model {self.model.model}; "
                               f"choose one of {', '.join(scores)}")
+        if Path(self.run.name) == Path("."):  # the run's files would be mixed into --runs-dir among the other runs
+            raise ConfigError(f"--name {self.run.name!r} names no run folder; give the run a name, e.g. --name "
+                              "horse2zebra")
         if self.data.data is None and (self.data.domain_a is None or self.data.domain_b is None):
             raise ConfigError("no training data: give --data DIR (with trainA/ and trainB/) "
                               "or both --domain-a DIR and --domain-b DIR")
