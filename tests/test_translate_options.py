@@ -111,3 +111,17 @@ def test_a_dataclass_gets_one_typed_flag_per_field_with_its_help_and_default():
     assert options_from_args(Example, parser.parse_args(["--size", "3", "--called", "x", "--loud", "--kind", "b"])) \
         == Example(size=3, name="x", loud=True, kind="b")
     assert options_from_args(Example, parser.parse_args(["--loud", "--no-loud"])).loud is False
+
+
+@pytest.mark.parametrize("argv, message", [
+    # argparse showed only "invalid parse_time value: 'abc'", and inf MiB ended in an OverflowError traceback.
+    (["translate", "model", "a.png", "--out", "o", "--start", "abc"],
+     "cyclegan translate: error: argument --start: not a time: 'abc' (use seconds, MM:SS or HH:MM:SS)"),
+    (["serve", "run", "--max-upload-mb", "inf"],
+     "cyclegan serve: error: argument --max-upload-mb: not a size in MiB: 'inf' (e.g. 20 or 0.5)"),
+])
+def test_a_value_an_option_cannot_parse_is_refused_with_the_parsers_own_reason(capsys, argv, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == message

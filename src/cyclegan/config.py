@@ -594,7 +594,13 @@ def config_differences(saved: TrainConfig, requested: TrainConfig, ignore=RESUMA
 
 def mebibytes(text: str) -> int:
     """Bytes from a size typed in MiB ("20", "0.5"): an argparse type."""
-    return int(float(text) * 2**20)
+    try:
+        size = float(text)
+    except ValueError:
+        size = math.nan
+    if not math.isfinite(size):  # int(inf * 2**20) raised OverflowError
+        raise ValueError(f"not a size in MiB: {text!r} (e.g. 20 or 0.5)")
+    return int(size * 2**20)
 
 
 @dataclass(frozen=True)
