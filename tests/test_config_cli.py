@@ -153,9 +153,9 @@ def test_config_to_argv_gives_a_command_line_that_rebuilds_the_config():
 
 @pytest.mark.parametrize("argv, message", [
     # Each of these used to fail deep inside Adam, the image pool or the step schedule with a traceback.
-    (["--lr", "nan"], "--lr must be a positive number, got nan"),
-    (["--lr", "-1"], "--lr must be a positive number, got -1.0"),
-    (["--lr-D", "0"], "--lr-D must be a positive number, got 0.0"),
+    (["--lr", "nan"], "--lr is a learning rate: a finite number, 0 or more, got nan"),
+    (["--lr", "-1"], "--lr is a learning rate: a finite number, 0 or more, got -1.0"),
+    (["--lr-D", "inf"], "--lr-D is a learning rate: a finite number, 0 or more, got inf"),
     (["--beta1", "2"], "--beta1 must be at least 0 and below 1 (Adam's decay rate), got 2.0"),
     (["--pool-size", "-1"], "--pool-size must be 0 or more, got -1"),
     (["--num-workers", "-1"], "--num-workers must be 0 or more, got -1"),
@@ -181,7 +181,7 @@ def test_a_numeric_option_out_of_its_range_is_one_line_and_exit_code_2_before_th
 
 
 def test_the_numeric_options_at_the_edges_of_their_ranges_are_accepted():
-    config = parse(["--data", "d", "--pool-size", "0", "--num-workers", "0", "--beta1", "0", "--lambda-identity", "0",
+    config = parse(["--data", "d", "--lr", "0", "--lr-D", "0", "--pool-size", "0", "--num-workers", "0", "--beta1", "0", "--lambda-identity", "0",
                     "--epochs", "0", "--epochs-decay", "1", "--save-every", "0", "--keep-last", "0", "--max-iters", "1"])
     config.validate()
 

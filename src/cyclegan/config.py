@@ -524,10 +524,12 @@ class TrainConfig:
         """Ranges of the plain numeric options, checked here because a value out of range otherwise
         fails deep inside Adam, the image pool or the schedule, or trains nothing and exits 0."""
         optim, loss, run = self.optim, self.loss, self.run
-        positive = [("--lr", optim.lr), ("--lr-D", optim.lr_d), ("--max-minutes", run.max_minutes)]
-        for name, value in positive:
-            if value is not None and not 0 < value < math.inf:  # `not` so that NaN is refused too
-                raise ConfigError(f"{name} must be a positive number, got {value}")
+        # A rate of 0 freezes that network (tests and ablations do it); a negative or NaN one is nonsense.
+        for name, value in (("--lr", optim.lr), ("--lr-D", optim.lr_d)):
+            if value is not None and not 0 <= value < math.inf:  # `not` so that NaN is refused too
+                raise ConfigError(f"{name} is a learning rate: a finite number, 0 or more, got {value}")
+        if run.max_minutes is not None and not 0 < run.max_minutes < math.inf:
+            raise ConfigError(f"--max-minutes must be a positive number, got {run.max_minutes}")
         for name, value in (("--beta1", optim.beta1), ("--beta2", optim.beta2)):
             if not 0 <= value < 1:
                 raise ConfigError(f"{name} must be at least 0 and below 1 (Adam's decay rate), got {value}")
