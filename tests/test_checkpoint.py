@@ -104,3 +104,14 @@ def test_reading_models_imports_nothing_of_training_and_export_does_not_import_i
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_latest_json_that_is_not_text_is_a_damaged_pointer_naming_the_file(tmp_path):
+    # Bytes that are not UTF-8 (a disk error, a file copied over it) used to raise UnicodeDecodeError.
+    save_tiny_checkpoint(tmp_path)
+    (tmp_path / ckpt.LATEST).write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(CheckpointError) as damaged:
+        ckpt.read_latest(tmp_path)
+    assert str(damaged.value) == (f"{tmp_path / ckpt.LATEST} is damaged ('utf-8' codec can't decode byte 0x89 in "
+                                  "position 0: invalid start byte); pass one of the iter_*.safetensors files in that "
+                                  "folder explicitly")

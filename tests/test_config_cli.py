@@ -149,3 +149,60 @@ def test_config_to_argv_gives_a_command_line_that_rebuilds_the_config():
     argv = config_to_argv(config)
     assert "--no-flip" in argv and "--netG" in argv
     assert parse(argv) == config
+
+
+@pytest.mark.parametrize("argv, message", [
+    # Each of these used to fail deep inside Adam, the image pool or the step schedule with a traceback.
+    (["--lr", "nan"], "--lr is a learning rate: a finite number, 0 or more, got nan"),
+    (["--lr", "-1"], "--lr is a learning rate: a finite number, 0 or more, got -1.0"),
+    (["--lr-D", "inf"], "--lr-D is a learning rate: a finite number, 0 or more, got inf"),
+    (["--beta1", "2"], "--beta1 must be at least 0 and below 1 (Adam's decay rate), got 2.0"),
+    (["--pool-size", "-1"], "--pool-size must be 0 or more, got -1"),
+    (["--num-workers", "-1"], "--num-workers must be 0 or more, got -1"),
+    (["--lr-policy", "step", "--lr-decay-epochs", "0"], "--lr-decay-epochs must be 1 or more, got 0"),
+    # These trained nothing and exited 0 with "checkpoint: None".
+    (["--max-iters", "-5"], "--max-iters must be 1 or more, got -5"),
+    (["--max-minutes", "0"], "--max-minutes must be a positive number, got 0.0"),
+    (["--epochs", "0", "--epochs-decay", "0"],
+     "--epochs 0 with --epochs-decay 0 leaves no epoch to train; give either a positive count"),
+    # These trained towards the wrong objective, or stopped at the first iteration on an infinite loss.
+    (["--lambda-identity", "-1"], "--lambda-identity is a loss weight: a finite number, 0 or more, got -1.0"),
+    (["--lambda-A", "inf"], "--lambda-A is a loss weight: a finite number, 0 or more, got inf"),
+    (["--d-ratio", "nan"], "--d-ratio must be positive, got nan"),
+])
+def test_a_numeric_option_out_of_its_range_is_one_line_and_exit_code_2_before_the_run_folder_exists(
+        tmp_path, capsys, argv, message):
+    data = tmp_path / "data"
+    for domain in ("trainA", "trainB"):
+        (data / domain).mkdir(parents=True)
+    assert main(["train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), *argv]) == 2
+    assert capsys.readouterr().err == f"cyclegan train: error: {message}\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_numeric_options_at_the_edges_of_their_ranges_are_accepted():
+    config = parse(["--data", "d", "--lr", "0", "--lr-D", "0", "--pool-size", "0", "--num-workers", "0", "--beta1", "0", "--lambda-identity", "0",
+                    "--epochs", "0", "--epochs-decay", "1", "--save-every", "0", "--keep-last", "0", "--max-iters", "1"])
+    config.validate()
+
+
+def test_a_config_file_that_is_not_text_is_one_line_and_exit_code_2(tmp_path, capsys):
+    # An image given as --config by mistake used to end in a UnicodeDecodeError traceback.
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert main(["train", "--config", str(image), "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"cyclegan train: error: cannot read config {image}: it is not a UTF-8 text "
+                                       "file (invalid start byte at byte 0); give a JSON config such as a run's "
+                                       "config.json\n")
+
+
+@pytest.mark.parametrize("name", ["", ".", "./"])
+def test_a_run_name_that_names_no_folder_is_refused_before_the_runs_folder_is_written(tmp_path, capsys, name):
+    # The run's checkpoints, config.json and gallery used to land in --runs-dir itself, among the other runs.
+    data = tmp_path / "data"
+    for domain in ("trainA", "trainB"):
+        (data / domain).mkdir(parents=True)
+    assert main(["train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--name", name]) == 2
+    assert capsys.readouterr().err == (f"cyclegan train: error: --name {name!r} names no run folder; give the run "
+                                       "a name, e.g. --name horse2zebra\n")
+    assert not (tmp_path / "runs").exists()

@@ -313,3 +313,13 @@ def test_a_read_only_runs_folder_is_refused_before_any_model_is_built(tiny_datas
         assert error.count("\n") == 1 and str(runs) in error
     finally:
         runs.chmod(0o755)
+
+
+def test_a_log_line_torn_inside_a_multi_byte_character_is_ignored_on_resume(tiny_dataset, tmp_path):
+    # A crash mid-write can cut a UTF-8 character in two; reading the log then raised UnicodeDecodeError.
+    run = tmp_path / "runs" / "torn"
+    assert main(train_args(tiny_dataset, tmp_path / "runs", "torn", "--max-iters", "2", "--log-every", "1")) == 0
+    with open(run / "log.jsonl", "ab") as log:
+        log.write('{"iteration": 3, "warning": "caf'.encode() + "é".encode()[:1])
+    assert main(resume_args(run, "--max-iters", "3")) == 0
+    assert latest_iteration(run) == 3

@@ -159,3 +159,25 @@ def test_a_folder_of_one_volume_cannot_hold_one_out(tmp_path):
     write_images(tmp_path / "trainB", 4, prefix="b")
     with pytest.raises(DatasetError, match="trainA holds 1 image.s. or volume.s.: too few to hold one out"):
         held_out_images(volume_config(tmp_path, 0.25))
+
+
+def test_training_on_a_data_path_that_is_a_file_says_it_is_a_file_not_that_it_is_missing(tmp_path, capsys):
+    from cyclegan.cli import main
+
+    archive = tmp_path / "horse2zebra.zip"
+    archive.write_bytes(b"PK\x05\x06" + bytes(18))
+    assert main(["train", "--data", str(archive), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (f"cyclegan train: error: --data {archive} is a file; give the dataset folder "
+                                       "that holds trainA/ and trainB/\n")
+
+
+def test_a_domain_folder_that_is_a_file_is_one_sentence_per_problem(tmp_path, capsys):
+    from cyclegan.cli import main
+
+    write_images(tmp_path / "B", 2)
+    (tmp_path / "A.png").write_bytes(b"not a folder")
+    assert main(["train", "--domain-a", str(tmp_path / "A.png"), "--domain-b", str(tmp_path / "B"),
+                 "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (f"cyclegan train: error: cannot train on this data: domain A: {tmp_path / 'A.png'}: "
+                                       "is a file, not a folder. Pass the folder holding the images. `cyclegan data "
+                                       "check` reports every problem of a dataset folder\n")

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from conftest import shared_dataset
@@ -50,3 +51,19 @@ def test_demo_runs_end_to_end_on_its_own_data(tmp_path):
     assert len(list((tmp_path / "demo" / "translated_AtoB").glob("*.png"))) == 3
     assert len(list((tmp_path / "demo" / "translated_BtoA").glob("*.png"))) == 3
     assert (tmp_path / "demo" / "runs" / "demo" / "gallery" / "index.html").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    # These were reported under training's names (--max-iters, --max-minutes) or none (n_train).
+    (["--iterations", "0"], "--iterations must be at least 1, got 0"),
+    (["--minutes", "0"], "--minutes must be a positive number, got 0"),
+    (["--train-size", "0"], "--train-size must be at least 1, got 0"),
+    (["--test-size", "0"], "--test-size must be at least 1, got 0"),
+])
+def test_a_demo_count_out_of_range_is_refused_by_its_own_flag_before_any_data_is_generated(tmp_path, capsys, argv,
+                                                                                            message):
+    from cyclegan.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress", *argv]) == 2
+    assert capsys.readouterr().err == f"cyclegan demo: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []

@@ -152,3 +152,46 @@ def test_unpaired_data_without_labels_gets_image_scores_only(tiny_dataset, cycle
     for scores in result["directions"].values():
         assert scores["images"] == 2 and scores["paired_images"] == 0 and scores["psnr"] is None
         assert 0 < scores["cycle_l1"] < 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--size", "0"], "--size must be at least 1, got 0"),  # used to end in PIL's ValueError traceback
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),  # used to mean 1
+    (["--segmenter-size", "0"], "--segmenter-size must be a positive multiple of 8, got 0"),  # used to mean 64
+    (["--segmenter-size", "12"], "--segmenter-size must be a positive multiple of 8, got 12"),
+    # used to say "synthetic scenes need size >= 32, got 16", naming no option
+    (["--segmenter-size", "16"],
+     "--segmenter-size 16 is below the 32 px the synthetic scenes it trains on need; give 32 or more"),
+    # -1 used to train and cache a segmenter that never took a step and report its scores; 0 meant 600
+    (["--segmenter-steps", "-1"], "--segmenter-steps must be at least 1, got -1"),
+    (["--segmenter-steps", "0"], "--segmenter-steps must be at least 1, got 0"),
+])
+def test_an_evaluation_count_out_of_range_is_one_line_and_exit_code_2_before_anything_is_trained_or_cached(
+        synthetic, cyclegan_run, tmp_path, capsys, argv, message):
+    cache = tmp_path / "segmenters"
+    assert main(["evaluate", str(cyclegan_run), "--data", str(synthetic), "--no-fid", "--device", "cpu", "--quiet",
+                 "--cache", str(cache), *argv]) == 2
+    assert capsys.readouterr().err == f"cyclegan evaluate: error: {message}\n"
+    assert not cache.exists()
+
+
+def test_an_evaluate_out_path_that_cannot_be_written_is_refused_before_evaluating(synthetic, cyclegan_run, tmp_path,
+                                                                                  capsys):
+    # Found only once the scores were computed, it used to lose them: "Is a directory (.scores.PID.HEX.tmp)".
+    (tmp_path / "scores").mkdir()
+    (tmp_path / "notes.txt").write_text("kept")
+    for out, reason in ((tmp_path / "scores", f"{tmp_path / 'scores'} is a folder"),
+                        (tmp_path / "notes.txt" / "s.json", f"{tmp_path / 'notes.txt'} is not a folder")):
+        assert main(["evaluate", str(cyclegan_run), "--data", str(synthetic), "--no-fid", "--device", "cpu",
+                     "--quiet", "--out", str(out), *SEGMENTER]) == 2
+        assert capsys.readouterr() == ("", f"cyclegan evaluate: error: cannot write {out}: {reason}; give another "
+                                           "file path as --out\n")
+    assert (tmp_path / "notes.txt").read_text() == "kept" and list((tmp_path / "scores").iterdir()) == []
+
+
+def test_evaluate_on_a_data_folder_that_does_not_exist_says_so(cyclegan_run, tmp_path, capsys):
+    # It used to say "no testA folder", as if the folder existed.
+    missing = tmp_path / "missing"
+    assert main(["evaluate", str(cyclegan_run), "--data", str(missing), "--no-fid", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (f"cyclegan evaluate: error: {missing} is not a folder; give --data a dataset "
+                                       "folder with testA/ and testB/\n")

@@ -116,3 +116,26 @@ def test_resume_keeps_the_variants_finished_by_the_same_commands_and_lists_them_
         ("lambda=1", "ok", "1"), ("lambda=10", "ok", "1")]
     commands = (out / "commands.sh").read_text()
     assert "# lambda=1\n" in commands and "# lambda=10\n" in commands
+
+
+@pytest.mark.parametrize("budget, message", [
+    # Each variant's `train` refused these, after --out was made, naming training's --max-iters / --max-minutes.
+    ({"iterations": 0}, "--iters must be at least 1, got 0"),
+    ({"minutes": 0.0}, "--minutes must be a positive number, got 0"),
+])
+def test_a_budget_that_trains_nothing_is_refused_before_out_is_made(tmp_path, budget, message):
+    write_images(tmp_path / "trainA", 2, prefix="a")
+    write_images(tmp_path / "trainB", 2, prefix="b")
+    with pytest.raises(ConfigError) as refused:
+        run_suite("lambda", tmp_path, tmp_path / "out", **budget)
+    assert str(refused.value) == message and not (tmp_path / "out").exists()
+
+
+def test_an_out_folder_that_is_a_file_is_refused_by_name(tmp_path, capsys):
+    write_images(tmp_path / "trainA", 2, prefix="a")
+    write_images(tmp_path / "trainB", 2, prefix="b")
+    (tmp_path / "out").write_text("kept")
+    assert main(["experiment", "lambda", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--iters", "1"]) == 2
+    assert capsys.readouterr().err == (f"cyclegan experiment: error: cannot write into --out {tmp_path / 'out'}: "
+                                       f"{tmp_path / 'out'} is not a folder; choose another --out folder\n")
+    assert (tmp_path / "out").read_text() == "kept"

@@ -198,3 +198,31 @@ def test_an_onnx_file_with_a_damaged_window_is_refused(windowed_checkpoint, tmp_
     onnx.save(model, str(tmp_path / "damaged.onnx"))
     with pytest.raises(CheckpointError, match="damaged.onnx has damaged cyclegan metadata"):
         load_onnx_generator(tmp_path / "damaged.onnx", "cpu")
+
+
+@pytest.mark.parametrize("opset, message", [
+    # 0 used to mean the default, and one past the exporter's newest ended in a RuntimeError traceback.
+    ("0", "opset 0 is too old; use 17 or newer"),
+    ("999", "opset 999 is newer than this PyTorch's ONNX exporter writes; use 17 to "),
+])
+def test_an_opset_the_exporter_cannot_write_is_one_line_before_anything_is_written(run_checkpoint, tmp_path, capsys,
+                                                                                   opset, message):
+    assert main(["export", str(run_checkpoint), "--onnx", str(tmp_path / "g.onnx"), "--opset", opset]) == 2
+    assert capsys.readouterr().err.startswith(f"cyclegan export: error: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_onnx_path_that_is_a_folder_or_lies_below_a_file_is_refused_by_name(run_checkpoint, tmp_path, capsys):
+    # These used to end in "Is a directory (.g.onnx.PID.HEX.tmp)", naming a temporary file, and "File exists".
+    folder = tmp_path / "g.onnx"
+    folder.mkdir()
+    (tmp_path / "notes.txt").write_text("kept")
+    assert main(["export", str(run_checkpoint), "--onnx", str(folder)]) == 2
+    assert capsys.readouterr().err == (f"cyclegan export: error: cannot write {folder}: {folder} is a folder; "
+                                       "give another file path as --onnx\n")
+    below = tmp_path / "notes.txt" / "g.onnx"
+    assert main(["export", str(run_checkpoint), "--onnx", str(below)]) == 2
+    assert capsys.readouterr().err == (f"cyclegan export: error: cannot write {below}: {tmp_path / 'notes.txt'} is "
+                                       "not a folder; give another file path as --onnx\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["g.onnx", "notes.txt"]
+    assert list(folder.iterdir()) == [] and (tmp_path / "notes.txt").read_text() == "kept"

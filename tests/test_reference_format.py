@@ -98,3 +98,25 @@ def test_generator_from_state_dict_reports_missing_keys():
     del state["model.23.bias"]
     with pytest.raises(CheckpointError, match="missing keys: model.23.bias"):
         generator_from_state_dict(state)
+
+
+@pytest.mark.parametrize("content, reason", [
+    # torch's messages spanned lines, and advised weights_only=False, which would run the file's code.
+    (b"", "the file is empty"),
+    (b"\x89PNG\r\n\x1a\n", "it is not a PyTorch file: neither a zip archive nor a pickle"),
+    ("pickle", "it holds pickled objects other than tensors"),
+])
+def test_a_reference_file_that_is_no_state_dict_is_refused_in_one_line(tmp_path, content, reason):
+    import datetime
+
+    from cyclegan.reference_format import load_reference_generator
+
+    path = tmp_path / "latest_net_G_A.pth"
+    if content == "pickle":
+        torch.save({"saved": datetime.date(2020, 1, 1)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError) as refused:
+        load_reference_generator(path)
+    assert str(refused.value) == (f"{path} cannot be loaded as a plain state dict of tensors ({reason}); only "
+                                  "weights are accepted, never pickled code")

@@ -344,9 +344,9 @@ def test_a_port_in_use_is_reported_with_what_to_do():
 
 
 def test_limits_that_cannot_work_are_refused():
-    with pytest.raises(ConfigError, match="workers must be at least 1"):
+    with pytest.raises(ConfigError, match=r"workers \(--workers\) must be at least 1"):
         Limits(workers=0)
-    with pytest.raises(ConfigError, match="timeout_s must be positive"):
+    with pytest.raises(ConfigError, match=r"timeout_s \(--timeout\) must be positive"):
         Limits(timeout_s=0)
 
 

@@ -221,6 +221,11 @@ def test_seeded_study_trains_every_variant_and_seed_and_writes_each_seeds_tables
     (["--seeds", "0,x"], "--seeds takes comma-separated integers, got '0,x'"),
     (["--baseline", "lambda=3"], "suite lambda has no variant 'lambda=3'; its variants: lambda=1, lambda=5"),
     ([], "--data and a budget (--iters or --minutes) are required unless --summarize"),
+    # Two runs of one seed are the same run: their spread is no noise, and every difference looked significant.
+    (["--seeds", "1,1", "--iters", "1"], "--seeds 1,1 repeats seed 1; give each seed once"),
+    (["--iters", "0"], "--iters must be at least 1, got 0"),
+    (["--minutes", "0"], "--minutes must be a positive number, got 0"),
+    (["--parallel", "0", "--iters", "1"], "--parallel must be at least 1, got 0"),
 ])
 def test_a_study_with_bad_options_stops_with_one_line_saying_what_to_change(tmp_path, capsys, arguments, message):
     result = run_study(capsys, "lambda", "--out", str(tmp_path), *arguments)

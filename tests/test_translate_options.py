@@ -11,8 +11,11 @@ import pytest
 from cyclegan.cli import build_parser, main
 from cyclegan.cli.options import add_option_arguments, options_from_args
 from cyclegan.config import ServeLimits, option
+from cyclegan.errors import ConfigError
 from cyclegan.inference.options import TranslateOptions
 from cyclegan.inference.video import VIDEO_BATCH_SIZE, VideoOptions
+
+from conftest import require_module
 
 
 def translate_args(*flags: str) -> argparse.Namespace:
@@ -61,6 +64,31 @@ def test_serve_flags_build_its_limits_with_their_units():
                                                                queue=0, timeout_s=3.0)
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    # Named by their fields alone before (max_upload_bytes for --max-upload-mb), not by what the user typed.
+    ("--max-upload-mb", "0", "max_upload_bytes (--max-upload-mb) must be at least 1, got 0"),
+    ("--max-pixels", "0", "max_pixels (--max-pixels) must be at least 1, got 0"),
+    ("--workers", "0", "workers (--workers) must be at least 1, got 0"),
+    ("--queue", "-1", "queue (--queue) must be 0 or more, got -1"),
+    ("--timeout", "0", "timeout_s (--timeout) must be positive, got 0.0"),
+])
+def test_a_serving_limit_out_of_range_is_one_line_naming_its_flag(tmp_path, capsys, flag, value, message):
+    require_module("starlette", "web")
+    assert main(["serve", str(tmp_path / "missing"), flag, value]) == 2
+    assert capsys.readouterr().err == f"cyclegan serve: error: serving limit {message}\n"
+
+
+@pytest.mark.parametrize("port", [-1, 65536])
+def test_a_port_outside_the_tcp_range_is_refused_by_name_not_blamed_on_the_host(port):
+    require_module("starlette", "web")
+    from cyclegan.serving.app import bind_socket
+
+    # -1 used to say "cannot resolve --host 127.0.0.1", and 70000 that the port was already in use.
+    with pytest.raises(ConfigError) as refused:
+        bind_socket("127.0.0.1", port)
+    assert str(refused.value) == f"--port must be 0 to 65535 (0 picks a free one), got {port}"
+
+
 @dataclass(frozen=True)
 class Example:
     """A made-up section."""
@@ -83,3 +111,17 @@ def test_a_dataclass_gets_one_typed_flag_per_field_with_its_help_and_default():
     assert options_from_args(Example, parser.parse_args(["--size", "3", "--called", "x", "--loud", "--kind", "b"])) \
         == Example(size=3, name="x", loud=True, kind="b")
     assert options_from_args(Example, parser.parse_args(["--loud", "--no-loud"])).loud is False
+
+
+@pytest.mark.parametrize("argv, message", [
+    # argparse showed only "invalid parse_time value: 'abc'", and inf MiB ended in an OverflowError traceback.
+    (["translate", "model", "a.png", "--out", "o", "--start", "abc"],
+     "cyclegan translate: error: argument --start: not a time: 'abc' (use seconds, MM:SS or HH:MM:SS)"),
+    (["serve", "run", "--max-upload-mb", "inf"],
+     "cyclegan serve: error: argument --max-upload-mb: not a size in MiB: 'inf' (e.g. 20 or 0.5)"),
+])
+def test_a_value_an_option_cannot_parse_is_refused_with_the_parsers_own_reason(capsys, argv, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == message

@@ -120,6 +120,26 @@ def test_the_library_refuses_an_existing_output_with_a_config_error(run, tmp_pat
     assert [path.name for path in translator.translate_files([photos], out, overwrite=True).written] == ["img_000.png"]
 
 
+@pytest.mark.parametrize("out_name, in_the_way, reason", [
+    ("results.png", "results.png", "is not a folder"),
+    ("results.png/sub", "results.png", "is not a folder"),
+    ("dangling", "dangling", "is a link to nothing"),
+])
+def test_an_out_folder_that_is_a_file_is_refused_by_name_and_the_file_kept(run, tmp_path, capsys, out_name, in_the_way,
+                                                                          reason):
+    # It used to fail after the model was loaded with the operating system's bare "File exists (PATH)".
+    photos = tmp_path / "photos"
+    write_images(photos, 1, size=(32, 32))
+    (tmp_path / "results.png").write_bytes(b"an earlier result")
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    out = tmp_path / out_name
+    assert translate(run, photos, "--out", out) == 2
+    assert one_error_line(capsys) == (f"cyclegan translate: error: cannot write into --out {out}: "
+                                      f"{tmp_path / in_the_way} {reason}; choose another --out folder")
+    assert (tmp_path / "results.png").read_bytes() == b"an earlier result"
+    assert not (tmp_path / "missing").exists()
+
+
 # --- names and writes that fail are reported, the rest translated --------------------------------
 
 def test_a_file_named_without_an_image_extension_is_reported_and_the_rest_translated(run, tmp_path, capsys):

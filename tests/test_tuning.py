@@ -14,6 +14,8 @@ from cyclegan.networks import build_generator
 from cyclegan.tuning import (REFERENCE, Arithmetic, DecisionCache, ProbeKey, ProbeResult, UserFlags, candidates,
                              choose_arithmetic, probe, translation_measure)
 
+from conftest import write_images
+
 CPU = torch.device("cpu")
 FP32, FP32_NNPACK = Arithmetic("fp32"), Arithmetic("fp32", nnpack=True)
 BF16, BF16_CL = Arithmetic("bf16"), Arithmetic("bf16", channels_last=True)
@@ -389,6 +391,45 @@ def test_cyclegan_tune_times_a_tiny_model_prints_the_table_and_caches_the_choice
     assert main(argv[:-2] + ["--job", "translate", "--device", "cpu"]) == 0
     assert "s/image" in capsys.readouterr().out
     assert len(json.loads(cache.path.read_text())["decisions"]) == 2
+
+
+def test_cyclegan_tune_of_training_at_a_side_the_generator_does_not_take_times_the_side_training_rounds_to(
+        cache, capsys):
+    # Training rounds --crop-size 30 to 32 for a ResNet; the probe fed 30x30 tensors and died with a traceback.
+    argv = ["tune", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8", "--size", "30", "--budget", "0.1",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""
+    (entry,) = json.loads(cache.path.read_text())["decisions"].values()
+    assert entry["key"]["size"] == 30  # the key a `train --crop-size 30` run looks up
+
+
+@pytest.mark.parametrize("net_g, size, side", [("resnet_6blocks", 30, 32), ("unet_128", 64, 128)])
+def test_cyclegan_tune_of_translation_at_a_side_the_generator_does_not_take_times_the_side_translate_pads_to(
+        cache, capsys, net_g, size, side):
+    argv = ["tune", "--job", "translate", "--netG", net_g, "--ngf", "8", "--size", str(size), "--budget", "0.1",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    multiple = 4 if net_g.startswith("resnet") else 128
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"--crop-size {size}: {net_g} takes sides that are multiples of {multiple}; timing {side}x{side}, "
+        "as translate would")
+    (entry,) = json.loads(cache.path.read_text())["decisions"].values()
+    assert entry["key"]["size"] == side
+
+
+def test_a_training_run_whose_crop_the_generator_does_not_take_probes_its_arithmetic_without_a_traceback(
+        tmp_path, cache, capsys):
+    data = tmp_path / "data"
+    write_images(data / "trainA", 2, size=(36, 36))
+    write_images(data / "trainB", 2, size=(36, 36))
+    argv = ["train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--netG", "resnet_6blocks",
+            "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "30", "--num-workers", "0",
+            "--no-progress", "--no-tensorboard", "--max-iters", "50", "--save-every", "0", "--device", "cpu"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("precision: ")
+    (entry,) = json.loads(cache.path.read_text())["decisions"].values()
+    assert (entry["key"]["job"], entry["key"]["size"]) == ("train", 30)
 
 
 def test_training_and_inference_can_both_import_the_probe_without_a_cycle():

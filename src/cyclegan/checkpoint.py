@@ -221,10 +221,10 @@ def read_pointer_record(pointer_path: Path) -> dict | None:
     if not pointer_path.exists():
         return None
     try:
-        pointer = json.loads(pointer_path.read_text())
+        pointer = json.loads(pointer_path.read_text(encoding="utf-8"))
         if not isinstance(pointer["weights"], str) or not isinstance(pointer.get("state") or "", str):
             raise TypeError("the weights and state entries must be file names")
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{pointer_path} is damaged ({error}); pass one of the iter_*.safetensors "
                               "files in that folder explicitly") from error
     return pointer

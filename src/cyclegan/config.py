@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -444,7 +445,10 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
         try:
-            values = json.loads(Path(path).read_text())
+            values = json.loads(Path(path).read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:  # an image or archive given by mistake
+            raise ConfigError(f"cannot read config {path}: it is not a UTF-8 text file ({error.reason} at byte "
+                              f"{error.start}); give a JSON config such as a run's config.json") from error
         except (OSError, json.JSONDecodeError) as error:
             raise ConfigError(f"cannot read config {path}: {error}") from error
         _check_value_types(values, path)
@@ -467,8 +471,9 @@ class TrainConfig:
             raise ConfigError(f"--nce-T must be positive, got {self.loss.nce_temperature}")
         if self.model.nce_layers is not None:
             parse_nce_layers(self.model.nce_layers)
-        if self.loss.d_ratio <= 0:
+        if not self.loss.d_ratio > 0:
             raise ConfigError(f"--d-ratio must be positive, got {self.loss.d_ratio}")
+        self._validate_numbers()
         if self.optim.lr_gamma is not None and not self.optim.lr_gamma > 0:
             raise ConfigError(f"--lr-gamma must be positive, got {self.optim.lr_gamma}")
         for name, channels in (("--input-nc", self.model.input_nc), ("--output-nc", self.model.output_nc)):
@@ -510,9 +515,42 @@ class TrainConfig:
         if self.validation.select_by not in scores:
             raise ConfigError(f"--select-by {self.validation.select_by} is not a score of --model {self.model.model}; "
                               f"choose one of {', '.join(scores)}")
+        if Path(self.run.name) == Path("."):  # the run's files would be mixed into --runs-dir among the other runs
+            raise ConfigError(f"--name {self.run.name!r} names no run folder; give the run a name, e.g. --name "
+                              "horse2zebra")
         if self.data.data is None and (self.data.domain_a is None or self.data.domain_b is None):
             raise ConfigError("no training data: give --data DIR (with trainA/ and trainB/) "
                               "or both --domain-a DIR and --domain-b DIR")
+
+    def _validate_numbers(self) -> None:
+        """Ranges of the plain numeric options, checked here because a value out of range otherwise
+        fails deep inside Adam, the image pool or the schedule, or trains nothing and exits 0."""
+        optim, loss, run = self.optim, self.loss, self.run
+        # A rate of 0 freezes that network (tests and ablations do it); a negative or NaN one is nonsense.
+        for name, value in (("--lr", optim.lr), ("--lr-D", optim.lr_d)):
+            if value is not None and not 0 <= value < math.inf:  # `not` so that NaN is refused too
+                raise ConfigError(f"{name} is a learning rate: a finite number, 0 or more, got {value}")
+        if run.max_minutes is not None and not 0 < run.max_minutes < math.inf:
+            raise ConfigError(f"--max-minutes must be a positive number, got {run.max_minutes}")
+        for name, value in (("--beta1", optim.beta1), ("--beta2", optim.beta2)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"{name} must be at least 0 and below 1 (Adam's decay rate), got {value}")
+        weights = [("--lambda-A", loss.lambda_a), ("--lambda-B", loss.lambda_b),
+                   ("--lambda-identity", loss.lambda_identity), ("--lambda-L1", loss.lambda_l1),
+                   ("--gp-weight", loss.gp_weight), ("--lambda-GAN", loss.lambda_gan), ("--lambda-NCE", loss.lambda_nce)]
+        for name, value in weights:
+            if value is not None and not 0 <= value < math.inf:
+                raise ConfigError(f"{name} is a loss weight: a finite number, 0 or more, got {value}")
+        counts = [("--pool-size", loss.pool_size, 0), ("--num-workers", self.data.num_workers, 0),
+                  ("--epochs", optim.epochs, 0), ("--epochs-decay", optim.epochs_decay, 0),
+                  ("--lr-decay-epochs", optim.lr_decay_epochs, 1), ("--max-iters", run.max_iters, 1),
+                  ("--save-every", run.save_every, 0), ("--keep-last", run.keep_last, 0),
+                  ("--gallery-size", run.gallery_size, 0), ("--n-layers-D", self.model.n_layers_d, 1)]
+        for name, value, least in counts:
+            if value is not None and value < least:
+                raise ConfigError(f"{name} must be {least} or more, got {value}")
+        if optim.epochs is not None and optim.epochs_decay is not None and optim.epochs + optim.epochs_decay == 0:
+            raise ConfigError("--epochs 0 with --epochs-decay 0 leaves no epoch to train; give either a positive count")
 
     @property
     def total_epochs(self) -> int:
@@ -560,7 +598,13 @@ def config_differences(saved: TrainConfig, requested: TrainConfig, ignore=RESUMA
 
 def mebibytes(text: str) -> int:
     """Bytes from a size typed in MiB ("20", "0.5"): an argparse type."""
-    return int(float(text) * 2**20)
+    try:
+        size = float(text)
+    except ValueError:
+        size = math.nan
+    if not math.isfinite(size):  # int(inf * 2**20) raised OverflowError
+        raise ValueError(f"not a size in MiB: {text!r} (e.g. 20 or 0.5)")
+    return int(size * 2**20)
 
 
 @dataclass(frozen=True)
@@ -579,13 +623,15 @@ class ServeLimits:
                               flag="--timeout", shown_default="60", metavar="TIMEOUT")
 
     def __post_init__(self):
+        # Named by field and flag: `Limits(timeout_s=0)` in code, `--timeout 0` on the command line.
+        names = {limit.name: f"{limit.name} ({flag_of(limit)})" for limit in dataclasses.fields(self)}
         for name in ("max_upload_bytes", "max_pixels", "workers"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"serving limit {name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"serving limit {names[name]} must be at least 1, got {getattr(self, name)}")
         if self.queue < 0:
-            raise ConfigError(f"serving limit queue must be 0 or more, got {self.queue}")
+            raise ConfigError(f"serving limit {names['queue']} must be 0 or more, got {self.queue}")
         if not self.timeout_s > 0:
-            raise ConfigError(f"serving limit timeout_s must be positive, got {self.timeout_s}")
+            raise ConfigError(f"serving limit {names['timeout_s']} must be positive, got {self.timeout_s}")
 
 
 def config_to_argv(config: TrainConfig, base: TrainConfig | None = None) -> list[str]:

@@ -133,13 +133,24 @@ def write_text_atomic(path: Path, text: str) -> None:
 def unwritable_reason(folder: Path) -> str | None:
     """Why files cannot be created in `folder` (or in the folders that would hold it), or None."""
     existing = Path(folder).absolute()
-    while not existing.exists() and existing != existing.parent:
+    while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
+    if existing.is_symlink() and not existing.exists():
+        return f"{existing} is a link to nothing"
     if not existing.is_dir():
         return f"{existing} is not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable (permission denied or a read-only file system)"
     return None
+
+
+def unwritable_file_reason(path: Path) -> str | None:
+    """Why the file `path` cannot be written (a folder in its place, or no folder that can hold it),
+    or None."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path.absolute()} is a folder"
+    return unwritable_reason(path.parent)
 
 
 def write_advice(error: BaseException) -> str | None:

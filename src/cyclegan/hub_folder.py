@@ -366,8 +366,8 @@ def _shell_word(word: str) -> str:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not even UTF-8 text
         raise ConfigError(f"cannot read the scores file {path}: {error}") from error
 
 

@@ -188,9 +188,24 @@ def load_reference_generator(path: str | Path) -> tuple[torch.nn.Module, dict]:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # damaged file, or a pickle that is more than tensors
-        raise CheckpointError(f"{path} cannot be loaded as a plain state dict of tensors ({error}); "
-                              "only weights are accepted, never pickled code") from error
+        raise CheckpointError(f"{path} cannot be loaded as a plain state dict of tensors "
+                              f"({_load_failure(path, error)}); only weights are accepted, never pickled code") from error
     if isinstance(state_dict, dict) and "state_dict" in state_dict:
         state_dict = state_dict["state_dict"]
     generator, architecture = generator_from_state_dict(state_dict)
     return generator.eval(), architecture
+
+
+def _load_failure(path: Path, error: Exception) -> str:
+    """Why torch.load refused `path`, in one line: torch's own message spans lines (for a file that
+    is no PyTorch file at all too) and advises weights_only=False, which would run the file's code."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if not head:
+        return "the file is empty"
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch writes a zip, or formerly a pickle
+        return "it is not a PyTorch file: neither a zip archive nor a pickle"
+    if "Weights only load failed" in str(error):
+        return "it holds pickled objects other than tensors"
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+

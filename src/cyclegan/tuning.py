@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -369,6 +370,12 @@ def call_clock(device: torch.device) -> Callable[[], float]:
     if device.type == "cpu" and torch.get_num_threads() == 1:
         return time.process_time
     return time.perf_counter
+
+
+def translation_side(width: int, height: int, multiple: int) -> int:
+    """The side of the square image a translation of `width` x `height` images is timed and keyed at:
+    their area's, rounded to the generator's size `multiple` (the generator takes no other sides)."""
+    return max(multiple, round(math.sqrt(width * height) / multiple) * multiple)
 
 
 def translation_measure(generator: torch.nn.Module, device: torch.device, size: int, batch: int = 1,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -54,6 +55,23 @@ def _synthetic_set_matches(data_dir: Path, args: argparse.Namespace) -> bool:
         64, args.seed, args.train_size, args.test_size)
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """ConfigError naming the demo's own flag, before minutes of data generation: the checks further
+    down name training's flags (--max-iters for --iterations) or none (n_train for --train-size)."""
+    from cyclegan.errors import ConfigError
+    from cyclegan.fileio import unwritable_reason
+
+    for flag, value in (("--iterations", args.iterations), ("--train-size", args.train_size),
+                        ("--test-size", args.test_size), ("--segmenter-steps", args.segmenter_steps)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if not 0 < args.minutes < math.inf:
+        raise ConfigError(f"--minutes must be a positive number, got {args.minutes:g}")
+    unwritable = unwritable_reason(Path(args.out))
+    if unwritable:
+        raise ConfigError(f"cannot write into --out {args.out}: {unwritable}; choose another --out folder")
+
+
 def run(args: argparse.Namespace) -> int:
     from cyclegan.cli.options import merge
     from cyclegan.config import TrainConfig
@@ -62,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from cyclegan.inference import load_translators
     from cyclegan.training.trainer import Trainer
 
+    _check_arguments(args)
     out = Path(args.out)
     data_dir = out / "synthetic"
     if _synthetic_set_matches(data_dir, args):

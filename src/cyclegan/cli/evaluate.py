@@ -54,13 +54,18 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cyclegan.errors import ConfigError
     from cyclegan.evaluation.evaluate import evaluate, format_report, write_report
+    from cyclegan.fileio import unwritable_file_reason
     from cyclegan.inference.resolve import resolve
 
     def log(message: str) -> None:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
 
+    unwritable = args.out and unwritable_file_reason(args.out)
+    if unwritable:  # before the evaluation, whose scores would be lost when --out fails at its end
+        raise ConfigError(f"cannot write {args.out}: {unwritable}; give another file path as --out")
     checkpoint = resolve(args.checkpoint, args.pick)
     result = evaluate(checkpoint.weights, args.data, labels_domain=args.labels_domain,
                       size=args.size, fid=args.fid, inception_weights=args.inception_weights, device=args.device,

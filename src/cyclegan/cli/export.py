@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from cyclegan.inference.resolve import resolve
 
     checkpoint = resolve(args.checkpoint, args.pick)
-    report = export_onnx(checkpoint.weights, args.onnx, default_direction(args.direction, checkpoint), args.opset or DEFAULT_OPSET)
+    opset = DEFAULT_OPSET if args.opset is None else args.opset  # `--opset 0` is refused, not the default
+    report = export_onnx(checkpoint.weights, args.onnx, default_direction(args.direction, checkpoint), opset)
     print(f"wrote {report.path}: {report.spec.describe()}")
     shape = "x".join(str(n) for n in report.check_shape)
     print(f"max abs difference from PyTorch on a random {shape} input: {report.max_abs_diff:.3g}")

@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from cyclegan.cli import reference
 from cyclegan.config import SECTIONS, TrainConfig, model_default_text
@@ -65,9 +65,23 @@ def add_option_arguments(parser, owner: type, *, dest: Callable[[dataclasses.Fie
             continue
         choices = field.metadata.get("choices")
         container.add_argument(*spellings(field, _flag(field)), dest=dest(field),
-                               type=field.metadata.get("parse") or value_type(field, base), default=default,
+                               type=_typed_error(field.metadata["parse"]) if field.metadata.get("parse")
+                               else value_type(field, base), default=default,
                                choices=choices, help=help_text,
                                metavar=None if choices else field.metadata.get("metavar") or field.name.upper())
+
+
+def _typed_error(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse` as an argparse type whose ValueError message is shown: argparse shows only
+    "invalid parse_time value: 'abc'" for a ValueError, but the message of an ArgumentTypeError."""
+    def typed(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    typed.__name__ = parse.__name__
+    return typed
 
 
 def options_from_args(owner: type, args: argparse.Namespace, **values):

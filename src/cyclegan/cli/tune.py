@@ -39,7 +39,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cyclegan.device import device_name, select_device
-    from cyclegan.tuning import DecisionCache, ProbeKey, candidates, probe
+    from cyclegan.tuning import DecisionCache, ProbeKey, candidates, probe, translation_side
 
     config = config_from_args(args)
     config.run.device = args.device
@@ -76,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
             generator = build_generator(model.net_g, model.input_nc, model.output_nc, model.ngf, model.norm,
                                         model.use_dropout, model.padding_type, model.init_type, model.init_gain,
                                         model.upsample, model.antialias).to(device).eval()
-            # Keyed by the network, as `translate` keys the generator it loads.
+            # At the side, and keyed by the network, as `translate` times and keys the images it pads.
+            side = translation_side(data.crop_size, data.crop_size, generator.size_multiple)
+            if side != data.crop_size:
+                print(f"--crop-size {data.crop_size}: {model.net_g} takes sides that are multiples of "
+                      f"{generator.size_multiple}; timing {side}x{side}, as translate would")
+                data.crop_size = side
             key = ProbeKey.for_network(device, generator, "translate", data.crop_size, data.batch_size)
             options = candidates(device)
             measure = translation_measure(generator, device, data.crop_size, data.batch_size, model.input_nc)

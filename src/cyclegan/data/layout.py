@@ -65,6 +65,8 @@ def find_layout(data: str | Path | None = None, domain_a: str | Path | None = No
                            "or both --domain-a DIR and --domain-b DIR")
     root = Path(data)
     if not root.is_dir():
+        if root.exists():
+            raise DatasetError(f"--data {root} is a file; give the dataset folder that holds trainA/ and trainB/")
         raise DatasetError(f"dataset folder {root} does not exist")
     if paired and not (root / "trainA").is_dir() and (root / "train").is_dir():
         test = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)

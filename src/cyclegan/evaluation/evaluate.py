@@ -38,6 +38,7 @@ from PIL import Image
 
 from cyclegan.data.images import list_images, load_image
 from cyclegan.data.layout import test_folders
+from cyclegan.data.synth import MIN_SIZE as SYNTHETIC_MIN_SIZE
 from cyclegan.data.sources import Source
 from cyclegan.directions import Direction
 from cyclegan.errors import ConfigError, DatasetError
@@ -83,6 +84,8 @@ def describe_dataset(data_dir: str | Path, labels_domain: str | None = None) -> 
     folder is made of Cityscapes colours otherwise). `labels_domain` ("A"/"B") overrides.
     """
     root = Path(data_dir)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder; give --data a dataset folder with testA/ and testB/")
     for domain, folder in zip(DOMAINS, test_folders(root)):
         if folder is None:
             raise DatasetError(f"{root}: no test{domain} folder; evaluation translates testA and testB")
@@ -176,6 +179,21 @@ def _skipped_directions(translators: dict[str, Translator]) -> dict[Direction, s
         return {only.reverse: f"the file holds a single generator, evaluated as {only}"}
     # pix2pix translates AtoB only; CUT and FastCUT the one direction they were trained in.
     return {only.reverse: f"the checkpoint has no generator for {only.reverse}; it translates {only} only"}
+
+
+def _check_options(size: int | None, batch_size: int, segmenter_size: int | None, segmenter_steps: int | None,
+                   kind: str | None = None) -> None:
+    """ConfigError for a count out of range, before any image is read: a size of 0 used to fail in
+    PIL with a traceback, and a segmenter size or step count of 0 meant the default, -1 steps an
+    untrained segmenter whose scores were reported (and cached)."""
+    for flag, value in (("--size", size), ("--batch-size", batch_size), ("--segmenter-steps", segmenter_steps)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if segmenter_size is not None and (segmenter_size < 8 or segmenter_size % 8):
+        raise ConfigError(f"--segmenter-size must be a positive multiple of 8, got {segmenter_size}")
+    if kind == "synthetic" and segmenter_size is not None and segmenter_size < SYNTHETIC_MIN_SIZE:
+        raise ConfigError(f"--segmenter-size {segmenter_size} is below the {SYNTHETIC_MIN_SIZE} px the synthetic "
+                          f"scenes it trains on need; give {SYNTHETIC_MIN_SIZE} or more")
 
 
 def _runs_of_equal_shape(items: list[torch.Tensor], batch_size: int):
@@ -283,6 +301,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, *, labels_domain: str
     intensity windows and slice axis come with the weights, the slices kept of test volumes
     follow the run's --min-foreground (its config.json).
     """
+    _check_options(size, batch_size, segmenter_size, segmenter_steps)
     info = describe_dataset(data_dir, labels_domain)  # before loading: a missing test folder fails at once
     run_data = _run_data_config(checkpoint)
     if size is None:
@@ -308,6 +327,7 @@ def evaluate_translators(translators: dict[str, Translator], dataset: DatasetInf
     on a `describe_dataset` result; `checkpoint` names them in the record (default: the first one's
     file). `size` None keeps the images' own size; `min_foreground` is --min-foreground for the
     slices of test volumes."""
+    _check_options(size, batch_size, segmenter_size, segmenter_steps, dataset.kind)
     started = time.perf_counter()
     say = log or (lambda message: None)
     skipped = _skipped_directions(translators)

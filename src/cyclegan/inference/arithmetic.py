@@ -17,7 +17,8 @@ from typing import Iterable
 from PIL import Image
 
 from cyclegan.device import translation_batch_size
-from cyclegan.tuning import DecisionCache, ProbeKey, ProbeResult, choose_arithmetic, translation_measure
+from cyclegan.tuning import (DecisionCache, ProbeKey, ProbeResult, choose_arithmetic, translation_measure,
+                             translation_side)
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
@@ -86,8 +87,7 @@ def tune_translation(translator, inputs: Iterable[str | Path], batch_size: int |
     calls, size, batch = planned_work(translator, inputs, batch_size, video_batch_size)
     if size is None:
         return ProbeResult(translator.arithmetic, "default", "translate", reason="nothing readable to measure on")
-    multiple = translator.multiple
-    side = max(multiple, round(math.sqrt(size[0] * size[1]) / multiple) * multiple)
+    side = translation_side(*size, translator.multiple)
     key = ProbeKey.for_network(translator.device, translator.generator, "translate", side, batch,
                                translator.user_flags)
     measure = translation_measure(translator.generator, translator.device, side, batch,

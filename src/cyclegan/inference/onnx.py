@@ -29,7 +29,7 @@ from cyclegan.checkpoint import GeneratorSpec, load_generator
 from cyclegan.config import DIRECTIONS, GENERATORS
 from cyclegan.data.intensity import IntensityWindow, describe_values
 from cyclegan.errors import CheckpointError, ConfigError
-from cyclegan.fileio import write_atomic
+from cyclegan.fileio import unwritable_file_reason, write_atomic
 from cyclegan.layers.test_time_norm import each_image_normalised
 
 FORMAT = "cyclegan-onnx/1"
@@ -73,9 +73,15 @@ def export_onnx(checkpoint: str | Path, out: str | Path, direction: str = "AtoB"
     _require("onnxruntime")
     if opset < 17:
         raise ConfigError(f"opset {opset} is too old; use 17 or newer")
+    newest = _newest_opset()
+    if newest is not None and opset > newest:
+        raise ConfigError(f"opset {opset} is newer than this PyTorch's ONNX exporter writes; use 17 to {newest}")
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"the ONNX file should end in .onnx, got {out}")
+    unwritable = unwritable_file_reason(out)
+    if unwritable:
+        raise ConfigError(f"cannot write {out}: {unwritable}; give another file path as --onnx")
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise ConfigError(f"{checkpoint} is already an ONNX model")
     generator, spec = load_generator(checkpoint, direction)
@@ -117,6 +123,16 @@ def export_onnx(checkpoint: str | Path, out: str | Path, direction: str = "AtoB"
         raise CheckpointError(f"the exported model gives shape {actual.shape} for input {tuple(check.shape)}, "
                               f"PyTorch {expected.shape}")
     return ExportReport(out, spec, tuple(check.shape), float(np.abs(actual - expected).max()))
+
+
+def _newest_opset() -> int | None:
+    """The newest opset the TorchScript-based exporter writes (which a larger one makes fail with a
+    traceback deep in the tracer); None where this PyTorch does not say."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:
+        return None
+    return getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", getattr(_constants, "ONNX_MAX_OPSET", None))
 
 
 def _text(value) -> str:

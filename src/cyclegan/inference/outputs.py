@@ -19,7 +19,7 @@ from typing import Iterable
 from PIL import Image
 
 from cyclegan.errors import ConfigError
-from cyclegan.fileio import shorten_to_bytes, write_advice
+from cyclegan.fileio import shorten_to_bytes, unwritable_reason, write_advice
 from cyclegan.inference.video import output_name
 
 # What POSIX file systems allow (ext4, XFS, APFS, NTFS in UTF-16 units); used where the folder
@@ -45,6 +45,9 @@ def plan_outputs(images: Iterable[Path], videos: Iterable[Path], out_dir: Path, 
     an input, and unless `overwrite` for one that exists; `shard=(rank, world_size)` checks the
     existing outputs of that process's share only (the others may be writing theirs already)."""
     images, videos, volumes, out_dir = list(images), list(videos), list(volumes), Path(out_dir)
+    _refuse_an_unwritable_folder(out_dir, "--out")
+    if frames_dir is not None:
+        _refuse_an_unwritable_folder(Path(frames_dir), "--frames-dir")
     plan = OutputPlan()
     limit = name_limit(out_dir)
     taken: set[str] = set()  # case-folded: "A.png" and "a.png" are one file on macOS and Windows
@@ -129,6 +132,15 @@ def _claim(path: Path, name: str, taken: set[str], limit: int, notes: list[str])
         notes.append(f"{path}: written as {candidate}, since {stem}{tail} is longer than the {limit} bytes "
                      "a file name may have there")
     return candidate
+
+
+def _refuse_an_unwritable_folder(folder: Path, flag: str) -> None:
+    """ConfigError for an output folder that cannot be created (a file or a link to nothing in its
+    place or above it): it would otherwise fail only after the model is loaded, with the bare
+    "File exists" of the operating system."""
+    reason = unwritable_reason(folder)
+    if reason:
+        raise ConfigError(f"cannot write into {flag} {folder}: {reason}; choose another {flag} folder")
 
 
 def _refuse_replacing_inputs(plan: OutputPlan, inputs: list[Path], out_dir: Path) -> None:

@@ -434,6 +434,8 @@ def is_loopback_host(host: str) -> bool:
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """A TCP socket listening on host:port (port 0: a free one), or a ConfigError saying why not."""
+    if not 0 <= port <= 65535:  # else -1 blames the host and 70000 a port "already in use"
+        raise ConfigError(f"--port must be 0 to 65535 (0 picks a free one), got {port}")
     try:
         family, kind, protocol, _, address = socket.getaddrinfo(
             host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]

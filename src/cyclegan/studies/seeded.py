@@ -540,7 +540,7 @@ def study_from_options(suite: str, out: Path, *, seeds: str = "0,1,2", baseline:
                        summarize_only: bool = False) -> Study:
     """The study `cyclegan study` describes, its options checked; ConfigError says what is wrong."""
     from cyclegan.errors import ConfigError
-    from cyclegan.studies.suites import SUITES
+    from cyclegan.studies.suites import SUITES, check_budget
 
     if suite not in SUITES:
         raise ConfigError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
@@ -550,14 +550,18 @@ def study_from_options(suite: str, out: Path, *, seeds: str = "0,1,2", baseline:
         raise ConfigError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
     if len(seed_list) < 2:
         raise ConfigError("--seeds needs at least two seeds: the comparison is against the spread between seeds")
+    repeated = sorted({seed for seed in seed_list if seed_list.count(seed) > 1})
+    if repeated:  # the same seed twice trains the same run twice, and that spread is no noise
+        raise ConfigError(f"--seeds {seeds} repeats seed {repeated[0]}; give each seed once")
     names = [variant.name for variant in SUITES[suite]]
     baseline = baseline or names[0]
     chosen = [name.strip() for name in only.split(",")] if only else names
     unknown = [name for name in [baseline, *chosen] if name not in names]
     if unknown:
         raise ConfigError(f"suite {suite} has no variant {unknown[0]!r}; its variants: {', '.join(names)}")
-    if parallel < 1 or (iterations is not None and iterations < 1):
-        raise ConfigError("--parallel and --iters must be at least 1")
+    if parallel < 1:
+        raise ConfigError(f"--parallel must be at least 1, got {parallel}")
+    check_budget(iterations, minutes)
     if not summarize_only and (data is None or (iterations is None and minutes is None)):
         raise ConfigError("--data and a budget (--iters or --minutes) are required unless --summarize")
     return Study(suite=suite, out=Path(out), seeds=seed_list,

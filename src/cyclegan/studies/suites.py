@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cyclegan.data.layout import is_paired, iterations_per_epoch, training_dataset
 from cyclegan.errors import ConfigError, CycleGANError, DatasetError
-from cyclegan.fileio import write_text_atomic
+from cyclegan.fileio import unwritable_reason, write_text_atomic
 
 
 @dataclass
@@ -146,6 +146,14 @@ def _run(command: list[str], log_path: Path) -> float:
     return time.perf_counter() - started
 
 
+def check_budget(iterations: int | None, minutes: float | None) -> None:
+    """ConfigError for a training budget that trains nothing."""
+    if iterations is not None and iterations < 1:
+        raise ConfigError(f"--iters must be at least 1, got {iterations}")
+    if minutes is not None and not 0 < minutes < math.inf:
+        raise ConfigError(f"--minutes must be a positive number, got {minutes:g}")
+
+
 def run_suite(suite: str, data: Path, out: Path, *, iterations: int | None = None, minutes: float | None = None,
               seed: int = 0, extra_train_flags: list[str] | None = None, extra_eval_flags: list[str] | None = None,
               only: list[str] | None = None, columns: list[str] | None = None, resume: bool = False) -> list[dict]:
@@ -159,7 +167,11 @@ def run_suite(suite: str, data: Path, out: Path, *, iterations: int | None = Non
         raise ConfigError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
     if (iterations is None) == (minutes is None):
         raise ConfigError("give exactly one budget: --iters N or --minutes M")
+    check_budget(iterations, minutes)  # here, not in each variant's `train`, which would fail after --out is made
     data, out = Path(data), Path(out)
+    unwritable = unwritable_reason(out)
+    if unwritable:
+        raise ConfigError(f"cannot write into --out {out}: {unwritable}; choose another --out folder")
     if not (data / "trainA").is_dir() or not (data / "trainB").is_dir():
         raise DatasetError(f"{data} needs trainA/ and trainB/ (and testA/ testB/ for the evaluation)")
     unknown = sorted(set(only or []) - {v.name for v in SUITES[suite]})

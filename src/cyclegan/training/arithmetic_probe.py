@@ -30,7 +30,9 @@ import torch
 from PIL import Image
 
 from cyclegan.config import LossConfig, ModelConfig, TrainConfig
+from cyclegan.data.transforms import preprocessed_size
 from cyclegan.device import synchronize
+from cyclegan.networks import size_multiple
 from cyclegan.training.captured_step import WARM_UP_ITERATIONS, CapturedStep
 from cyclegan.tuning import Arithmetic, ProbeKey, UserFlags, call_clock
 
@@ -106,7 +108,10 @@ class TrainingProbe:
         trainer = self.build(config)
         generator = torch.Generator().manual_seed(1)
         data, model = config.data, config.model
-        self.inputs = [(torch.rand((data.batch_size, channels, data.crop_size, data.crop_size),
+        # Training rounds every image to the generator's size multiple (--crop-size 30 trains at 32).
+        width, height = preprocessed_size((data.crop_size, data.crop_size), data.preprocess, data.load_size,
+                                          data.crop_size, size_multiple(model.net_g))
+        self.inputs = [(torch.rand((data.batch_size, channels, height, width),
                                    generator=generator) * 2 - 1).to(trainer.device)
                        for channels in (model.input_nc, model.output_nc)]
         return trainer

@@ -73,7 +73,9 @@ def read_log(path: Path) -> list[dict]:
     records = []
     if not Path(path).exists():
         return records
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    # A write torn inside a multi-byte character leaves bytes that are not UTF-8; decoding them as
+    # U+FFFD keeps that line unparsable (and ignored) instead of failing the whole read.
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

@@ -106,7 +106,8 @@ class Trainer:
         layout = layout_of(config)
         problems = fatal_problems(layout.train_a, layout.train_b, preprocess=config.data.preprocess)
         if problems:
-            raise DatasetError("cannot train on this data: " + "; ".join(problems)
+            # Each problem ends in its own full stop.
+            raise DatasetError("cannot train on this data: " + "; ".join(problem.rstrip(".") for problem in problems)
                                + ". `cyclegan data check` reports every problem of a dataset folder")
         self.dataset = training_dataset(config, layout)
         check_batchable(self.dataset, config.data.batch_size)
