@@ -17,7 +17,7 @@ from cyclegan.cli import main
 from cyclegan.errors import CheckpointError, DownloadError
 from cyclegan.fileio import CACHE_ENV
 from cyclegan.inference import Translator
-from cyclegan.networks import NLayerDiscriminator, ResnetGenerator
+from cyclegan.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator
 from http_server import serve_files
 
 OFFICIAL_NAMES = [
@@ -26,7 +26,11 @@ OFFICIAL_NAMES = [
     "map2sat", "cityscapes_photo2label", "cityscapes_label2photo", "facades_photo2label", "facades_label2photo",
     "iphone2dslr_flower",
 ]
+# The reference's download_pix2pix_model.sh names; three of them are CycleGAN models' too.
+PIX2PIX_NAMES = ["pix2pix/edges2shoes", "pix2pix/sat2map", "pix2pix/map2sat", "pix2pix/facades_label2photo",
+                 "pix2pix/day2night"]
 SERVED_PATH = "cyclegan/pretrained_models/horse2zebra.pth"
+PIX2PIX_SERVED_PATH = "pix2pix/models-pytorch/facades_label2photo.pth"
 
 
 def official_style_generator(seed: int = 0, ngf: int = 8) -> tuple[ResnetGenerator, dict]:
@@ -63,8 +67,12 @@ def cache_tree(folder):
 
 # --- catalogue -----------------------------------------------------------------------------------
 
-def test_catalogue_lists_the_18_official_generators_with_their_reference_urls():
-    assert list(zoo.OFFICIAL_MODELS) == OFFICIAL_NAMES
+def test_catalogue_lists_the_18_cyclegan_and_5_pix2pix_generators_with_their_reference_urls():
+    assert list(zoo.OFFICIAL_MODELS) == OFFICIAL_NAMES + PIX2PIX_NAMES
+    assert zoo.get_model("pix2pix/facades_label2photo").url() == \
+        "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/facades_label2photo.pth"
+    assert zoo.get_model("facades_label2photo").url() == \
+        "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/facades_label2photo.pth"
     assert all(entry.description for entry in zoo.OFFICIAL_MODELS.values())
     assert zoo.get_model("horse2zebra").url() == \
         "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/horse2zebra.pth"
@@ -87,11 +95,14 @@ def test_cache_folder_comes_from_argument_then_environment_then_home(monkeypatch
 
 def test_models_list_shows_every_name_and_marks_downloaded_ones(tmp_path, capsys, official):
     (tmp_path / "zebra2horse.safetensors").write_bytes(b"")
+    (tmp_path / "pix2pix_sat2map.safetensors").write_bytes(b"")
     assert main(["models", "list", "--cache", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    for name in OFFICIAL_NAMES:
+    for name in OFFICIAL_NAMES + PIX2PIX_NAMES:
         assert any(line.split()[:1] == [name] for line in lines), name
-    assert [line.split()[0] for line in lines if "[downloaded]" in line] == ["zebra2horse"]
+    assert [line.split()[0] for line in lines if "[downloaded]" in line] == ["zebra2horse", "pix2pix/sat2map"]
+    pix2pix = lines.index("Official pix2pix pretrained generators (U-Net, batch norm)")
+    assert [line.split()[0] for line in lines[pix2pix + 1:pix2pix + 6]] == PIX2PIX_NAMES
 
 
 # --- download and conversion ---------------------------------------------------------------------
@@ -115,6 +126,34 @@ def test_download_converts_to_a_checkpoint_that_translates_exactly_as_the_origin
     image = torch.rand(1, 3, 36, 52) * 2 - 1
     with torch.no_grad():
         assert torch.equal(translator.translate_tensor(image), generator(image))
+
+
+def test_a_pix2pix_model_downloads_beside_the_cyclegan_one_of_its_name_and_translates_as_the_reference_tests(
+        tmp_path):
+    # A U-Net with batch norm whose running averages are far from any image's statistics, saved as the
+    # reference's pix2pix files are; the reference's test.py runs it in training mode, image by image.
+    torch.manual_seed(0)
+    generator = UnetGenerator(3, 3, num_downs=8, ngf=4, norm="batch")
+    for module in generator.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.2, 3.0)
+    data = pth_bytes(generator.state_dict())
+    with serve_files({PIX2PIX_SERVED_PATH: data}) as server:
+        path = zoo.download_model("pix2pix/facades_label2photo", cache=tmp_path, base_url=server.url,
+                                  progress=False)
+    assert path == tmp_path / "pix2pix_facades_label2photo.safetensors"
+    assert cache_tree(tmp_path) == ["pix2pix_facades_label2photo.safetensors"]
+    metadata = read_metadata(path)
+    assert metadata["source"] == server.url_for(PIX2PIX_SERVED_PATH)
+    config = json.loads(metadata["model_config"])
+    assert (config["net_g"], config["ngf"], config["norm"]) == ("unet_256", 4, "batch")
+
+    translator = Translator.from_checkpoint(path, device="cpu", precision="fp32", channels_last=False, nnpack=False)
+    image = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        expected = generator.train()(image)
+        torch.testing.assert_close(translator.translate_tensor(image), expected, atol=2e-5, rtol=0)
 
 
 def test_a_converted_model_is_used_from_the_cache_without_network_access(tmp_path, official):

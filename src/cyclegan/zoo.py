@@ -1,7 +1,9 @@
-"""The official pretrained CycleGAN generators: catalogue, download and conversion.
+"""The official pretrained CycleGAN and pix2pix generators: catalogue, download and conversion.
 
 The reference project publishes one generator per direction as a bare state dict,
-`{base}/cyclegan/pretrained_models/{name}.pth` on http://efrosgans.eecs.berkeley.edu (a mirror
+`{base}/cyclegan/pretrained_models/{name}.pth` on http://efrosgans.eecs.berkeley.edu, and its
+pix2pix generators (U-Net, batch norm) as `{base}/pix2pix/models-pytorch/{name}.pth`, here named
+`pix2pix/{name}` (three of their names are also CycleGAN models'). A mirror
 with the same layout can be used with `base_url=`, CLI `--base-url`, or the environment
 variable CYCLEGAN_MODELS_URL). `download_model` fetches one with `download_file` (resumable,
 atomic, size-checked) and converts it to a single-generator safetensors file in the cache
@@ -36,15 +38,30 @@ BASE_URL_ENV = "CYCLEGAN_MODELS_URL"
 _ARCHITECTURE = ("net_g", "input_nc", "output_nc", "ngf", "norm", "use_dropout")
 
 
+PIX2PIX_PREFIX = "pix2pix/"
+# Where each family's files lie below the base URL, as the reference's download scripts fetch them.
+_FOLDERS = {"cyclegan": "cyclegan/pretrained_models", "pix2pix": "pix2pix/models-pytorch"}
+
+
 @dataclass(frozen=True)
 class PretrainedModel:
-    """One downloadable generator of the reference project's zoo (ResNet-9, ngf 64)."""
+    """One downloadable generator of the reference project's zoo: a CycleGAN one (ResNet-9, ngf 64)
+    or, named `pix2pix/...`, a pix2pix one (U-Net, batch norm)."""
 
     name: str
     description: str
 
+    @property
+    def family(self) -> str:
+        return "pix2pix" if self.name.startswith(PIX2PIX_PREFIX) else "cyclegan"
+
+    @property
+    def file_stem(self) -> str:
+        """The name of its file on the server (a pix2pix model's without the `pix2pix/`)."""
+        return self.name.removeprefix(PIX2PIX_PREFIX)
+
     def url(self, base_url: str = DEFAULT_BASE_URL) -> str:
-        return f"{base_url.rstrip('/')}/cyclegan/pretrained_models/{self.name}.pth"
+        return f"{base_url.rstrip('/')}/{_FOLDERS[self.family]}/{self.file_stem}.pth"
 
 
 OFFICIAL_MODELS: dict[str, PretrainedModel] = {
@@ -68,6 +85,11 @@ OFFICIAL_MODELS: dict[str, PretrainedModel] = {
         PretrainedModel("facades_photo2label", "building facade photos -> architectural labels (CMP)"),
         PretrainedModel("facades_label2photo", "architectural labels (CMP) -> facade photos"),
         PretrainedModel("iphone2dslr_flower", "iPhone flower photos -> DSLR-like shallow depth of field"),
+        PretrainedModel("pix2pix/edges2shoes", "edge drawings -> shoe photos (UT Zappos50K)"),
+        PretrainedModel("pix2pix/sat2map", "aerial photos -> Google Maps renderings"),
+        PretrainedModel("pix2pix/map2sat", "Google Maps renderings -> aerial photos"),
+        PretrainedModel("pix2pix/facades_label2photo", "architectural labels (CMP) -> facade photos"),
+        PretrainedModel("pix2pix/day2night", "daytime scenes -> the same scenes at night"),
     ]
 }
 
@@ -98,7 +120,9 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
 
 
 def cached_model_path(name: str, cache: str | os.PathLike | None = None) -> Path:
-    return cache_dir(cache) / f"{get_model(name).name}.safetensors"
+    entry = get_model(name)
+    prefix = "pix2pix_" if entry.family == "pix2pix" else ""
+    return cache_dir(cache) / f"{prefix}{entry.file_stem}.safetensors"
 
 
 def resolve_model_argument(value: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:

@@ -43,15 +43,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from cyclegan.zoo import BASE_URL_ENV, DEFAULT_BASE_URL, OFFICIAL_MODELS, cache_dir
+    from cyclegan.zoo import BASE_URL_ENV, DEFAULT_BASE_URL, OFFICIAL_MODELS, cache_dir, cached_model_path
 
     folder = cache_dir(args.cache)
     width = max(len(name) for name in OFFICIAL_MODELS)
-    print("Official CycleGAN pretrained generators (ResNet-9, ngf 64; each translates one way)")
-    for entry in OFFICIAL_MODELS.values():
-        mark = "  [downloaded]" if (folder / f"{entry.name}.safetensors").is_file() else ""
-        print(f"  {entry.name:<{width}}  {entry.description}{mark}")
-    print()
+    headings = {"cyclegan": "Official CycleGAN pretrained generators (ResNet-9, ngf 64; each translates one way)",
+                "pix2pix": "Official pix2pix pretrained generators (U-Net, batch norm)"}
+    for family, heading in headings.items():
+        print(heading)
+        for entry in (entry for entry in OFFICIAL_MODELS.values() if entry.family == family):
+            mark = "  [downloaded]" if cached_model_path(entry.name, args.cache).is_file() else ""
+            print(f"  {entry.name:<{width}}  {entry.description}{mark}")
+        print()
     print(f"download with: cyclegan models download NAME  (into {folder}; from {DEFAULT_BASE_URL}, "
           f"set --base-url or ${BASE_URL_ENV} for a mirror)")
     print("then: cyclegan translate NAME photos/ --out translated/")
