@@ -43,14 +43,21 @@ def _put(network: nn.Module, name: str, module: nn.Module) -> None:
     setattr(network.get_submodule(parent_name) if parent_name else network, child, module)
 
 
+def _swap_in(network: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
+    """Put a `per_image_norm` in place of each BatchNorm2d of `network`; returns what was taken out."""
+    swapped = _batch_norms(network)
+    for name, batch_norm in swapped:
+        _put(network, name, per_image_norm(batch_norm))
+    return swapped
+
+
 def each_image_normalised(network: nn.Module) -> nn.Module:
     """`network` itself when it has no batch norm, else a copy whose BatchNorm2d layers are
     `per_image_norm`s (the original is left as it is)."""
     if not _batch_norms(network):
         return network
     twin = copy.deepcopy(network)
-    for name, batch_norm in _batch_norms(twin):
-        _put(twin, name, per_image_norm(batch_norm))
+    _swap_in(twin)
     return twin
 
 
@@ -59,9 +66,7 @@ def normalising_each_image(network: nn.Module) -> Iterator[nn.Module]:
     """Inside the block, `network`'s BatchNorm2d layers are `per_image_norm`s (in place, for the
     scores and gallery a training run makes of its own model); afterwards they are back, their
     running statistics untouched."""
-    swapped = _batch_norms(network)
-    for name, batch_norm in swapped:
-        _put(network, name, per_image_norm(batch_norm))
+    swapped = _swap_in(network)
     try:
         yield network
     finally:
