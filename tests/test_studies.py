@@ -226,6 +226,10 @@ def test_seeded_study_trains_every_variant_and_seed_and_writes_each_seeds_tables
     (["--iters", "0"], "--iters must be at least 1, got 0"),
     (["--minutes", "0"], "--minutes must be a positive number, got 0"),
     (["--parallel", "0", "--iters", "1"], "--parallel must be at least 1, got 0"),
+    # A misspelt primary score used to drop out of the verdicts without a word.
+    (["--primary", "segmentation.photo_to_labels.class_io"],
+     "--primary: no score 'segmentation.photo_to_labels.class_io'; the scores: segmentation.photo_to_labels."
+     "pixel_accuracy, "),
 ])
 def test_a_study_with_bad_options_stops_with_one_line_saying_what_to_change(tmp_path, capsys, arguments, message):
     result = run_study(capsys, "lambda", "--out", str(tmp_path), *arguments)

@@ -562,11 +562,16 @@ def study_from_options(suite: str, out: Path, *, seeds: str = "0,1,2", baseline:
     if parallel < 1:
         raise ConfigError(f"--parallel must be at least 1, got {parallel}")
     check_budget(iterations, minutes)
+    primary_keys = tuple(key.strip() for key in primary.split(",") if key.strip())
+    known = [score.key for score in SCORES]
+    misspelt = [key for key in primary_keys if key not in known]
+    if misspelt:  # it would be left out of the verdicts without a word
+        raise ConfigError(f"--primary: no score {misspelt[0]!r}; the scores: {', '.join(known)}")
     if not summarize_only and (data is None or (iterations is None and minutes is None)):
         raise ConfigError("--data and a budget (--iters or --minutes) are required unless --summarize")
     return Study(suite=suite, out=Path(out), seeds=seed_list,
                  variants=[name for name in names if name in chosen or name == baseline], baseline=baseline,
-                 primary=tuple(key.strip() for key in primary.split(",") if key.strip()),
+                 primary=primary_keys,
                  data=None if data is None else Path(data), iterations=iterations, minutes=minutes,
                  parallel=parallel, eval_flags=eval_flags, train_flags=list(train_flags), warm_up=warm_up)
 
