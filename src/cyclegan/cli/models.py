@@ -10,7 +10,8 @@ from cyclegan.cli.arguments import add_progress_argument
 def register(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser(
         "models", help="list, download and convert official pretrained generators",
-        description="The pretrained generators published with CycleGAN (ResNet-9, one per direction).")
+        description="The pretrained generators published with CycleGAN (ResNet-9, one per direction) and with "
+                    "pix2pix (U-Net, batch norm; named pix2pix/NAME).")
     commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     cache_help = "folder of converted models (default: $CYCLEGAN_CACHE/models, else ~/.cache/cyclegan/models)"
 
