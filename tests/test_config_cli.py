@@ -169,6 +169,9 @@ def test_config_to_argv_gives_a_command_line_that_rebuilds_the_config():
     (["--lambda-identity", "-1"], "--lambda-identity is a loss weight: a finite number, 0 or more, got -1.0"),
     (["--lambda-A", "inf"], "--lambda-A is a loss weight: a finite number, 0 or more, got inf"),
     (["--d-ratio", "nan"], "--d-ratio must be positive, got nan"),
+    # These acted as 1 without a word.
+    (["--log-every", "0"], "--log-every must be 1 or more, got 0"),
+    (["--gallery-every", "0"], "--gallery-every must be 1 or more, got 0"),
 ])
 def test_a_numeric_option_out_of_its_range_is_one_line_and_exit_code_2_before_the_run_folder_exists(
         tmp_path, capsys, argv, message):
@@ -182,7 +185,8 @@ def test_a_numeric_option_out_of_its_range_is_one_line_and_exit_code_2_before_th
 
 def test_the_numeric_options_at_the_edges_of_their_ranges_are_accepted():
     config = parse(["--data", "d", "--lr", "0", "--lr-D", "0", "--pool-size", "0", "--num-workers", "0", "--beta1", "0", "--lambda-identity", "0",
-                    "--epochs", "0", "--epochs-decay", "1", "--save-every", "0", "--keep-last", "0", "--max-iters", "1"])
+                    "--epochs", "0", "--epochs-decay", "1", "--save-every", "0", "--keep-last", "0", "--max-iters", "1",
+                    "--log-every", "1", "--gallery-every", "1"])
     config.validate()
 
 

@@ -545,7 +545,9 @@ class TrainConfig:
                   ("--epochs", optim.epochs, 0), ("--epochs-decay", optim.epochs_decay, 0),
                   ("--lr-decay-epochs", optim.lr_decay_epochs, 1), ("--max-iters", run.max_iters, 1),
                   ("--save-every", run.save_every, 0), ("--keep-last", run.keep_last, 0),
-                  ("--gallery-size", run.gallery_size, 0), ("--n-layers-D", self.model.n_layers_d, 1)]
+                  ("--gallery-size", run.gallery_size, 0), ("--n-layers-D", self.model.n_layers_d, 1),
+                  # 0 used to act as 1 without a word.
+                  ("--log-every", run.log_every, 1), ("--gallery-every", run.gallery_every, 1)]
         for name, value, least in counts:
             if value is not None and value < least:
                 raise ConfigError(f"{name} must be {least} or more, got {value}")
