@@ -33,11 +33,8 @@ from cyclegan.config import LossConfig, ModelConfig, TrainConfig
 from cyclegan.data.transforms import preprocessed_size
 from cyclegan.device import synchronize
 from cyclegan.networks import size_multiple
-from cyclegan.training.captured_step import WARM_UP_ITERATIONS, CapturedStep
+from cyclegan.training.captured_step import UNCAPTURABLE_PRECISIONS, WARM_UP_ITERATIONS, CapturedStep
 from cyclegan.tuning import Arithmetic, ProbeKey, UserFlags, call_clock
-
-# A captured step has no loss scaling (training.captured_step): fp16 is not a candidate there.
-CAPTURED_EXCLUDES = ("fp16",)
 
 
 def training_probe_key(device: torch.device, model: ModelConfig, loss: LossConfig, size: int, batch: int,
@@ -47,7 +44,7 @@ def training_probe_key(device: torch.device, model: ModelConfig, loss: LossConfi
     key = ProbeKey.for_job(device, model, "train", size, batch, user_flags, loss)
     if not captured:
         return key, ()
-    return dataclasses.replace(key, fixed=",".join(filter(None, (key.fixed, "cuda_graphs")))), CAPTURED_EXCLUDES
+    return dataclasses.replace(key, fixed=",".join(filter(None, (key.fixed, "cuda_graphs")))), UNCAPTURABLE_PRECISIONS
 
 
 def switch_arithmetic(trainer, arithmetic: Arithmetic) -> None:

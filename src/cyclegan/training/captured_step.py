@@ -39,6 +39,8 @@ from cyclegan.training.pool import ImagePool
 # Ordinary steps before the capture: enough for cuDNN's algorithm search (torch.backends.cudnn.benchmark)
 # and Adam's lazily created moments, as PyTorch's whole-network capture recipe does.
 WARM_UP_ITERATIONS = 3
+# fp16's loss scaling decides on the host after each backward pass, which a replay cannot do.
+UNCAPTURABLE_PRECISIONS = ("fp16",)
 
 
 def check_capturable(config: TrainConfig, distributed: bool) -> None:
@@ -48,7 +50,7 @@ def check_capturable(config: TrainConfig, distributed: bool) -> None:
     if model.model in ONE_DIRECTION_MODELS:
         reasons.append(f"--model {model.model} draws its PatchNCE patch positions on the host every iteration, "
                        "which a replayed graph would repeat")
-    if run.precision == "fp16":
+    if run.precision in UNCAPTURABLE_PRECISIONS:
         reasons.append("--precision fp16's loss scaling decides on the host after each backward pass; "
                        "use bf16 (or auto, which leaves fp16 out with --cuda-graphs)")
     if loss.d_steps != 1:
