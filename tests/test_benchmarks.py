@@ -456,3 +456,31 @@ def test_captured_check_compares_the_captured_step_with_the_ordinary_one_iterati
     assert all(line.endswith("largest relative difference 0.00e+00") for line in lines if line.startswith("iteration"))
     assert lines[-1] == ("captured: yes, eagerly (no CUDA graphs on this device); largest relative difference of a "
                          "logged value 0.00e+00; largest weight difference 0.00e+00")
+
+
+def test_probe_stand_in_times_each_candidate_by_each_measure(tmp_path):
+    out = tmp_path / "stand_in.json"
+    result = run_script("speed/probe_stand_in.py", "--size", "32", "--netG", "resnet_6blocks", "--ngf", "8",
+                        "--repeats", "2", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["seconds"]) == {"iteration", "generator", "generator-half"}
+    labels = set(report["seconds"]["iteration"])
+    assert "fp32" in labels
+    assert all(set(per) == labels and all(len(values) == 2 for values in per.values())
+               for per in report["seconds"].values())
+    assert report["summary"]["iteration"]["regret"] == 1.0
+    assert "generator-half  ranks" in result.stdout
+
+
+def test_probe_stand_in_scores_a_stand_in_by_the_iteration_time_of_its_choice(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "speed"))  # it imports its neighbour `common`
+    module = importlib.import_module("probe_stand_in")
+    times = {"iteration": {"fp32": [10.0, 12.0, 11.0], "bf16": [6.0, 5.0, 13.0]},   # medians 11 and 6
+             "generator": {"fp32": [1.0, 1.0, 1.0], "bf16": [0.5, 2.0, 0.6]},     # medians 1 and 0.6
+             "generator-half": {"fp32": [0.2, 0.2, 0.2], "bf16": [0.3, 0.1, 0.3]}}  # medians 0.2 and 0.3
+    summary = module.summarise(times)
+    assert summary["iteration"] == {"ranking": ["bf16", "fp32"], "regret": 1.0, "single_sample_right": 2, "repeats": 3}
+    assert summary["generator"] == {"ranking": ["bf16", "fp32"], "regret": 1.0, "single_sample_right": 2, "repeats": 3}
+    assert summary["generator-half"] == {"ranking": ["fp32", "bf16"], "regret": 11.0 / 6.0,
+                                         "single_sample_right": 1, "repeats": 3}
