@@ -67,11 +67,15 @@ class GeneratorPass:
         return seconds
 
 
+def medians_of(times: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    return {name: {label: statistics.median(values) for label, values in per.items()} for name, per in times.items()}
+
+
 def summarise(times: dict[str, dict[str, list[float]]]) -> dict[str, dict]:
     """Per measure: the ranking its medians give, the regret of its choice (the iteration median of
     the candidate it ranks first over the fastest iteration median), and in how many repeats one
     sample of it alone picks the iteration's fastest candidate."""
-    medians = {name: {label: statistics.median(values) for label, values in per.items()} for name, per in times.items()}
+    medians = medians_of(times)
     fastest = min(medians["iteration"], key=medians["iteration"].get)
     repeats = len(next(iter(times["iteration"].values())))
     summary = {}
@@ -127,7 +131,7 @@ def main(argv=None) -> int:
                 print(f"repeat {repeat}: " + "; ".join(
                     f"{name} " + ", ".join(f"{label} {values[-1]:.3g}" for label, values in times[name].items())
                     for name in MEASURES), flush=True)
-    medians = {name: {label: statistics.median(values) for label, values in per.items()} for name, per in times.items()}
+    medians = medians_of(times)
     rows = []
     for label in medians["iteration"]:
         rows.append([label] + [f"{medians[name][label]:.3f}" for name in MEASURES]
