@@ -461,9 +461,10 @@ def test_captured_check_compares_the_captured_step_with_the_ordinary_one_iterati
 def test_probe_stand_in_times_each_candidate_by_each_measure(tmp_path):
     out = tmp_path / "stand_in.json"
     result = run_script("speed/probe_stand_in.py", "--size", "32", "--netG", "resnet_6blocks", "--ngf", "8",
-                        "--repeats", "2", "--json", str(out))
+                        "--repeats", "2", "--shuffle", "7", "--json", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
+    assert report["args"]["shuffle"] == 7
     assert set(report["seconds"]) == {"iteration", "generator", "generator-half"}
     labels = set(report["seconds"]["iteration"])
     assert "fp32" in labels

@@ -219,11 +219,13 @@ def test_precision_auto_times_a_cut_training_iteration_and_trains_as_the_chosen_
 
     def planned(name, **run):
         config = tiny_config(cut_data, tmp_path / "runs", "cut", **run)
-        config.run.name, config.optim.epochs = name, 8  # 10 epochs of 6 iterations: long enough to be timed
+        # 100 epochs of 6 iterations: long enough to be timed by whole iterations (2% of the run
+        # is the time of 12, the warm-ups and a round of up to four candidates take 8).
+        config.run.name, config.optim.epochs = name, 98
         return config
 
     auto = Trainer(planned("auto"))
-    assert auto.planned_iterations() == 60 and auto.arithmetic.source == "measured"
+    assert auto.planned_iterations() == 600 and auto.arithmetic.source == "measured"
     labels = [candidate.label for candidate in candidates(CPU)]
     assert sorted({label for label, *_ in timed}) == sorted(labels)
     # The throwaway Trainer is CUT's: one generator with its PatchNCE heads, CUT's objective.

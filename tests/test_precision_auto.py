@@ -1,6 +1,7 @@
 """`--precision auto` wired into training and translation: the fastest timed candidate is used, with
 a fake timer; the cache, resume, the user's own flags and tiny runs; what config.json records."""
 import json
+import time
 
 import pytest
 import torch
@@ -22,6 +23,8 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 # One training iteration (or translation) of each CPU candidate on a fake machine where bf16 with
 # channels-last is fastest: the proportions measured on the AMX CPU of docs/PERFORMANCE.md.
 SECONDS = {"fp32": 3.67, "fp32+nnpack": 4.18, "bf16": 1.39, "bf16+cl": 1.05, "fp32+cl": 3.9}
+# One generator pass of each, ranking them otherwise, so that a test can tell which measure decided.
+PASS_SECONDS = {"fp32": 0.61, "fp32+nnpack": 0.52, "bf16": 0.55, "bf16+cl": 0.57}
 
 
 @pytest.fixture
@@ -45,10 +48,17 @@ def bf16_cpu(cpu_flags, monkeypatch):
     monkeypatch.setattr(tuning, "nnpack_available", lambda: True)
 
 
+class TimedCalls(list):
+    """The labels of the fake probe's calls; each whole call also takes `wall_seconds` of real time."""
+
+    wall_seconds = 0.0
+
+
 @pytest.fixture
 def timed(monkeypatch):
-    """The trainer's probe replaced by one that takes SECONDS per candidate; its calls are listed."""
-    calls: list[str] = []
+    """The trainer's probe replaced by one that takes SECONDS per candidate (PASS_SECONDS per call
+    of its stand-in, listed as "pass <label>"); its calls are listed."""
+    calls = TimedCalls()
 
     class FakeTrainingProbe:
         def __init__(self, config, build, captured=False):
@@ -63,17 +73,26 @@ def timed(monkeypatch):
 
         def __call__(self, arithmetic: Arithmetic) -> float:
             calls.append(arithmetic.label)
+            time.sleep(calls.wall_seconds)  # what the probe's budget is checked by
             return SECONDS[arithmetic.label]
+
+        def stand_in(self) -> tuning.StandIn:
+            def generator_pass(arithmetic: Arithmetic) -> float:
+                calls.append(f"pass {arithmetic.label}")
+                return PASS_SECONDS[arithmetic.label]
+            return tuning.StandIn(generator_pass, "s/generator pass")
 
     monkeypatch.setattr(trainer_module, "TrainingProbe", FakeTrainingProbe)
     return calls
 
 
 def planned_run(tiny_dataset, tmp_path, name="auto", **run):
-    """A tiny run planned for 4 x 6 iterations: 24, made 60 by more epochs, so that it probes."""
+    """A tiny run planned for 4 x 6 iterations: 24, made 600 by more epochs, so that it probes, and
+    by whole iterations: 2% of the run is the time of 12, more than the 8 that the warm-ups and one
+    round of four candidates take (a shorter run is ranked by the stand-in)."""
     config = tiny_config(tiny_dataset, tmp_path / "runs", **run)
     config.run.name = name
-    config.optim.epochs = 8
+    config.optim.epochs = 98
     return config
 
 
@@ -94,7 +113,7 @@ def test_native_bf16_is_read_from_the_cpu_flags_and_the_gpu_compute_capability(c
 def test_auto_trains_in_the_fastest_timed_candidate_and_config_json_records_it(bf16_cpu, timed, tiny_dataset,
                                                                                tmp_path):
     trainer = Trainer(planned_run(tiny_dataset, tmp_path))
-    assert trainer.planned_iterations() == 60
+    assert trainer.planned_iterations() == 600
     assert set(timed) == {"fp32", "fp32+nnpack", "bf16", "bf16+cl"}
     assert timed[:4] == ["fp32", "fp32+nnpack", "bf16", "bf16+cl"]  # the reference path first
     assert trainer.arithmetic.chosen == Arithmetic("bf16", channels_last=True)
@@ -105,6 +124,21 @@ def test_auto_trains_in_the_fastest_timed_candidate_and_config_json_records_it(b
     trainer.train()
     saved = json.loads((tmp_path / "runs" / "auto" / "config.json").read_text())["run"]
     assert (saved["precision"], saved["channels_last"], saved["nnpack"]) == ("bf16", True, False)
+
+
+def test_where_whole_iterations_overrun_the_probes_budget_one_generator_pass_each_decides(bf16_cpu, timed,
+                                                                                        tiny_dataset, tmp_path,
+                                                                                        monkeypatch):
+    # A 20 ms budget, and a first whole iteration of 30 ms: alone it overruns it.
+    monkeypatch.setattr(trainer_module, "MAX_PROBE_SECONDS", 0.02)
+    timed.wall_seconds = 0.03
+    trainer = Trainer(planned_run(tiny_dataset, tmp_path))
+    assert timed == ["fp32", "pass fp32", "pass fp32+nnpack", "pass bf16", "pass bf16+cl",
+                     "pass fp32", "pass fp32+nnpack", "pass bf16", "pass bf16+cl"]
+    assert trainer.arithmetic.chosen == Arithmetic("fp32", nnpack=True)
+    assert trainer.arithmetic.describe() == ("precision: fp32+nnpack (measured 0.52 s/generator pass; fp32 0.61 s, "
+                                             "bf16 0.55 s, bf16+cl 0.57 s)")
+    assert (trainer.config.run.precision, trainer.config.run.nnpack) == ("fp32", True)
 
 
 def test_a_second_run_starts_from_the_cached_decision_without_timing(bf16_cpu, timed, tiny_dataset, tmp_path):

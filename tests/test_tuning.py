@@ -11,8 +11,8 @@ from cyclegan.cli import main
 from cyclegan.config import ModelConfig, TrainConfig
 from cyclegan.errors import ConfigError
 from cyclegan.networks import build_generator
-from cyclegan.tuning import (REFERENCE, Arithmetic, DecisionCache, ProbeKey, ProbeResult, UserFlags, candidates,
-                             choose_arithmetic, probe, translation_measure)
+from cyclegan.tuning import (REFERENCE, Arithmetic, DecisionCache, ProbeKey, ProbeResult, StandIn, UserFlags,
+                             candidates, choose_arithmetic, probe, translation_measure)
 
 from conftest import write_images
 
@@ -37,6 +37,14 @@ class FakeMachine:
         self.calls.append(arithmetic.label)
         self.now += self.seconds[arithmetic.label]
         return self.seconds[arithmetic.label]
+
+    def stand_in(self, seconds: dict[str, float]) -> StandIn:
+        """A cheaper measure on the same clock, its calls listed as "pass <label>"."""
+        def measure(arithmetic: Arithmetic) -> float:
+            self.calls.append(f"pass {arithmetic.label}")
+            self.now += seconds[arithmetic.label]
+            return seconds[arithmetic.label]
+        return StandIn(measure, "s/generator pass")
 
 
 @pytest.fixture
@@ -101,6 +109,42 @@ def test_the_budget_is_also_a_share_of_the_planned_run():
     probe([FP32, BF16], machine.measure, budget_seconds=20, planned_iterations=100_000, clock=machine.clock)
     assert len(machine.calls) == 2 * 8  # 20 s of budget: warm-up and seven rounds would end at 17.6 s
     assert machine.now <= 20
+
+
+def test_where_whole_calls_would_overrun_the_budget_the_stand_in_ranks_the_candidates():
+    # Whole calls would rank fp32 first, the stand-in ranks NNPACK first: the stand-in decides.
+    machine = FakeMachine({"fp32": 8.0, "fp32+nnpack": 9.0})
+    stand_in = machine.stand_in({"fp32": 1.2, "fp32+nnpack": 1.0})
+    result = probe([FP32, FP32_NNPACK], machine.measure, budget_seconds=20, clock=machine.clock, stand_in=stand_in)
+    # The first warm-up took 8 s: three more whole calls would end at 32 s. The stand-in's warm-ups
+    # end at 10.2 s, then 2.2 s rounds end at 12.4, 14.6, 16.8 and 19 s; a fifth would end at 21.2 s.
+    assert machine.calls == ["fp32"] + ["pass fp32", "pass fp32+nnpack"] * 5
+    assert result.chosen == FP32_NNPACK and result.rounds == 4
+    assert result.seconds == {"fp32": 1.2, "fp32+nnpack": 1.0}
+    assert result.describe() == "precision: fp32+nnpack (measured 1 s/generator pass; fp32 1.2 s)"
+
+
+def test_whole_calls_that_fit_the_budget_are_timed_as_without_a_stand_in():
+    machine = FakeMachine({"fp32": 1.0, "bf16": 1.2})
+    result = probe([FP32, BF16], machine.measure, budget_seconds=9, clock=machine.clock,
+                   stand_in=machine.stand_in({"fp32": 0.1, "bf16": 0.05}))
+    # The first warm-up (1 s) is also the one that showed they fit: it is not repeated.
+    assert machine.calls == ["fp32", "bf16"] * 4
+    assert result.chosen == FP32 and result.unit == "s/it"
+
+
+def test_the_planned_runs_share_of_the_budget_also_decides_for_the_stand_in():
+    # 2% of 300 iterations at the 2 s of the first call is 12 s: warm-ups and a round (8 s) fit.
+    machine = FakeMachine({"fp32": 2.0, "bf16": 2.0})
+    probe([FP32, BF16], machine.measure, budget_seconds=20, planned_iterations=300, clock=machine.clock,
+          stand_in=machine.stand_in({"fp32": 0.5, "bf16": 0.4}))
+    assert not any(call.startswith("pass") for call in machine.calls)
+    # Of 100 iterations it is 4 s: the stand-in's warm-ups and one round, at 3.8 s, end the probe.
+    machine = FakeMachine({"fp32": 2.0, "bf16": 2.0})
+    result = probe([FP32, BF16], machine.measure, budget_seconds=20, planned_iterations=100, clock=machine.clock,
+                   stand_in=machine.stand_in({"fp32": 0.5, "bf16": 0.4}))
+    assert machine.calls == ["fp32"] + ["pass fp32", "pass bf16"] * 2
+    assert result.chosen == BF16 and result.unit == "s/generator pass"
 
 
 def test_a_cpu_without_native_bf16_gets_no_bf16_candidates(cpu_flags, with_nnpack):
@@ -304,6 +348,33 @@ def test_the_training_probe_times_the_trainers_own_step_in_each_arithmetic():
         workdir = measure.workdir
     assert not workdir.exists()
     assert config.run.precision == "auto" and config.data.data is None  # the run's own config is untouched
+
+
+@pytest.mark.parametrize("model, generator", [("cyclegan", "G_AB"), ("cut", "G_AB")])
+def test_the_stand_in_times_one_forward_and_backward_of_the_first_generator_and_changes_no_weight(model, generator):
+    from cyclegan.training.arithmetic_probe import TrainingProbe
+    from cyclegan.training.trainer import Trainer
+
+    config = TrainConfig(model=ModelConfig(model=model))
+    config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 8, 8
+    config.data.crop_size = 32
+    ticks = iter([10.0, 12.5])
+    with TrainingProbe(config, Trainer, timer=lambda: next(ticks)) as iteration:
+        stand_in = iteration.stand_in()
+        assert stand_in.unit == "s/generator pass"
+        trainer = iteration.ensure_built()
+        networks = trainer.model.networks()
+        before = {name: [parameter.detach().clone() for parameter in network.parameters()]
+                  for name, network in networks.items()}
+        forwards = []
+        for name, network in networks.items():
+            network.register_forward_hook(lambda module, inputs, output, name=name: forwards.append(name))
+        assert stand_in.measure(FP32_NNPACK) == 2.5  # the clock read before and after the pass
+        assert forwards == [generator]
+        assert trainer.config.run.nnpack is True
+        for name, network in networks.items():
+            assert all(parameter.grad is None for parameter in network.parameters())
+            assert all(torch.equal(old, new) for old, new in zip(before[name], network.parameters()))
 
 
 def test_a_captured_probe_times_one_replay_after_warming_up_and_capturing_afresh_per_candidate(monkeypatch):

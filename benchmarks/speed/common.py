@@ -199,10 +199,12 @@ def set_threads(threads: int | None) -> None:
 
 
 def bf16_native() -> bool:
-    """Whether oneDNN has native bf16 kernels on this CPU (AVX-512 BF16 or AMX). Without them
-    bf16 convolutions are emulated and can be far slower than fp32."""
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check()) if check is not None else False
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX in its flags), the package's own
+    test. oneDNN's `_is_mkldnn_bf16_supported` also says yes on AVX-512 CPUs without them, where
+    bf16 convolutions are emulated and far slower than fp32 (docs/PERFORMANCE.md)."""
+    from cyclegan.device import has_native_bf16
+
+    return has_native_bf16(torch.device("cpu"))
 
 
 def machine_description(device: torch.device | None = None) -> dict:
@@ -220,7 +222,7 @@ def machine_description(device: torch.device | None = None) -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "onednn_native_bf16": bf16_native(),
+        "native_bf16": bf16_native(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "device": str(device) if device is not None else "cpu",
         **(gpu_description(device) if device is not None and device.type == "cuda" else {}),
@@ -266,7 +268,7 @@ def describe_machine(machine: dict) -> str:
     load = machine["load_average"]
     text = (f"{machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']} with "
             f"{machine['torch_threads']} threads, capability {machine['cpu_capability']}, "
-            f"native bf16: {'yes' if machine['onednn_native_bf16'] else 'NO'}")
+            f"native bf16: {'yes' if machine['native_bf16'] else 'NO'}")
     if load is not None:
         text += f", load average {load[0]:.1f}"
         if load[0] > (machine["logical_cpus"] or 1) * 0.5:
@@ -278,7 +280,7 @@ def bf16_warning(variants: Sequence[str], device: torch.device | None = None) ->
     if device is not None and device.type != "cpu":
         return None
     if any("bf16" in name for name in variants) and not bf16_native():
-        return ("warning: oneDNN reports no native bf16 on this CPU; bf16 convolutions are emulated here "
+        return ("warning: this CPU has no native bf16 (AVX-512 BF16 or AMX); bf16 convolutions are emulated here "
                 "and are expected to be much slower than fp32 (worst in the contiguous layout)")
     return None
 

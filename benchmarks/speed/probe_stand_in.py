@@ -6,7 +6,8 @@ keep the probe within its budget only if it ranks the candidates as the iteratio
 script times, in alternation in one process, each candidate's whole iteration (the probe's own
 `TrainingProbe`) and stand-ins for it on the same throwaway Trainer:
 
-- `generator`: one forward and backward pass of the run's first generator at the run's crop and batch;
+- `generator`: one forward and backward pass of the run's first generator at the run's crop and batch
+  (`GeneratorPass`, the probe's own stand-in where whole iterations overrun its budget);
 - `generator-half`: the same at half the crop (a quarter of the pixels).
 
 It prints each candidate's median per measure, the ranking each measure gives, and the regret of
@@ -14,57 +15,39 @@ choosing by a stand-in: the whole iteration's median of the stand-in's choice ov
 fastest candidate. Per repeat it also counts how often one sample of each measure picks the
 iteration's fastest candidate (the probe often decides on one sample).
 
+By default the candidates alternate in forward and reverse order, each timed by the three measures
+in turn; with `--shuffle SEED` every repeat draws a new order of the candidates and of the
+measures within each, so that no measure always follows the same call.
+
     python benchmarks/speed/probe_stand_in.py --size 256 --netG resnet_9blocks --repeats 3 --json OUT.json
 """
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 
 import torch
 
 import common
 from cyclegan.config import ModelConfig, TrainConfig
-from cyclegan.device import synchronize
 from cyclegan.networks import size_multiple
-from cyclegan.training.arithmetic_probe import TrainingProbe, switch_arithmetic
+from cyclegan.training.arithmetic_probe import GeneratorPass, TrainingProbe
 from cyclegan.training.trainer import Trainer
-from cyclegan.tuning import Arithmetic, call_clock, candidates
+from cyclegan.tuning import call_clock, candidates
 
 MEASURES = ("iteration", "generator", "generator-half")
 
 
-class GeneratorPass:
-    """`measure(arithmetic) -> seconds` of one forward and backward pass of the run's first
-    generator (A to B, or the one direction a model learns) on the probe's own random batch, at
-    the crop size times `scale`, on the throwaway Trainer of `iteration` (a TrainingProbe)."""
+class HalfCropGeneratorPass(GeneratorPass):
+    """The probe's stand-in (`GeneratorPass`) on its batch resized to half the crop (rounded to the
+    generator's size multiple)."""
 
-    def __init__(self, iteration: TrainingProbe, timer, scale: float = 1.0):
-        self.iteration, self.timer, self.scale = iteration, timer, scale
-
-    def __call__(self, arithmetic: Arithmetic) -> float:
-        if self.iteration.trainer is None:
-            self.iteration.trainer = self.iteration._build()
-        trainer = self.iteration.trainer
-        switch_arithmetic(trainer, arithmetic)
-        name, generator = next((name, network) for name, network in trainer.model.networks().items()
-                               if name.startswith("G_"))
-        real = self.iteration.inputs[0 if name == "G_AB" else 1]
-        if self.scale != 1.0:
-            multiple = size_multiple(trainer.config.model.net_g)
-            size = [max(multiple, round(side * self.scale / multiple) * multiple) for side in real.shape[2:]]
-            real = torch.nn.functional.interpolate(real, size=size, mode="bilinear", align_corners=False)
-        real = real.contiguous(memory_format=trainer.memory_format)
-        synchronize(trainer.device)
-        start = self.timer()
-        with arithmetic.autocast(trainer.device):
-            fake = generator(real)
-        fake.float().mean().backward()
-        synchronize(trainer.device)
-        seconds = self.timer() - start
-        for parameter in generator.parameters():
-            parameter.grad = None
-        return seconds
+    def real_images(self, trainer, name: str) -> torch.Tensor:
+        real = super().real_images(trainer, name)
+        multiple = size_multiple(trainer.config.model.net_g)
+        size = [max(multiple, round(side * 0.5 / multiple) * multiple) for side in real.shape[2:]]
+        return torch.nn.functional.interpolate(real, size=size, mode="bilinear", align_corners=False)
 
 
 def medians_of(times: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
@@ -96,6 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="Timed calls of each candidate and measure.")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shuffle", type=int, default=None, metavar="SEED",
+                        help="Draw each repeat's order of candidates and measures from this seed.")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     common.check_counts(parser, {"--repeats": args.repeats, "--size": args.size, "--batch-size": args.batch_size}, 0)
@@ -117,13 +102,19 @@ def main(argv=None) -> int:
           f"{', '.join(c.label for c in options)}", flush=True)
     times = {measure: {c.label: [] for c in options} for measure in MEASURES}
     with TrainingProbe(config, Trainer, timer=clock) as iteration:
-        generator = GeneratorPass(iteration, clock)
-        generator_half = GeneratorPass(iteration, clock, scale=0.5)
+        generator, generator_half = GeneratorPass(iteration), HalfCropGeneratorPass(iteration)
         measures = {"iteration": iteration, "generator": generator, "generator-half": generator_half}
+        shuffler = random.Random(args.shuffle)
         for repeat in range(-1, args.repeats):  # -1: the untimed warm-up
             order = options if repeat % 2 else options[::-1]
+            if args.shuffle is not None:
+                order = shuffler.sample(options, len(options))
             for candidate in order:
-                for name, measure in measures.items():
+                names = list(measures)
+                if args.shuffle is not None:
+                    shuffler.shuffle(names)
+                for name in names:
+                    measure = measures[name]
                     seconds = measure(candidate)
                     if repeat >= 0:
                         times[name][candidate.label].append(seconds)

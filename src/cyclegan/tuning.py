@@ -196,21 +196,63 @@ class ProbeResult:
         return lines
 
 
+@dataclass(frozen=True)
+class StandIn:
+    """A call cheaper than the measured one that ranks the candidates as it does, for a probe whose
+    whole calls cannot fit its budget: its `measure(candidate) -> seconds` and the `unit` they are in."""
+
+    measure: Measure
+    unit: str
+
+
 def probe(candidates: list[Arithmetic], measure: Measure, budget_seconds: float = MAX_PROBE_SECONDS,
           planned_iterations: int | None = None, job: str = "train", unit: str = "s/it",
-          clock: Callable[[], float] = time.perf_counter) -> ProbeResult:
+          clock: Callable[[], float] = time.perf_counter, stand_in: StandIn | None = None) -> ProbeResult:
     """Time `candidates` with `measure(candidate) -> seconds of one call` and choose the fastest median.
 
     One untimed warm-up call each, then rounds of one timed call each, in turn, so that a change
     in the machine's load falls on all of them alike. A round starts only while the probe's time
     so far plus that of the round before stays within the budget: `budget_seconds`, and
     PLANNED_TIME_SHARE of `planned_iterations` at the fastest time seen. Whatever the budget,
-    every candidate gets its warm-up and one timed call."""
+    every candidate gets its warm-up and one timed call.
+
+    With a `stand_in`, the first candidate's warm-up call also tells what the warm-ups and one
+    round would cost: where that is over the budget, the candidates are ranked by the stand-in
+    instead, in rounds as above within what is left of the budget, and its medians are reported
+    in its unit."""
     if not candidates:
         raise ConfigError("no arithmetic to probe: the candidates are empty")
     started = clock()
+    warmed: tuple[Arithmetic, ...] = ()
+    if stand_in is not None and len(candidates) > 1:
+        measure(candidates[0])
+        first_call = clock() - started
+        budget = _budget(budget_seconds, planned_iterations, first_call)
+        if first_call * 2 * len(candidates) > budget:
+            medians, rounds = _timed_rounds(candidates, stand_in.measure, lambda fastest: budget, started, clock)
+            return _fastest(candidates, medians, rounds, job, stand_in.unit)
+        warmed = candidates[:1]
+    medians, rounds = _timed_rounds(candidates, measure,
+                                    lambda fastest: _budget(budget_seconds, planned_iterations, fastest),
+                                    started, clock, warmed)
+    return _fastest(candidates, medians, rounds, job, unit)
+
+
+def _budget(budget_seconds: float, planned_iterations: int | None, iteration_seconds: float) -> float:
+    if planned_iterations is None:
+        return budget_seconds
+    return min(budget_seconds, PLANNED_TIME_SHARE * planned_iterations * iteration_seconds)
+
+
+def _timed_rounds(candidates: list[Arithmetic], measure: Measure, budget_at: Callable[[float], float],
+                  started: float, clock: Callable[[], float],
+                  warmed: tuple[Arithmetic, ...] = ()) -> tuple[dict[Arithmetic, float], int]:
+    """`probe`'s warm-ups (but of the candidates `warmed` already) and timed rounds: each
+    candidate's median and the number of rounds. `budget_at(fastest median)` is the budget in
+    seconds since `started`."""
     for candidate in candidates:
-        measure(candidate)
+        if candidate not in warmed:
+            measure(candidate)
     times: dict[Arithmetic, list[float]] = {candidate: [] for candidate in candidates}
     contenders = list(candidates)
     rounds = 0
@@ -222,12 +264,14 @@ def probe(candidates: list[Arithmetic], measure: Measure, budget_seconds: float 
         medians = {candidate: statistics.median(values) for candidate, values in times.items()}
         fastest = min(medians[candidate] for candidate in contenders)
         contenders = [candidate for candidate in contenders if medians[candidate] <= fastest * ELIMINATION_RATIO]
-        budget = budget_seconds
-        if planned_iterations is not None:
-            budget = min(budget, PLANNED_TIME_SHARE * planned_iterations * fastest)
         now = clock()
-        if rounds >= MAX_ROUNDS or len(contenders) < 2 or now - started + (now - round_started) > budget:
-            break
+        if (rounds >= MAX_ROUNDS or len(contenders) < 2
+                or now - started + (now - round_started) > budget_at(fastest)):
+            return medians, rounds
+
+
+def _fastest(candidates: list[Arithmetic], medians: dict[Arithmetic, float], rounds: int, job: str,
+             unit: str) -> ProbeResult:
     chosen = min(candidates, key=lambda candidate: medians[candidate])
     return ProbeResult(chosen, "measured", job, {candidate.label: medians[candidate] for candidate in candidates},
                        rounds, unit)
@@ -336,11 +380,12 @@ class DecisionCache:
 def choose_arithmetic(device: torch.device, key: ProbeKey, measure: Measure | None, planned_iterations: int,
                       user_flags: UserFlags = UserFlags(), budget_seconds: float = MAX_PROBE_SECONDS,
                       cache: DecisionCache | None = None, unit: str = "s/it",
-                      clock: Callable[[], float] = time.perf_counter, exclude: tuple[str, ...] = ()) -> ProbeResult:
+                      clock: Callable[[], float] = time.perf_counter, exclude: tuple[str, ...] = (),
+                      stand_in: StandIn | None = None) -> ProbeResult:
     """The arithmetic for a run of `planned_iterations` calls of `key.job`, in this order: all of
     it fixed by the user (no probe); a cached decision; plain fp32 (with the user's flags) for a
-    run shorter than MIN_PROBED_ITERATIONS or without a `measure`; else the probe's choice, which
-    is then cached. The user's flags are never overridden: only the free dimensions are probed;
+    run shorter than MIN_PROBED_ITERATIONS or without a `measure`; else the probe's choice (by
+    `stand_in` where whole calls overrun the budget), which is then cached. The user's flags are never overridden: only the free dimensions are probed;
     precisions in `exclude` are not candidates (those the run cannot use)."""
     cache = cache or DecisionCache()
     if user_flags.complete:
@@ -356,7 +401,7 @@ def choose_arithmetic(device: torch.device, key: ProbeKey, measure: Measure | No
                else "nothing to measure with")
         return ProbeResult(user_flags.impose(REFERENCE), "default", key.job, unit=unit,
                            reason=f"{why}, and no decision is cached")
-    result = probe(options, measure, budget_seconds, planned_iterations, key.job, unit, clock)
+    result = probe(options, measure, budget_seconds, planned_iterations, key.job, unit, clock, stand_in)
     cache.write(key, result)
     return result
 

@@ -19,7 +19,9 @@ def register(subparsers) -> None:
         description="Time every arithmetic candidate this device can run (fp32 as the reference code runs it, "
                     "fp32 with NNPACK, bf16 and channels-last where the CPU has native bf16; TF32, bf16, fp16 "
                     "and channels-last on CUDA) on one training iteration or one translation of the model "
-                    "described by the flags, in alternation, and cache the fastest for --precision auto.")
+                    "described by the flags, in alternation, and cache the fastest for --precision auto. Where "
+                    "whole training iterations cannot fit --budget, one forward and backward pass of the first "
+                    "generator ranks them instead, as in `train`.")
     parser.add_argument("--job", choices=("train", "translate"), default="train",
                         help="What to time: one training iteration, or one generator forward (default: train).")
     parser.add_argument("--crop-size", "--size", dest="data.crop_size", type=int, default=argparse.SUPPRESS,
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                                                captured=captured)
             options = candidates(device, exclude=excluded)
             measure = stack.enter_context(TrainingProbe(config, Trainer, captured=captured))
+            stand_in = None if captured else measure.stand_in()
             unit = "s/it"
         else:
             from cyclegan.networks import build_generator
@@ -85,11 +88,12 @@ def run(args: argparse.Namespace) -> int:
             key = ProbeKey.for_network(device, generator, "translate", data.crop_size, data.batch_size)
             options = candidates(device)
             measure = translation_measure(generator, device, data.crop_size, data.batch_size, model.input_nc)
+            stand_in = None
             unit = "s/image" if data.batch_size == 1 else "s/batch"
         how = " captured in a CUDA graph" if captured else ""
         print(f"timing {len(options)} candidates on {device_name(device)} ({args.job}{how}, {model.net_g}, "
               f"{data.crop_size}x{data.crop_size}, batch {data.batch_size}), budget {args.budget:g} s")
-        result = probe(options, measure, args.budget, job=args.job, unit=unit)
+        result = probe(options, measure, args.budget, job=args.job, unit=unit, stand_in=stand_in)
     for line in result.table():
         print(line)
     print(f"{result.describe()}; {result.rounds} timed round(s)")

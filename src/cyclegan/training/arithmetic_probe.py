@@ -14,6 +14,12 @@ kernels without the host's launches can favour another arithmetic than the ordin
 A capture holds the weights' storage, which a candidate's layout replaces, so every call warms
 up and captures afresh, from empty image histories, before the one replay it times.
 
+`GeneratorPass(probe)` is the probe's stand-in (`cyclegan.tuning.StandIn`) where whole iterations
+cannot fit its budget (ResNet generators at 256 px on a CPU): one forward and backward pass of the
+run's first generator on the same throwaway Trainer, which cost a fraction of an iteration and
+ranked the candidates as whole iterations did in benchmarks/speed/probe_stand_in.py
+(docs/PERFORMANCE.md says where it did not).
+
 The Trainer class is passed in rather than imported, so that the trainer itself can probe.
 """
 from __future__ import annotations
@@ -34,7 +40,7 @@ from cyclegan.data.transforms import preprocessed_size
 from cyclegan.device import synchronize
 from cyclegan.networks import size_multiple
 from cyclegan.training.captured_step import UNCAPTURABLE_PRECISIONS, WARM_UP_ITERATIONS, CapturedStep
-from cyclegan.tuning import Arithmetic, ProbeKey, UserFlags, call_clock
+from cyclegan.tuning import Arithmetic, ProbeKey, StandIn, UserFlags, call_clock
 
 
 def training_probe_key(device: torch.device, model: ModelConfig, loss: LossConfig, size: int, batch: int,
@@ -97,6 +103,16 @@ class TrainingProbe:
         self.trainer = None
         self.workdir: Path | None = None
 
+    def ensure_built(self):
+        """The throwaway Trainer, built on the first call."""
+        if self.trainer is None:
+            self.trainer = self._build()
+        return self.trainer
+
+    def stand_in(self) -> StandIn:
+        """What the probe ranks by where whole iterations cannot fit its budget: a GeneratorPass."""
+        return StandIn(GeneratorPass(self), "s/generator pass")
+
     def _build(self):
         self.workdir = Path(tempfile.mkdtemp(prefix="cyclegan-probe-"))
         config = probe_config(self.config, self.workdir)
@@ -114,9 +130,7 @@ class TrainingProbe:
         return trainer
 
     def __call__(self, arithmetic: Arithmetic) -> float:
-        if self.trainer is None:
-            self.trainer = self._build()
-        trainer = self.trainer
+        trainer = self.ensure_built()
         switch_arithmetic(trainer, arithmetic)
         for optimizer in (trainer.optimizer_g, trainer.optimizer_d):
             # Adam's moments are created in the layout of the weights they follow.
@@ -156,3 +170,33 @@ class TrainingProbe:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class GeneratorPass:
+    """`measure(arithmetic) -> seconds` of one forward and backward pass of the first generator (A
+    to B, or the one direction a model learns) of `iteration`'s throwaway Trainer (a TrainingProbe)
+    on its own random batch at the run's crop, timed by the same clock."""
+
+    def __init__(self, iteration: TrainingProbe):
+        self.iteration = iteration
+
+    def real_images(self, trainer, name: str) -> torch.Tensor:
+        return self.iteration.inputs[0 if name == "G_AB" else 1]
+
+    def __call__(self, arithmetic: Arithmetic) -> float:
+        trainer = self.iteration.ensure_built()
+        switch_arithmetic(trainer, arithmetic)
+        name, generator = next((name, network) for name, network in trainer.model.networks().items()
+                               if name.startswith("G_"))
+        real = self.real_images(trainer, name).contiguous(memory_format=trainer.memory_format)
+        synchronize(trainer.device)
+        timer = self.iteration.timer or call_clock(trainer.device)
+        start = timer()
+        with arithmetic.autocast(trainer.device):
+            fake = generator(real)
+        fake.float().mean().backward()
+        synchronize(trainer.device)
+        seconds = timer() - start
+        for parameter in generator.parameters():
+            parameter.grad = None
+        return seconds
