@@ -401,6 +401,7 @@ def test_a_captured_probe_times_one_replay_after_warming_up_and_capturing_afresh
     config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 8, 8
     config.data.crop_size = 32
     with TrainingProbe(config, Trainer, timer=clock, captured=True) as measure:
+        assert measure.stand_in() is None  # a captured iteration is timed whole
         one_call = ["ordinary"] * captured_step.WARM_UP_ITERATIONS + ["capture", "replay", "clock", "replay", "clock"]
         assert measure(FP32) == 1.0
         assert events == one_call

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                                                captured=captured)
             options = candidates(device, exclude=excluded)
             measure = stack.enter_context(TrainingProbe(config, Trainer, captured=captured))
-            stand_in = None if captured else measure.stand_in()
+            stand_in = measure.stand_in()
             unit = "s/it"
         else:
             from cyclegan.networks import build_generator

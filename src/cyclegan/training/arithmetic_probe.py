@@ -109,9 +109,10 @@ class TrainingProbe:
             self.trainer = self._build()
         return self.trainer
 
-    def stand_in(self) -> StandIn:
-        """What the probe ranks by where whole iterations cannot fit its budget: a GeneratorPass."""
-        return StandIn(GeneratorPass(self), "s/generator pass")
+    def stand_in(self) -> StandIn | None:
+        """What the probe ranks by where whole iterations cannot fit its budget: a GeneratorPass;
+        none for a captured iteration, which has no cheaper part to time (it is one graph)."""
+        return None if self.captured else StandIn(GeneratorPass(self), "s/generator pass")
 
     def _build(self):
         self.workdir = Path(tempfile.mkdtemp(prefix="cyclegan-probe-"))

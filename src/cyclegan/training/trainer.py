@@ -193,8 +193,7 @@ class Trainer:
             with contextlib.ExitStack() as stack:
                 measure = None if self.dist.enabled else stack.enter_context(
                     TrainingProbe(self.config, Trainer, captured=self.cuda_graphs))
-                # A captured iteration has no cheaper part to time: it is one graph.
-                stand_in = None if measure is None or self.cuda_graphs else measure.stand_in()
+                stand_in = None if measure is None else measure.stand_in()
                 result = choose_arithmetic(self.device, key, measure, self.planned_iterations(), user_flags, budget,
                                            exclude=excluded, stand_in=stand_in)
             if self.dist.enabled and result.source == "default":
