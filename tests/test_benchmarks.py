@@ -472,6 +472,20 @@ def test_probe_stand_in_times_each_candidate_by_each_measure(tmp_path):
                for per in report["seconds"].values())
     assert report["summary"]["iteration"]["regret"] == 1.0
     assert "generator-half  ranks" in result.stdout
+    # At 32 px there are no smaller images to time the stand-in's ratio on.
+    assert report["stand_in_ratios"] == {label: [] for label in labels} and report["ratio_over_crop"] == {}
+    assert "stand-in's ratio: none" in result.stdout
+
+
+def test_probe_stand_in_records_the_stand_ins_ratio_where_the_crop_exceeds_its_side(tmp_path):
+    out = tmp_path / "stand_in.json"
+    result = run_script("speed/probe_stand_in.py", "--size", "64", "--netG", "resnet_6blocks", "--ngf", "4",
+                        "--repeats", "2", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert all(len(values) == 2 and all(value > 1 for value in values)
+               for values in report["stand_in_ratios"].values())
+    assert set(report["ratio_over_crop"]) == set(report["stand_in_ratios"])
 
 
 def test_probe_stand_in_scores_a_stand_in_by_the_iteration_time_of_its_choice(monkeypatch):

@@ -49,9 +49,13 @@ def bf16_cpu(cpu_flags, monkeypatch):
 
 
 class TimedCalls(list):
-    """The labels of the fake probe's calls; each whole call also takes `wall_seconds` of real time."""
+    """The labels of the fake probe's calls; each whole call also takes `wall_seconds` of real time,
+    each call of the stand-in `pass_wall_seconds`. `ratio`: how many stand-in calls the stand-in
+    says a whole call costs (None: it cannot tell)."""
 
     wall_seconds = 0.0
+    pass_wall_seconds = 0.0
+    ratio: float | None = None
 
 
 @pytest.fixture
@@ -79,8 +83,9 @@ def timed(monkeypatch):
         def stand_in(self) -> tuning.StandIn:
             def generator_pass(arithmetic: Arithmetic) -> float:
                 calls.append(f"pass {arithmetic.label}")
+                time.sleep(calls.pass_wall_seconds)
                 return PASS_SECONDS[arithmetic.label]
-            return tuning.StandIn(generator_pass, "s/generator pass")
+            return tuning.StandIn(generator_pass, "s/generator pass", lambda arithmetic: calls.ratio)
 
     monkeypatch.setattr(trainer_module, "TrainingProbe", FakeTrainingProbe)
     return calls
@@ -139,6 +144,18 @@ def test_where_whole_iterations_overrun_the_probes_budget_one_generator_pass_eac
     assert trainer.arithmetic.describe() == ("precision: fp32+nnpack (measured 0.52 s/generator pass; fp32 0.61 s, "
                                              "bf16 0.55 s, bf16+cl 0.57 s)")
     assert (trainer.config.run.precision, trainer.config.run.nnpack) == ("fp32", True)
+
+
+def test_where_the_stand_ins_ratio_shows_whole_iterations_would_overrun_none_is_run(bf16_cpu, timed, tiny_dataset,
+                                                                                  tmp_path, capsys):
+    # The passes' warm-ups and round take at least 40 ms; whole iterations, 1000 times that: past
+    # the 20 s budget, so the passes decide and not one whole iteration is timed.
+    timed.ratio, timed.pass_wall_seconds = 1000.0, 0.005
+    trainer = Trainer(planned_run(tiny_dataset, tmp_path))
+    assert timed[:8] == ["pass fp32", "pass fp32+nnpack", "pass bf16", "pass bf16+cl"] * 2
+    assert not any(call in SECONDS for call in timed)
+    assert trainer.arithmetic.chosen == Arithmetic("fp32", nnpack=True)
+    assert trainer.arithmetic.unit == "s/generator pass"
 
 
 def test_a_second_run_starts_from_the_cached_decision_without_timing(bf16_cpu, timed, tiny_dataset, tmp_path):

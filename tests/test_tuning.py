@@ -38,13 +38,20 @@ class FakeMachine:
         self.now += self.seconds[arithmetic.label]
         return self.seconds[arithmetic.label]
 
-    def stand_in(self, seconds: dict[str, float]) -> StandIn:
-        """A cheaper measure on the same clock, its calls listed as "pass <label>"."""
+    def stand_in(self, seconds: dict[str, float], ratio: float | None = None,
+                 ratio_seconds: float = 0.0) -> StandIn:
+        """A cheaper measure on the same clock, its calls listed as "pass <label>", whose `ratio`
+        takes `ratio_seconds` to find (listed as "ratio <label>")."""
         def measure(arithmetic: Arithmetic) -> float:
             self.calls.append(f"pass {arithmetic.label}")
             self.now += seconds[arithmetic.label]
             return seconds[arithmetic.label]
-        return StandIn(measure, "s/generator pass")
+
+        def find_ratio(arithmetic: Arithmetic) -> float | None:
+            self.calls.append(f"ratio {arithmetic.label}")
+            self.now += ratio_seconds
+            return ratio
+        return StandIn(measure, "s/generator pass", find_ratio)
 
 
 @pytest.fixture
@@ -118,10 +125,36 @@ def test_where_whole_calls_would_overrun_the_budget_the_stand_in_ranks_the_candi
     result = probe([FP32, FP32_NNPACK], machine.measure, budget_seconds=20, clock=machine.clock, stand_in=stand_in)
     # The first warm-up took 8 s: three more whole calls would end at 32 s. The stand-in's warm-ups
     # end at 10.2 s, then 2.2 s rounds end at 12.4, 14.6, 16.8 and 19 s; a fifth would end at 21.2 s.
-    assert machine.calls == ["fp32"] + ["pass fp32", "pass fp32+nnpack"] * 5
+    assert machine.calls == ["ratio fp32", "fp32"] + ["pass fp32", "pass fp32+nnpack"] * 5
     assert result.chosen == FP32_NNPACK and result.rounds == 4
     assert result.seconds == {"fp32": 1.2, "fp32+nnpack": 1.0}
     assert result.describe() == "precision: fp32+nnpack (measured 1 s/generator pass; fp32 1.2 s)"
+    assert result.reason == ("timing whole calls once each after a warm-up would end at about 32 s, past the "
+                             "budget of 20 s")
+
+
+def test_with_a_ratio_the_stand_in_tells_without_any_whole_call_that_whole_calls_would_overrun():
+    machine = FakeMachine({"fp32": 8.0, "fp32+nnpack": 9.0})
+    stand_in = machine.stand_in({"fp32": 1.2, "fp32+nnpack": 1.0}, ratio=7.0, ratio_seconds=1.5)
+    result = probe([FP32, FP32_NNPACK], machine.measure, budget_seconds=15, clock=machine.clock, stand_in=stand_in)
+    # The ratio takes 1.5 s, the stand-in's warm-ups and round 4.4 s, ending at 5.9 s: whole calls'
+    # warm-ups and a round would end 7 x 4.4 s later, at 36.7 s. So the stand-in's rounds go on:
+    # 2.2 s each, ending at 8.1, 10.3, 12.5 and 14.7 s; one more would end at 16.9 s.
+    assert machine.calls == ["ratio fp32"] + ["pass fp32", "pass fp32+nnpack"] * 6
+    assert result.chosen == FP32_NNPACK and result.rounds == 5 and result.unit == "s/generator pass"
+    assert result.reason == ("timing whole calls once each after a warm-up would end at about 36.7 s, past the "
+                             "budget of 15 s (one costs about 7 stand-in calls)")
+
+
+def test_with_a_ratio_whole_calls_that_fit_are_timed_after_the_stand_ins_first_round():
+    machine = FakeMachine({"fp32": 1.0, "bf16": 1.2})
+    stand_in = machine.stand_in({"fp32": 0.2, "bf16": 0.25}, ratio=5.0, ratio_seconds=0.5)
+    result = probe([FP32, BF16], machine.measure, budget_seconds=12, clock=machine.clock, stand_in=stand_in)
+    # Ratio and the stand-in's round end at 1.4 s; whole calls would end 5 x 0.9 s later, at 5.9 s:
+    # they fit. Their warm-ups and rounds of 2.2 s end at 3.6, 5.8, 8, 10.2 and 12.4 s: the last
+    # round would have ended past the 12 s.
+    assert machine.calls == ["ratio fp32"] + ["pass fp32", "pass bf16"] * 2 + ["fp32", "bf16"] * 4
+    assert result.chosen == FP32 and result.unit == "s/it" and result.rounds == 3 and result.reason == ""
 
 
 def test_whole_calls_that_fit_the_budget_are_timed_as_without_a_stand_in():
@@ -129,7 +162,7 @@ def test_whole_calls_that_fit_the_budget_are_timed_as_without_a_stand_in():
     result = probe([FP32, BF16], machine.measure, budget_seconds=9, clock=machine.clock,
                    stand_in=machine.stand_in({"fp32": 0.1, "bf16": 0.05}))
     # The first warm-up (1 s) is also the one that showed they fit: it is not repeated.
-    assert machine.calls == ["fp32", "bf16"] * 4
+    assert machine.calls == ["ratio fp32"] + ["fp32", "bf16"] * 4
     assert result.chosen == FP32 and result.unit == "s/it"
 
 
@@ -143,8 +176,19 @@ def test_the_planned_runs_share_of_the_budget_also_decides_for_the_stand_in():
     machine = FakeMachine({"fp32": 2.0, "bf16": 2.0})
     result = probe([FP32, BF16], machine.measure, budget_seconds=20, planned_iterations=100, clock=machine.clock,
                    stand_in=machine.stand_in({"fp32": 0.5, "bf16": 0.4}))
-    assert machine.calls == ["fp32"] + ["pass fp32", "pass bf16"] * 2
+    assert machine.calls == ["ratio fp32", "fp32"] + ["pass fp32", "pass bf16"] * 2
     assert result.chosen == BF16 and result.unit == "s/generator pass"
+    # With a ratio of 4, an iteration is estimated at 4 x the fastest pass (0.4 s): 2% of 500 of them
+    # is 16 s, and whole calls would end at 1.8 + 4 x 1.8 = 9 s; of 200, 6.4 s: they would not fit.
+    machine = FakeMachine({"fp32": 2.0, "bf16": 2.0})
+    probe([FP32, BF16], machine.measure, budget_seconds=20, planned_iterations=500, clock=machine.clock,
+          stand_in=machine.stand_in({"fp32": 0.5, "bf16": 0.4}, ratio=4.0))
+    assert machine.calls[-2:] == ["fp32", "bf16"]
+    machine = FakeMachine({"fp32": 2.0, "bf16": 2.0})
+    result = probe([FP32, BF16], machine.measure, budget_seconds=20, planned_iterations=200, clock=machine.clock,
+                   stand_in=machine.stand_in({"fp32": 0.5, "bf16": 0.4}, ratio=4.0))
+    assert not any(call in ("fp32", "bf16") for call in machine.calls)
+    assert result.unit == "s/generator pass"
 
 
 def test_a_cpu_without_native_bf16_gets_no_bf16_candidates(cpu_flags, with_nnpack):
@@ -375,6 +419,32 @@ def test_the_stand_in_times_one_forward_and_backward_of_the_first_generator_and_
         for name, network in networks.items():
             assert all(parameter.grad is None for parameter in network.parameters())
             assert all(torch.equal(old, new) for old, new in zip(before[name], network.parameters()))
+
+
+def test_the_stand_ins_ratio_is_one_iteration_over_one_pass_both_timed_on_small_images():
+    from cyclegan.training.arithmetic_probe import RATIO_SIDE, TrainingProbe
+    from cyclegan.training.trainer import Trainer
+
+    config = TrainConfig()
+    config.model.net_g, config.model.ngf, config.model.ndf = "resnet_6blocks", 8, 8
+    config.data.crop_size = 2 * RATIO_SIDE
+    # Two readings per call: an untimed iteration, a timed one (3 s), an untimed pass, a timed one (0.5 s).
+    ticks = iter([0.0, 1.0, 1.0, 4.0, 4.0, 5.0, 5.0, 5.5, 10.0, 12.0])
+    with TrainingProbe(config, Trainer, timer=lambda: next(ticks)) as iteration:
+        trainer = iteration.ensure_built()
+        sides = []
+        trainer.model.networks()["G_AB"].register_forward_pre_hook(
+            lambda module, inputs: sides.append(inputs[0].shape[-1]))
+        assert iteration.stand_in().ratio(FP32) == 6.0
+        # Every generator call was on the small images; the image histories hold none of them.
+        assert set(sides) == {RATIO_SIDE}
+        assert all(pool.images == [] for pool in trainer.pools.values())
+        sides.clear()
+        assert iteration.stand_in().measure(FP32) == 2.0  # back at the crop
+        assert sides == [2 * RATIO_SIDE]
+    config.data.crop_size = RATIO_SIDE
+    with TrainingProbe(config, Trainer) as iteration:
+        assert iteration.stand_in().ratio(FP32) is None  # no smaller images to time it on
 
 
 def test_a_captured_probe_times_one_replay_after_warming_up_and_capturing_afresh_per_candidate(monkeypatch):

@@ -10,6 +10,10 @@ script times, in alternation in one process, each candidate's whole iteration (t
   (`GeneratorPass`, the probe's own stand-in where whole iterations overrun its budget);
 - `generator-half`: the same at half the crop (a quarter of the pixels).
 
+Per repeat and candidate it also records the stand-in's ratio (`GeneratorPass.iteration_ratio`:
+an iteration over a pass, both timed on small images), by which the probe tells without a whole
+iteration whether whole iterations fit its budget, beside the ratio of the crop's medians.
+
 It prints each candidate's median per measure, the ranking each measure gives, and the regret of
 choosing by a stand-in: the whole iteration's median of the stand-in's choice over that of the
 fastest candidate. Per repeat it also counts how often one sample of each measure picks the
@@ -101,6 +105,7 @@ def main(argv=None) -> int:
     print(f"{args.model} {args.netG} ngf {args.ngf}, {args.size} px, batch {args.batch_size}; candidates: "
           f"{', '.join(c.label for c in options)}", flush=True)
     times = {measure: {c.label: [] for c in options} for measure in MEASURES}
+    ratios: dict[str, list[float]] = {c.label: [] for c in options}
     with TrainingProbe(config, Trainer, timer=clock) as iteration:
         generator, generator_half = GeneratorPass(iteration), HalfCropGeneratorPass(iteration)
         measures = {"iteration": iteration, "generator": generator, "generator-half": generator_half}
@@ -118,17 +123,29 @@ def main(argv=None) -> int:
                     seconds = measure(candidate)
                     if repeat >= 0:
                         times[name][candidate.label].append(seconds)
+                ratio = generator.iteration_ratio(candidate) if repeat >= 0 else None
+                if ratio is not None:
+                    ratios[candidate.label].append(ratio)
             if repeat >= 0:
                 print(f"repeat {repeat}: " + "; ".join(
                     f"{name} " + ", ".join(f"{label} {values[-1]:.3g}" for label, values in times[name].items())
                     for name in MEASURES), flush=True)
     medians = medians_of(times)
+    ratio_medians = {label: statistics.median(values) for label, values in ratios.items() if values}
     rows = []
     for label in medians["iteration"]:
         rows.append([label] + [f"{medians[name][label]:.3f}" for name in MEASURES]
-                    + [f"{medians['iteration'][label] / medians[name][label]:.2f}" for name in MEASURES[1:]])
+                    + [f"{medians['iteration'][label] / medians[name][label]:.2f}" for name in MEASURES[1:]]
+                    + [f"{ratio_medians[label]:.2f}" if label in ratio_medians else "-"])
     print(common.format_table(["candidate"] + [f"{name} s" for name in MEASURES]
-                              + [f"iteration / {name}" for name in MEASURES[1:]], rows))
+                              + [f"iteration / {name}" for name in MEASURES[1:]] + ["stand-in's ratio"], rows))
+    overstated = {label: ratio / (medians["iteration"][label] / medians["generator"][label])
+                  for label, ratio in ratio_medians.items()}
+    if overstated:
+        print(f"stand-in's ratio over iteration / generator at the crop: "
+              f"{min(overstated.values()):.3f} to {max(overstated.values()):.3f}")
+    else:
+        print("stand-in's ratio: none (no images smaller than the crop to time it on); the probe times a whole iteration")
     summary = summarise(times)
     for name in MEASURES:
         entry = summary[name]
@@ -136,7 +153,8 @@ def main(argv=None) -> int:
               f"iteration; one sample picks the fastest in {entry['single_sample_right']}/{entry['repeats']} repeats")
     if args.json:
         common.write_json(args.json, {"args": vars(args), "machine": common.machine_description(device),
-                                      "seconds": times, "medians": medians, "summary": summary})
+                                      "seconds": times, "medians": medians, "summary": summary,
+                                      "stand_in_ratios": ratios, "ratio_over_crop": overstated})
     return 0
 
 

@@ -160,7 +160,8 @@ def candidates(device: torch.device, user_flags: UserFlags = UserFlags(),
 @dataclass(frozen=True)
 class ProbeResult:
     """The arithmetic chosen and how: `source` is "measured", "cached", "as asked" or "default";
-    `seconds` holds each timed candidate's median (label -> seconds of one `unit`)."""
+    `seconds` holds each timed candidate's median (label -> seconds of one `unit`); `reason` says
+    why nothing was measured, or why a stand-in was."""
 
     chosen: Arithmetic
     source: str
@@ -199,10 +200,13 @@ class ProbeResult:
 @dataclass(frozen=True)
 class StandIn:
     """A call cheaper than the measured one that ranks the candidates as it does, for a probe whose
-    whole calls cannot fit its budget: its `measure(candidate) -> seconds` and the `unit` they are in."""
+    whole calls cannot fit its budget: its `measure(candidate) -> seconds`, the `unit` they are in,
+    and `ratio(candidate)`: how many stand-in calls one whole call of `candidate` costs, measured
+    without a whole call at the job's size, or None where it cannot be (a whole call then tells)."""
 
     measure: Measure
     unit: str
+    ratio: Callable[[Arithmetic], float | None]
 
 
 def probe(candidates: list[Arithmetic], measure: Measure, budget_seconds: float = MAX_PROBE_SECONDS,
@@ -216,26 +220,43 @@ def probe(candidates: list[Arithmetic], measure: Measure, budget_seconds: float 
     PLANNED_TIME_SHARE of `planned_iterations` at the fastest time seen. Whatever the budget,
     every candidate gets its warm-up and one timed call.
 
-    With a `stand_in`, the first candidate's warm-up call also tells what the warm-ups and one
-    round would cost: where that is over the budget, the candidates are ranked by the stand-in
-    instead, in rounds as above within what is left of the budget, and its medians are reported
-    in its unit."""
+    With a `stand_in`, the probe first finds out whether whole calls fit the budget at all. Where
+    the stand-in has a ratio, its warm-ups and one round are timed first, and that ratio of their
+    cost (plus the time spent so far) is what the whole calls' warm-ups and round would end at;
+    without one, the first candidate's whole warm-up call tells. Where whole calls would pass the
+    budget, the candidates are ranked by the stand-in, in rounds as above within the budget, and
+    its medians are reported in its unit, with the estimate in the result's `reason`."""
     if not candidates:
         raise ConfigError("no arithmetic to probe: the candidates are empty")
     started = clock()
-    warmed: tuple[Arithmetic, ...] = ()
+    whole = _Rounds(candidates, measure, clock)
     if stand_in is not None and len(candidates) > 1:
-        measure(candidates[0])
-        first_call = clock() - started
-        budget = _budget(budget_seconds, planned_iterations, first_call)
-        if first_call * 2 * len(candidates) > budget:
-            medians, rounds = _timed_rounds(candidates, stand_in.measure, lambda fastest: budget, started, clock)
-            return _fastest(candidates, medians, rounds, job, stand_in.unit)
-        warmed = candidates[:1]
-    medians, rounds = _timed_rounds(candidates, measure,
-                                    lambda fastest: _budget(budget_seconds, planned_iterations, fastest),
-                                    started, clock, warmed)
-    return _fastest(candidates, medians, rounds, job, unit)
+        ratio = stand_in.ratio(candidates[0])
+        ranked = _Rounds(candidates, stand_in.measure, clock)
+        if ratio is None:
+            whole.warm_up(candidates[:1])
+            first_call = clock() - started
+            budget = _budget(budget_seconds, planned_iterations, first_call)
+            ends_at = first_call * 2 * len(candidates)
+        else:
+            stand_in_started = clock()
+            ranked.warm_up(candidates)
+            ranked.next_round()
+            now = clock()
+            budget = _budget(budget_seconds, planned_iterations, ratio * ranked.fastest)
+            ends_at = now - started + ratio * (now - stand_in_started)
+        if ends_at > budget:
+            ranked.warm_up(candidates)
+            if not ranked.rounds:
+                ranked.next_round()
+            ranked.more_rounds(lambda fastest: budget, started)
+            reason = (f"timing whole calls once each after a warm-up would end at about {ends_at:.3g} s, past the "
+                      f"budget of {budget:.3g} s" + (f" (one costs about {ratio:.3g} stand-in calls)" if ratio is not None else ""))
+            return ranked.result(job, stand_in.unit, reason)
+    whole.warm_up(candidates)
+    whole.next_round()
+    whole.more_rounds(lambda fastest: _budget(budget_seconds, planned_iterations, fastest), started)
+    return whole.result(job, unit)
 
 
 def _budget(budget_seconds: float, planned_iterations: int | None, iteration_seconds: float) -> float:
@@ -244,37 +265,55 @@ def _budget(budget_seconds: float, planned_iterations: int | None, iteration_sec
     return min(budget_seconds, PLANNED_TIME_SHARE * planned_iterations * iteration_seconds)
 
 
-def _timed_rounds(candidates: list[Arithmetic], measure: Measure, budget_at: Callable[[float], float],
-                  started: float, clock: Callable[[], float],
-                  warmed: tuple[Arithmetic, ...] = ()) -> tuple[dict[Arithmetic, float], int]:
-    """`probe`'s warm-ups (but of the candidates `warmed` already) and timed rounds: each
-    candidate's median and the number of rounds. `budget_at(fastest median)` is the budget in
-    seconds since `started`."""
-    for candidate in candidates:
-        if candidate not in warmed:
-            measure(candidate)
-    times: dict[Arithmetic, list[float]] = {candidate: [] for candidate in candidates}
-    contenders = list(candidates)
-    rounds = 0
-    while True:
-        round_started = clock()
-        for candidate in contenders:
-            times[candidate].append(measure(candidate))
-        rounds += 1
-        medians = {candidate: statistics.median(values) for candidate, values in times.items()}
-        fastest = min(medians[candidate] for candidate in contenders)
-        contenders = [candidate for candidate in contenders if medians[candidate] <= fastest * ELIMINATION_RATIO]
-        now = clock()
-        if (rounds >= MAX_ROUNDS or len(contenders) < 2
-                or now - started + (now - round_started) > budget_at(fastest)):
-            return medians, rounds
+class _Rounds:
+    """`probe`'s calls of one measure: an untimed warm-up per candidate, then timed rounds of the
+    candidates still contending (those within ELIMINATION_RATIO of the fastest median)."""
 
+    def __init__(self, candidates: list[Arithmetic], measure: Measure, clock: Callable[[], float]):
+        self.candidates, self.measure, self.clock = candidates, measure, clock
+        self.warmed: set[Arithmetic] = set()
+        self.times: dict[Arithmetic, list[float]] = {candidate: [] for candidate in candidates}
+        self.contenders = list(candidates)
+        self.rounds = 0
+        self.last_round_seconds = 0.0
 
-def _fastest(candidates: list[Arithmetic], medians: dict[Arithmetic, float], rounds: int, job: str,
-             unit: str) -> ProbeResult:
-    chosen = min(candidates, key=lambda candidate: medians[candidate])
-    return ProbeResult(chosen, "measured", job, {candidate.label: medians[candidate] for candidate in candidates},
-                       rounds, unit)
+    def warm_up(self, candidates: list[Arithmetic]) -> None:
+        for candidate in candidates:
+            if candidate not in self.warmed:
+                self.measure(candidate)
+                self.warmed.add(candidate)
+
+    @property
+    def medians(self) -> dict[Arithmetic, float]:
+        return {candidate: statistics.median(values) for candidate, values in self.times.items() if values}
+
+    @property
+    def fastest(self) -> float:
+        medians = self.medians
+        return min(medians[candidate] for candidate in self.contenders)
+
+    def next_round(self) -> None:
+        round_started = self.clock()
+        for candidate in self.contenders:
+            self.times[candidate].append(self.measure(candidate))
+        self.rounds += 1
+        fastest = self.fastest
+        medians = self.medians
+        self.contenders = [candidate for candidate in self.contenders if medians[candidate] <= fastest * ELIMINATION_RATIO]
+        self.last_round_seconds = self.clock() - round_started
+
+    def more_rounds(self, budget_at: Callable[[float], float], started: float) -> None:
+        """Further rounds while they are fewer than MAX_ROUNDS, two candidates contend and the time
+        since `started` plus the last round's stays within `budget_at(fastest median)`."""
+        while (self.rounds < MAX_ROUNDS and len(self.contenders) >= 2
+               and self.clock() - started + self.last_round_seconds <= budget_at(self.fastest)):
+            self.next_round()
+
+    def result(self, job: str, unit: str, reason: str = "") -> ProbeResult:
+        medians = self.medians
+        chosen = min(self.candidates, key=lambda candidate: medians[candidate])
+        return ProbeResult(chosen, "measured", job, {candidate.label: medians[candidate] for candidate in self.candidates},
+                           self.rounds, unit, reason)
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     for line in result.table():
         print(line)
     print(f"{result.describe()}; {result.rounds} timed round(s)")
+    if result.reason:
+        print(f"ranked by the stand-in: {result.reason}")
     cache = DecisionCache()
     cache.write(key, result)
     print(f"cached in {cache.path}")

@@ -18,12 +18,15 @@ up and captures afresh, from empty image histories, before the one replay it tim
 cannot fit its budget (ResNet generators at 256 px on a CPU): one forward and backward pass of the
 run's first generator on the same throwaway Trainer, which cost a fraction of an iteration and
 ranked the candidates as whole iterations did in benchmarks/speed/probe_stand_in.py
-(docs/PERFORMANCE.md says where it did not).
+(docs/PERFORMANCE.md says where it did not). How many passes an iteration costs, the probe learns
+from both timed on images of RATIO_SIDE pixels, so that it can tell whether whole iterations would
+fit without timing one at the crop.
 
 The Trainer class is passed in rather than imported, so that the trainer itself can probe.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import shutil
@@ -41,6 +44,11 @@ from cyclegan.device import synchronize
 from cyclegan.networks import size_multiple
 from cyclegan.training.captured_step import UNCAPTURABLE_PRECISIONS, WARM_UP_ITERATIONS, CapturedStep
 from cyclegan.tuning import Arithmetic, ProbeKey, StandIn, UserFlags, call_clock
+
+# The side of the images an iteration's cost in generator passes is timed on: small, so that it
+# costs little, the ratio it gave coming near the crop's for the ResNet jobs (docs/PERFORMANCE.md);
+# where it is off, it is more often high, with the fixed costs (the optimizer steps) weighing more.
+RATIO_SIDE = 32
 
 
 def training_probe_key(device: torch.device, model: ModelConfig, loss: LossConfig, size: int, batch: int,
@@ -101,6 +109,7 @@ class TrainingProbe:
         self.timer = timer
         self.captured = captured
         self.trainer = None
+        self.small_inputs: list[torch.Tensor] | None = None
         self.workdir: Path | None = None
 
     def ensure_built(self):
@@ -112,7 +121,10 @@ class TrainingProbe:
     def stand_in(self) -> StandIn | None:
         """What the probe ranks by where whole iterations cannot fit its budget: a GeneratorPass;
         none for a captured iteration, which has no cheaper part to time (it is one graph)."""
-        return None if self.captured else StandIn(GeneratorPass(self), "s/generator pass")
+        if self.captured:
+            return None
+        generator_pass = GeneratorPass(self)
+        return StandIn(generator_pass, "s/generator pass", generator_pass.iteration_ratio)
 
     def _build(self):
         self.workdir = Path(tempfile.mkdtemp(prefix="cyclegan-probe-"))
@@ -128,6 +140,9 @@ class TrainingProbe:
         self.inputs = [(torch.rand((data.batch_size, channels, height, width),
                                    generator=generator) * 2 - 1).to(trainer.device)
                        for channels in (model.input_nc, model.output_nc)]
+        side = max(size_multiple(model.net_g), RATIO_SIDE)
+        self.small_inputs = ([(torch.rand((data.batch_size, images.shape[1], side, side), generator=generator) * 2 - 1)
+                              .to(trainer.device) for images in self.inputs] if side < min(height, width) else None)
         return trainer
 
     def __call__(self, arithmetic: Arithmetic) -> float:
@@ -138,8 +153,7 @@ class TrainingProbe:
             optimizer.state.clear()
         real_a, real_b = (images.contiguous(memory_format=trainer.memory_format) for images in self.inputs)
         if self.captured:
-            for pool in trainer.pools.values():
-                pool.images = []
+            self._empty_pools()
             trainer.captured_step = CapturedStep(trainer, replay=trainer.device.type == "cuda")
             # The warm-up steps, then the capture and its first replay.
             for _ in range(WARM_UP_ITERATIONS + 1):
@@ -159,9 +173,27 @@ class TrainingProbe:
         trainer.iteration += 1
         trainer.position += 1
 
+    @contextlib.contextmanager
+    def on_small_images(self):
+        """Calls within time the iteration on `small_inputs` rather than the crop's (and the
+        stand-in's pass too); the image histories are emptied on entry and exit, as they hold
+        images of one size."""
+        crop_inputs, self.inputs = self.inputs, self.small_inputs
+        self._empty_pools()
+        try:
+            yield
+        finally:
+            self.inputs = crop_inputs
+            self._empty_pools()
+
+    def _empty_pools(self) -> None:
+        for pool in self.trainer.pools.values():
+            pool.images = []
+
     def close(self) -> None:
         self.trainer = None
         self.inputs = []
+        self.small_inputs = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
@@ -180,6 +212,20 @@ class GeneratorPass:
 
     def __init__(self, iteration: TrainingProbe):
         self.iteration = iteration
+
+    def iteration_ratio(self, arithmetic: Arithmetic) -> float | None:
+        """How many of these passes one iteration costs in `arithmetic`, both timed (after an
+        untimed call each) on images of RATIO_SIDE pixels; None where the crop is no larger (or the
+        generator takes no smaller images), where only an iteration at the crop can tell."""
+        iteration = self.iteration
+        iteration.ensure_built()
+        if iteration.small_inputs is None:
+            return None
+        with iteration.on_small_images():
+            iteration(arithmetic)
+            iteration_seconds = iteration(arithmetic)
+            self(arithmetic)
+            return iteration_seconds / self(arithmetic)
 
     def real_images(self, trainer, name: str) -> torch.Tensor:
         return self.iteration.inputs[0 if name == "G_AB" else 1]
