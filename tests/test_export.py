@@ -226,3 +226,22 @@ def test_an_onnx_path_that_is_a_folder_or_lies_below_a_file_is_refused_by_name(r
                                        "not a folder; give another file path as --onnx\n")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["g.onnx", "notes.txt"]
     assert list(folder.iterdir()) == [] and (tmp_path / "notes.txt").read_text() == "kept"
+
+
+def test_an_existing_onnx_file_is_kept_unless_overwrite_is_given(run_checkpoint, tmp_path, capsys):
+    out = tmp_path / "g.onnx"
+    out.write_bytes(b"an earlier export")
+    assert main(["export", str(run_checkpoint), "--onnx", str(out)]) == 2
+    assert (f"{out} already exists; pass --overwrite to replace it, or give another file path as --onnx"
+            in capsys.readouterr().err)
+    assert out.read_bytes() == b"an earlier export"
+    assert main(["export", str(run_checkpoint), "--onnx", str(out), "--overwrite"]) == 0
+    _, spec = load_onnx_generator(out, "cpu")
+    assert (spec.input_nc, spec.output_nc) == (3, 1)
+
+
+def test_overwrite_does_not_apply_to_a_hub_folder(run_checkpoint, tmp_path, capsys):
+    folder = tmp_path / "hub"
+    assert main(["export", str(run_checkpoint), "--hub-folder", str(folder), "--overwrite"]) == 2
+    assert "a --hub-folder is never replaced: give a new or empty folder" in capsys.readouterr().err
+    assert not folder.exists()

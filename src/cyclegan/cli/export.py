@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_pick_argument(parser)
     add_direction_argument(parser, help="which generator to export to ONNX (ignored for files holding one generator)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: 17)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace an --onnx file that exists already (a --hub-folder must be new or empty).")
     _add_hub_options(parser)
     parser.add_argument("--repo-id", default=None, metavar="OWNER/NAME",
                         help="The Hub name the card's usage lines show (default: OWNER/<folder name>).")
@@ -60,13 +62,17 @@ def _add_hub_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.hub_folder:
+        if args.overwrite:
+            raise ConfigError("--overwrite replaces an --onnx file; a --hub-folder is never replaced: give a new "
+                              "or empty folder")
         return _run_hub_folder(args)
     from cyclegan.inference.onnx import DEFAULT_OPSET, TOLERANCE, export_onnx
     from cyclegan.inference.resolve import resolve
 
     checkpoint = resolve(args.checkpoint, args.pick)
     opset = DEFAULT_OPSET if args.opset is None else args.opset  # `--opset 0` is refused, not the default
-    report = export_onnx(checkpoint.weights, args.onnx, default_direction(args.direction, checkpoint), opset)
+    report = export_onnx(checkpoint.weights, args.onnx, default_direction(args.direction, checkpoint), opset,
+                         args.overwrite)
     print(f"wrote {report.path}: {report.spec.describe()}")
     shape = "x".join(str(n) for n in report.check_shape)
     print(f"max abs difference from PyTorch on a random {shape} input: {report.max_abs_diff:.3g}")

@@ -61,9 +61,9 @@ class ExportReport:
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, direction: str = "AtoB",
-                opset: int = DEFAULT_OPSET) -> ExportReport:
+                opset: int = DEFAULT_OPSET, overwrite: bool = False) -> ExportReport:
     """Export the `direction` generator of `checkpoint` (anything `checkpoint.load_generator`
-    takes) to `out`.
+    takes) to `out`, which must not exist unless `overwrite`.
 
     Batch, height and width are dynamic; height and width must be multiples of the generator's
     size multiple (stored as metadata `size_multiple`; `cyclegan translate` pads to it). The
@@ -82,6 +82,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, direction: str = "AtoB"
     unwritable = unwritable_file_reason(out)
     if unwritable:
         raise ConfigError(f"cannot write {out}: {unwritable}; give another file path as --onnx")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or give another file path as --onnx")
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise ConfigError(f"{checkpoint} is already an ONNX model")
     generator, spec = load_generator(checkpoint, direction)
