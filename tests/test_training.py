@@ -189,6 +189,33 @@ def test_resume_refuses_a_different_architecture_and_names_the_field(tiny_datase
     assert "loss.lambda_a: checkpoint has 10.0, requested 5.0" in error
 
 
+@pytest.mark.parametrize("damage, problem", [
+    ("truncate", "it is truncated or damaged (not a complete PyTorch file)"),
+    ("empty", "the file is empty"),
+    ("pickle", "it holds objects other than tensors and plain values, which are not loaded because unpickling "
+               "them could run code"),
+])
+def test_resume_from_a_damaged_training_state_says_what_is_wrong_in_one_line(tiny_dataset, tmp_path, capsys,
+                                                                            damage, problem):
+    runs = tmp_path / "runs"
+    assert main(tiny_train_argv(tiny_dataset, runs, "r", "--max-iters", "1")) == 0
+    state = ckpt.read_latest(runs / "r" / "checkpoints").state
+    whole = state.read_bytes()
+    if damage == "truncate":
+        state.write_bytes(whole[: len(whole) // 2])
+    elif damage == "empty":
+        state.write_bytes(b"")
+    else:  # a zip archive as torch writes it, but holding an object that weights_only refuses
+        torch.save({"optimizer_g": Image.Image}, state)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(runs / "r"), "--max-iters", "2"]) == 2
+    error = capsys.readouterr().err
+    assert error == (f"cyclegan train: error: training state {state} cannot be read: {problem}"
+                     + ("; cyclegan never writes such a file" if damage == "pickle" else "")
+                     + "; training cannot resume from this checkpoint (an earlier one kept in the same folder can be "
+                       "named in its latest.json instead)\n")
+
+
 def test_epoch_order_depends_only_on_seed_and_epoch():
     assert epoch_order(10, 0, 3, shuffle=True).tolist() == epoch_order(10, 0, 3, shuffle=True).tolist()
     assert epoch_order(10, 0, 3, shuffle=True).tolist() != epoch_order(10, 0, 4, shuffle=True).tolist()

@@ -26,6 +26,8 @@ from __future__ import annotations
 import errno
 import importlib.metadata
 import json
+import pickle
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -331,10 +333,31 @@ def load_weights(weights_path: Path, modules: dict[str, torch.nn.Module], device
 
 
 def load_training_state(state_path: Path) -> dict:
+    """A checkpoint's training state, loaded with `weights_only=True`: tensors and plain values,
+    never objects whose unpickling could run code."""
     try:
         return torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for damaged files
-        raise CheckpointError(f"training state {state_path} cannot be read ({error})") from error
+    except Exception as error:  # torch raises many types for damaged files, with its own advice
+        raise CheckpointError(f"training state {state_path} cannot be read: {_unreadable_state(state_path, error)}; "
+                              "training cannot resume from this checkpoint (an earlier one kept in the same folder "
+                              f"can be named in its {LATEST} instead)") from error
+
+
+def _unreadable_state(state_path: Path, error: Exception) -> str:
+    """What is wrong with a training state file that torch.load refused, in words: torch's own
+    messages name its internals and advise loading untrusted files without `weights_only`."""
+    try:
+        size = Path(state_path).stat().st_size
+    except OSError as stat_error:
+        return stat_error.strerror or type(stat_error).__name__
+    if size == 0:
+        return "the file is empty"
+    if not zipfile.is_zipfile(state_path):
+        return "it is truncated or damaged (not a complete PyTorch file)"
+    if isinstance(error, pickle.UnpicklingError):
+        return ("it holds objects other than tensors and plain values, which are not loaded because "
+                "unpickling them could run code; cyclegan never writes such a file")
+    return f"it is damaged ({type(error).__name__})"
 
 
 def is_reference_file(path: str | Path) -> bool:
