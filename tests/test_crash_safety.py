@@ -182,6 +182,31 @@ def test_sigterm_stops_the_same_way_with_exit_code_143(tiny_dataset, tmp_path, z
     assert assert_checkpoint_loads(run) == logged_iterations(run)[-1]
 
 
+def test_sigterm_to_the_whole_process_group_stops_cleanly_with_a_loading_worker(tiny_dataset, tmp_path):
+    # As `timeout`, Slurm's scancel or systemd stop it: SIGTERM to every process of the run,
+    # data-loading workers included. A worker killed by it used to end the run in a traceback
+    # from the loader's watchdog, inside the step, with nothing saved.
+    runs, run = tmp_path / "runs", tmp_path / "runs" / "timed-out"
+    output_path = tmp_path / "output.txt"
+    args = train_args(tiny_dataset, runs, "timed-out", "--epochs", "1000", "--num-workers", "2")
+    with open(output_path, "w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "cyclegan", *args], stdout=output, stderr=subprocess.STDOUT,
+                                   env=ENVIRONMENT, start_new_session=True)
+        try:
+            wait_until(lambda: len(logged_iterations(run)) >= 2 or process.poll() is not None, 180,
+                       "two logged iterations")
+            os.killpg(process.pid, signal.SIGTERM)
+            code = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    out = output_path.read_text()
+    assert "Traceback" not in out, out
+    assert code == 143, out
+    assert f"stopped by SIGTERM; continue with: cyclegan train --resume {run}" in out
+    assert assert_checkpoint_loads(run) == logged_iterations(run)[-1]
+
+
 def test_a_second_signal_exits_at_once_without_saving(tiny_dataset, tmp_path, zygote):
     runs, run, log = tmp_path / "runs", tmp_path / "runs" / "impatient", tmp_path / "log.txt"
     pid = zygote.start(train_args(tiny_dataset, runs, "impatient", "--epochs", "1000", "--save-every", "1"), log)

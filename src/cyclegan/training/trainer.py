@@ -408,6 +408,7 @@ class Trainer:
                           # Its own generator: worker seeding must not consume the global RNG,
                           # or a resumed run would diverge from an uninterrupted one.
                           generator=torch.Generator().manual_seed(self.config.run.seed),
+                          worker_init_fn=_leave_stopping_to_the_main_process,
                           prefetch_factor=4 if workers > 0 else None)
 
     def train(self) -> TrainResult:
@@ -537,6 +538,14 @@ class Trainer:
     def _restore_signal_handlers(previous: dict) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _leave_stopping_to_the_main_process(worker_id: int) -> None:
+    """A data-loading worker ignores SIGTERM. Sent to the whole process group (by `timeout`,
+    Slurm, systemd), it would kill the worker, and the loader would end the run in an error in the
+    middle of a step; the main process instead finishes the step, saves, and shuts its workers down.
+    (SIGINT, as Ctrl-C sends it to the group, already ends a worker quietly.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _check_compilable(config: TrainConfig, device: torch.device) -> None:
