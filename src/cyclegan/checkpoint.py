@@ -339,8 +339,7 @@ def load_training_state(state_path: Path) -> dict:
         return torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for damaged files, with its own advice
         raise CheckpointError(f"training state {state_path} cannot be read: {_unreadable_state(state_path, error)}; "
-                              "training cannot resume from this checkpoint (an earlier one kept in the same folder "
-                              f"can be named in its {LATEST} instead)") from error
+                              f"resume from an earlier checkpoint by naming it in {LATEST}") from error
 
 
 def _unreadable_state(state_path: Path, error: Exception) -> str:
@@ -355,8 +354,7 @@ def _unreadable_state(state_path: Path, error: Exception) -> str:
     if not zipfile.is_zipfile(state_path):
         return "it is truncated or damaged (not a complete PyTorch file)"
     if isinstance(error, pickle.UnpicklingError):
-        return ("it holds objects other than tensors and plain values, which are not loaded because "
-                "unpickling them could run code; cyclegan never writes such a file")
+        return "it holds objects other than tensors and plain values (not loaded: unpickling them could run code)"
     return f"it is damaged ({type(error).__name__})"
 
 
