@@ -221,8 +221,8 @@ def probe(candidates: list[Arithmetic], measure: Measure, budget_seconds: float 
     every candidate gets its warm-up and one timed call.
 
     With a `stand_in`, the probe first finds out whether whole calls fit the budget at all. Where
-    the stand-in has a ratio, its warm-ups and one round are timed first, and that ratio of their
-    cost (plus the time spent so far) is what the whole calls' warm-ups and round would end at;
+    the stand-in has a ratio, its warm-ups and one round are timed first, and the ratio times their
+    cost (plus the time spent so far) is when the whole calls' warm-ups and round would end;
     without one, the first candidate's whole warm-up call tells. Where whole calls would pass the
     budget, the candidates are ranked by the stand-in, in rounds as above within the budget, and
     its medians are reported in its unit, with the estimate in the result's `reason`."""
