@@ -18,9 +18,9 @@ up and captures afresh, from empty image histories, before the one replay it tim
 cannot fit its budget (ResNet generators at 256 px on a CPU): one forward and backward pass of the
 run's first generator on the same throwaway Trainer, which cost a fraction of an iteration and
 ranked the candidates as whole iterations did in benchmarks/speed/probe_stand_in.py
-(docs/PERFORMANCE.md says where it did not). How many passes an iteration costs, the probe learns
-from both timed on images of RATIO_SIDE pixels, so that it can tell whether whole iterations would
-fit without timing one at the crop.
+(docs/PERFORMANCE.md says where it did not). Its ratio, how many passes an iteration costs, is
+timed on images of RATIO_SIDE pixels, so that the probe can tell whether whole iterations would
+fit its budget without timing one at the crop.
 
 The Trainer class is passed in rather than imported, so that the trainer itself can probe.
 """
