@@ -159,10 +159,15 @@ def test_where_the_stand_ins_ratio_shows_whole_iterations_would_overrun_none_is_
 
 
 def test_a_second_run_starts_from_the_cached_decision_without_timing(bf16_cpu, timed, tiny_dataset, tmp_path):
-    Trainer(planned_run(tiny_dataset, tmp_path, "first"))
+    announced = []
+    Trainer(planned_run(tiny_dataset, tmp_path, "first"), announce=announced.append)
+    # Said before the probe's pause, which would otherwise be silent.
+    assert announced == ["precision: timing fp32, fp32+nnpack, bf16, bf16+cl on this job (about 20 s, once: the "
+                         "choice is cached)"]
     timed.clear()
-    second = Trainer(planned_run(tiny_dataset, tmp_path, "second"))
-    assert timed == []
+    announced.clear()
+    second = Trainer(planned_run(tiny_dataset, tmp_path, "second"), announce=announced.append)
+    assert timed == [] and announced == []
     assert second.arithmetic.source == "cached"
     assert second.arithmetic.chosen == Arithmetic("bf16", channels_last=True)
     assert second.arithmetic.describe().startswith("precision: bf16+cl (cached measurement 1.05 s/it; fp32 3.67 s")
@@ -266,8 +271,10 @@ def test_cyclegan_translate_prints_the_measured_choice(bf16_cpu, timed_translati
     capsys.readouterr()
     assert main(["translate", str(tmp_path / "model"), str(tmp_path / "many"), "--out", str(tmp_path / "out"),
                  "--device", "cpu", "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "precision: bf16+cl (measured 0.105 s/image;" in out
+    lines = capsys.readouterr().out.splitlines()
+    timing = lines.index("precision: timing fp32, fp32+nnpack, bf16, bf16+cl on this job (about 20 s, once: "
+                         "the choice is cached)")
+    assert lines[timing + 1].startswith("precision: bf16+cl (measured 0.105 s/image;")
     assert len(list((tmp_path / "out").iterdir())) == 50
 
 

@@ -420,12 +420,13 @@ def choose_arithmetic(device: torch.device, key: ProbeKey, measure: Measure | No
                       user_flags: UserFlags = UserFlags(), budget_seconds: float = MAX_PROBE_SECONDS,
                       cache: DecisionCache | None = None, unit: str = "s/it",
                       clock: Callable[[], float] = time.perf_counter, exclude: tuple[str, ...] = (),
-                      stand_in: StandIn | None = None) -> ProbeResult:
+                      stand_in: StandIn | None = None, announce: Callable[[str], None] | None = None) -> ProbeResult:
     """The arithmetic for a run of `planned_iterations` calls of `key.job`, in this order: all of
     it fixed by the user (no probe); a cached decision; plain fp32 (with the user's flags) for a
     run shorter than MIN_PROBED_ITERATIONS or without a `measure`; else the probe's choice (by
     `stand_in` where whole calls overrun the budget), which is then cached. The user's flags are never overridden: only the free dimensions are probed;
-    precisions in `exclude` are not candidates (those the run cannot use)."""
+    precisions in `exclude` are not candidates (those the run cannot use). `announce(line)` is told,
+    just before a probe, what is timed and for about how long: the pause would otherwise be silent."""
     cache = cache or DecisionCache()
     if user_flags.complete:
         return ProbeResult(user_flags.impose(REFERENCE), "as asked", key.job, unit=unit, reason="as asked")
@@ -440,6 +441,9 @@ def choose_arithmetic(device: torch.device, key: ProbeKey, measure: Measure | No
                else "nothing to measure with")
         return ProbeResult(user_flags.impose(REFERENCE), "default", key.job, unit=unit,
                            reason=f"{why}, and no decision is cached")
+    if announce is not None:
+        announce(f"precision: timing {', '.join(option.label for option in options)} on this job (about "
+                 f"{budget_seconds:.3g} s, once: the choice is cached)")
     result = probe(options, measure, budget_seconds, planned_iterations, key.job, unit, clock, stand_in)
     cache.write(key, result)
     return result

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from cyclegan.training.trainer import Trainer
 
     config, resume = resolve_config(args)
-    trainer = Trainer(config, resume=resume)
+    trainer = Trainer(config, resume=resume, announce=lambda line: print(line, flush=True))
     if trainer.dist.is_main:
         print(trainer.arithmetic.describe())
         for line in trainer.init_notes:

@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"model: {translator.spec.describe()}")
         # Timed on this model for a folder or video of many images, unless cached (docs/PERFORMANCE.md).
         decision = tune_translation(translator, args.inputs, options.batch_size,
-                                    options.video_options().frames_per_batch, may_probe=not dist.enabled)
+                                    options.video_options().frames_per_batch, may_probe=not dist.enabled,
+                                    announce=lambda line: print(line, flush=True))
         if dist.is_main:
             print(decision.describe())
             if dist.enabled:

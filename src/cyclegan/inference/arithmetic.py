@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from PIL import Image
 
@@ -75,13 +75,13 @@ def planned_work(translator, inputs: Iterable[str | Path], batch_size: int | Non
 
 def tune_translation(translator, inputs: Iterable[str | Path], batch_size: int | None = None,
                      video_batch_size: int = 4, may_probe: bool = True,
-                     cache: DecisionCache | None = None) -> ProbeResult:
+                     cache: DecisionCache | None = None, announce: Callable[[str], None] | None = None) -> ProbeResult:
     """Choose and apply `translator`'s arithmetic for translating `inputs` (files and folders, as
     `Translator.translate_files` takes them); returns the decision, for `describe()`.
 
     The probe times a square image of the first input's area, rounded to the network's size
     multiple. `may_probe` False (under torchrun, where every rank must compute alike) leaves the
-    cached decision or the untuned default."""
+    cached decision or the untuned default. `announce(line)` hears before anything is timed."""
     if not any(True for _ in translator.generator.parameters()):  # an ONNX session: runs as exported
         return ProbeResult(translator.arithmetic, "as asked", "translate", reason="runs as exported")
     calls, size, batch = planned_work(translator, inputs, batch_size, video_batch_size)
@@ -93,7 +93,8 @@ def tune_translation(translator, inputs: Iterable[str | Path], batch_size: int |
     measure = translation_measure(translator.generator, translator.device, side, batch,
                                   translator.input_channels) if may_probe else None
     unit = "s/image" if batch == 1 else "s/batch"
-    result = choose_arithmetic(translator.device, key, measure, calls, translator.user_flags, cache=cache, unit=unit)
+    result = choose_arithmetic(translator.device, key, measure, calls, translator.user_flags, cache=cache, unit=unit,
+                               announce=announce)
     if result.source == "default":  # nothing measured or cached: the translator's own default stands
         why = (f"{calls} generator call(s) are too few to be worth measuring" if may_probe
                else "not measured under torchrun")

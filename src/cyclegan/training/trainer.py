@@ -76,7 +76,9 @@ def epoch_order(length: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray
 class Trainer:
     """Owns one run: its folder, model, optimisers, data and bookkeeping."""
 
-    def __init__(self, config: TrainConfig, resume: ckpt.CheckpointFiles | None = None):
+    def __init__(self, config: TrainConfig, resume: ckpt.CheckpointFiles | None = None,
+                 announce: Callable[[str], None] | None = None):
+        """`announce(line)`, if given, hears before `--precision auto` times anything that it will."""
         config.validate()
         self.config = config
         device = select_device(config.run.device)
@@ -117,7 +119,7 @@ class Trainer:
                                                          self.dist.world_size)
         self.quality = QualityTracker(config, layout, self.device, self.run_dir)
         # Timed before this run seeds torch and builds its model, so the probe changes nothing of it.
-        self.arithmetic = self._choose_arithmetic(resume)
+        self.arithmetic = self._choose_arithmetic(resume, announce)
 
         if self.device.type == "cuda":
             # The shapes repeat every iteration, so cuDNN's measured choice of algorithm pays for
@@ -172,7 +174,8 @@ class Trainer:
         # The whole iteration replayed as one CUDA graph after a few ordinary ones (training.captured_step).
         self.captured_step = CapturedStep(self) if self.cuda_graphs else None
 
-    def _choose_arithmetic(self, resume: ckpt.CheckpointFiles | None) -> ProbeResult:
+    def _choose_arithmetic(self, resume: ckpt.CheckpointFiles | None,
+                           announce: Callable[[str], None] | None = None) -> ProbeResult:
         """The run's precision, layout and convolutions (`cyclegan.tuning.choose_arithmetic`), written
         into its config as concrete values, so that config.json says what was used and a resumed run
         keeps it without probing. The probe's budget is also a share of --max-minutes when given."""
@@ -195,7 +198,7 @@ class Trainer:
                     TrainingProbe(self.config, Trainer, captured=self.cuda_graphs))
                 stand_in = None if measure is None else measure.stand_in()
                 result = choose_arithmetic(self.device, key, measure, self.planned_iterations(), user_flags, budget,
-                                           exclude=excluded, stand_in=stand_in)
+                                           exclude=excluded, stand_in=stand_in, announce=announce)
             if self.dist.enabled and result.source == "default":
                 result = replace(result, reason="not measured under torchrun and no decision is cached; "
                                                             "`cyclegan tune` with this run's flags caches one")
