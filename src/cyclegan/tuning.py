@@ -442,7 +442,7 @@ def choose_arithmetic(device: torch.device, key: ProbeKey, measure: Measure | No
         return ProbeResult(user_flags.impose(REFERENCE), "default", key.job, unit=unit,
                            reason=f"{why}, and no decision is cached")
     if announce is not None:
-        announce(f"precision: timing {', '.join(option.label for option in options)} on this job (about "
+        announce(f"precision: timing {', '.join(option.label for option in options)} on this job (up to about "
                  f"{budget_seconds:.3g} s, once: the choice is cached)")
     result = probe(options, measure, budget_seconds, planned_iterations, key.job, unit, clock, stand_in)
     cache.write(key, result)
