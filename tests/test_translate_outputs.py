@@ -208,3 +208,66 @@ def test_a_file_that_cannot_be_written_is_reported_and_the_rest_translated(run, 
     assert path == photos / "img_001.png"
     assert str(tmp_path / "out" / "img_001.png") in reason and os.strerror(errno.EFBIG) in reason and "\n" not in reason
     assert sorted(contents(tmp_path / "out")) == ["img_000.png", "img_002.png"]
+
+
+# --- continuing an interrupted translation ---------------------------------------------------------
+
+def test_skip_existing_leaves_the_outputs_that_exist_and_translates_the_rest(run, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    write_images(photos, 3, size=(32, 32))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "img_001.png").write_bytes(b"an earlier result")
+    capsys.readouterr()
+    assert translate(run, photos, "--out", out, "--skip-existing") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (f"translated 2 file(s) into {out}; left 1 that exist "
+                                                        "already (--skip-existing)")
+    assert contents(out)["img_001.png"] == b"an earlier result"
+    assert sorted(contents(out)) == ["img_000.png", "img_001.png", "img_002.png"]
+    assert Image.open(out / "img_002.png").size == (32, 32)
+
+
+def test_skip_existing_and_overwrite_together_are_refused(run, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    write_images(photos, 1, size=(32, 32))
+    assert translate(run, photos, "--out", tmp_path / "out", "--skip-existing", "--overwrite") == 2
+    assert one_error_line(capsys) == ("cyclegan translate: error: --overwrite replaces the outputs that exist and "
+                                      "--skip-existing keeps them; give one")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_translation_stopped_by_sigterm_leaves_whole_files_only_and_skip_existing_finishes_it(run, tmp_path):
+    # As `timeout` or a batch scheduler stops it: SIGTERM to the process group, mid-folder.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    write_images(photos, 1500, size=(48, 48))
+    command = [sys.executable, "-m", "cyclegan", "translate", str(run), str(photos), "--out", str(out),
+               "--device", "cpu", "--no-progress", "--precision", "fp32"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while (not out.is_dir() or len(os.listdir(out)) < 20) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the translation ended before it could be stopped"
+    os.killpg(process.pid, signal.SIGTERM)
+    _stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert stderr.strip().splitlines()[-1] == "cyclegan translate: terminated" and "Traceback" not in stderr
+    written = sorted(os.listdir(out))
+    assert 20 <= len(written) < 1500
+    assert all(name.endswith(".png") and not name.startswith(".") for name in written)  # no temporary left
+    assert all(Image.open(out / name).size == (48, 48) for name in written)  # each whole
+    before = {name: (out / name).read_bytes() for name in written}
+
+    finished = subprocess.run(command + ["--skip-existing"], capture_output=True, text=True, env=environment,
+                              timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines()[-1] == (f"translated {1500 - len(written)} file(s) into {out}; left "
+                                                f"{len(written)} that exist already (--skip-existing)")
+    assert len(os.listdir(out)) == 1500
+    assert all((out / name).read_bytes() == data for name, data in before.items())

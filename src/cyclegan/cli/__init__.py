@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import gc
 import re
+import signal
 import sys
+import threading
 
 from cyclegan.cli import reference
 from cyclegan.cli.arguments import CommandParser
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     for note in getattr(args, reference.NOTES, ()):  # reference-code options that change nothing here
         print(f"cyclegan {args.command}: note: {note}", file=sys.stderr)
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_unwinds():
+            return int(args.func(args) or 0)
     except CycleGANError as error:
         print(f"cyclegan {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -59,9 +63,34 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({error.filename})" if error.filename else ""
         print(f"cyclegan {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"cyclegan {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"cyclegan {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the command is, as Ctrl-C raises KeyboardInterrupt, so that it unwinds
+    the same way: a file being written atomically is removed, not left as a temporary beside the
+    outputs. `cyclegan train` handles SIGTERM itself while it trains (it finishes the step and saves)."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    if threading.current_thread() is not threading.main_thread():  # only there can a handler be set
+        yield
+        return
+
+    def unwind(_signum, _frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 _NEGATIVE_VALUE = re.compile(r"-\.?\d[\d.,eE+-]*")

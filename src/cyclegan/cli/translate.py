@@ -90,22 +90,24 @@ def run(args: argparse.Namespace) -> int:
                                                 batch_size=options.batch_size, shard=(dist.rank, dist.world_size),
                                                 io_threads=options.io_threads,
                                                 processes_on_host=dist.local_world_size,
-                                                overwrite=options.overwrite,
+                                                overwrite=options.overwrite, skip_existing=options.skip_existing,
                                                 output_depth=options.output_depth)
         except MemoryError:  # outside the network (which says more itself): decoding or encoding a file
             raise InsufficientMemoryError("out of memory reading or writing the files; translate fewer or "
                                           "smaller files at a time, or use --tile 512") from None
-        reports = dist.gather((len(report.written), report.notes, report.failed))
+        reports = dist.gather((len(report.written), report.notes, report.failed, len(report.kept)))
     except BaseException:
         dist.close(wait_for_others=False)
         raise
     dist.close()
     if not dist.is_main:  # rank 0 reports, and exits non-zero, for all
         return 0
-    written = sum(count for count, _notes, _failed in reports)
-    failed = [failure for _count, _notes, failures in reports for failure in failures]
-    print(f"translated {written} file(s) into {args.out}")
-    for note in (note for _count, notes, _failed in reports for note in notes):
+    written = sum(count for count, _notes, _failed, _kept in reports)
+    failed = [failure for _count, _notes, failures, _kept in reports for failure in failures]
+    kept = sum(count for _count, _notes, _failed, count in reports)
+    print(f"translated {written} file(s) into {args.out}"
+          + (f"; left {kept} that exist already (--skip-existing)" if kept else ""))
+    for note in (note for _count, notes, _failed, _kept in reports for note in notes):
         print(f"note: {note}")
     if failed:
         print(f"could not translate {len(failed)} file(s):", file=sys.stderr)

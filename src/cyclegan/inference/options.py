@@ -50,6 +50,10 @@ class TranslateOptions:
         choices=("8", "16", "float"))
     overwrite: bool = option(False, "Replace output files that exist already (inputs are never replaced).",
                              shown_default="")
+    skip_existing: bool = option(False, "Leave output files that exist already and translate only the inputs "
+                                        "without one: continues an interrupted translation (each output file is "
+                                        "written whole or not at all; a DICOM series folder is translated again).",
+                                 shown_default="")
     video_codec: str | None = option(
         None, "Encoder of the translated videos (default: libx264, i.e. H.264; libvpx-vp9 for WebM).",
         metavar="CODEC", group=VIDEO_GROUP)
@@ -69,6 +73,8 @@ class TranslateOptions:
 
     def check(self) -> None:
         """Raise ConfigError for values that cannot work, before any file is read."""
+        if self.overwrite and self.skip_existing:
+            raise ConfigError("--overwrite replaces the outputs that exist and --skip-existing keeps them; give one")
         for name in ("batch_size", "io_threads"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -81,6 +81,7 @@ class TranslationReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # written, but with something to know (see VideoResult)
     clipped: int = 0  # values of 16-bit, float and volume inputs outside the model's input window
+    kept: list[Path] = field(default_factory=list)  # outputs that existed and were left (`skip_existing`)
 
 
 class Translator:
@@ -271,14 +272,17 @@ class Translator:
                         video: VideoOptions | None = None, batch_size: int | None = None,
                         shard: tuple[int, int] = (0, 1), io_threads: int | None = None,
                         processes_on_host: int = 1, overwrite: bool = False,
-                        output_depth: str | None = None) -> TranslationReport:
+                        output_depth: str | None = None, skip_existing: bool = False) -> TranslationReport:
         """Translate image files, videos and folders into `out_dir`, keeping file names and formats.
 
         Unreadable files, and files that cannot be written, are reported in the result and the rest
         are still translated. Two inputs with the same name (from different folders) get `_1`,
         `_2`... rather than overwriting. Before anything is written, an output that would replace an
         input, or (unless `overwrite`) an existing file, is refused with a ConfigError
-        (`cyclegan.inference.outputs`).
+        (`cyclegan.inference.outputs`). With `skip_existing`, an output file that exists is left as
+        it is and its input not translated (`report.kept`): every output file is written whole or not
+        at all, so this continues an interrupted translation; a DICOM series folder, written file by
+        file, is translated again.
         Decoding the next images and encoding the finished ones run in `io_threads` worker threads
         while the network computes (PIL and torch release the GIL for their heavy parts; None: as
         many as `device.translation_io_threads` gives for the device and `processes_on_host`, the
@@ -296,10 +300,22 @@ class Translator:
         "8", "16", "float"), values mapped back through the model's windows; an output its format
         cannot hold is refused (ConfigError) before anything is translated.
         """
+        if overwrite and skip_existing:
+            raise ConfigError("--overwrite replaces the outputs that exist and --skip-existing keeps them; give one")
         video = video or VideoOptions()
         rank, world_size = shard
         out_dir = Path(out_dir)
         report = TranslationReport()
+
+        def unfinished(entries: list[tuple]) -> list[tuple]:
+            """This process's share of (input, output, ...) entries, less those `skip_existing` keeps.
+            Shared out first, so that every process takes the same files whatever the others wrote."""
+            share = entries[rank::world_size]
+            if not skip_existing:
+                return share
+            report.kept.extend(entry[1] for entry in share if os.path.isfile(entry[1]))
+            return [entry for entry in share if not os.path.isfile(entry[1])]
+
         paths = expand_inputs(inputs, report if rank == 0 else TranslationReport())
         volumes = [path for path in paths if scientific.is_volume(path)]
         paths = [path for path in paths if path not in volumes]
@@ -308,7 +324,8 @@ class Translator:
         images = [path for path in paths if not kinds[path]]
         if videos:
             video.check()  # before any image is translated
-        plan = plan_outputs(images, videos, out_dir, video.codec, video.frames_dir, overwrite, shard, volumes)
+        plan = plan_outputs(images, videos, out_dir, video.codec, video.frames_dir, overwrite or skip_existing, shard,
+                            volumes)
         if rank == 0:
             report.failed.extend(plan.failed)
             report.notes.extend(plan.notes)
@@ -317,11 +334,11 @@ class Translator:
         # Before anything is translated: refuses what cannot be written, says what is written at 8 bits.
         depths, depth_notes = scientific.check_outputs(array_plan, plan.volumes, self.spec, output_depth)
         out_dir.mkdir(parents=True, exist_ok=True)
-        self._translate_images([(path, target) for path, target in plan.images if path not in arrays][rank::world_size],
+        self._translate_images(unfinished([(path, target) for path, target in plan.images if path not in arrays]),
                                report, progress, batch_size,
                                io_threads or translation_io_threads(self.device, processes_on_host))
         for kind, entries in (("image", array_plan), ("volume", plan.volumes)):
-            for path, target in entries[rank::world_size]:
+            for path, target in unfinished(entries):
                 try:
                     if kind == "volume":
                         clipped = scientific.translate_volume_file(self.spec, self.translate_array, path, target)
@@ -346,7 +363,7 @@ class Translator:
         if report.clipped:
             report.notes.append(f"{report.clipped} value(s) clipped in all, outside the intensity windows the model "
                                 "was trained with (--window-a/--window-b)")
-        for path, target, frames_dir in plan.videos[rank::world_size]:
+        for path, target, frames_dir in unfinished(plan.videos):
             try:
                 result = translate_video(self, path, target, replace(video, frames_dir=frames_dir))
             except CycleGANError as error:  # this video only (damaged, a part it does not have, out of memory)
