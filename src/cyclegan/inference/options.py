@@ -72,9 +72,8 @@ class TranslateOptions:
         group=VIDEO_GROUP)
 
     def check(self) -> None:
-        """Raise ConfigError for values that cannot work, before any file is read."""
-        if self.overwrite and self.skip_existing:
-            raise ConfigError("--overwrite replaces the outputs that exist and --skip-existing keeps them; give one")
+        """Raise ConfigError for values that cannot work, before any file is read (--overwrite with
+        --skip-existing: `Translator.translate_files`, for callers of the library too)."""
         for name in ("batch_size", "io_threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
