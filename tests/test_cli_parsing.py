@@ -115,3 +115,27 @@ def test_serve_collects_every_direction_given_and_translate_takes_one():
     translate = build_parser().parse_args(["translate", "run", "a.png", "--out", "o", "--direction", "BtoA"])
     assert (serve.direction, translate.direction) == (["BtoA", "AtoB"], "BtoA")
     assert build_parser().parse_args(["translate", "run", "a.png", "--out", "o", "--no-progress"]).progress is False
+
+
+@pytest.mark.parametrize("command, argv, unwinds", [
+    ("translate", ["translate", "model", "photos", "--out", "out"], True),
+    ("study", ["study", "precision", "--out", "out", "--iters", "1"], False),
+    ("experiment", ["experiment", "ablation", "--data", "d", "--out", "out", "--iters", "1"], False),
+])
+def test_sigterm_unwinds_a_command_but_not_one_whose_trainings_are_child_processes(monkeypatch, command, argv,
+                                                                                  unwinds):
+    # Unwound, a translation removes the temporary file it was writing; a study or experiment that
+    # unwound would kill its training children before they save, so SIGTERM keeps its default
+    # there and reaches the children themselves.
+    import importlib
+    import signal
+
+    from cyclegan import cli
+
+    seen = []
+    monkeypatch.setattr(importlib.import_module(f"cyclegan.cli.{command}"), "run",
+                        lambda args: seen.append(signal.getsignal(signal.SIGTERM)) or 0)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(argv) == 0
+    assert (seen[0] is not before) is unwinds
+    assert signal.getsignal(signal.SIGTERM) is before  # put back afterwards

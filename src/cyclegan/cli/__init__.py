@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     for note in getattr(args, reference.NOTES, ()):  # reference-code options that change nothing here
         print(f"cyclegan {args.command}: note: {note}", file=sys.stderr)
     try:
-        with _sigterm_unwinds():
+        with _sigterm_unwinds() if getattr(args, "sigterm_unwinds", True) else contextlib.nullcontext():
             return int(args.func(args) or 0)
     except CycleGANError as error:
         print(f"cyclegan {args.command}: error: {error}", file=sys.stderr)
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised wherever the command is, as Ctrl-C raises KeyboardInterrupt, so that it unwinds
     the same way: a file being written atomically is removed, not left as a temporary beside the
-    outputs. `cyclegan train` handles SIGTERM itself while it trains (it finishes the step and saves)."""
+    outputs. `cyclegan train` handles SIGTERM itself while it trains (it finishes the step and saves);
+    `study` and `experiment`, whose trainings are child processes, leave it to its default."""
 
 
 @contextlib.contextmanager

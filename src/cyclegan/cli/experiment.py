@@ -31,7 +31,9 @@ def register(subparsers) -> None:
                         help="Keep the variants already trained and evaluated in --out by the same commands (they "
                              "stay in the tables), and continue an interrupted training from its last checkpoint; "
                              "without it every variant run starts afresh.")
-    parser.set_defaults(func=run, takes_passthrough=True)
+    # Its trainings run as child processes, which stop cleanly on the SIGTERM a scheduler sends them
+    # all; unwinding this process on it would kill them before they save (cli.Terminated).
+    parser.set_defaults(func=run, takes_passthrough=True, sigterm_unwinds=False)
 
 
 def run(args: argparse.Namespace) -> int:

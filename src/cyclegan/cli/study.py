@@ -38,7 +38,9 @@ def register(subparsers) -> None:
                         help="With --parallel > 1, skip the 1-iteration run that first caches the evaluation's "
                              "networks.")
     parser.add_argument("--summarize", action="store_true", help="Only rebuild the tables from finished runs.")
-    parser.set_defaults(func=run, takes_passthrough=True)
+    # Its trainings run as child processes, which stop cleanly on the SIGTERM a scheduler sends them
+    # all; unwinding this process on it would kill them before they save (cli.Terminated).
+    parser.set_defaults(func=run, takes_passthrough=True, sigterm_unwinds=False)
 
 
 def run(args: argparse.Namespace) -> int:
