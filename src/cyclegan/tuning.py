@@ -246,12 +246,13 @@ def probe(candidates: list[Arithmetic], measure: Measure, budget_seconds: float 
             budget = _budget(budget_seconds, planned_iterations, ratio * ranked.fastest)
             ends_at = now - started + ratio * (now - stand_in_started)
         if ends_at > budget:
-            ranked.warm_up(candidates)
-            if not ranked.rounds:
+            if ratio is None:  # the stand-in's warm-ups and first round, which the ratio's case has had
+                ranked.warm_up(candidates)
                 ranked.next_round()
             ranked.more_rounds(lambda fastest: budget, started)
             reason = (f"timing whole calls once each after a warm-up would end at about {ends_at:.3g} s, past the "
-                      f"budget of {budget:.3g} s" + (f" (one costs about {ratio:.3g} stand-in calls)" if ratio is not None else ""))
+                      f"budget of {budget:.3g} s"
+                      + (f" (one costs about {ratio:.3g} stand-in calls)" if ratio is not None else ""))
             return ranked.result(job, stand_in.unit, reason)
     whole.warm_up(candidates)
     whole.next_round()
