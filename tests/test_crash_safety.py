@@ -141,23 +141,30 @@ def zygote():
 
 
 # ----------------------------------------------------------------------------- signals
-def test_ctrl_c_finishes_the_step_saves_names_the_resume_command_and_resume_continues(tiny_dataset, tmp_path, capsys):
-    runs, run = tmp_path / "runs", tmp_path / "runs" / "interrupted"
+def signal_the_group_after_two_iterations(args: list[str], run: Path, signum: int,
+                                          tmp_path: Path) -> tuple[int, str, str]:
+    """`cyclegan train ARGS` in its own process group, sent `signum` to the whole group (its
+    data-loading workers too) once two iterations of `run` are logged: its exit code, stdout, stderr."""
     stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    args = train_args(tiny_dataset, runs, "interrupted", "--epochs", "1000", "--num-workers", "1")
     with open(stdout_path, "w") as stdout, open(stderr_path, "w") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "cyclegan", *args], stdout=stdout, stderr=stderr,
                                    env=ENVIRONMENT, start_new_session=True)
         try:
             wait_until(lambda: len(logged_iterations(run)) >= 2 or process.poll() is not None, 180,
                        "two logged iterations")
-            # As Ctrl-C in a terminal: SIGINT to the whole process group, data-loading worker included.
-            os.killpg(process.pid, signal.SIGINT)
+            os.killpg(process.pid, signum)
             code = process.wait(timeout=120)
         finally:
             if process.poll() is None:
                 process.kill()
-    out, err = stdout_path.read_text(), stderr_path.read_text()
+    return code, stdout_path.read_text(), stderr_path.read_text()
+
+
+def test_ctrl_c_finishes_the_step_saves_names_the_resume_command_and_resume_continues(tiny_dataset, tmp_path, capsys):
+    runs, run = tmp_path / "runs", tmp_path / "runs" / "interrupted"
+    args = train_args(tiny_dataset, runs, "interrupted", "--epochs", "1000", "--num-workers", "1")
+    # As Ctrl-C in a terminal: SIGINT to the whole process group, data-loading worker included.
+    code, out, err = signal_the_group_after_two_iterations(args, run, signal.SIGINT, tmp_path)
 
     assert "Traceback" not in err, err
     assert code == 130, out + err
@@ -187,22 +194,10 @@ def test_sigterm_to_the_whole_process_group_stops_cleanly_with_a_loading_worker(
     # data-loading workers included. A worker killed by it used to end the run in a traceback
     # from the loader's watchdog, inside the step, with nothing saved.
     runs, run = tmp_path / "runs", tmp_path / "runs" / "timed-out"
-    output_path = tmp_path / "output.txt"
     args = train_args(tiny_dataset, runs, "timed-out", "--epochs", "1000", "--num-workers", "2")
-    with open(output_path, "w") as output:
-        process = subprocess.Popen([sys.executable, "-m", "cyclegan", *args], stdout=output, stderr=subprocess.STDOUT,
-                                   env=ENVIRONMENT, start_new_session=True)
-        try:
-            wait_until(lambda: len(logged_iterations(run)) >= 2 or process.poll() is not None, 180,
-                       "two logged iterations")
-            os.killpg(process.pid, signal.SIGTERM)
-            code = process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-    out = output_path.read_text()
-    assert "Traceback" not in out, out
-    assert code == 143, out
+    code, out, err = signal_the_group_after_two_iterations(args, run, signal.SIGTERM, tmp_path)
+    assert "Traceback" not in out + err, out + err
+    assert code == 143, out + err
     assert f"stopped by SIGTERM; continue with: cyclegan train --resume {run}" in out
     assert assert_checkpoint_loads(run) == logged_iterations(run)[-1]
 

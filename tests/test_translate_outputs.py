@@ -94,12 +94,17 @@ def test_an_out_folder_reached_through_a_link_or_a_hard_linked_input_is_still_th
     assert image.read_bytes() == before
 
 
-def test_an_existing_output_is_kept_unless_overwrite_is_given(run, tmp_path, capsys):
-    photos = tmp_path / "photos"
-    write_images(photos, 2, size=(32, 32))
-    out = tmp_path / "out"
+def photos_and_an_earlier_result(tmp_path, count: int):
+    """`count` photos img_000.png... and an --out folder already holding an img_001.png of its own."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    write_images(photos, count, size=(32, 32))
     out.mkdir()
     (out / "img_001.png").write_bytes(b"an earlier result")
+    return photos, out
+
+
+def test_an_existing_output_is_kept_unless_overwrite_is_given(run, tmp_path, capsys):
+    photos, out = photos_and_an_earlier_result(tmp_path, 2)
     assert translate(run, photos, "--out", out) == 2
     assert contents(out) == {"img_001.png": b"an earlier result"}  # nothing written, not even img_000
     line = one_error_line(capsys)
@@ -213,11 +218,7 @@ def test_a_file_that_cannot_be_written_is_reported_and_the_rest_translated(run, 
 # --- continuing an interrupted translation ---------------------------------------------------------
 
 def test_skip_existing_leaves_the_outputs_that_exist_and_translates_the_rest(run, tmp_path, capsys):
-    photos = tmp_path / "photos"
-    write_images(photos, 3, size=(32, 32))
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "img_001.png").write_bytes(b"an earlier result")
+    photos, out = photos_and_an_earlier_result(tmp_path, 3)
     capsys.readouterr()
     assert translate(run, photos, "--out", out, "--skip-existing") == 0
     assert capsys.readouterr().out.splitlines()[-1] == (f"translated 2 file(s) into {out}; left 1 that exist "
